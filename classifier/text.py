@@ -1,0 +1,111 @@
+"""Text normalisation and tokenisation shared by training and inference.
+
+Both the scikit-learn pipeline (classifier.model) and the compiled inference
+path (classifier.fast) call these exact functions, so the two can never drift
+apart: equality of their probabilities rests on sharing code, not on keeping
+two implementations in step.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+_WHITESPACE = re.compile(r"\s\s+|[\t\n\r\f\v]")
+# Same default as scikit-learn's word tokeniser: single characters (English
+# "a", "i") carry little signal and runs of CJK characters come out as one
+# token, which is harmless because the character n-grams cover them.
+WORD_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+ANALYZER_KINDS = ("word", "char", "char_wb")
+
+
+def normalize(text: str) -> str:
+    """NFKC folds full-width Latin/digits (common in Chinese input methods)
+    onto ASCII, so "ＲＥＳＥＴ" and "reset" share features."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def word_ngrams(text: str, min_n: int, max_n: int, token_re: re.Pattern[str]) -> list[str]:
+    tokens = token_re.findall(text)
+    if max_n == 1:
+        return tokens
+    out = list(tokens) if min_n == 1 else []
+    count = len(tokens)
+    for n in range(max(min_n, 2), min(max_n, count) + 1):
+        out.extend(" ".join(tokens[i : i + n]) for i in range(count - n + 1))
+    return out
+
+
+def char_wb_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
+    # Mirrors scikit-learn's char_wb: each word padded with one space, and a
+    # word shorter than n contributes itself once rather than nothing.
+    out: list[str] = []
+    extend = out.extend
+    for word in text.split():
+        padded = f" {word} "
+        length = len(padded)
+        for n in range(min_n, max_n + 1):
+            if length <= n:
+                out.append(padded)
+                break
+            extend([padded[i : i + n] for i in range(length - n + 1)])
+    return out
+
+
+def char_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
+    out: list[str] = []
+    length = len(text)
+    for n in range(min_n, min(max_n, length) + 1):
+        out.extend([text[i : i + n] for i in range(length - n + 1)])
+    return out
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """A picklable, JSON-describable analyzer over *normalised* text.
+
+    It is handed to TfidfVectorizer as a callable and persisted as its three
+    fields, so a loaded model rebuilds the identical tokeniser with no pickle.
+    """
+
+    kind: str
+    min_n: int
+    max_n: int
+    token_pattern: str = WORD_TOKEN_PATTERN
+
+    def __post_init__(self) -> None:
+        if self.kind not in ANALYZER_KINDS:
+            raise ValueError(f"analyzer kind must be one of {ANALYZER_KINDS}, got {self.kind!r}")
+        if not 1 <= self.min_n <= self.max_n:
+            raise ValueError(f"bad n-gram range ({self.min_n}, {self.max_n})")
+        object.__setattr__(self, "_token_re", re.compile(self.token_pattern))
+
+    def analyze_normalized(self, text: str) -> list[str]:
+        if self.kind == "word":
+            return word_ngrams(text, self.min_n, self.max_n, self._token_re)  # type: ignore[attr-defined]
+        if self.kind == "char_wb":
+            return char_wb_ngrams(text, self.min_n, self.max_n)
+        return char_ngrams(text, self.min_n, self.max_n)
+
+    def __call__(self, raw: str) -> list[str]:
+        return self.analyze_normalized(normalize(raw))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "min_n": self.min_n,
+            "max_n": self.max_n,
+            "token_pattern": self.token_pattern,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> "Analyzer":
+        return cls(
+            kind=str(data["kind"]),
+            min_n=int(data["min_n"]),  # type: ignore[arg-type]
+            max_n=int(data["max_n"]),  # type: ignore[arg-type]
+            token_pattern=str(data["token_pattern"]),
+        )
