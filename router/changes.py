@@ -1,0 +1,133 @@
+"""What one use case changed: the unit of work's contents.
+
+A use case mutates the in-memory domain objects and records here frozen
+copies of what must be persisted, taken at the moment of the change, so a
+later request mutating the same objects cannot leak into this commit. The
+storage adapter turns a batch of Changes into a few SQL statements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Agent, Conversation, ConversationStatus, Customer, Handoff, Sender, Tier
+from .tracker import TrackerEvent
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    id: str
+    channel_id: str
+    external_id: str
+    customer: Customer
+    status: ConversationStatus
+    created_at: float
+    updated_at: float
+    bot_streak: int
+    handoff_count: int
+    handoff_id: str | None
+    agent_id: str | None
+
+    @classmethod
+    def of(cls, c: Conversation) -> ConversationState:
+        return cls(
+            id=c.id,
+            channel_id=c.channel_id,
+            external_id=c.external_id,
+            customer=c.customer,
+            status=c.status,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+            bot_streak=c.bot_streak,
+            handoff_count=c.handoff_count,
+            handoff_id=c.handoff.id if c.handoff else None,
+            agent_id=c.agent_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: str
+    channel_id: str
+    conversation_id: str
+    sender: Sender
+    text: str
+    at: float
+    external_id: str | None = None  # the channel's id, for inbound messages
+    agent_id: str | None = None
+    tier: Tier | None = None
+    intent: str | None = None
+    confidence: float | None = None
+    in_reply_to: str | None = None
+    response: dict[str, Any] | None = None  # the answer returned to the channel
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A delivery to the channel's webhook, sent after commit by the worker."""
+
+    idempotency_key: str
+    channel_id: str
+    conversation_id: str
+    kind: str
+    payload: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProfile:
+    """An agent's settings (not their load, which moves by deltas)."""
+
+    id: str
+    name: str
+    skills: frozenset[str]
+    capacity: int
+    status: str
+    idle_since: float
+
+    @classmethod
+    def of(cls, a: Agent) -> AgentProfile:
+        return cls(a.id, a.name, a.skills, a.capacity, a.status.value, a.idle_since)
+
+
+@dataclass(slots=True)
+class Changes:
+    # Set for a customer message: the commit is skipped whole if the channel
+    # already sent this message id (a retry that raced us, or one after a
+    # restart), and the stored answer is returned instead.
+    inbound: MessageRecord | None = None
+    generation: int = 0
+    conversations: dict[str, ConversationState] = field(default_factory=dict)
+    handoffs: dict[str, Handoff] = field(default_factory=dict)
+    new_agents: list[AgentProfile] = field(default_factory=list)
+    agents: dict[str, AgentProfile] = field(default_factory=dict)
+    load_deltas: dict[str, int] = field(default_factory=dict)
+    messages: list[MessageRecord] = field(default_factory=list)
+    events: list[TrackerEvent] = field(default_factory=list)
+    outbox: list[OutboxItem] = field(default_factory=list)
+
+    def conversation(self, c: Conversation) -> None:
+        self.conversations[c.id] = ConversationState.of(c)
+
+    def handoff(self, h: Handoff) -> None:
+        self.handoffs[h.id] = dataclasses.replace(h)
+
+    def agent(self, a: Agent) -> None:
+        self.agents[a.id] = AgentProfile.of(a)
+
+    def load(self, agent_id: str, delta: int) -> None:
+        self.load_deltas[agent_id] = self.load_deltas.get(agent_id, 0) + delta
+
+    def event(self, e: TrackerEvent) -> None:
+        self.events.append(e)
+
+    def message(self, m: MessageRecord) -> None:
+        self.messages.append(m)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.inbound or self.conversations or self.handoffs or self.new_agents or self.agents
+            or self.load_deltas or self.messages or self.events or self.outbox
+        )

@@ -1,0 +1,382 @@
+"""Tiered response metrics, computed by replaying the tracker's events.
+
+Definitions follow docs/metrics.md (the product's spec): a customer message
+belongs to the bot tier if the bot answered it and to the human tier if it
+caused a handoff or arrived while a person held or was due to hold the
+conversation. Every ratio carries its numerator and denominator and every
+duration statistic its count and sum, so ranges can be added up correctly.
+
+The replay is the reference implementation: faster paths (rollups) must
+agree with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from .model import Tier
+from .tracker import EventKind, TrackerEvent
+
+GroupBy = Literal["tier", "skill", "agent", "channel"]
+Bucket = Literal["hour", "day"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SLA:
+    bot_seconds: float = 2.0
+    human_seconds: float = 60.0
+    human_first_response_seconds: float = 60.0
+
+    def for_tier(self, tier: Tier) -> float:
+        return self.bot_seconds if tier is Tier.BOT else self.human_seconds
+
+
+# ---------------------------------------------------------------- replay facts
+@dataclass(slots=True)
+class _HandoffFact:
+    id: str
+    channel: str
+    requested_at: float
+    reason: str
+    skill: str
+    agent: str | None = None
+    assigned_at: float | None = None
+    first_reply_at: float | None = None
+    resolved_at: float | None = None
+    abandoned: bool = False
+
+
+@dataclass(slots=True)
+class _MessageFact:
+    tier: Tier
+    channel: str
+    received_at: float
+    handoff: _HandoffFact | None = None
+    after_first_reply: bool = False
+    replied_at: float | None = None
+    replied_by: str | None = None
+
+    @property
+    def response_time(self) -> float | None:
+        return None if self.replied_at is None else self.replied_at - self.received_at
+
+
+@dataclass(slots=True)
+class _Episode:
+    """A conversation from its first message (or reopening) to its end."""
+
+    channel: str
+    started_at: float
+    handoffs: list[_HandoffFact] = field(default_factory=list)
+    ended_at: float | None = None
+
+    @property
+    def tier(self) -> Tier:
+        return Tier.HUMAN if self.handoffs else Tier.BOT
+
+
+@dataclass(slots=True)
+class _Rating:
+    at: float
+    rating: int
+    episode: _Episode
+
+
+@dataclass(slots=True)
+class _Replay:
+    messages: list[_MessageFact] = field(default_factory=list)
+    handoffs: list[_HandoffFact] = field(default_factory=list)
+    episodes: list[_Episode] = field(default_factory=list)
+    ratings: list[_Rating] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _ConversationState:
+    channel: str
+    episode: _Episode | None = None
+    handoff: _HandoffFact | None = None
+    unlinked_human: list[_MessageFact] = field(default_factory=list)
+    awaiting_bot: dict[str, _MessageFact] = field(default_factory=dict)
+    awaiting_human: list[_MessageFact] = field(default_factory=list)
+    last_episode: _Episode | None = None
+
+
+def replay(events: Iterable[TrackerEvent]) -> _Replay:
+    """Turn the event log (ordered by time, then log order) into facts."""
+    out = _Replay()
+    states: dict[str, _ConversationState] = {}
+    for e in events:
+        st = states.get(e.conversation_id)
+        if st is None:
+            st = states[e.conversation_id] = _ConversationState(channel=e.channel_id)
+        kind = e.kind
+        if kind is EventKind.MESSAGE_RECEIVED:
+            if st.episode is None:
+                st.episode = _Episode(channel=st.channel, started_at=e.at)
+                st.last_episode = st.episode
+                out.episodes.append(st.episode)
+            tier = Tier(e.data.get("tier", "bot"))
+            fact = _MessageFact(tier=tier, channel=st.channel, received_at=e.at)
+            out.messages.append(fact)
+            if tier is Tier.BOT:
+                if e.message_id:
+                    st.awaiting_bot[e.message_id] = fact
+            else:
+                if st.handoff is not None:
+                    fact.handoff = st.handoff
+                    fact.after_first_reply = st.handoff.first_reply_at is not None
+                else:
+                    st.unlinked_human.append(fact)
+                st.awaiting_human.append(fact)
+        elif kind is EventKind.BOT_ANSWERED:
+            fact = st.awaiting_bot.pop(str(e.data.get("in_reply_to")), None)
+            if fact is not None and fact.replied_at is None:
+                fact.replied_at = e.at
+        elif kind is EventKind.HANDOFF_REQUESTED:
+            h = _HandoffFact(id=e.handoff_id or "", channel=st.channel, requested_at=e.at,
+                             reason=str(e.data.get("reason", "other")), skill=str(e.data.get("skill", "")))
+            out.handoffs.append(h)
+            st.handoff = h
+            if st.episode is None:  # pragma: no cover - a handoff always follows a message
+                st.episode = _Episode(channel=st.channel, started_at=e.at)
+                out.episodes.append(st.episode)
+            st.episode.handoffs.append(h)
+            for fact in st.unlinked_human:
+                fact.handoff = h
+            st.unlinked_human.clear()
+        elif kind is EventKind.ASSIGNED:
+            if st.handoff is not None:
+                st.handoff.agent = e.agent_id
+                if st.handoff.assigned_at is None:
+                    st.handoff.assigned_at = e.at
+        elif kind is EventKind.AGENT_REPLIED:
+            for fact in st.awaiting_human:
+                fact.replied_at = e.at
+                fact.replied_by = e.agent_id
+            st.awaiting_human.clear()
+            if st.handoff is not None and st.handoff.first_reply_at is None:
+                st.handoff.first_reply_at = e.at
+        elif kind is EventKind.TRANSFERRED:
+            if st.handoff is not None:
+                st.handoff.skill = str(e.data.get("skill") or st.handoff.skill)
+        elif kind is EventKind.RESOLVED:
+            if st.handoff is not None and st.handoff.resolved_at is None:
+                st.handoff.resolved_at = e.at
+                st.handoff.abandoned = bool(e.data.get("abandoned"))
+            if st.episode is not None:
+                st.episode.ended_at = e.at
+            st.episode = None
+            st.handoff = None
+            st.awaiting_bot.clear()
+            st.awaiting_human.clear()
+            st.unlinked_human.clear()
+        elif kind is EventKind.FEEDBACK:
+            rating = e.data.get("rating")
+            episode = st.episode or st.last_episode
+            if rating is not None and episode is not None:
+                out.ratings.append(_Rating(at=e.at, rating=int(rating), episode=episode))
+    return out
+
+
+# ---------------------------------------------------------------- aggregation
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not sorted_values:
+        return None
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    if lo == hi:
+        return sorted_values[lo]
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def duration_stats(values: list[float]) -> dict[str, Any]:
+    values = sorted(values)
+    total = sum(values)
+    n = len(values)
+    return {
+        "count": n,
+        "sum": round(total, 6),
+        "avg": round(total / n, 6) if n else None,
+        "p50": _round(percentile(values, 0.5)),
+        "p90": _round(percentile(values, 0.9)),
+    }
+
+
+def ratio(numerator: int, denominator: int) -> dict[str, Any]:
+    return {
+        "value": round(numerator / denominator, 6) if denominator else None,
+        "numerator": numerator,
+        "denominator": denominator,
+    }
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
+
+
+def bucket_start(t: float, bucket: Bucket) -> float | None:
+    if bucket is None:
+        return None
+    size = 3600 if bucket == "hour" else 86400
+    return math.floor(t / size) * size
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class _Group:
+    bot_messages: list[_MessageFact] = field(default_factory=list)
+    human_messages: list[_MessageFact] = field(default_factory=list)
+    handoffs: list[_HandoffFact] = field(default_factory=list)
+    episodes: list[_Episode] = field(default_factory=list)
+    ratings: list[_Rating] = field(default_factory=list)
+
+
+def _message_key(m: _MessageFact, group_by: GroupBy) -> str | None:
+    if group_by == "channel":
+        return m.channel
+    if m.tier is Tier.BOT or m.handoff is None:
+        return None
+    if group_by == "skill":
+        return m.handoff.skill
+    if group_by == "agent":
+        return m.replied_by or m.handoff.agent
+    return None
+
+
+def _handoff_key(h: _HandoffFact, group_by: GroupBy) -> str | None:
+    return {"channel": h.channel, "skill": h.skill, "agent": h.agent}.get(group_by)
+
+
+def _episode_key(ep: _Episode, group_by: GroupBy) -> str | None:
+    if group_by == "channel":
+        return ep.channel
+    if not ep.handoffs:
+        return None
+    return _handoff_key(ep.handoffs[-1], group_by)
+
+
+def compute(
+    events: Iterable[TrackerEvent],
+    *,
+    start: float,
+    end: float,
+    now: float,
+    sla: SLA = SLA(),
+    group_by: GroupBy = "tier",
+    bucket: Bucket = None,
+) -> dict[str, Any]:
+    """Metrics for what started in [start, end): messages received, handoffs
+    requested, conversations started and ratings given in the range."""
+    facts = replay(events)
+    groups: dict[tuple[str | None, float | None], _Group] = defaultdict(_Group)
+
+    def inside(t: float) -> bool:
+        return start <= t < end
+
+    for m in facts.messages:
+        if inside(m.received_at):
+            g = groups[(_message_key(m, group_by), bucket_start(m.received_at, bucket))]
+            (g.bot_messages if m.tier is Tier.BOT else g.human_messages).append(m)
+    for h in facts.handoffs:
+        if inside(h.requested_at):
+            groups[(_handoff_key(h, group_by), bucket_start(h.requested_at, bucket))].handoffs.append(h)
+    for ep in facts.episodes:
+        if inside(ep.started_at):
+            groups[(_episode_key(ep, group_by), bucket_start(ep.started_at, bucket))].episodes.append(ep)
+    for r in facts.ratings:
+        if inside(r.at):
+            groups[(_episode_key(r.episode, group_by), bucket_start(r.at, bucket))].ratings.append(r)
+
+    def sort_key(item: tuple[tuple[str | None, float | None], _Group]) -> tuple[str, float]:
+        (key, b), _ = item
+        return (key or "", b or 0.0)
+
+    out_groups = []
+    for (key, b), g in sorted(groups.items(), key=sort_key):
+        out_groups.append({
+            "key": {} if group_by == "tier" else {group_by: key},
+            "bucket": _iso(b),
+            "bot": _bot_figures(g, sla, now),
+            "human": _human_figures(g, sla, now),
+        })
+    if not out_groups:
+        out_groups.append({"key": {}, "bucket": None, "bot": _bot_figures(_Group(), sla, now),
+                           "human": _human_figures(_Group(), sla, now)})
+    return {
+        "from": _iso(start),
+        "to": _iso(end),
+        "generated_at": _iso(now),
+        "group_by": group_by,
+        "bucket": bucket,
+        "sla": {
+            "bot_seconds": sla.bot_seconds,
+            "human_seconds": sla.human_seconds,
+            "human_first_response_seconds": sla.human_first_response_seconds,
+        },
+        "groups": out_groups,
+    }
+
+
+def _message_figures(messages: list[_MessageFact], sla_seconds: float, now: float) -> dict[str, Any]:
+    replied = [m.response_time for m in messages if m.response_time is not None]
+    within = sum(1 for t in replied if t <= sla_seconds)
+    due = sum(1 for m in messages if m.replied_at is not None or now >= m.received_at + sla_seconds)
+    return {
+        "messages": len(messages),
+        "pending": len(messages) - due,
+        "response_rate_within_sla": ratio(within, due),
+        "response_time": duration_stats(replied),  # type: ignore[arg-type]
+    }
+
+
+def _satisfaction(ratings: list[_Rating], tier: Tier) -> dict[str, Any]:
+    given = [r for r in ratings if r.episode.tier is tier]
+    return ratio(sum(1 for r in given if r.rating >= 4), len(given))
+
+
+def _bot_figures(g: _Group, sla: SLA, now: float) -> dict[str, Any]:
+    figures = _message_figures(g.bot_messages, sla.bot_seconds, now)
+    contained = [ep for ep in g.episodes if ep.ended_at is not None and not ep.handoffs]
+    figures["conversations_started"] = len(g.episodes)
+    figures["containment"] = ratio(len(contained), len(g.episodes))
+    figures["resolution_time"] = duration_stats([ep.ended_at - ep.started_at for ep in contained])  # type: ignore[operator]
+    figures["satisfaction"] = _satisfaction(g.ratings, Tier.BOT)
+    return figures
+
+
+def _human_figures(g: _Group, sla: SLA, now: float) -> dict[str, Any]:
+    figures = _message_figures(g.human_messages, sla.human_seconds, now)
+    hs = g.handoffs
+    first = [h.first_reply_at - h.requested_at for h in hs if h.first_reply_at is not None]
+    first_due = sum(
+        1 for h in hs if h.first_reply_at is not None or now >= h.requested_at + sla.human_first_response_seconds
+    )
+    reasons: dict[str, int] = defaultdict(int)
+    for h in hs:
+        reasons[h.reason] += 1
+    interval = [m.response_time for m in g.human_messages if m.after_first_reply and m.response_time is not None]
+    figures["handoffs"] = len(hs)
+    figures["handoff_rate"] = ratio(sum(len(ep.handoffs) for ep in g.episodes), len(g.episodes))
+    figures["handoff_reasons"] = dict(sorted(reasons.items()))
+    figures["first_response_time"] = duration_stats(first)
+    figures["first_response_within_sla"] = ratio(
+        sum(1 for t in first if t <= sla.human_first_response_seconds), first_due
+    )
+    figures["reply_interval"] = duration_stats(interval)  # type: ignore[arg-type]
+    figures["queue_wait"] = duration_stats([h.assigned_at - h.requested_at for h in hs if h.assigned_at is not None])
+    figures["resolution_time"] = duration_stats(
+        [h.resolved_at - h.requested_at for h in hs if h.resolved_at is not None and not h.abandoned]
+    )
+    figures["abandonment"] = ratio(sum(1 for h in hs if h.abandoned), len(hs))
+    figures["satisfaction"] = _satisfaction(g.ratings, Tier.HUMAN)
+    return figures

@@ -1,0 +1,152 @@
+"""The domain model: customers, conversations, handoffs and agents."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Tier(enum.StrEnum):
+    BOT = "bot"
+    HUMAN = "human"
+
+
+class AgentStatus(enum.StrEnum):
+    ONLINE = "online"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+class ConversationStatus(enum.StrEnum):
+    BOT = "bot"  # the bot tier holds it
+    QUEUED = "queued"  # handed off, waiting for an agent
+    ASSIGNED = "assigned"  # an agent holds it
+    RESOLVED = "resolved"  # ended; a new customer message reopens it to the bot
+
+
+class HandoffReason(enum.StrEnum):
+    LOW_CONFIDENCE = "low_confidence"
+    NEEDS_HUMAN = "needs_human"
+    CUSTOMER_ASKED = "customer_asked"
+    REPEATED_MISS = "repeated_miss"
+    VIP = "vip"
+    OTHER = "other"
+
+
+class Sender(enum.StrEnum):
+    CUSTOMER = "customer"
+    BOT = "bot"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    name: str | None = None
+    vip: bool = False
+
+
+@dataclass(slots=True)
+class Agent:
+    id: str
+    name: str
+    skills: frozenset[str]
+    capacity: int
+    status: AgentStatus = AgentStatus.OFFLINE
+    open_count: int = 0
+    # When the agent last took a conversation (or came online): ties in load go
+    # to whoever has waited longest, so work spreads evenly over a shift.
+    idle_since: float = 0.0
+
+    @property
+    def load(self) -> float:
+        return self.open_count / self.capacity if self.capacity > 0 else float("inf")
+
+    def has_free_slot(self) -> bool:
+        return self.status is AgentStatus.ONLINE and self.open_count < self.capacity
+
+    def can_take(self, skill: str) -> bool:
+        return self.has_free_slot() and skill in self.skills
+
+
+@dataclass(slots=True)
+class Handoff:
+    """One passage of a conversation from the bot tier to the human tier."""
+
+    id: str
+    conversation_id: str
+    channel_id: str
+    seq: int  # 1 for the conversation's first handoff, 2 for the next...
+    reason: HandoffReason
+    skill: str
+    requested_at: float
+    vip: bool = False
+    agent_id: str | None = None
+    assigned_at: float | None = None
+    first_reply_at: float | None = None
+    resolved_at: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+    @property
+    def waiting(self) -> bool:
+        return self.is_open and self.agent_id is None
+
+    def queue_key(self) -> tuple[bool, float, str]:
+        # VIP before regular, then oldest first; the id breaks exact-time ties
+        # deterministically.
+        return (not self.vip, self.requested_at, self.id)
+
+
+@dataclass(slots=True)
+class Conversation:
+    id: str
+    channel_id: str
+    external_id: str
+    customer: Customer
+    created_at: float
+    status: ConversationStatus = ConversationStatus.BOT
+    updated_at: float = 0.0
+    # Bot answers since the conversation last started, was resolved or came back
+    # from a person: the handoff policy hands off after too many in a row.
+    bot_streak: int = 0
+    handoff_count: int = 0
+    handoff: Handoff | None = None
+    # Inbound message ids already answered → the answer given, so a retry gets
+    # the first answer back without redoing anything.
+    answers: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.handoff.agent_id if self.handoff is not None else None
+
+    @property
+    def tier(self) -> Tier:
+        return Tier.HUMAN if self.status in (ConversationStatus.QUEUED, ConversationStatus.ASSIGNED) else Tier.BOT
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    id: str
+    name: str
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    created_at: float = 0.0
+
+
+class Role(enum.StrEnum):
+    CHANNEL = "channel"
+    AGENT = "agent"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a role and, for channels and agents, which one."""
+
+    role: Role
+    subject_id: str | None = None

@@ -1,0 +1,94 @@
+"""Ports: what the use cases need from the outside world.
+
+Adapters implement them: storage/ for the Store, classifier/ for the
+Classifier, the web layer for the Notifier. Unit tests pass fakes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .changes import Changes, MessageRecord
+from .model import Agent, Conversation, Handoff
+from .policy import Prediction
+from .tracker import TrackerEvent
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class FakeClock:
+    """A clock that moves only when told to: tests replay exact timelines."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> float:
+        self.t += seconds
+        return self.t
+
+    def set(self, t: float) -> None:
+        self.t = t
+
+
+class Classifier(Protocol):
+    async def classify(self, text: str) -> Prediction: ...
+
+
+class Notifier(Protocol):
+    """Pushes events to connected agents; best effort, after commit."""
+
+    def to_agent(self, agent_id: str, payload: dict[str, Any]) -> None: ...
+
+
+class DuplicateMessage(Exception):
+    """The store already holds this inbound message id (not an error to users)."""
+
+
+class Store(Protocol):
+    """Repository and unit of work in one: reads, and the group commit."""
+
+    async def commit(self, changes: Changes) -> None:
+        """Make the changes durable; raise DuplicateMessage or Unavailable."""
+
+    async def load_agents(self) -> list[Agent]: ...
+
+    async def load_open_conversations(self) -> list[Conversation]:
+        """Every conversation with an open handoff, with its handoff and answers."""
+
+    async def load_conversation(self, channel_id: str, external_id: str) -> Conversation | None: ...
+
+    async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None: ...
+
+    async def stored_answer(self, channel_id: str, external_id: str) -> dict[str, Any] | None: ...
+
+    async def history(self, conversation_id: str, limit: int) -> list[MessageRecord]: ...
+
+    async def idle_conversations(self, before: float, limit: int) -> list[str]: ...
+
+    async def events_between(self, start: float, end: float) -> Sequence[TrackerEvent]: ...
+
+
+__all__ = [
+    "Agent",
+    "Changes",
+    "Classifier",
+    "Clock",
+    "DuplicateMessage",
+    "FakeClock",
+    "Handoff",
+    "Notifier",
+    "Store",
+    "SystemClock",
+]

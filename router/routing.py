@@ -1,0 +1,152 @@
+"""Skill-based routing: who takes a handoff, and who waits in which order.
+
+Eligible agents are online, hold the skill and have a free slot. The least
+loaded (open ÷ capacity) wins; equal loads go to the agent idle longest. When
+nobody is eligible the handoff waits: VIP before regular, then oldest first.
+Whenever capacity appears (a slot frees, an agent comes online or gains a
+skill) the oldest eligible waiting handoffs are assigned at once.
+
+The Dispatcher holds the agents and the queue in memory and mutates them; it
+returns what happened so the service layer can persist and announce it. It
+does no I/O: the database enforces the same invariants independently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tierdesk.errors import Conflict, NotFound
+
+from .model import Agent, AgentStatus, Handoff
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    handoff: Handoff
+    agent: Agent
+    at: float
+
+
+def choose_agent(agents: Iterable[Agent], skill: str) -> Agent | None:
+    best: Agent | None = None
+    best_key: tuple[float, float, str] | None = None
+    for agent in agents:
+        if not agent.can_take(skill):
+            continue
+        key = (agent.load, agent.idle_since, agent.id)
+        if best_key is None or key < best_key:
+            best, best_key = agent, key
+    return best
+
+
+class Dispatcher:
+    def __init__(self, agents: Iterable[Agent] = (), waiting: Iterable[Handoff] = ()) -> None:
+        self.agents: dict[str, Agent] = {a.id: a for a in agents}
+        self._waiting: dict[str, Handoff] = {h.id: h for h in waiting if h.waiting}
+
+    # -- queries -------------------------------------------------------------
+    def agent(self, agent_id: str) -> Agent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise NotFound(f"agent {agent_id!r} does not exist") from None
+
+    def waiting(self) -> list[Handoff]:
+        return sorted(self._waiting.values(), key=Handoff.queue_key)
+
+    def queue_position(self, handoff: Handoff) -> int | None:
+        """1-based position among handoffs waiting for the same skill."""
+        if handoff.id not in self._waiting:
+            return None
+        ahead = sum(
+            1
+            for h in self._waiting.values()
+            if h.skill == handoff.skill and h.queue_key() < handoff.queue_key()
+        )
+        return ahead + 1
+
+    # -- commands ------------------------------------------------------------
+    def add_agent(self, agent: Agent, now: float) -> list[Assignment]:
+        if agent.id in self.agents:
+            raise Conflict(f"agent {agent.id!r} already exists")
+        self.agents[agent.id] = agent
+        return self.drain(now)
+
+    def request(self, handoff: Handoff, now: float) -> Assignment | None:
+        """Route a new (or transferred) handoff: assign it now or queue it."""
+        agent = choose_agent(self.agents.values(), handoff.skill)
+        if agent is None:
+            self._waiting[handoff.id] = handoff
+            return None
+        return self._assign(handoff, agent, now)
+
+    def assign_to(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
+        """A transfer to a named agent: skills don't matter, capacity does."""
+        if not agent.has_free_slot():
+            raise Conflict(f"agent {agent.id!r} has no free slot", code="agent_unavailable")
+        return self._assign(handoff, agent, now)
+
+    def release(self, handoff: Handoff, now: float) -> list[Assignment]:
+        """The handoff ended or left its agent: free the slot and refill it."""
+        self._waiting.pop(handoff.id, None)
+        if handoff.agent_id is not None:
+            agent = self.agents.get(handoff.agent_id)
+            if agent is not None and agent.open_count > 0:
+                agent.open_count -= 1
+        return self.drain(now)
+
+    def withdraw(self, handoff: Handoff) -> None:
+        """A waiting handoff left the queue without an agent (customer gone)."""
+        self._waiting.pop(handoff.id, None)
+
+    def set_status(self, agent_id: str, status: AgentStatus, now: float) -> list[Assignment]:
+        agent = self.agent(agent_id)
+        if agent.status is not AgentStatus.ONLINE and status is AgentStatus.ONLINE:
+            agent.idle_since = now
+        agent.status = status
+        return self.drain(now)
+
+    def update_agent(
+        self,
+        agent_id: str,
+        now: float,
+        *,
+        skills: Iterable[str] | None = None,
+        capacity: int | None = None,
+        name: str | None = None,
+    ) -> list[Assignment]:
+        agent = self.agent(agent_id)
+        if skills is not None:
+            agent.skills = frozenset(skills)
+        if capacity is not None:
+            # Lowering capacity below the current load keeps the open
+            # conversations; the agent just takes no new ones until under it.
+            agent.capacity = capacity
+        if name is not None:
+            agent.name = name
+        return self.drain(now)
+
+    def drain(self, now: float) -> list[Assignment]:
+        """Assign waiting handoffs while some agent can take one, oldest first."""
+        made: list[Assignment] = []
+        free = [a for a in self.agents.values() if a.has_free_slot()]
+        if not self._waiting or not free:
+            return made
+        for handoff in self.waiting():
+            agent = choose_agent(free, handoff.skill)
+            if agent is not None:
+                made.append(self._assign(handoff, agent, now))
+                if not agent.has_free_slot():
+                    free.remove(agent)
+                    if not free:
+                        break
+        return made
+
+    def _assign(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
+        self._waiting.pop(handoff.id, None)
+        agent.open_count += 1
+        agent.idle_since = now
+        handoff.agent_id = agent.id
+        handoff.assigned_at = now
+        return Assignment(handoff=handoff, agent=agent, at=now)

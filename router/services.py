@@ -1,0 +1,630 @@
+"""Use cases: what happens when a customer writes, an agent acts, time passes.
+
+The Desk owns the in-memory working set (agents, the waiting queue, the
+conversations in play) and is the only writer of it. Each use case runs its
+decision synchronously on the event loop, so no two requests interleave
+inside one, records what changed in a Changes, and awaits the store's group
+commit before answering. A commit that fails leaves memory ahead of the
+database, so the working set is dropped and reloaded (the generation moves on
+and changes built on the old one are refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tierdesk.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+
+from . import policy as hp
+from .changes import AgentProfile, Changes, MessageRecord, OutboxItem
+from .ids import new_id
+from .model import (
+    Agent,
+    AgentStatus,
+    Conversation,
+    ConversationStatus,
+    Customer,
+    Handoff,
+    HandoffReason,
+    Sender,
+    Tier,
+)
+from .ports import Classifier, Clock, DuplicateMessage, Notifier, Store
+from .routing import Assignment, Dispatcher
+from .tracker import EndedBy, EventKind, TrackerEvent
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    message_id: str
+    conversation_id: str
+    customer: Customer
+    text: str
+    sent_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeskConfig:
+    default_skill: str = "general"
+    max_bot_answers: int = 2
+    vip_to_human: bool = False
+    human_phrases: tuple[str, ...] = hp.DEFAULT_HUMAN_PHRASES
+    conversation_cache_size: int = 100_000
+    history_limit: int = 500
+
+
+@dataclass(slots=True)
+class _Effects:
+    """What to announce once the commit is durable."""
+
+    notices: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def to_agent(self, agent_id: str, payload: dict[str, Any]) -> None:
+        self.notices.append((agent_id, payload))
+
+
+class NullNotifier:
+    def to_agent(self, agent_id: str, payload: dict[str, Any]) -> None:
+        pass
+
+
+class Desk:
+    def __init__(
+        self,
+        store: Store,
+        classifier: Classifier,
+        clock: Clock,
+        config: DeskConfig = DeskConfig(),
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.store = store
+        self.classifier = classifier
+        self.clock = clock
+        self.config = config
+        self.notifier: Notifier = notifier or NullNotifier()
+        self.policy = hp.HandoffPolicy(
+            default_skill=config.default_skill,
+            human_phrases=config.human_phrases,
+            max_bot_answers=config.max_bot_answers,
+            vip_to_human=config.vip_to_human,
+        )
+        self.dispatcher = Dispatcher()
+        self.generation = 0
+        self._conversations: OrderedDict[tuple[str, str], Conversation] = OrderedDict()
+        self._by_id: dict[str, Conversation] = {}
+        self._loading: dict[tuple[str, str], asyncio.Future[Conversation]] = {}
+        self._pending: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
+        self._in_flight: dict[str, int] = {}  # conversation id -> uncommitted changes
+        self._ready = False
+        self._reload_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ state
+    async def start(self) -> None:
+        await self._reload()
+
+    async def _reload(self) -> None:
+        async with self._reload_lock:
+            agents = await self.store.load_agents()
+            open_conversations = await self.store.load_open_conversations()
+            self._conversations.clear()
+            self._by_id.clear()
+            self._in_flight.clear()
+            waiting = [c.handoff for c in open_conversations if c.handoff and c.handoff.waiting]
+            self.dispatcher = Dispatcher(agents, waiting)
+            for c in open_conversations:
+                self._remember(c)
+            self._ready = True
+
+    async def _ensure_ready(self) -> None:
+        if not self._ready:
+            await self._reload()
+
+    def _invalidate(self) -> None:
+        self.generation += 1
+        self._ready = False
+
+    def _remember(self, c: Conversation) -> None:
+        key = (c.channel_id, c.external_id)
+        self._conversations[key] = c
+        self._conversations.move_to_end(key)
+        self._by_id[c.id] = c
+        self._evict()
+
+    def _evict(self) -> None:
+        # Conversations with a person involved or a commit in flight stay: the
+        # dispatcher holds their handoffs, and memory is ahead of the database.
+        excess = len(self._conversations) - self.config.conversation_cache_size
+        if excess <= 0:
+            return
+        for key in list(self._conversations)[: excess * 2]:
+            c = self._conversations[key]
+            if c.tier is Tier.BOT and not self._in_flight.get(c.id):
+                del self._conversations[key]
+                self._by_id.pop(c.id, None)
+                excess -= 1
+                if excess <= 0:
+                    return
+
+    async def _conversation(self, channel_id: str, external_id: str, customer: Customer) -> Conversation:
+        key = (channel_id, external_id)
+        while True:
+            await self._ensure_ready()
+            c = self._conversations.get(key)
+            if c is not None:
+                self._conversations.move_to_end(key)
+                return c
+            loading = self._loading.get(key)
+            if loading is not None:
+                await asyncio.shield(loading)
+                continue
+            fut: asyncio.Future[Conversation] = asyncio.get_running_loop().create_future()
+            self._loading[key] = fut
+            generation = self.generation
+            try:
+                c = await self.store.load_conversation(channel_id, external_id)
+                if generation != self.generation:
+                    continue
+                if c is None:
+                    now = self.clock.now()
+                    c = Conversation(
+                        id=new_id("conv"), channel_id=channel_id, external_id=external_id,
+                        customer=customer, created_at=now, updated_at=now,
+                    )
+                self._remember(c)
+                fut.set_result(c)
+                return c
+            except BaseException as exc:
+                fut.set_exception(exc)
+                fut.exception()  # retrieved here; waiters retry the load themselves
+                raise
+            finally:
+                self._loading.pop(key, None)
+
+    async def _conversation_by_id(self, conversation_id: str) -> Conversation:
+        await self._ensure_ready()
+        c = self._by_id.get(conversation_id)
+        if c is not None:
+            return c
+        generation = self.generation
+        loaded = await self.store.load_conversation_by_id(conversation_id)
+        if loaded is None:
+            raise NotFound(f"conversation {conversation_id!r} does not exist")
+        if generation != self.generation:
+            return await self._conversation_by_id(conversation_id)
+        # Someone may have loaded it while we awaited; keep the first copy.
+        c = self._by_id.get(conversation_id)
+        if c is None:
+            self._remember(loaded)
+            c = loaded
+        return c
+
+    async def _commit(self, changes: Changes, touched: Iterable[Conversation], effects: _Effects) -> None:
+        ids = [c.id for c in touched]
+        for cid in ids:
+            self._in_flight[cid] = self._in_flight.get(cid, 0) + 1
+        try:
+            await self.store.commit(changes)
+        except DuplicateMessage:
+            raise
+        except Unavailable:
+            self._invalidate()
+            raise
+        except Exception as exc:
+            self._invalidate()
+            raise Unavailable("the change could not be stored; retry") from exc
+        finally:
+            for cid in ids:
+                n = self._in_flight.get(cid, 0) - 1
+                if n > 0:
+                    self._in_flight[cid] = n
+                else:
+                    self._in_flight.pop(cid, None)
+        for agent_id, payload in effects.notices:
+            self.notifier.to_agent(agent_id, payload)
+
+    def _changes(self) -> Changes:
+        return Changes(generation=self.generation)
+
+    # ------------------------------------------------------------- customers
+    async def receive_message(self, channel_id: str, msg: IncomingMessage) -> dict[str, Any]:
+        key = (channel_id, msg.message_id)
+        conv = await self._conversation(channel_id, msg.conversation_id, msg.customer)
+        answered = conv.answers.get(msg.message_id)
+        if answered is not None:
+            return answered
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[key] = fut
+        try:
+            response = await self._process_customer_message(channel_id, conv, msg)
+            fut.set_result(response)
+            return response
+        except DuplicateMessage:
+            stored = await self.store.stored_answer(channel_id, msg.message_id)
+            if stored is None:  # pragma: no cover - the insert said it exists
+                raise Unavailable("message is being processed; retry") from None
+            conv.answers[msg.message_id] = stored
+            fut.set_result(stored)
+            return stored
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()
+            raise
+        finally:
+            self._pending.pop(key, None)
+
+    async def _process_customer_message(
+        self, channel_id: str, conv: Conversation, msg: IncomingMessage
+    ) -> dict[str, Any]:
+        prediction: hp.Prediction | None = None
+        while True:
+            generation = self.generation
+            if conv.tier is Tier.BOT and prediction is None:
+                prediction = await self.classifier.classify(msg.text)
+                continue  # the conversation may have moved on while we waited
+            if generation != self.generation or self._by_id.get(conv.id) is not conv:
+                raise Unavailable("state was reloaded; retry")
+            break
+        now = self.clock.now()
+        changes, effects = self._changes(), _Effects()
+        response = self._apply_customer_message(conv, msg, prediction, now, changes, effects)
+        touched = {conv.id: conv}
+        await self._commit(changes, touched.values(), effects)
+        conv.answers[msg.message_id] = response
+        return response
+
+    def _apply_customer_message(
+        self,
+        conv: Conversation,
+        msg: IncomingMessage,
+        prediction: hp.Prediction | None,
+        now: float,
+        changes: Changes,
+        effects: _Effects,
+    ) -> dict[str, Any]:
+        if msg.customer != conv.customer:
+            conv.customer = msg.customer
+        base = dict(channel_id=conv.channel_id, conversation_id=conv.id)
+        if conv.status is ConversationStatus.RESOLVED:
+            conv.status = ConversationStatus.BOT
+            conv.bot_streak = 0
+            changes.event(TrackerEvent(EventKind.REOPENED, now, **base))
+        message_id = new_id("msg")
+        conv.updated_at = now
+        response: dict[str, Any]
+        intent = confidence = None
+        if conv.tier is Tier.HUMAN:
+            h = conv.handoff
+            assert h is not None
+            tier = Tier.HUMAN
+            changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, now, **base, message_id=message_id,
+                                       handoff_id=h.id, agent_id=h.agent_id, data={"tier": tier.value}))
+            if h.agent_id is not None:
+                response = {"action": "forwarded", "agent_id": h.agent_id}
+                effects.to_agent(h.agent_id, {
+                    "type": "customer_message", "conversation_id": conv.id,
+                    "message": {"id": message_id, "text": msg.text, "at": now},
+                })
+            else:
+                response = self._handoff_response(h)
+        else:
+            assert prediction is not None
+            intent, confidence = prediction.intent_id, prediction.confidence
+            decision = self.policy.decide(msg.text, prediction, bot_streak=conv.bot_streak,
+                                          vip=conv.customer.vip)
+            if isinstance(decision, hp.Answer):
+                tier = Tier.BOT
+                conv.bot_streak += 1
+                reply_id = new_id("msg")
+                changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, now, **base, message_id=message_id,
+                                           data={"tier": tier.value}))
+                changes.message(MessageRecord(reply_id, conv.channel_id, conv.id, Sender.BOT, decision.text,
+                                              now, intent=decision.faq_id, confidence=decision.confidence,
+                                              in_reply_to=message_id))
+                changes.event(TrackerEvent(EventKind.BOT_ANSWERED, now, **base, message_id=reply_id,
+                                           data={"in_reply_to": message_id, "faq_id": decision.faq_id,
+                                                 "confidence": round(decision.confidence, 6)}))
+                response = {"action": "answer", "text": decision.text, "faq_id": decision.faq_id,
+                            "confidence": round(decision.confidence, 4)}
+            else:
+                tier = Tier.HUMAN
+                changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, now, **base, message_id=message_id,
+                                           data={"tier": tier.value}))
+                h = self._open_handoff(conv, decision.reason, decision.skill, now, changes, effects)
+                response = self._handoff_response(h)
+        changes.inbound = MessageRecord(
+            message_id, conv.channel_id, conv.id, Sender.CUSTOMER, msg.text, now,
+            external_id=msg.message_id, tier=tier, intent=intent, confidence=confidence, response=response,
+        )
+        changes.conversation(conv)
+        return response
+
+    def _handoff_response(self, h: Handoff) -> dict[str, Any]:
+        return {
+            "action": "handoff",
+            "reason": h.reason.value,
+            "skill": h.skill,
+            "agent_id": h.agent_id,
+            "queue_position": self.dispatcher.queue_position(h),
+        }
+
+    def _open_handoff(
+        self, conv: Conversation, reason: HandoffReason, skill: str, now: float,
+        changes: Changes, effects: _Effects,
+    ) -> Handoff:
+        conv.handoff_count += 1
+        conv.bot_streak = 0
+        h = Handoff(id=new_id("ho"), conversation_id=conv.id, channel_id=conv.channel_id,
+                    seq=conv.handoff_count, reason=reason, skill=skill, requested_at=now,
+                    vip=conv.customer.vip)
+        conv.handoff = h
+        conv.status = ConversationStatus.QUEUED
+        changes.event(TrackerEvent(EventKind.HANDOFF_REQUESTED, now, conv.channel_id, conv.id, handoff_id=h.id,
+                                   data={"reason": reason.value, "skill": skill}))
+        assignment = self.dispatcher.request(h, now)
+        if assignment is None:
+            changes.event(TrackerEvent(EventKind.QUEUED, now, conv.channel_id, conv.id, handoff_id=h.id,
+                                       data={"skill": skill}))
+            changes.handoff(h)
+        else:
+            self._record_assignment(assignment, changes, effects)
+        return h
+
+    def _record_assignment(self, a: Assignment, changes: Changes, effects: _Effects) -> None:
+        h = a.handoff
+        conv = self._by_id[h.conversation_id]
+        conv.status = ConversationStatus.ASSIGNED
+        changes.conversation(conv)
+        changes.handoff(h)
+        changes.load(a.agent.id, +1)
+        changes.agent(a.agent)
+        changes.event(TrackerEvent(EventKind.ASSIGNED, a.at, conv.channel_id, conv.id, handoff_id=h.id,
+                                   agent_id=a.agent.id, data={"skill": h.skill}))
+        effects.to_agent(a.agent.id, {"type": "assignment", "conversation": self.conversation_view(conv)})
+
+    def _record_assignments(self, made: Iterable[Assignment], changes: Changes, effects: _Effects) -> list[Conversation]:
+        touched = []
+        for a in made:
+            self._record_assignment(a, changes, effects)
+            touched.append(self._by_id[a.handoff.conversation_id])
+        return touched
+
+    async def feedback(self, channel_id: str, external_id: str, rating: int | None, resolved: bool) -> None:
+        conv = await self._existing_conversation(channel_id, external_id)
+        now = self.clock.now()
+        changes, effects = self._changes(), _Effects()
+        base = dict(channel_id=conv.channel_id, conversation_id=conv.id)
+        changes.event(TrackerEvent(EventKind.FEEDBACK, now, **base, handoff_id=conv.handoff.id if conv.handoff else None,
+                                   data={"rating": rating, "resolved": resolved}))
+        touched = [conv]
+        if resolved and conv.status is not ConversationStatus.RESOLVED:
+            touched += self._end(conv, EndedBy.FEEDBACK, now, changes, effects)
+        changes.conversation(conv)
+        await self._commit(changes, touched, effects)
+
+    async def close(self, channel_id: str, external_id: str) -> None:
+        """The channel reports the customer left."""
+        conv = await self._existing_conversation(channel_id, external_id)
+        if conv.status is ConversationStatus.RESOLVED:
+            return
+        now = self.clock.now()
+        changes, effects = self._changes(), _Effects()
+        touched = [conv, *self._end(conv, EndedBy.CUSTOMER, now, changes, effects)]
+        await self._commit(changes, touched, effects)
+
+    async def close_idle(self, idle_for: float, limit: int = 500) -> int:
+        """End conversations nobody wrote in for ``idle_for`` seconds."""
+        now = self.clock.now()
+        ids = await self.store.idle_conversations(now - idle_for, limit)
+        closed = 0
+        for cid in ids:
+            try:
+                conv = await self._conversation_by_id(cid)
+            except NotFound:
+                continue
+            if conv.status is ConversationStatus.RESOLVED or conv.updated_at > now - idle_for:
+                continue
+            changes, effects = self._changes(), _Effects()
+            touched = [conv, *self._end(conv, EndedBy.IDLE, self.clock.now(), changes, effects)]
+            await self._commit(changes, touched, effects)
+            closed += 1
+        return closed
+
+    async def _existing_conversation(self, channel_id: str, external_id: str) -> Conversation:
+        await self._ensure_ready()
+        c = self._conversations.get((channel_id, external_id))
+        if c is None:
+            c = await self.store.load_conversation(channel_id, external_id)
+            if c is None:
+                raise NotFound(f"conversation {external_id!r} does not exist")
+            c = self._conversations.get((channel_id, external_id)) or c
+            self._remember(c)
+        return c
+
+    def _end(self, conv: Conversation, by: EndedBy, now: float, changes: Changes, effects: _Effects) -> list[Conversation]:
+        """Resolve the conversation in whichever tier holds it."""
+        h = conv.handoff
+        data: dict[str, Any] = {"by": by.value}
+        touched: list[Conversation] = []
+        if h is not None and h.is_open:
+            data["abandoned"] = h.first_reply_at is None and by in (EndedBy.CUSTOMER, EndedBy.IDLE)
+            agent_id = h.agent_id
+            h.resolved_at = now
+            changes.handoff(h)
+            if agent_id is not None:
+                changes.load(agent_id, -1)
+                effects.to_agent(agent_id, {"type": "conversation_ended", "conversation_id": conv.id,
+                                            "by": by.value})
+            made = self.dispatcher.release(h, now)
+            touched = self._record_assignments(made, changes, effects)
+        conv.status = ConversationStatus.RESOLVED
+        conv.bot_streak = 0
+        conv.updated_at = now
+        changes.conversation(conv)
+        changes.event(TrackerEvent(EventKind.RESOLVED, now, conv.channel_id, conv.id,
+                                   handoff_id=h.id if h else None,
+                                   agent_id=h.agent_id if h else None, data=data))
+        return touched
+
+    # ---------------------------------------------------------------- agents
+    def agents(self) -> list[Agent]:
+        return sorted(self.dispatcher.agents.values(), key=lambda a: a.id)
+
+    async def create_agent(self, name: str, skills: Iterable[str], capacity: int, status: AgentStatus,
+                           agent_id: str | None = None) -> Agent:
+        await self._ensure_ready()
+        now = self.clock.now()
+        agent = Agent(id=agent_id or new_id("agt"), name=name, skills=frozenset(skills), capacity=capacity,
+                      status=status, idle_since=now)
+        changes, effects = self._changes(), _Effects()
+        changes.new_agents.append(AgentProfile.of(agent))
+        made = self.dispatcher.add_agent(agent, now)
+        touched = self._record_assignments(made, changes, effects)
+        await self._commit(changes, touched, effects)
+        return agent
+
+    async def update_agent(self, agent_id: str, *, status: AgentStatus | None = None,
+                           skills: Iterable[str] | None = None, capacity: int | None = None,
+                           name: str | None = None) -> Agent:
+        await self._ensure_ready()
+        now = self.clock.now()
+        changes, effects = self._changes(), _Effects()
+        made = []
+        if skills is not None or capacity is not None or name is not None:
+            made += self.dispatcher.update_agent(agent_id, now, skills=skills, capacity=capacity, name=name)
+        if status is not None:
+            made += self.dispatcher.set_status(agent_id, status, now)
+        agent = self.dispatcher.agent(agent_id)
+        changes.agent(agent)
+        touched = self._record_assignments(made, changes, effects)
+        await self._commit(changes, touched, effects)
+        return agent
+
+    def agent(self, agent_id: str) -> Agent:
+        return self.dispatcher.agent(agent_id)
+
+    async def open_conversations(self, agent_id: str) -> list[Conversation]:
+        await self._ensure_ready()
+        self.dispatcher.agent(agent_id)
+        found = [c for c in self._by_id.values() if c.agent_id == agent_id and c.handoff and c.handoff.is_open]
+        return sorted(found, key=lambda c: c.handoff.assigned_at or 0.0)  # type: ignore[union-attr]
+
+    async def _agents_conversation(self, agent_id: str, conversation_id: str) -> Conversation:
+        conv = await self._conversation_by_id(conversation_id)
+        if conv.agent_id != agent_id or conv.handoff is None or not conv.handoff.is_open:
+            raise Forbidden(f"conversation {conversation_id!r} is not assigned to you",
+                            code="not_your_conversation")
+        return conv
+
+    async def history(self, agent_id: str | None, conversation_id: str) -> tuple[Conversation, list[MessageRecord]]:
+        if agent_id is None:
+            conv = await self._conversation_by_id(conversation_id)
+        else:
+            conv = await self._agents_conversation(agent_id, conversation_id)
+        messages = await self.store.history(conv.id, self.config.history_limit)
+        return conv, messages
+
+    async def agent_reply(self, agent_id: str, conversation_id: str, text: str) -> MessageRecord:
+        conv = await self._agents_conversation(agent_id, conversation_id)
+        h = conv.handoff
+        assert h is not None
+        now = self.clock.now()
+        changes, effects = self._changes(), _Effects()
+        message = MessageRecord(new_id("msg"), conv.channel_id, conv.id, Sender.AGENT, text, now,
+                                agent_id=agent_id, tier=Tier.HUMAN)
+        changes.message(message)
+        changes.event(TrackerEvent(EventKind.AGENT_REPLIED, now, conv.channel_id, conv.id, message_id=message.id,
+                                   handoff_id=h.id, agent_id=agent_id))
+        if h.first_reply_at is None:
+            h.first_reply_at = now
+            changes.handoff(h)
+        conv.updated_at = now
+        changes.conversation(conv)
+        changes.outbox.append(OutboxItem(
+            idempotency_key=message.id, channel_id=conv.channel_id, conversation_id=conv.id,
+            kind="agent_message", at=now,
+            payload={"type": "agent_message", "message_id": message.id, "conversation_id": conv.external_id,
+                     "customer_id": conv.customer.id, "agent_id": agent_id,
+                     "agent_name": self.dispatcher.agent(agent_id).name, "text": text, "sent_at": now},
+        ))
+        await self._commit(changes, [conv], effects)
+        return message
+
+    async def resolve(self, agent_id: str, conversation_id: str) -> None:
+        conv = await self._agents_conversation(agent_id, conversation_id)
+        now = self.clock.now()
+        changes, effects = self._changes(), _Effects()
+        touched = [conv, *self._end(conv, EndedBy.AGENT, now, changes, effects)]
+        await self._commit(changes, touched, effects)
+
+    async def transfer(self, agent_id: str, conversation_id: str, *, skill: str | None = None,
+                       to_agent: str | None = None) -> Conversation:
+        if (skill is None) == (to_agent is None):
+            raise InvalidInput("give exactly one of skill or agent_id")
+        conv = await self._agents_conversation(agent_id, conversation_id)
+        h = conv.handoff
+        assert h is not None
+        target = None
+        if to_agent is not None:
+            target = self.dispatcher.agent(to_agent)
+            if to_agent == agent_id:
+                raise Conflict("the conversation is already yours")
+            if not target.has_free_slot():
+                raise Conflict(f"agent {to_agent!r} is not online with a free slot", code="agent_unavailable")
+        now = self.clock.now()
+        changes, effects = self._changes(), _Effects()
+        changes.load(agent_id, -1)
+        effects.to_agent(agent_id, {"type": "conversation_transferred", "conversation_id": conv.id})
+        new_skill = skill if skill is not None else h.skill
+        changes.event(TrackerEvent(EventKind.TRANSFERRED, now, conv.channel_id, conv.id, handoff_id=h.id,
+                                   agent_id=agent_id, data={"skill": new_skill, "to_agent": to_agent}))
+        # Free the old slot first (it may go to the oldest waiting handoff),
+        # then route this handoff again, keeping its place by request time.
+        made = self.dispatcher.release(h, now)
+        h.agent_id = None
+        h.skill = new_skill
+        conv.status = ConversationStatus.QUEUED
+        if target is not None:
+            assignment = self.dispatcher.assign_to(h, target, now)
+        else:
+            assignment = self.dispatcher.request(h, now)
+        touched = [conv, *self._record_assignments(made, changes, effects)]
+        if assignment is not None:
+            self._record_assignment(assignment, changes, effects)
+        else:
+            changes.event(TrackerEvent(EventKind.QUEUED, now, conv.channel_id, conv.id, handoff_id=h.id,
+                                       data={"skill": new_skill}))
+            changes.handoff(h)
+        conv.updated_at = now
+        changes.conversation(conv)
+        await self._commit(changes, touched, effects)
+        return conv
+
+    # ----------------------------------------------------------------- views
+    def conversation_view(self, conv: Conversation) -> dict[str, Any]:
+        h = conv.handoff
+        return {
+            "id": conv.id,
+            "channel_id": conv.channel_id,
+            "external_id": conv.external_id,
+            "customer": {"id": conv.customer.id, "name": conv.customer.name, "vip": conv.customer.vip},
+            "status": conv.status.value,
+            "tier": conv.tier.value,
+            "created_at": conv.created_at,
+            "updated_at": conv.updated_at,
+            "handoff": None if h is None else {
+                "id": h.id, "seq": h.seq, "reason": h.reason.value, "skill": h.skill,
+                "requested_at": h.requested_at, "agent_id": h.agent_id, "assigned_at": h.assigned_at,
+                "first_reply_at": h.first_reply_at, "resolved_at": h.resolved_at,
+                "queue_position": self.dispatcher.queue_position(h),
+            },
+        }
+
+    def queue(self) -> list[Handoff]:
+        return self.dispatcher.waiting()

@@ -1,0 +1,75 @@
+"""Engines for both dialects, with the settings each needs to be safe and fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    """SQLite allows one writer at a time, so writes get an engine of their own
+    with a single connection; reads use a pool. PostgreSQL uses one pool."""
+
+    write: AsyncEngine
+    read: AsyncEngine
+    dialect: str
+
+    async def dispose(self) -> None:
+        await self.write.dispose()
+        if self.read is not self.write:
+            await self.read.dispose()
+
+
+def async_url(url: str) -> str:
+    u = make_url(url)
+    if u.drivername in ("sqlite", "sqlite+pysqlite"):
+        u = u.set(drivername="sqlite+aiosqlite")
+    elif u.drivername in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
+        u = u.set(drivername="postgresql+asyncpg")
+    return u.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, synchronous: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Take transaction control away from the sqlite3 module so BEGIN is
+        # ours: the writer uses BEGIN IMMEDIATE to hold the write lock from the
+        # start instead of failing to upgrade a read lock under contention.
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash; FULL also survives a
+        # power cut, at a cost per commit (TIERDESK_SQLITE_SYNCHRONOUS).
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql(begin)
+
+
+def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "NORMAL") -> Engines:
+    url = async_url(url)
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        write = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        read = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
+        _sqlite_pragmas(write, begin="BEGIN IMMEDIATE", synchronous=sqlite_synchronous)
+        _sqlite_pragmas(read, begin="BEGIN", synchronous=sqlite_synchronous)
+        return Engines(write=write, read=read, dialect="sqlite")
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        # Fail fast when the server is gone instead of hanging requests.
+        connect_args={"timeout": 5, "command_timeout": 30},
+    )
+    return Engines(write=engine, read=engine, dialect=u.get_backend_name())

@@ -1,0 +1,320 @@
+"""The SQL adapter of the Store port: reads, and batches of Changes written
+with a handful of statements each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from router.changes import Changes, ConversationState, MessageRecord
+from router.model import (
+    Agent,
+    AgentStatus,
+    Conversation,
+    ConversationStatus,
+    Customer,
+    Handoff,
+    HandoffReason,
+    Sender,
+    Tier,
+)
+from router.tracker import EventKind, TrackerEvent
+from tierdesk.errors import CapacityExceeded
+
+from . import tables as t
+from .engine import Engines
+from .group_commit import GroupCommitter
+
+
+class SqlStore:
+    def __init__(self, engines: Engines, *, max_batch: int = 1000) -> None:
+        self.engines = engines
+        self._insert = postgresql.insert if engines.dialect == "postgresql" else sqlite.insert
+        self.committer = GroupCommitter(engines.write, self._apply_batch, max_batch=max_batch)
+
+    async def close(self) -> None:
+        await self.committer.close()
+
+    # ------------------------------------------------------------------ write
+    async def commit(self, changes: Changes) -> None:
+        await self.committer.commit(changes)
+
+    async def _apply_batch(self, conn: AsyncConnection, batch: Sequence[Changes]) -> list[bool]:
+        duplicates = [False] * len(batch)
+        inbound = [(i, c.inbound) for i, c in enumerate(batch) if c.inbound is not None]
+        if inbound:
+            stmt = (
+                self._insert(t.messages)
+                .on_conflict_do_nothing(index_elements=["channel_id", "external_id"])
+                .returning(t.messages.c.id)
+            )
+            rows = [_message_row(m) for _, m in inbound]  # type: ignore[arg-type]
+            stored = {r[0] for r in (await conn.execute(stmt, rows)).all()}
+            for i, m in inbound:
+                if m.id not in stored:  # type: ignore[union-attr]
+                    duplicates[i] = True
+        live = [c for c, dup in zip(batch, duplicates, strict=True) if not dup]
+
+        new_agents = [_agent_row(a) | {"open_count": 0} for c in live for a in c.new_agents]
+        if new_agents:
+            await conn.execute(t.agents.insert(), new_agents)
+        profiles: dict[str, Any] = {}
+        for c in live:
+            profiles.update(c.agents)
+        if profiles:
+            await conn.execute(
+                update(t.agents)
+                .where(t.agents.c.id == bindparam("b_id"))
+                .values(name=bindparam("name"), skills=bindparam("skills"), capacity=bindparam("capacity"),
+                        status=bindparam("status"), idle_since=bindparam("idle_since")),
+                [{**_agent_row(a), "b_id": a.id} for a in profiles.values()],
+            )
+
+        conversations: dict[str, ConversationState] = {}
+        for c in live:
+            conversations.update(c.conversations)
+        if conversations:
+            await self._upsert(conn, t.conversations, [_conversation_row(s) for s in conversations.values()])
+
+        handoffs: dict[str, Handoff] = {}
+        for c in live:
+            handoffs.update(c.handoffs)
+        if handoffs:
+            # Closed ones first: a conversation's next handoff may be opened in
+            # the same batch, and only one may be open at a time.
+            ordered = sorted(handoffs.values(), key=lambda h: h.resolved_at is None)
+            await self._upsert(conn, t.handoffs, [_handoff_row(h) for h in ordered])
+
+        await self._apply_load(conn, live)
+
+        messages = [_message_row(m) for c in live for m in c.messages]
+        if messages:
+            await conn.execute(t.messages.insert(), messages)
+        events = [_event_row(e) for c in live for e in c.events]
+        if events:
+            await conn.execute(t.events.insert(), events)
+        outbox = [
+            {"idempotency_key": o.idempotency_key, "channel_id": o.channel_id,
+             "conversation_id": o.conversation_id, "kind": o.kind, "payload": o.payload,
+             "created_at": o.at, "status": "pending", "attempts": 0, "next_attempt_at": o.at}
+            for c in live for o in c.outbox
+        ]
+        if outbox:
+            await conn.execute(t.outbox.insert(), outbox)
+        return duplicates
+
+    async def _upsert(self, conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> None:
+        stmt = self._insert(table)
+        keep = [c.name for c in table.c if c.name != "id"]
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in keep})
+        await conn.execute(stmt, rows)
+
+    async def _apply_load(self, conn: AsyncConnection, live: Sequence[Changes]) -> None:
+        net: dict[str, int] = {}
+        for c in live:
+            for agent_id, d in c.load_deltas.items():
+                net[agent_id] = net.get(agent_id, 0) + d
+        for agent_id, d in sorted(net.items(), key=lambda kv: kv[1]):
+            if d == 0:
+                continue
+            new = t.agents.c.open_count + d
+            stmt = update(t.agents).where(t.agents.c.id == agent_id)
+            if d > 0:
+                # The database, not only the dispatcher, refuses to go over
+                # capacity: the guard that holds across instances.
+                result = await conn.execute(stmt.where(new <= t.agents.c.capacity).values(open_count=new))
+                if result.rowcount != 1:
+                    raise CapacityExceeded(f"agent {agent_id!r} would exceed capacity")
+            else:
+                await conn.execute(stmt.values(open_count=case((new < 0, 0), else_=new)))
+
+    # ------------------------------------------------------------------- read
+    async def load_agents(self) -> list[Agent]:
+        async with self.engines.read.connect() as conn:
+            rows = (await conn.execute(select(t.agents).order_by(t.agents.c.id))).mappings().all()
+        return [
+            Agent(id=r["id"], name=r["name"], skills=frozenset(r["skills"]), capacity=r["capacity"],
+                  status=AgentStatus(r["status"]), open_count=r["open_count"], idle_since=r["idle_since"])
+            for r in rows
+        ]
+
+    async def load_open_conversations(self) -> list[Conversation]:
+        async with self.engines.read.connect() as conn:
+            q = (
+                select(t.conversations, t.handoffs)
+                .join(t.handoffs, t.handoffs.c.id == t.conversations.c.handoff_id)
+                .where(t.handoffs.c.resolved_at.is_(None))
+            )
+            rows = (await conn.execute(q)).all()
+            convs = [_conversation_from(r[: len(t.conversations.c)], r[len(t.conversations.c):]) for r in rows]
+            await self._load_answers(conn, convs)
+        return convs
+
+    async def load_conversation(self, channel_id: str, external_id: str) -> Conversation | None:
+        return await self._load_one(
+            and_(t.conversations.c.channel_id == channel_id, t.conversations.c.external_id == external_id)
+        )
+
+    async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None:
+        return await self._load_one(t.conversations.c.id == conversation_id)
+
+    async def _load_one(self, where: Any) -> Conversation | None:
+        async with self.engines.read.connect() as conn:
+            q = (
+                select(t.conversations, t.handoffs)
+                .outerjoin(t.handoffs, t.handoffs.c.id == t.conversations.c.handoff_id)
+                .where(where)
+            )
+            row = (await conn.execute(q)).first()
+            if row is None:
+                return None
+            n = len(t.conversations.c)
+            conv = _conversation_from(row[:n], row[n:] if row[n] is not None else None)
+            await self._load_answers(conn, [conv])
+        return conv
+
+    async def _load_answers(self, conn: AsyncConnection, convs: list[Conversation]) -> None:
+        if not convs:
+            return
+        by_id = {c.id: c for c in convs}
+        ids = list(by_id)
+        for i in range(0, len(ids), 500):
+            q = select(t.messages.c.conversation_id, t.messages.c.external_id, t.messages.c.response).where(
+                t.messages.c.conversation_id.in_(ids[i : i + 500]),
+                t.messages.c.external_id.is_not(None),
+            )
+            for cid, ext, response in (await conn.execute(q)).all():
+                if response is not None:
+                    by_id[cid].answers[ext] = response
+
+    async def stored_answer(self, channel_id: str, external_id: str) -> dict[str, Any] | None:
+        async with self.engines.read.connect() as conn:
+            q = select(t.messages.c.response).where(
+                t.messages.c.channel_id == channel_id, t.messages.c.external_id == external_id
+            )
+            return (await conn.execute(q)).scalar_one_or_none()
+
+    async def history(self, conversation_id: str, limit: int) -> list[MessageRecord]:
+        async with self.engines.read.connect() as conn:
+            q = (
+                select(t.messages)
+                .where(t.messages.c.conversation_id == conversation_id)
+                .order_by(t.messages.c.at.desc(), t.messages.c.id.desc())
+                .limit(limit)
+            )
+            rows = (await conn.execute(q)).mappings().all()
+        out = [
+            MessageRecord(
+                id=r["id"], channel_id=r["channel_id"], conversation_id=r["conversation_id"],
+                sender=Sender(r["sender"]), text=r["text"], at=r["at"], external_id=r["external_id"],
+                agent_id=r["agent_id"], tier=Tier(r["tier"]) if r["tier"] else None, intent=r["intent"],
+                confidence=r["confidence"], in_reply_to=r["in_reply_to"],
+            )
+            for r in rows
+        ]
+        # A bot answer is written at the same instant as the question: show
+        # the question first.
+        out.sort(key=lambda m: (m.at, m.sender is not Sender.CUSTOMER))
+        return out
+
+    async def idle_conversations(self, before: float, limit: int) -> list[str]:
+        async with self.engines.read.connect() as conn:
+            q = (
+                select(t.conversations.c.id)
+                .where(t.conversations.c.status != ConversationStatus.RESOLVED.value,
+                       t.conversations.c.updated_at < before)
+                .order_by(t.conversations.c.updated_at)
+                .limit(limit)
+            )
+            return list((await conn.execute(q)).scalars().all())
+
+    async def events_between(self, start: float, end: float) -> list[TrackerEvent]:
+        """Every event of each conversation that has an event in [start, end),
+        so replies after the range still count for messages inside it."""
+        async with self.engines.read.connect() as conn:
+            touched = (
+                select(t.events.c.conversation_id)
+                .where(t.events.c.at >= start, t.events.c.at < end)
+                .distinct()
+                .scalar_subquery()
+            )
+            q = select(t.events).where(t.events.c.conversation_id.in_(touched)).order_by(
+                t.events.c.at, t.events.c.seq
+            )
+            rows = (await conn.execute(q)).mappings().all()
+        return [
+            TrackerEvent(kind=EventKind(r["kind"]), at=r["at"], channel_id=r["channel_id"],
+                         conversation_id=r["conversation_id"], message_id=r["message_id"],
+                         handoff_id=r["handoff_id"], agent_id=r["agent_id"], data=r["data"] or {})
+            for r in rows
+        ]
+
+    async def count(self, table: str) -> int:
+        async with self.engines.read.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.metadata.tables[table]))).scalar_one())
+
+
+# ------------------------------------------------------------------- mapping
+def _message_row(m: MessageRecord) -> dict[str, Any]:
+    return {
+        "id": m.id, "channel_id": m.channel_id, "conversation_id": m.conversation_id,
+        "sender": m.sender.value, "text": m.text, "at": m.at, "external_id": m.external_id,
+        "agent_id": m.agent_id, "tier": m.tier.value if m.tier else None, "intent": m.intent,
+        "confidence": m.confidence, "in_reply_to": m.in_reply_to, "response": m.response,
+    }
+
+
+def _event_row(e: TrackerEvent) -> dict[str, Any]:
+    return {
+        "at": e.at, "kind": e.kind.value, "channel_id": e.channel_id, "conversation_id": e.conversation_id,
+        "message_id": e.message_id, "handoff_id": e.handoff_id, "agent_id": e.agent_id, "data": dict(e.data),
+    }
+
+
+def _agent_row(a: Any) -> dict[str, Any]:
+    return {
+        "id": a.id, "name": a.name, "skills": sorted(a.skills), "capacity": a.capacity,
+        "status": a.status if isinstance(a.status, str) else a.status.value, "idle_since": a.idle_since,
+        "created_at": a.idle_since,
+    }
+
+
+def _conversation_row(s: ConversationState) -> dict[str, Any]:
+    return {
+        "id": s.id, "channel_id": s.channel_id, "external_id": s.external_id, "customer_id": s.customer.id,
+        "customer_name": s.customer.name, "customer_vip": s.customer.vip, "status": s.status.value,
+        "created_at": s.created_at, "updated_at": s.updated_at, "bot_streak": s.bot_streak,
+        "handoff_count": s.handoff_count, "handoff_id": s.handoff_id, "agent_id": s.agent_id,
+    }
+
+
+def _handoff_row(h: Handoff) -> dict[str, Any]:
+    return {
+        "id": h.id, "conversation_id": h.conversation_id, "channel_id": h.channel_id, "seq": h.seq,
+        "reason": h.reason.value, "skill": h.skill, "requested_at": h.requested_at, "vip": h.vip,
+        "agent_id": h.agent_id, "assigned_at": h.assigned_at, "first_reply_at": h.first_reply_at,
+        "resolved_at": h.resolved_at,
+    }
+
+
+def _conversation_from(c: Sequence[Any], h: Sequence[Any] | None) -> Conversation:
+    cc = dict(zip(t.conversations.c.keys(), c, strict=True))
+    handoff = None
+    if h is not None:
+        hh = dict(zip(t.handoffs.c.keys(), h, strict=True))
+        handoff = Handoff(
+            id=hh["id"], conversation_id=hh["conversation_id"], channel_id=hh["channel_id"], seq=hh["seq"],
+            reason=HandoffReason(hh["reason"]), skill=hh["skill"], requested_at=hh["requested_at"],
+            vip=bool(hh["vip"]), agent_id=hh["agent_id"], assigned_at=hh["assigned_at"],
+            first_reply_at=hh["first_reply_at"], resolved_at=hh["resolved_at"],
+        )
+    return Conversation(
+        id=cc["id"], channel_id=cc["channel_id"], external_id=cc["external_id"],
+        customer=Customer(cc["customer_id"], cc["customer_name"], bool(cc["customer_vip"])),
+        created_at=cc["created_at"], status=ConversationStatus(cc["status"]), updated_at=cc["updated_at"],
+        bot_streak=cc["bot_streak"], handoff_count=cc["handoff_count"], handoff=handoff,
+    )

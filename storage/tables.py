@@ -1,0 +1,181 @@
+"""The schema. Alembic migrations (storage/migrations) create it; this module
+is what the code reads and what autogenerate compares against."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Integer primary keys that autoincrement on both dialects: BIGINT on
+# PostgreSQL, INTEGER (the rowid alias) on SQLite.
+SeqId = BigInteger().with_variant(Integer(), "sqlite")
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("webhook_url", Text),
+    Column("webhook_secret", String(128)),
+    Column("created_at", Double, nullable=False),
+)
+
+credentials = Table(
+    "credentials",
+    metadata,
+    # sha256 of the token: a leaked database does not leak usable tokens.
+    Column("token_hash", String(64), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("subject_id", String(64)),
+    Column("created_at", Double, nullable=False),
+    Column("revoked_at", Double),
+    Index("ix_credentials_subject", "role", "subject_id"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("skills", JSON, nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("open_count", Integer, nullable=False, server_default=text("0")),
+    Column("idle_since", Double, nullable=False),
+    Column("created_at", Double, nullable=False),
+    CheckConstraint("capacity >= 1", name="capacity_positive"),
+    CheckConstraint("open_count >= 0", name="open_count_nonnegative"),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("customer_name", String(200)),
+    Column("customer_vip", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("bot_streak", Integer, nullable=False),
+    Column("handoff_count", Integer, nullable=False),
+    Column("handoff_id", String(64)),
+    Column("agent_id", String(64)),
+    UniqueConstraint("channel_id", "external_id"),
+    Index("ix_conversations_status_updated", "status", "updated_at"),
+)
+
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("conversation_id", String(64), nullable=False),
+    Column("channel_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("skill", String(100), nullable=False),
+    Column("requested_at", Double, nullable=False),
+    Column("vip", Boolean, nullable=False),
+    Column("agent_id", String(64)),
+    Column("assigned_at", Double),
+    Column("first_reply_at", Double),
+    Column("resolved_at", Double),
+    UniqueConstraint("conversation_id", "seq"),
+    # At most one open handoff per conversation: a conversation can never be
+    # held by two agents, whatever the application does.
+    Index(
+        "uq_handoffs_one_open_per_conversation",
+        "conversation_id",
+        unique=True,
+        sqlite_where=text("resolved_at IS NULL"),
+        postgresql_where=text("resolved_at IS NULL"),
+    ),
+    Index(
+        "ix_handoffs_open_by_agent",
+        "agent_id",
+        sqlite_where=text("resolved_at IS NULL"),
+        postgresql_where=text("resolved_at IS NULL"),
+    ),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("conversation_id", String(64), nullable=False),
+    Column("sender", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("external_id", String(200)),
+    Column("agent_id", String(64)),
+    Column("tier", String(8)),
+    Column("intent", String(100)),
+    Column("confidence", Double),
+    Column("in_reply_to", String(64)),
+    Column("response", JSON),
+    # Idempotency: a channel's message id is stored once (NULLs, for replies, don't clash).
+    UniqueConstraint("channel_id", "external_id"),
+    Index("ix_messages_conversation_at", "conversation_id", "at"),
+    Index("ix_messages_at", "at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", SeqId, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("channel_id", String(64), nullable=False),
+    Column("conversation_id", String(64), nullable=False),
+    Column("message_id", String(64)),
+    Column("handoff_id", String(64)),
+    Column("agent_id", String(64)),
+    Column("data", JSON, nullable=False),
+    Index("ix_events_at", "at"),
+    Index("ix_events_conversation", "conversation_id", "seq"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(100), nullable=False, unique=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("conversation_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("status", String(16), nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("last_error", Text),
+    Column("delivered_at", Double),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_conversation", "conversation_id", "id"),
+)
