@@ -19,7 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from .text import Analyzer
+from .text import WORD_TOKEN_PATTERN, Analyzer
 
 
 class IntentClassifier(ClassifierMixin, BaseEstimator):
@@ -36,6 +36,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         word_ngram_range: tuple[int, int] = (1, 2),
         char_ngram_range: tuple[int, int] = (1, 4),
         char_analyzer: str = "char_wb",
+        token_pattern: str = WORD_TOKEN_PATTERN,
         sublinear_tf: bool = True,
         min_df: int = 1,
         max_features: int | None = None,
@@ -46,6 +47,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.word_ngram_range = word_ngram_range
         self.char_ngram_range = char_ngram_range
         self.char_analyzer = char_analyzer
+        self.token_pattern = token_pattern
         self.sublinear_tf = sublinear_tf
         self.min_df = min_df
         self.max_features = max_features
@@ -72,7 +74,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         if len(np.unique(labels)) < 2:
             raise ValueError("need at least two distinct labels to train a classifier")
         analyzers = (
-            Analyzer("word", *self.word_ngram_range),
+            Analyzer("word", *self.word_ngram_range, token_pattern=self.token_pattern),
             Analyzer(self.char_analyzer, *self.char_ngram_range),
         )
         self.vectorizers_ = [self._make_vectorizer(a) for a in analyzers]

@@ -1,0 +1,185 @@
+"""The serving-side model: compiled classifier + knowledge base + thresholds.
+
+Everything a router needs about an intent (answer, skill, flags, per-intent
+threshold override) is read from the knowledge base at prediction time, which
+is why editing an answer never requires retraining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tierdesk.errors import IncompatibleModelError, InvalidInput
+
+from .artifact import LoadedModel, ModelStore, load_model
+from .fast import CompiledClassifier
+from .knowledge_base import KnowledgeBase
+from .thresholds import Thresholds
+
+# Classification only needs the start of a message; capping it bounds the
+# CPU one request can burn in the (quadratic-in-n-gram-count) tokeniser.
+MAX_CLASSIFIED_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Prediction:
+    intent_id: str
+    confidence: float
+    threshold: float
+    answer: str | None
+    skill: str | None
+    needs_human: bool
+    out_of_scope: bool
+
+    @property
+    def confident(self) -> bool:
+        return self.confidence >= self.threshold and not self.out_of_scope
+
+    @property
+    def auto_answer(self) -> bool:
+        """True when the bot should reply with ``answer`` itself."""
+        return self.confident and not self.needs_human and self.answer is not None
+
+    @property
+    def handoff(self) -> bool:
+        return not self.auto_answer
+
+
+class FaqModel:
+    """Immutable: hot-swapping means building a new FaqModel and replacing the
+    reference the batcher's ``model_getter`` returns."""
+
+    def __init__(
+        self,
+        compiled: CompiledClassifier,
+        kb: KnowledgeBase,
+        thresholds: Thresholds,
+        *,
+        version: str | None = None,
+        trained_kb_hash: str | None = None,
+    ) -> None:
+        kb_hash = kb.content_hash()
+        if trained_kb_hash is not None and trained_kb_hash != kb_hash:
+            raise IncompatibleModelError(
+                f"model {version or ''} was trained on knowledge base {trained_kb_hash[:12]}, "
+                f"this knowledge base is {kb_hash[:12]}; retrain the model"
+            )
+        classes = [str(c) for c in compiled.classes_]
+        missing = [c for c in classes if c not in kb]
+        if missing:
+            raise IncompatibleModelError(
+                f"model predicts intents missing from the knowledge base: {missing}"
+            )
+        self.compiled = compiled
+        self.kb = kb
+        self.thresholds = thresholds
+        self.version = version
+        self.kb_hash = kb_hash
+        self._classes = classes
+        self._build_table()
+
+    def _build_table(self) -> None:
+        # Per-class facts precomputed once, so a prediction is an argmax and a
+        # tuple lookup.
+        default = self.kb.default_skill
+        table = []
+        for intent_id in self._classes:
+            intent = self.kb.get(intent_id)
+            assert intent is not None
+            threshold = (
+                intent.threshold
+                if intent.threshold is not None
+                else self.thresholds.for_intent(intent_id)
+            )
+            table.append(
+                (
+                    intent_id,
+                    float(threshold),
+                    intent.answer if intent.is_faq else None,
+                    intent.skill or default,
+                    intent.needs_human,
+                    intent.out_of_scope,
+                )
+            )
+        self._table = table
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, kb: KnowledgeBase) -> "FaqModel":
+        return cls(
+            loaded.compiled,
+            kb,
+            loaded.thresholds,
+            version=loaded.version,
+            trained_kb_hash=loaded.metadata.kb_hash,
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path, kb: KnowledgeBase) -> "FaqModel":
+        """Load one version directory (``models/v0003``)."""
+        return cls.from_loaded(load_model(directory, expected_kb_hash=kb.content_hash()), kb)
+
+    @classmethod
+    def load_active(cls, models_root: str | Path, kb: KnowledgeBase) -> "FaqModel":
+        loaded = ModelStore(models_root).load_active(expected_kb_hash=kb.content_hash())
+        return cls.from_loaded(loaded, kb)
+
+    def with_knowledge_base(self, kb: KnowledgeBase) -> "FaqModel":
+        """Same compiled model, new answers/skills/threshold overrides.
+
+        Refused when the training-relevant content changed, since the model
+        would then predict intents that no longer mean what it learned.
+        """
+        if kb.content_hash() != self.kb_hash:
+            raise IncompatibleModelError(
+                "knowledge base examples or intents changed since this model was trained; "
+                "retrain instead of swapping the knowledge base"
+            )
+        return FaqModel(self.compiled, kb, self.thresholds, version=self.version)
+
+    @property
+    def intent_ids(self) -> tuple[str, ...]:
+        return tuple(self._classes)
+
+    def _prediction(self, probs: np.ndarray) -> Prediction:
+        k = int(np.argmax(probs))
+        intent_id, threshold, answer, skill, needs_human, out_of_scope = self._table[k]
+        confidence = float(probs[k])
+        confident = confidence >= threshold and not out_of_scope
+        return Prediction(
+            intent_id=intent_id,
+            confidence=confidence,
+            threshold=threshold,
+            answer=answer,
+            # An unsure guess at "billing" is no reason to queue for billing
+            # agents: only a confident prediction routes to its own skill.
+            skill=skill if confident else self.kb.default_skill,
+            needs_human=needs_human,
+            out_of_scope=out_of_scope,
+        )
+
+    def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
+        texts = _check_texts(texts)
+        if not texts:
+            return []
+        if len(texts) == 1:
+            return [self._prediction(self.compiled.predict_proba_one(texts[0]))]
+        probs = self.compiled.predict_proba_many(texts)
+        return [self._prediction(row) for row in probs]
+
+    def predict(self, text: str) -> Prediction:
+        return self.predict_many([text])[0]
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise InvalidInput("expected a list of messages, got a single string")
+    out = []
+    for text in texts:
+        if not isinstance(text, str):
+            raise InvalidInput(f"message must be a string, got {type(text).__name__}")
+        out.append(text[:MAX_CLASSIFIED_CHARS])
+    return out
