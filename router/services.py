@@ -123,9 +123,17 @@ class Desk:
         if not self._ready:
             await self._reload()
 
-    def _invalidate(self) -> None:
+    def invalidate(self) -> None:
+        """Memory may be ahead of the database: reload before the next use case.
+
+        Called synchronously by the store when a commit fails, so nothing
+        decided on the old state can be committed after it."""
         self.generation += 1
         self._ready = False
+
+    async def _begin(self) -> int:
+        await self._ensure_ready()
+        return self.generation
 
     def _remember(self, c: Conversation) -> None:
         key = (c.channel_id, c.external_id)
@@ -203,6 +211,8 @@ class Desk:
         return c
 
     async def _commit(self, changes: Changes, touched: Iterable[Conversation], effects: _Effects) -> None:
+        if changes.generation != self.generation:
+            raise Unavailable("state was reloaded while deciding; retry")
         ids = [c.id for c in touched]
         for cid in ids:
             self._in_flight[cid] = self._in_flight.get(cid, 0) + 1
@@ -211,10 +221,10 @@ class Desk:
         except DuplicateMessage:
             raise
         except Unavailable:
-            self._invalidate()
+            self.invalidate()
             raise
         except Exception as exc:
-            self._invalidate()
+            self.invalidate()
             raise Unavailable("the change could not be stored; retry") from exc
         finally:
             for cid in ids:
@@ -226,13 +236,12 @@ class Desk:
         for agent_id, payload in effects.notices:
             self.notifier.to_agent(agent_id, payload)
 
-    def _changes(self) -> Changes:
-        return Changes(generation=self.generation)
 
     # ------------------------------------------------------------- customers
     async def receive_message(self, channel_id: str, msg: IncomingMessage) -> dict[str, Any]:
         key = (channel_id, msg.message_id)
         conv = await self._conversation(channel_id, msg.conversation_id, msg.customer)
+        gen = self.generation
         answered = conv.answers.get(msg.message_id)
         if answered is not None:
             return answered
@@ -242,7 +251,7 @@ class Desk:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[key] = fut
         try:
-            response = await self._process_customer_message(channel_id, conv, msg)
+            response = await self._process_customer_message(gen, conv, msg)
             fut.set_result(response)
             return response
         except DuplicateMessage:
@@ -260,19 +269,16 @@ class Desk:
             self._pending.pop(key, None)
 
     async def _process_customer_message(
-        self, channel_id: str, conv: Conversation, msg: IncomingMessage
+        self, gen: int, conv: Conversation, msg: IncomingMessage
     ) -> dict[str, Any]:
         prediction: hp.Prediction | None = None
-        while True:
-            generation = self.generation
-            if conv.tier is Tier.BOT and prediction is None:
-                prediction = await self.classifier.classify(msg.text)
-                continue  # the conversation may have moved on while we waited
-            if generation != self.generation or self._by_id.get(conv.id) is not conv:
-                raise Unavailable("state was reloaded; retry")
-            break
+        while conv.tier is Tier.BOT and prediction is None:
+            # Loop: the conversation may have moved on while we waited.
+            prediction = await self.classifier.classify(msg.text)
+        if gen != self.generation or self._by_id.get(conv.id) is not conv:
+            raise Unavailable("state was reloaded; retry")
         now = self.clock.now()
-        changes, effects = self._changes(), _Effects()
+        changes, effects = Changes(generation=gen), _Effects()
         response = self._apply_customer_message(conv, msg, prediction, now, changes, effects)
         touched = {conv.id: conv}
         await self._commit(changes, touched.values(), effects)
@@ -396,9 +402,10 @@ class Desk:
         return touched
 
     async def feedback(self, channel_id: str, external_id: str, rating: int | None, resolved: bool) -> None:
+        gen = await self._begin()
         conv = await self._existing_conversation(channel_id, external_id)
         now = self.clock.now()
-        changes, effects = self._changes(), _Effects()
+        changes, effects = Changes(generation=gen), _Effects()
         base = dict(channel_id=conv.channel_id, conversation_id=conv.id)
         changes.event(TrackerEvent(EventKind.FEEDBACK, now, **base, handoff_id=conv.handoff.id if conv.handoff else None,
                                    data={"rating": rating, "resolved": resolved}))
@@ -410,16 +417,18 @@ class Desk:
 
     async def close(self, channel_id: str, external_id: str) -> None:
         """The channel reports the customer left."""
+        gen = await self._begin()
         conv = await self._existing_conversation(channel_id, external_id)
         if conv.status is ConversationStatus.RESOLVED:
             return
         now = self.clock.now()
-        changes, effects = self._changes(), _Effects()
+        changes, effects = Changes(generation=gen), _Effects()
         touched = [conv, *self._end(conv, EndedBy.CUSTOMER, now, changes, effects)]
         await self._commit(changes, touched, effects)
 
     async def close_idle(self, idle_for: float, limit: int = 500) -> int:
         """End conversations nobody wrote in for ``idle_for`` seconds."""
+        gen = await self._begin()
         now = self.clock.now()
         ids = await self.store.idle_conversations(now - idle_for, limit)
         closed = 0
@@ -430,7 +439,7 @@ class Desk:
                 continue
             if conv.status is ConversationStatus.RESOLVED or conv.updated_at > now - idle_for:
                 continue
-            changes, effects = self._changes(), _Effects()
+            changes, effects = Changes(generation=gen), _Effects()
             touched = [conv, *self._end(conv, EndedBy.IDLE, self.clock.now(), changes, effects)]
             await self._commit(changes, touched, effects)
             closed += 1
@@ -478,11 +487,11 @@ class Desk:
 
     async def create_agent(self, name: str, skills: Iterable[str], capacity: int, status: AgentStatus,
                            agent_id: str | None = None) -> Agent:
-        await self._ensure_ready()
+        gen = await self._begin()
         now = self.clock.now()
         agent = Agent(id=agent_id or new_id("agt"), name=name, skills=frozenset(skills), capacity=capacity,
                       status=status, idle_since=now)
-        changes, effects = self._changes(), _Effects()
+        changes, effects = Changes(generation=gen), _Effects()
         changes.new_agents.append(AgentProfile.of(agent))
         made = self.dispatcher.add_agent(agent, now)
         touched = self._record_assignments(made, changes, effects)
@@ -492,9 +501,9 @@ class Desk:
     async def update_agent(self, agent_id: str, *, status: AgentStatus | None = None,
                            skills: Iterable[str] | None = None, capacity: int | None = None,
                            name: str | None = None) -> Agent:
-        await self._ensure_ready()
+        gen = await self._begin()
         now = self.clock.now()
-        changes, effects = self._changes(), _Effects()
+        changes, effects = Changes(generation=gen), _Effects()
         made = []
         if skills is not None or capacity is not None or name is not None:
             made += self.dispatcher.update_agent(agent_id, now, skills=skills, capacity=capacity, name=name)
@@ -531,11 +540,12 @@ class Desk:
         return conv, messages
 
     async def agent_reply(self, agent_id: str, conversation_id: str, text: str) -> MessageRecord:
+        gen = await self._begin()
         conv = await self._agents_conversation(agent_id, conversation_id)
         h = conv.handoff
         assert h is not None
         now = self.clock.now()
-        changes, effects = self._changes(), _Effects()
+        changes, effects = Changes(generation=gen), _Effects()
         message = MessageRecord(new_id("msg"), conv.channel_id, conv.id, Sender.AGENT, text, now,
                                 agent_id=agent_id, tier=Tier.HUMAN)
         changes.message(message)
@@ -557,9 +567,10 @@ class Desk:
         return message
 
     async def resolve(self, agent_id: str, conversation_id: str) -> None:
+        gen = await self._begin()
         conv = await self._agents_conversation(agent_id, conversation_id)
         now = self.clock.now()
-        changes, effects = self._changes(), _Effects()
+        changes, effects = Changes(generation=gen), _Effects()
         touched = [conv, *self._end(conv, EndedBy.AGENT, now, changes, effects)]
         await self._commit(changes, touched, effects)
 
@@ -567,6 +578,7 @@ class Desk:
                        to_agent: str | None = None) -> Conversation:
         if (skill is None) == (to_agent is None):
             raise InvalidInput("give exactly one of skill or agent_id")
+        gen = await self._begin()
         conv = await self._agents_conversation(agent_id, conversation_id)
         h = conv.handoff
         assert h is not None
@@ -578,7 +590,7 @@ class Desk:
             if not target.has_free_slot():
                 raise Conflict(f"agent {to_agent!r} is not online with a free slot", code="agent_unavailable")
         now = self.clock.now()
-        changes, effects = self._changes(), _Effects()
+        changes, effects = Changes(generation=gen), _Effects()
         changes.load(agent_id, -1)
         effects.to_agent(agent_id, {"type": "conversation_transferred", "conversation_id": conv.id})
         new_skill = skill if skill is not None else h.skill

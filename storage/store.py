@@ -253,6 +253,10 @@ class SqlStore:
             for r in rows
         ]
 
+    async def ping(self) -> None:
+        async with self.engines.read.connect() as conn:
+            await conn.execute(select(1))
+
     async def count(self, table: str) -> int:
         async with self.engines.read.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(t.metadata.tables[table]))).scalar_one())

@@ -1,0 +1,111 @@
+"""Settings: one typed object, read from the environment once at start-up.
+
+Every variable is documented in README.md (Configuration); the defaults
+serve the embedded demo on 127.0.0.1:8080 with SQLite under var/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import InvalidInput
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_name(field_name: str) -> str:
+    return "TIERDESK_" + field_name.upper()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'tierdesk.db'}"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token: str | None = None
+    models_dir: Path = PROJECT_ROOT / "models"
+    knowledge_base: Path = PROJECT_ROOT / "knowledge_base"
+    # Request limits: text in UTF-8 bytes, the whole body in bytes.
+    max_text_bytes: int = 4096
+    max_body_bytes: int = 65536
+    # Service levels per tier (seconds).
+    sla_bot_seconds: float = 2.0
+    sla_human_seconds: float = 60.0
+    sla_human_first_response_seconds: float = 60.0
+    # Handoff policy.
+    default_skill: str = "general"
+    max_bot_answers: int = 2
+    vip_to_human: bool = False
+    # Conversations with no message for this long are ended by the sweeper.
+    idle_timeout_seconds: float = 1800.0
+    sweep_interval_seconds: float = 30.0
+    # Outbound delivery to channel webhooks.
+    webhook_timeout_seconds: float = 5.0
+    outbox_max_attempts: int = 8
+    outbox_poll_seconds: float = 0.5
+    # Logging: json in production, console for people at a terminal.
+    log_format: str = "json"
+    log_level: str = "info"
+    log_message_text: bool = False
+    # SQLite durability: NORMAL (survives a process crash) or FULL (also a power cut).
+    sqlite_synchronous: str = "NORMAL"
+    db_pool_size: int = 5
+    classifier_max_batch: int = 64
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(_env_name(f.name))
+            if f.name == "database_url" and raw is None:
+                raw = env.get("DATABASE_URL")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, hints[f.name], raw)
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.log_format not in ("json", "console"):
+            raise InvalidInput("TIERDESK_LOG_FORMAT must be json or console")
+        if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
+            raise InvalidInput("TIERDESK_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        for name in ("max_text_bytes", "max_body_bytes", "max_bot_answers", "outbox_max_attempts", "port"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"{_env_name(name)} must not be negative")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _convert(name: str, hint: Any, raw: str) -> Any:
+    text = str(hint)
+    try:
+        if hint is bool or text == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is Path:
+            return Path(raw)
+    except ValueError:
+        raise InvalidInput(f"{_env_name(name)}={raw!r} is not a valid {getattr(hint, '__name__', hint)}") from None
+    return raw

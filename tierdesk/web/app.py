@@ -1,0 +1,192 @@
+"""The application factory: wires adapters to the Desk, with no globals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from router.ports import Clock, SystemClock
+from router.services import Desk, DeskConfig
+from storage.accounts import Accounts
+from storage.engine import create_engines
+from storage.outbox import Outbox
+from storage.store import SqlStore
+from tierdesk.delivery import DeliveryWorker
+from tierdesk.models import LiveModel
+from tierdesk.settings import Settings
+
+from . import handlers as h
+from . import keys
+from .auth import Authenticator
+from .errors import error_middleware
+from .prom import Registry
+from .ws import AgentSockets
+
+log = structlog.get_logger(__name__)
+
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
+
+
+@web.middleware
+async def context_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    response = await handler(request)
+    elapsed = time.perf_counter() - started
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    prom = request.app[keys.PROM]
+    prom.observe("tierdesk_http_request_duration_seconds", elapsed, route=route, method=request.method)
+    prom.inc("tierdesk_http_requests_total", route=route, method=request.method, status=str(response.status))
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveModel | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[context_middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.CLOCK] = clock or SystemClock()
+    app[keys.SOCKETS] = AgentSockets()
+    app[keys.PROM] = _registry(app)
+    app[keys.OPENAPI] = OPENAPI_PATH.read_bytes()
+    app[keys.MODEL] = model or LiveModel(settings.models_dir, settings.knowledge_base,
+                                         max_batch=settings.classifier_max_batch)
+    app[keys.DELIVERY_WAKE] = lambda: None
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_model)
+    app.cleanup_ctx.append(_desk)
+    app.cleanup_ctx.append(_background)
+    _routes(app)
+    return app
+
+
+def _registry(app: web.Application) -> Registry:
+    r = Registry()
+    r.counter("tierdesk_messages_total", "Customer messages by what tierdesk did with them")
+    r.counter("tierdesk_agent_replies_total", "Agent replies accepted")
+    r.counter("tierdesk_http_requests_total", "HTTP requests by route and status")
+    r.histogram("tierdesk_http_request_duration_seconds", "HTTP request latency")
+    r.gauge("tierdesk_queue_waiting", "Handoffs waiting for an agent",
+            lambda: len(app[keys.DESK].queue()) if keys.DESK in app else 0)
+    r.gauge("tierdesk_agents_online", "Agents online",
+            lambda: sum(1 for a in app[keys.DESK].agents() if a.status.value == "online") if keys.DESK in app else 0)
+    r.gauge("tierdesk_agent_websockets", "Agent WebSockets connected", lambda: app[keys.SOCKETS].count())
+    r.gauge("tierdesk_group_commit_batches", "Group-commit transactions written",
+            lambda: app[keys.STORE].committer.batches if keys.STORE in app else 0)
+    r.gauge("tierdesk_group_commit_changes", "Changes committed by group commit",
+            lambda: app[keys.STORE].committer.committed if keys.STORE in app else 0)
+    return r
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    s = app[keys.SETTINGS]
+    engines = create_engines(s.database_url, pool_size=s.db_pool_size, sqlite_synchronous=s.sqlite_synchronous)
+    app[keys.ENGINES] = engines
+    store = SqlStore(engines)
+    app[keys.STORE] = store
+    app[keys.ACCOUNTS] = Accounts(engines)
+    app[keys.OUTBOX] = Outbox(engines)
+    app[keys.AUTH] = Authenticator(app[keys.ACCOUNTS], s.admin_token)
+    yield
+    await store.close()  # writes what is queued before the engines go
+    await engines.dispose()
+
+
+async def _model(app: web.Application) -> AsyncIterator[None]:
+    live = app[keys.MODEL]
+    if not live.ready:
+        problem = await live.try_load()
+        if problem is not None:
+            # Serve anyway: agents and metrics work, /readyz says not ready,
+            # and customer messages get 503 until a model is trained.
+            log.warning("model_not_loaded", error=str(problem))
+    yield
+
+
+async def _desk(app: web.Application) -> AsyncIterator[None]:
+    s = app[keys.SETTINGS]
+    config = DeskConfig(default_skill=s.default_skill, max_bot_answers=s.max_bot_answers,
+                        vip_to_human=s.vip_to_human)
+    desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS])
+    app[keys.STORE].committer.on_failure(desk.invalidate)
+    try:
+        await desk.start()
+    except Exception as exc:  # noqa: BLE001 - start degraded; requests retry the load
+        log.warning("desk_start_failed", error=repr(exc))
+    app[keys.DESK] = desk
+    yield
+    await app[keys.SOCKETS].close_all()
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    s = app[keys.SETTINGS]
+    worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK],
+                            max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
+                            poll=s.outbox_poll_seconds)
+    app[keys.DELIVERY_WAKE] = worker.wake
+    tasks = [
+        asyncio.create_task(worker.run(), name="delivery"),
+        asyncio.create_task(_sweep(app), name="idle-sweeper"),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _sweep(app: web.Application) -> None:
+    s = app[keys.SETTINGS]
+    while True:
+        await asyncio.sleep(s.sweep_interval_seconds)
+        try:
+            closed = await app[keys.DESK].close_idle(s.idle_timeout_seconds)
+            if closed:
+                log.info("idle_conversations_closed", count=closed)
+        except Exception as exc:  # noqa: BLE001 - try again next round
+            log.warning("idle_sweep_failed", error=repr(exc))
+
+
+def _routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/messages", h.post_message)
+    r.add_post("/v1/conversations/{conversation_id}/feedback", h.post_feedback)
+    r.add_post("/v1/conversations/{conversation_id}/close", h.post_close)
+    r.add_get("/v1/agents/me", h.get_me)
+    r.add_put("/v1/agents/me/status", h.put_status)
+    r.add_get("/v1/agents/me/conversations", h.list_my_conversations)
+    r.add_get("/v1/agents/ws", h.agent_ws)
+    r.add_get("/v1/conversations/{conversation_id}", h.get_conversation)
+    r.add_post("/v1/conversations/{conversation_id}/replies", h.post_reply)
+    r.add_post("/v1/conversations/{conversation_id}/transfer", h.post_transfer)
+    r.add_post("/v1/conversations/{conversation_id}/resolve", h.post_resolve)
+    r.add_post("/v1/admin/agents", h.create_agent)
+    r.add_get("/v1/admin/agents", h.list_agents)
+    r.add_patch("/v1/admin/agents/{agent_id}", h.patch_agent)
+    r.add_post("/v1/admin/{kind:agents|channels}/{subject_id}/token", h.rotate_token)
+    r.add_post("/v1/admin/channels", h.create_channel)
+    r.add_get("/v1/admin/channels", h.list_channels)
+    r.add_post("/v1/admin/supervisor-tokens", h.create_supervisor_token)
+    r.add_get("/v1/admin/deliveries", h.list_deliveries)
+    r.add_post("/v1/admin/deliveries/replay", h.replay_deliveries)
+    r.add_get("/v1/queue", h.get_queue)
+    r.add_get("/v1/metrics", h.get_metrics)
+    r.add_get("/healthz", h.healthz)
+    r.add_get("/readyz", h.readyz)
+    r.add_get("/metrics", h.prometheus)
+    r.add_get("/v1/openapi.yaml", h.openapi)

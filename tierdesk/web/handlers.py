@@ -1,0 +1,362 @@
+"""HTTP handlers: translate requests to use cases and results to JSON.
+
+Nothing here decides anything about routing or metrics; each handler
+authenticates, validates, calls the Desk, and renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import WSMsgType, web
+
+from router import metrics as tiered
+from router.changes import MessageRecord
+from router.ids import new_id
+from router.model import AgentStatus, Channel, Customer, Principal, Role
+from router.services import IncomingMessage
+from tierdesk.errors import InvalidInput, NotFound
+from tierdesk.tokens import new_token, token_hash
+
+from . import keys
+from . import schemas as s
+
+log = structlog.get_logger(__name__)
+
+
+def json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: str | float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name} must be an ISO 8601 time or epoch seconds", code="validation_failed") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def check_text(request: web.Request, text: str) -> str:
+    if not text.strip():
+        raise InvalidInput("text must not be empty", code="empty_text")
+    limit = request.app[keys.SETTINGS].max_text_bytes
+    if len(text.encode("utf-8", "surrogatepass")) > limit:
+        raise InvalidInput(f"text is longer than {limit} bytes", code="text_too_long")
+    return text
+
+
+async def body(request: web.Request) -> bytes:
+    return await request.read()
+
+
+# ----------------------------------------------------------------- channels
+async def post_message(request: web.Request) -> web.Response:
+    principal = await request.app[keys.AUTH].require(request, Role.CHANNEL)
+    msg = s.decode(await body(request), s.MessageIn)
+    check_text(request, msg.text)
+    sent_at = parse_time(msg.sent_at, "sent_at")
+    channel_id = principal.subject_id or ""
+    structlog.contextvars.bind_contextvars(channel=channel_id, conversation=msg.conversation_id)
+    incoming = IncomingMessage(
+        message_id=msg.message_id, conversation_id=msg.conversation_id,
+        customer=Customer(msg.customer.id, msg.customer.name, msg.customer.is_vip), text=msg.text,
+        sent_at=sent_at,
+    )
+    response = await request.app[keys.DESK].receive_message(channel_id, incoming)
+    request.app[keys.PROM].inc("tierdesk_messages_total", action=response["action"])
+    return json(response)
+
+
+async def post_feedback(request: web.Request) -> web.Response:
+    principal = await request.app[keys.AUTH].require(request, Role.CHANNEL)
+    fb = s.decode(await body(request), s.FeedbackIn)
+    if fb.rating is None and not fb.resolved:
+        raise InvalidInput("give a rating, resolved=true, or both", code="validation_failed")
+    await request.app[keys.DESK].feedback(principal.subject_id or "", request.match_info["conversation_id"],
+                                          fb.rating, fb.resolved)
+    return json({"ok": True})
+
+
+async def post_close(request: web.Request) -> web.Response:
+    principal = await request.app[keys.AUTH].require(request, Role.CHANNEL)
+    await request.app[keys.DESK].close(principal.subject_id or "", request.match_info["conversation_id"])
+    return json({"ok": True})
+
+
+# ------------------------------------------------------------------- agents
+def agent_view(a: Any) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "skills": sorted(a.skills), "capacity": a.capacity,
+            "status": a.status.value, "open_conversations": a.open_count}
+
+
+def message_view(m: MessageRecord) -> dict[str, Any]:
+    return {"id": m.id, "sender": m.sender.value, "text": m.text, "at": iso(m.at), "agent_id": m.agent_id,
+            "tier": m.tier.value if m.tier else None, "faq_id": m.intent if m.sender.value == "bot" else None,
+            "channel_message_id": m.external_id}
+
+
+def conversation_view(request: web.Request, conv: Any) -> dict[str, Any]:
+    view = request.app[keys.DESK].conversation_view(conv)
+    for k in ("created_at", "updated_at"):
+        view[k] = iso(view[k])
+    if view["handoff"]:
+        for k in ("requested_at", "assigned_at", "first_reply_at", "resolved_at"):
+            view["handoff"][k] = iso(view["handoff"][k])
+    return view
+
+
+async def _agent(request: web.Request) -> Principal:
+    principal = await request.app[keys.AUTH].require(request, Role.AGENT)
+    structlog.contextvars.bind_contextvars(agent=principal.subject_id)
+    return principal
+
+
+async def get_me(request: web.Request) -> web.Response:
+    p = await _agent(request)
+    return json(agent_view(request.app[keys.DESK].agent(p.subject_id or "")))
+
+
+async def put_status(request: web.Request) -> web.Response:
+    p = await _agent(request)
+    st = s.decode(await body(request), s.StatusIn)
+    agent = await request.app[keys.DESK].update_agent(p.subject_id or "", status=AgentStatus(st.status))
+    return json(agent_view(agent))
+
+
+async def list_my_conversations(request: web.Request) -> web.Response:
+    p = await _agent(request)
+    convs = await request.app[keys.DESK].open_conversations(p.subject_id or "")
+    return json({"conversations": [conversation_view(request, c) for c in convs]})
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    principal = await request.app[keys.AUTH].require(request, Role.AGENT, Role.SUPERVISOR, Role.ADMIN)
+    agent_id = principal.subject_id if principal.role is Role.AGENT else None
+    conv, messages = await request.app[keys.DESK].history(agent_id, request.match_info["conversation_id"])
+    return json({"conversation": conversation_view(request, conv), "messages": [message_view(m) for m in messages]})
+
+
+async def post_reply(request: web.Request) -> web.Response:
+    p = await _agent(request)
+    reply = s.decode(await body(request), s.ReplyIn)
+    check_text(request, reply.text)
+    desk = request.app[keys.DESK]
+    message = await desk.agent_reply(p.subject_id or "", request.match_info["conversation_id"], reply.text)
+    request.app[keys.PROM].inc("tierdesk_agent_replies_total")
+    request.app[keys.DELIVERY_WAKE]()
+    return json(message_view(message), status=201)
+
+
+async def post_transfer(request: web.Request) -> web.Response:
+    p = await _agent(request)
+    tr = s.decode(await body(request), s.TransferIn)
+    conv = await request.app[keys.DESK].transfer(p.subject_id or "", request.match_info["conversation_id"],
+                                                  skill=tr.skill, to_agent=tr.agent_id)
+    return json(conversation_view(request, conv))
+
+
+async def post_resolve(request: web.Request) -> web.Response:
+    p = await _agent(request)
+    await request.app[keys.DESK].resolve(p.subject_id or "", request.match_info["conversation_id"])
+    return json({"ok": True})
+
+
+async def agent_ws(request: web.Request) -> web.WebSocketResponse:
+    p = await _agent(request)
+    agent_id = p.subject_id or ""
+    desk = request.app[keys.DESK]
+    desk.agent(agent_id)
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    sockets = request.app[keys.SOCKETS]
+    sockets.add(agent_id, ws)
+    try:
+        convs = await desk.open_conversations(agent_id)
+        await ws.send_json({"type": "hello", "agent_id": agent_id,
+                            "conversations": [conversation_view(request, c) for c in convs]})
+        async for msg in ws:
+            # The socket is for pushes; agents act through the REST API. A
+            # ping keeps idle proxies from closing it.
+            if msg.type is WSMsgType.TEXT and msg.data == "ping":
+                await ws.send_str("pong")
+            elif msg.type is WSMsgType.ERROR:
+                break
+    finally:
+        sockets.discard(agent_id, ws)
+    return ws
+
+
+# -------------------------------------------------------------------- admin
+async def create_agent(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    a = s.decode(await body(request), s.AgentIn)
+    desk = request.app[keys.DESK]
+    agent = await desk.create_agent(a.name, a.skills, a.capacity, AgentStatus(a.status))
+    token = new_token(Role.AGENT)
+    await request.app[keys.ACCOUNTS].add_credential(token_hash(token), Principal(Role.AGENT, agent.id),
+                                                    request.app[keys.CLOCK].now())
+    return json(agent_view(agent) | {"token": token}, status=201)
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    return json({"agents": [agent_view(a) for a in request.app[keys.DESK].agents()]})
+
+
+async def patch_agent(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    patch = s.decode(await body(request), s.AgentPatch)
+    agent = await request.app[keys.DESK].update_agent(
+        request.match_info["agent_id"], name=patch.name, skills=patch.skills, capacity=patch.capacity,
+        status=AgentStatus(patch.status) if patch.status else None,
+    )
+    return json(agent_view(agent))
+
+
+async def rotate_token(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    kind = request.match_info["kind"]
+    subject = request.match_info["subject_id"]
+    role = {"agents": Role.AGENT, "channels": Role.CHANNEL}[kind]
+    if role is Role.AGENT:
+        request.app[keys.DESK].agent(subject)
+    elif await request.app[keys.ACCOUNTS].channel(subject) is None:
+        raise NotFound(f"channel {subject!r} does not exist")
+    principal = Principal(role, subject)
+    now = request.app[keys.CLOCK].now()
+    accounts = request.app[keys.ACCOUNTS]
+    await accounts.revoke_credentials(principal, now)
+    token = new_token(role)
+    await accounts.add_credential(token_hash(token), principal, now)
+    request.app[keys.AUTH].forget(principal)
+    return json({"token": token}, status=201)
+
+
+async def create_channel(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    c = s.decode(await body(request), s.ChannelIn)
+    now = request.app[keys.CLOCK].now()
+    channel = Channel(id=new_id("chn"), name=c.name, webhook_url=c.webhook_url,
+                      webhook_secret=new_token(Role.CHANNEL).replace("td_channel_", "whsec_"), created_at=now)
+    accounts = request.app[keys.ACCOUNTS]
+    await accounts.create_channel(channel)
+    token = new_token(Role.CHANNEL)
+    await accounts.add_credential(token_hash(token), Principal(Role.CHANNEL, channel.id), now)
+    return json({"id": channel.id, "name": channel.name, "webhook_url": channel.webhook_url,
+                 "webhook_secret": channel.webhook_secret, "token": token}, status=201)
+
+
+async def list_channels(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    channels = await request.app[keys.ACCOUNTS].channels()
+    return json({"channels": [{"id": c.id, "name": c.name, "webhook_url": c.webhook_url} for c in channels]})
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    desk = request.app[keys.DESK]
+    waiting = desk.queue()
+    return json({"waiting": [
+        {"handoff_id": h.id, "conversation_id": h.conversation_id, "skill": h.skill, "vip": h.vip,
+         "reason": h.reason.value, "requested_at": iso(h.requested_at), "position": desk.dispatcher.queue_position(h)}
+        for h in waiting
+    ]})
+
+
+async def create_supervisor_token(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    token = new_token(Role.SUPERVISOR)
+    await request.app[keys.ACCOUNTS].add_credential(token_hash(token), Principal(Role.SUPERVISOR, new_id("sup")),
+                                                    request.app[keys.CLOCK].now())
+    return json({"token": token}, status=201)
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    status = request.query.get("status", "dead")
+    if status not in ("pending", "delivered", "dead"):
+        raise InvalidInput("status must be pending, delivered or dead", code="validation_failed")
+    items = await request.app[keys.OUTBOX].list(status)
+    return json({"deliveries": [
+        {"id": d.id, "idempotency_key": d.idempotency_key, "channel_id": d.channel_id, "kind": d.kind,
+         "attempts": d.attempts, "status": d.status, "last_error": d.last_error, "created_at": iso(d.created_at)}
+        for d in items
+    ]})
+
+
+async def replay_deliveries(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    n = await request.app[keys.OUTBOX].replay(request.app[keys.CLOCK].now())
+    request.app[keys.DELIVERY_WAKE]()
+    return json({"replayed": n})
+
+
+# ------------------------------------------------------------------ metrics
+async def get_metrics(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.SUPERVISOR, Role.ADMIN)
+    q = request.query
+    unknown = set(q) - {"from", "to", "group_by", "bucket"}
+    if unknown:
+        raise InvalidInput(f"unknown query parameter(s): {', '.join(sorted(unknown))}", code="validation_failed")
+    clock = request.app[keys.CLOCK]
+    now = clock.now()
+    end = parse_time(q.get("to"), "to") if "to" in q else now
+    start = parse_time(q.get("from"), "from") if "from" in q else end - 86400  # type: ignore[operator]
+    assert start is not None and end is not None
+    if start >= end:
+        raise InvalidInput("from must be before to", code="validation_failed")
+    if end - start > 400 * 86400:
+        raise InvalidInput("the range may span at most 400 days", code="validation_failed")
+    group_by = q.get("group_by", "tier")
+    if group_by not in ("tier", "skill", "agent", "channel"):
+        raise InvalidInput("group_by must be tier, skill, agent or channel", code="validation_failed")
+    bucket = q.get("bucket")
+    if bucket not in (None, "hour", "day"):
+        raise InvalidInput("bucket must be hour or day", code="validation_failed")
+    settings = request.app[keys.SETTINGS]
+    sla = tiered.SLA(settings.sla_bot_seconds, settings.sla_human_seconds, settings.sla_human_first_response_seconds)
+    events = await request.app[keys.STORE].events_between(start, end)
+    report = tiered.compute(events, start=start, end=end, now=now, sla=sla, group_by=group_by,  # type: ignore[arg-type]
+                            bucket=bucket)  # type: ignore[arg-type]
+    return json(report)
+
+
+# ---------------------------------------------------------------------- ops
+async def healthz(request: web.Request) -> web.Response:
+    return json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(request.app[keys.STORE].ping(), 2.0)
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    model = request.app[keys.MODEL]
+    checks["model"] = f"ok ({model.version})" if model.ready else "not loaded"
+    ready = all(v.startswith("ok") for v in checks.values())
+    return json({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[keys.PROM].render(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[keys.OPENAPI], content_type="application/yaml")

@@ -1,0 +1,36 @@
+"""Typed application keys: everything the handlers share, and nothing global."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from router.ports import Clock
+    from router.services import Desk
+    from storage.accounts import Accounts
+    from storage.engine import Engines
+    from storage.outbox import Outbox
+    from storage.store import SqlStore
+    from tierdesk.models import LiveModel
+    from tierdesk.settings import Settings
+
+    from .auth import Authenticator
+    from .prom import Registry
+    from .ws import AgentSockets
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+ENGINES: web.AppKey[Engines] = web.AppKey("engines")
+STORE: web.AppKey[SqlStore] = web.AppKey("store")
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
+OUTBOX: web.AppKey[Outbox] = web.AppKey("outbox")
+DESK: web.AppKey[Desk] = web.AppKey("desk")
+MODEL: web.AppKey[LiveModel] = web.AppKey("model")
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
+SOCKETS: web.AppKey[AgentSockets] = web.AppKey("sockets")
+PROM: web.AppKey[Registry] = web.AppKey("prom")
+DELIVERY_WAKE: web.AppKey[Callable[[], None]] = web.AppKey("delivery_wake")
+OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")

@@ -1,0 +1,87 @@
+"""Request bodies, validated by msgspec: unknown fields are rejected, types
+are strict, and every failure names the field at fault."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeVar
+
+import msgspec
+
+from tierdesk.errors import InvalidInput
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Skill = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class CustomerIn(msgspec.Struct, forbid_unknown_fields=True):
+    id: Id
+    name: Name | None = None
+    vip: bool | str = False
+
+    @property
+    def is_vip(self) -> bool:
+        # Channels send either a flag or a tier name ("gold"); any tier but
+        # the regular ones counts as VIP.
+        if isinstance(self.vip, bool):
+            return self.vip
+        return self.vip.strip().lower() not in ("", "none", "regular", "standard", "false", "0")
+
+
+class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
+    message_id: Id
+    conversation_id: Id
+    customer: CustomerIn
+    text: str
+    sent_at: str | float | None = None
+
+
+class FeedbackIn(msgspec.Struct, forbid_unknown_fields=True):
+    rating: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
+    resolved: bool = False
+
+
+class AgentIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    skills: Annotated[list[Skill], msgspec.Meta(max_length=50)]
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=1000)]
+    status: Literal["online", "away", "offline"] = "offline"
+
+
+class AgentPatch(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | None = None
+    skills: Annotated[list[Skill], msgspec.Meta(max_length=50)] | None = None
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    status: Literal["online", "away", "offline"] | None = None
+
+
+class StatusIn(msgspec.Struct, forbid_unknown_fields=True):
+    status: Literal["online", "away", "offline"]
+
+
+class ChannelIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    webhook_url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")] | None = None
+
+
+class ReplyIn(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+
+
+class TransferIn(msgspec.Struct, forbid_unknown_fields=True):
+    skill: Skill | None = None
+    agent_id: Id | None = None
+
+
+T = TypeVar("T")
+
+
+def decode(body: bytes, kind: type[T]) -> T:
+    if not body:
+        raise InvalidInput("request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(str(exc), code="validation_failed") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}", code="invalid_json") from None

@@ -1,0 +1,51 @@
+"""Agent WebSockets: the Notifier that pushes assignments and customer
+messages to the agents connected to this instance."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import defaultdict
+from typing import Any
+
+import structlog
+from aiohttp import WSCloseCode, web
+
+log = structlog.get_logger(__name__)
+
+
+class AgentSockets:
+    def __init__(self) -> None:
+        self._by_agent: dict[str, weakref.WeakSet[web.WebSocketResponse]] = defaultdict(weakref.WeakSet)
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def add(self, agent_id: str, ws: web.WebSocketResponse) -> None:
+        self._by_agent[agent_id].add(ws)
+
+    def discard(self, agent_id: str, ws: web.WebSocketResponse) -> None:
+        sockets = self._by_agent.get(agent_id)
+        if sockets is not None:
+            sockets.discard(ws)
+            if not sockets:
+                del self._by_agent[agent_id]
+
+    def count(self) -> int:
+        return sum(len(s) for s in self._by_agent.values())
+
+    def to_agent(self, agent_id: str, payload: dict[str, Any]) -> None:
+        for ws in list(self._by_agent.get(agent_id, ())):
+            if not ws.closed:
+                task = asyncio.create_task(self._send(ws, payload))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+
+    async def _send(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        try:
+            await ws.send_json(payload)
+        except (ConnectionError, RuntimeError) as exc:
+            log.info("ws_send_failed", error=repr(exc))
+
+    async def close_all(self) -> None:
+        for sockets in list(self._by_agent.values()):
+            for ws in list(sockets):
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
