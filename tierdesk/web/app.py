@@ -50,6 +50,8 @@ async def context_middleware(
     prom.inc("tierdesk_http_requests_total", route=route, method=request.method, status=str(response.status))
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id
+    log.info("request", method=request.method, route=route, status=response.status,
+             ms=round(elapsed * 1000, 2))
     return response
 
 

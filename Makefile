@@ -1,0 +1,31 @@
+# The two commands a new machine needs: `make serve` and `make test`.
+# Each sets up what it needs (virtualenv, dependencies) on its own.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: serve test test-unit test-fast bench lint clean-demo
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tierdesk needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,plot]'
+	touch $(STAMP)
+
+## serve: migrate the embedded SQLite database, train the demo model if none,
+## create the demo channel and agents, print their tokens, serve on :8080
+serve: $(STAMP)
+	$(BIN)/tierdesk serve --demo
+
+## test: every test, on SQLite and on the PostgreSQL at 127.0.0.1:5432
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+clean-demo:
+	rm -rf var/ models/v* models/ACTIVE

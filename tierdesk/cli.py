@@ -1,0 +1,102 @@
+"""The `tierdesk` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from tierdesk import __version__
+from tierdesk.errors import TierdeskError
+from tierdesk.settings import PROJECT_ROOT, Settings
+
+DEMO_STATE = PROJECT_ROOT / "var" / "demo.json"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from storage.migrate import upgrade
+    from tierdesk.logging import configure
+    from tierdesk.web.app import create_app
+
+    overrides = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    settings = Settings.from_env(**overrides)
+    if settings.is_sqlite:
+        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if args.demo:
+        from tierdesk.demo import banner, set_up
+
+        tokens = set_up(settings, DEMO_STATE)
+        admin = settings.admin_token or tokens.admin
+        settings = Settings.from_env(**overrides, admin_token=admin)
+        print(banner(settings, tokens, admin), flush=True)
+    else:
+        upgrade(settings.database_url)
+    configure(settings.log_level, settings.log_format)
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is optional on other platforms
+        pass
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
+                print=lambda s: print(s, flush=True), shutdown_timeout=10.0)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from storage.migrate import upgrade
+
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    print(f"database at head: {settings.database_url}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tierdesk.demo import banner, set_up
+
+    settings = Settings.from_env()
+    tokens = set_up(settings, DEMO_STATE)
+    print(banner(settings, tokens, settings.admin_token or tokens.admin))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tierdesk", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tierdesk {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--demo", action="store_true",
+                       help="first set up the demo (database, model, channel, agents) and print tokens")
+    serve.set_defaults(func=_serve)
+    sub.add_parser("migrate", help="bring the database to the current schema").set_defaults(func=_migrate)
+    sub.add_parser("demo", help="set up the demo channel, agents and model; print tokens").set_defaults(func=_demo)
+    try:
+        from classifier.cli import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TierdeskError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
