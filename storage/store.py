@@ -216,9 +216,10 @@ class SqlStore:
             )
             for r in rows
         ]
-        # A bot answer is written at the same instant as the question: show
-        # the question first.
-        out.sort(key=lambda m: (m.at, m.sender is not Sender.CUSTOMER))
+        # Newest first to apply the limit, then oldest first to read. Ids
+        # are creation-ordered, so a bot answer stamped with the same instant
+        # as its question still follows it.
+        out.reverse()
         return out
 
     async def idle_conversations(self, before: float, limit: int) -> list[str]:
