@@ -194,9 +194,12 @@ class _FileParser:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
-            raise KnowledgeBaseError(
-                f"invalid YAML: {exc.problem or exc.context}", file=self.file, line=line
-            ) from exc
+            message = f"invalid YAML: {exc.problem or exc.context}"
+            if exc.context and exc.context_mark is not None and exc.problem:
+                # The parser notices a problem where it gives up, often a line
+                # after the real mistake; name where the construct began too.
+                message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+            raise KnowledgeBaseError(message, file=self.file, line=line) from exc
         except yaml.YAMLError as exc:
             raise KnowledgeBaseError(f"invalid YAML: {exc}", file=self.file) from exc
         except UnicodeDecodeError as exc:

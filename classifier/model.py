@@ -91,9 +91,11 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         return sp.hstack([v.transform(texts) for v in self.vectorizers_], format="csr")
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
+        check_is_fitted(self, "linear_")
         return self.linear_.decision_function(self.transform(texts))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        check_is_fitted(self, "linear_")
         return self.linear_.predict_proba(self.transform(texts))
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
