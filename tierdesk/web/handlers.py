@@ -71,6 +71,8 @@ async def post_message(request: web.Request) -> web.Response:
     sent_at = parse_time(msg.sent_at, "sent_at")
     channel_id = principal.subject_id or ""
     structlog.contextvars.bind_contextvars(channel=channel_id, conversation=msg.conversation_id)
+    if request.app[keys.SETTINGS].log_message_text:
+        log.info("customer_message", message_id=msg.message_id, text=msg.text)
     incoming = IncomingMessage(
         message_id=msg.message_id, conversation_id=msg.conversation_id,
         customer=Customer(msg.customer.id, msg.customer.name, msg.customer.is_vip), text=msg.text,
