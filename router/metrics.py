@@ -330,7 +330,10 @@ def compute(
 def _message_figures(messages: list[_MessageFact], sla_seconds: float, now: float) -> dict[str, Any]:
     replied = [m.response_time for m in messages if m.response_time is not None]
     within = sum(1 for t in replied if t <= sla_seconds)
-    due = sum(1 for m in messages if m.replied_at is not None or now >= m.received_at + sla_seconds)
+    # Due once a reply arrived or the SLA has *passed*: at the deadline itself
+    # a reply could still land within it (replies at exactly the SLA count as
+    # within), so the message is still pending.
+    due = sum(1 for m in messages if m.replied_at is not None or now > m.received_at + sla_seconds)
     return {
         "messages": len(messages),
         "pending": len(messages) - due,
@@ -359,7 +362,7 @@ def _human_figures(g: _Group, sla: SLA, now: float) -> dict[str, Any]:
     hs = g.handoffs
     first = [h.first_reply_at - h.requested_at for h in hs if h.first_reply_at is not None]
     first_due = sum(
-        1 for h in hs if h.first_reply_at is not None or now >= h.requested_at + sla.human_first_response_seconds
+        1 for h in hs if h.first_reply_at is not None or now > h.requested_at + sla.human_first_response_seconds
     )
     reasons: dict[str, int] = defaultdict(int)
     for h in hs:
