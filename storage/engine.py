@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -17,8 +17,13 @@ class Engines:
     write: AsyncEngine
     read: AsyncEngine
     dialect: str
+    # SQLite only: the group commit writes through a plain sqlite3 connection
+    # on its own thread (see SqlStore._write_batch).
+    sync_write: Engine | None = None
 
     async def dispose(self) -> None:
+        if self.sync_write is not None:
+            self.sync_write.dispose()
         await self.write.dispose()
         if self.read is not self.write:
             await self.read.dispose()
@@ -33,8 +38,10 @@ def async_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, synchronous: str) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_pragmas(engine: AsyncEngine | Engine, *, begin: str, synchronous: str) -> None:
+    target = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(target, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         # Take transaction control away from the sqlite3 module so BEGIN is
         # ours: the writer uses BEGIN IMMEDIATE to hold the write lock from the
@@ -49,7 +56,7 @@ def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, synchronous: str) -> Non
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(target, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
         conn.exec_driver_sql(begin)
 
@@ -60,9 +67,16 @@ def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "N
     if u.get_backend_name() == "sqlite":
         write = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         read = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
+        sync_write = create_engine(
+            u.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0, pool_timeout=60,
+            # The writer thread owns the connection; the pool may hand it out
+            # from another thread only on dispose.
+            connect_args={"check_same_thread": False},
+        )
         _sqlite_pragmas(write, begin="BEGIN IMMEDIATE", synchronous=sqlite_synchronous)
+        _sqlite_pragmas(sync_write, begin="BEGIN IMMEDIATE", synchronous=sqlite_synchronous)
         _sqlite_pragmas(read, begin="BEGIN", synchronous=sqlite_synchronous)
-        return Engines(write=write, read=read, dialect="sqlite")
+        return Engines(write=write, read=read, dialect="sqlite", sync_write=sync_write)
     engine = create_async_engine(
         url,
         pool_size=pool_size,

@@ -17,7 +17,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from router.changes import Changes
 from router.ports import DuplicateMessage
@@ -25,13 +24,14 @@ from tierdesk.errors import Unavailable
 
 log = structlog.get_logger(__name__)
 
-ApplyBatch = Callable[[AsyncConnection, Sequence[Changes]], Awaitable[list[bool]]]
+# Writes a batch in one transaction; returns, per change, whether it was a
+# duplicate inbound message (and so skipped).
+WriteBatch = Callable[[Sequence[Changes]], Awaitable[list[bool]]]
 
 
 class GroupCommitter:
-    def __init__(self, engine: AsyncEngine, apply: ApplyBatch, *, max_batch: int = 1000) -> None:
-        self._engine = engine
-        self._apply = apply
+    def __init__(self, write: WriteBatch, *, max_batch: int = 1000) -> None:
+        self._write = write
         self._max_batch = max_batch
         self._queue: list[tuple[Changes, asyncio.Future[None]]] = []
         self._wakeup: asyncio.Event | None = None
@@ -88,8 +88,7 @@ class GroupCommitter:
             batch = self._queue[: self._max_batch]
             del self._queue[: len(batch)]
             try:
-                async with self._engine.begin() as conn:
-                    duplicates = await self._apply(conn, [c for c, _ in batch])
+                duplicates = await self._write([c for c, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every failure fails the batch
                 self._fail(batch, exc)
                 continue

@@ -3,11 +3,14 @@ with a handful of statements each."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.changes import Changes, ConversationState, MessageRecord
@@ -26,6 +29,7 @@ from router.tracker import EventKind, TrackerEvent
 from tierdesk.errors import CapacityExceeded
 
 from . import tables as t
+from .batch_loader import BatchLoader
 from .engine import Engines
 from .group_commit import GroupCommitter
 
@@ -34,16 +38,34 @@ class SqlStore:
     def __init__(self, engines: Engines, *, max_batch: int = 1000) -> None:
         self.engines = engines
         self._insert = postgresql.insert if engines.dialect == "postgresql" else sqlite.insert
-        self.committer = GroupCommitter(engines.write, self._apply_batch, max_batch=max_batch)
+        self.committer = GroupCommitter(self._write_batch, max_batch=max_batch)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._conversation_loader: BatchLoader[tuple[str, str], Conversation] = BatchLoader(
+            self._load_conversations
+        )
 
     async def close(self) -> None:
         await self.committer.close()
+        self._writer.shutdown(wait=True)
 
     # ------------------------------------------------------------------ write
     async def commit(self, changes: Changes) -> None:
         await self.committer.commit(changes)
 
-    async def _apply_batch(self, conn: AsyncConnection, batch: Sequence[Changes]) -> list[bool]:
+    async def _write_batch(self, batch: Sequence[Changes]) -> list[bool]:
+        if self.engines.sync_write is not None:
+            # SQLite: the whole batch in one hop to the writer thread, instead
+            # of a hop per statement; sqlite3 releases the GIL while it works.
+            return await asyncio.get_running_loop().run_in_executor(self._writer, self._write_sync, batch)
+        async with self.engines.write.begin() as conn:
+            return await conn.run_sync(self._apply_batch, batch)
+
+    def _write_sync(self, batch: Sequence[Changes]) -> list[bool]:
+        assert self.engines.sync_write is not None
+        with self.engines.sync_write.begin() as conn:
+            return self._apply_batch(conn, batch)
+
+    def _apply_batch(self, conn: Connection, batch: Sequence[Changes]) -> list[bool]:
         duplicates = [False] * len(batch)
         inbound = [(i, c.inbound) for i, c in enumerate(batch) if c.inbound is not None]
         if inbound:
@@ -53,7 +75,7 @@ class SqlStore:
                 .returning(t.messages.c.id)
             )
             rows = [_message_row(m) for _, m in inbound]  # type: ignore[arg-type]
-            stored = {r[0] for r in (await conn.execute(stmt, rows)).all()}
+            stored = {r[0] for r in (conn.execute(stmt, rows)).all()}
             for i, m in inbound:
                 if m.id not in stored:  # type: ignore[union-attr]
                     duplicates[i] = True
@@ -61,12 +83,12 @@ class SqlStore:
 
         new_agents = [_agent_row(a) | {"open_count": 0} for c in live for a in c.new_agents]
         if new_agents:
-            await conn.execute(t.agents.insert(), new_agents)
+            conn.execute(t.agents.insert(), new_agents)
         profiles: dict[str, Any] = {}
         for c in live:
             profiles.update(c.agents)
         if profiles:
-            await conn.execute(
+            conn.execute(
                 update(t.agents)
                 .where(t.agents.c.id == bindparam("b_id"))
                 .values(name=bindparam("name"), skills=bindparam("skills"), capacity=bindparam("capacity"),
@@ -78,7 +100,7 @@ class SqlStore:
         for c in live:
             conversations.update(c.conversations)
         if conversations:
-            await self._upsert(conn, t.conversations, [_conversation_row(s) for s in conversations.values()])
+            self._upsert(conn, t.conversations, [_conversation_row(s) for s in conversations.values()])
 
         handoffs: dict[str, Handoff] = {}
         for c in live:
@@ -87,16 +109,16 @@ class SqlStore:
             # Closed ones first: a conversation's next handoff may be opened in
             # the same batch, and only one may be open at a time.
             ordered = sorted(handoffs.values(), key=lambda h: h.resolved_at is None)
-            await self._upsert(conn, t.handoffs, [_handoff_row(h) for h in ordered])
+            self._upsert(conn, t.handoffs, [_handoff_row(h) for h in ordered])
 
-        await self._apply_load(conn, live)
+        self._apply_load(conn, live)
 
         messages = [_message_row(m) for c in live for m in c.messages]
         if messages:
-            await conn.execute(t.messages.insert(), messages)
+            conn.execute(t.messages.insert(), messages)
         events = [_event_row(e) for c in live for e in c.events]
         if events:
-            await conn.execute(t.events.insert(), events)
+            conn.execute(t.events.insert(), events)
         outbox = [
             {"idempotency_key": o.idempotency_key, "channel_id": o.channel_id,
              "conversation_id": o.conversation_id, "kind": o.kind, "payload": o.payload,
@@ -104,16 +126,16 @@ class SqlStore:
             for c in live for o in c.outbox
         ]
         if outbox:
-            await conn.execute(t.outbox.insert(), outbox)
+            conn.execute(t.outbox.insert(), outbox)
         return duplicates
 
-    async def _upsert(self, conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> None:
+    def _upsert(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
         stmt = self._insert(table)
         keep = [c.name for c in table.c if c.name != "id"]
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in keep})
-        await conn.execute(stmt, rows)
+        conn.execute(stmt, rows)
 
-    async def _apply_load(self, conn: AsyncConnection, live: Sequence[Changes]) -> None:
+    def _apply_load(self, conn: Connection, live: Sequence[Changes]) -> None:
         net: dict[str, int] = {}
         for c in live:
             for agent_id, d in c.load_deltas.items():
@@ -126,11 +148,11 @@ class SqlStore:
             if d > 0:
                 # The database, not only the dispatcher, refuses to go over
                 # capacity: the guard that holds across instances.
-                result = await conn.execute(stmt.where(new <= t.agents.c.capacity).values(open_count=new))
+                result = conn.execute(stmt.where(new <= t.agents.c.capacity).values(open_count=new))
                 if result.rowcount != 1:
                     raise CapacityExceeded(f"agent {agent_id!r} would exceed capacity")
             else:
-                await conn.execute(stmt.values(open_count=case((new < 0, 0), else_=new)))
+                conn.execute(stmt.values(open_count=case((new < 0, 0), else_=new)))
 
     # ------------------------------------------------------------------- read
     async def load_agents(self) -> list[Agent]:
@@ -155,9 +177,27 @@ class SqlStore:
         return convs
 
     async def load_conversation(self, channel_id: str, external_id: str) -> Conversation | None:
-        return await self._load_one(
-            and_(t.conversations.c.channel_id == channel_id, t.conversations.c.external_id == external_id)
-        )
+        # Concurrent requests' look-ups share one query: under load, most
+        # messages start a conversation the database has never seen, and a
+        # round trip each would cap the service at the read pool's pace.
+        return await self._conversation_loader.get((channel_id, external_id))
+
+    async def _load_conversations(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Conversation]:
+        found: dict[tuple[str, str], Conversation] = {}
+        n = len(t.conversations.c)
+        async with self.engines.read.connect() as conn:
+            for i in range(0, len(keys), 400):
+                chunk = keys[i : i + 400]
+                q = (
+                    select(t.conversations, t.handoffs)
+                    .outerjoin(t.handoffs, t.handoffs.c.id == t.conversations.c.handoff_id)
+                    .where(tuple_(t.conversations.c.channel_id, t.conversations.c.external_id).in_(chunk))
+                )
+                for row in (await conn.execute(q)).all():
+                    conv = _conversation_from(row[:n], row[n:] if row[n] is not None else None)
+                    found[(conv.channel_id, conv.external_id)] = conv
+            await self._load_answers(conn, list(found.values()))
+        return found
 
     async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None:
         return await self._load_one(t.conversations.c.id == conversation_id)
