@@ -1,0 +1,198 @@
+"""`tierdesk faq ...` subcommands: train, eval, versions, activate, rollback.
+
+``register(subparsers)`` attaches them to the main tierdesk parser; each
+handler takes the parsed namespace and returns an exit code. Errors are
+raised as TierdeskError subclasses and printed by tierdesk.cli.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _default_models_dir() -> Path:
+    return Path(os.environ.get("TIERDESK_MODELS_DIR", PROJECT_ROOT / "models"))
+
+
+def _default_kb() -> Path:
+    return Path(os.environ.get("TIERDESK_KNOWLEDGE_BASE", PROJECT_ROOT / "knowledge_base"))
+
+
+def _progress(message: str) -> None:
+    print(f"  … {message}", flush=True)
+
+
+def main_train(args: argparse.Namespace) -> int:
+    from .training import train_and_save
+
+    version = train_and_save(
+        args.kb,
+        args.models_dir,
+        activate=not args.no_activate,
+        version=args.version,
+        progress=_progress,
+        target_precision=args.target_precision,
+    )
+    state = "active" if not args.no_activate else "not activated"
+    print(f"model {version} saved in {args.models_dir} ({state})")
+    return 0
+
+
+def main_eval(args: argparse.Namespace) -> int:
+    from .datasets import DATASET_NAMES
+    from .evaluation import evaluate, format_table, plot_curve, write_json
+
+    names: list[str] = []
+    for name in args.dataset:
+        names.extend(DATASET_NAMES if name == "all" else [name])
+    reports = []
+    for name in names:
+        reports.append(
+            evaluate(
+                name,
+                datasets_dir=args.datasets_dir,
+                target_precision=args.target_precision,
+                refit_with_validation=args.refit,
+                progress=_progress,
+            )
+        )
+    print()
+    print(format_table(reports))
+    print(
+        "\nacc = in-scope accuracy (argmax); acc@t = counting rejected as wrong; "
+        "oosRec = out-of-scope predicted as oos; oos@t = predicted oos or rejected; "
+        f"prec@t/cov@t = precision and in-scope coverage at the threshold chosen on "
+        f"validation for {args.target_precision:.0%} precision."
+    )
+    if args.out:
+        write_json(reports[0] if len(reports) == 1 else reports, args.out)
+        print(f"wrote {args.out}")
+    if args.plot:
+        plot_curve(reports, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def main_versions(args: argparse.Namespace) -> int:
+    from tierdesk.errors import ModelError
+
+    from .artifact import ModelStore, read_metadata
+
+    store = ModelStore(args.models_dir)
+    versions = store.versions()
+    if not versions:
+        print(f"no models in {store.root}")
+        return 0
+    active = store.active_version()
+    for version in versions:
+        marker = "*" if version == active else " "
+        try:
+            meta = read_metadata(store.path(version))
+            evaluation = meta.evaluation or {}
+            cov = evaluation.get("coverage_at_thresholds")
+            extra = f"  coverage {cov:.1%}" if isinstance(cov, (int, float)) else ""
+            print(
+                f"{marker} {version:<10} {meta.created_at}  kb {meta.kb_hash[:12]}  "
+                f"{len(meta.classes)} intents  threshold {meta.thresholds.global_threshold:.3f}"
+                f"{extra}"
+            )
+        except ModelError as exc:
+            print(f"{marker} {version:<10} unusable: {exc.message}")
+    return 0
+
+
+def main_activate(args: argparse.Namespace) -> int:
+    from .artifact import ModelStore
+
+    ModelStore(args.models_dir).activate(args.version)
+    print(f"activated {args.version}")
+    return 0
+
+
+def main_rollback(args: argparse.Namespace) -> int:
+    from .artifact import ModelStore
+
+    version = ModelStore(args.models_dir).rollback()
+    print(f"rolled back to {version}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    faq = subparsers.add_parser("faq", help="train, evaluate and manage FAQ classifier models")
+    sub = faq.add_subparsers(dest="faq_command", required=True)
+
+    def models_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--models-dir",
+            type=Path,
+            default=_default_models_dir(),
+            help="model store root (default: $TIERDESK_MODELS_DIR or ./models)",
+        )
+
+    train = sub.add_parser("train", help="train a model from a knowledge base and save a new version")
+    train.add_argument(
+        "kb",
+        nargs="?",
+        type=Path,
+        default=_default_kb(),
+        help="knowledge base YAML file or directory (default: $TIERDESK_KNOWLEDGE_BASE or ./knowledge_base)",
+    )
+    models_dir(train)
+    train.add_argument("--target-precision", type=float, default=0.97)
+    train.add_argument("--version", help="version name (default: next vNNNN)")
+    train.add_argument("--no-activate", action="store_true", help="save without activating")
+    train.set_defaults(func=main_train)
+
+    ev = sub.add_parser("eval", help="measure the classifier on a dataset or knowledge base")
+    ev.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        help="clinc150, banking77, smp2017, all, or a knowledge base path (repeatable)",
+    )
+    ev.add_argument("--datasets-dir", type=Path, default=None,
+                    help="folder with the datasets (default: $TIERDESK_DATASETS or ../shared/datasets)")
+    ev.add_argument("--target-precision", type=float, default=0.97)
+    ev.add_argument("--refit", action="store_true",
+                    help="after choosing the threshold, refit on train+validation (what `faq train` does)")
+    ev.add_argument("--out", type=Path, help="write the full report as JSON")
+    ev.add_argument("--plot", type=Path, help="write the precision/coverage curve as PNG")
+    ev.set_defaults(func=main_eval)
+
+    versions = sub.add_parser("versions", help="list model versions (* = active)")
+    models_dir(versions)
+    versions.set_defaults(func=main_versions)
+
+    activate = sub.add_parser("activate", help="make a saved version the active model")
+    activate.add_argument("version")
+    models_dir(activate)
+    activate.set_defaults(func=main_activate)
+
+    rollback = sub.add_parser("rollback", help="re-activate the previously active version")
+    models_dir(rollback)
+    rollback.set_defaults(func=main_rollback)
+    return faq
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m classifier.cli faq ...``) for use
+    without the rest of tierdesk's CLI."""
+    from tierdesk.errors import TierdeskError
+
+    parser = argparse.ArgumentParser(prog="classifier")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TierdeskError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Measure the classifier on a public dataset or on a knowledge base.
+
+Protocol for a dataset (see docs/classifier.md for the definitions):
+
+1. fit on ``train`` (CLINC150: including ``oos_train`` as the class ``oos``);
+2. choose one global threshold on ``validation``: the lowest confidence at
+   which the answered validation predictions reach the target precision;
+3. report on ``test``: accuracy, out-of-scope recall, precision and coverage
+   at that threshold, and the precision/coverage curve.
+
+For a knowledge base there is no test set: the figures come from k-fold
+cross-validated predictions, the same ones ``faq train`` uses.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datasets import DATASET_NAMES, Dataset, load_dataset
+from .fast import CompiledClassifier
+from .model import IntentClassifier
+from .thresholds import (
+    DEFAULT_TARGET_PRECISION,
+    lowest_threshold_meeting,
+    precision_coverage_curve,
+)
+
+Progress = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+def score_predictions(
+    true: np.ndarray,
+    pred: np.ndarray,
+    conf: np.ndarray,
+    threshold: float,
+    oos_label: str | None,
+) -> dict[str, Any]:
+    """All test figures for one global threshold.
+
+    * ``accuracy``: over in-scope messages, argmax prediction, no threshold
+      (predicting the out-of-scope class counts as wrong) -- the standard
+      CLINC150 in-scope accuracy.
+    * ``accuracy_with_threshold``: the same, but a rejected (below-threshold)
+      in-scope message also counts as wrong.
+    * ``oos_recall_class``: share of out-of-scope messages predicted as the
+      out-of-scope class.
+    * ``oos_recall``: share predicted out-of-scope *or* rejected by the
+      threshold -- what the product does with them (hand off).
+    * ``precision`` / ``coverage``: answered = predicted class is not
+      out-of-scope and confidence >= threshold. Precision = correct / answered
+      (answering an out-of-scope message is wrong); coverage = answered
+      in-scope / all in-scope messages.
+    """
+    oos = {oos_label} if oos_label else set()
+    in_scope = np.array([t not in oos for t in true], dtype=bool)
+    predicted_oos = np.array([p in oos for p in pred], dtype=bool)
+    correct = pred == true
+    confident = conf >= threshold
+    answered = ~predicted_oos & confident
+    n_in = max(int(in_scope.sum()), 1)
+    n_oos = int((~in_scope).sum())
+    out: dict[str, Any] = {
+        "n_test": int(len(true)),
+        "n_in_scope": int(in_scope.sum()),
+        "n_out_of_scope": n_oos,
+        "accuracy": float(correct[in_scope].mean()) if in_scope.any() else None,
+        "accuracy_with_threshold": float((correct & confident)[in_scope].sum() / n_in),
+        "precision": float(correct[answered].mean()) if answered.any() else None,
+        "coverage": float((answered & in_scope).sum() / n_in),
+        "coverage_of_all_traffic": float(answered.mean()) if len(true) else 0.0,
+    }
+    if n_oos:
+        out["oos_recall_class"] = float(predicted_oos[~in_scope].mean())
+        out["oos_recall"] = float((predicted_oos | ~confident)[~in_scope].mean())
+    return out
+
+
+def evaluate_dataset(
+    dataset: Dataset,
+    *,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
+    params: Mapping[str, Any] | None = None,
+    refit_with_validation: bool = False,
+    progress: Progress = _noop,
+) -> dict[str, Any]:
+    params = dict(params or {})
+    oos = dataset.out_of_scope_label
+    started = time.perf_counter()
+    texts, labels = zip(*dataset.train)
+    progress(f"{dataset.name}: fitting on {len(texts)} training examples")
+    model = IntentClassifier(**params).fit(list(texts), list(labels))
+    fit_seconds = time.perf_counter() - started
+    compiled = CompiledClassifier.from_fitted(model)
+
+    def predict(cm: CompiledClassifier, pairs):
+        probs = cm.predict_proba_many([t for t, _ in pairs])
+        return (
+            np.array([label for _, label in pairs], dtype=object),
+            cm.classes_[probs.argmax(axis=1)],
+            probs.max(axis=1),
+        )
+
+    progress(f"{dataset.name}: choosing the threshold on {len(dataset.validation)} validation examples")
+    v_true, v_pred, v_conf = predict(compiled, dataset.validation)
+    eligible = np.array([p != oos for p in v_pred], dtype=bool)
+    choice = lowest_threshold_meeting(v_conf[eligible], (v_pred == v_true)[eligible], target_precision)
+    validation = score_predictions(v_true, v_pred, v_conf, choice.threshold, oos)
+
+    if refit_with_validation:
+        # What `faq train` does: thresholds from held-out predictions, then the
+        # shipped model is refit on everything, validation included.
+        progress(f"{dataset.name}: refitting on train + validation")
+        all_pairs = dataset.train + dataset.validation
+        model = IntentClassifier(**params).fit([t for t, _ in all_pairs], [y for _, y in all_pairs])
+        compiled = CompiledClassifier.from_fitted(model)
+
+    progress(f"{dataset.name}: scoring {len(dataset.test)} test examples")
+    t_true, t_pred, t_conf = predict(compiled, dataset.test)
+    test = score_predictions(t_true, t_pred, t_conf, choice.threshold, oos)
+    curve = precision_coverage_curve(
+        t_pred, t_conf, t_true, out_of_scope=[oos] if oos else []
+    )
+    return {
+        "dataset": dataset.name,
+        "protocol": "train+validation refit" if refit_with_validation else "train only",
+        "validation_split": dataset.validation_note,
+        "n_train": len(dataset.train) + (len(dataset.validation) if refit_with_validation else 0),
+        "n_classes": int(len(compiled.classes_)),
+        "n_features": compiled.n_features,
+        "params": _jsonable(IntentClassifier(**params).get_params()),
+        "target_precision": target_precision,
+        "threshold": choice.threshold,
+        "threshold_met_on_validation": choice.met,
+        "validation": validation,
+        "test": test,
+        "curve": curve,
+        "fit_seconds": round(fit_seconds, 2),
+        "total_seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def evaluate_knowledge_base(
+    kb_path: str | Path,
+    *,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
+    params: Mapping[str, Any] | None = None,
+    progress: Progress = _noop,
+) -> dict[str, Any]:
+    from .knowledge_base import load_knowledge_base
+    from .training import heldout_predictions
+
+    started = time.perf_counter()
+    kb = load_knowledge_base(kb_path)
+    texts, labels = kb.training_data()
+    true, pred, conf, method = heldout_predictions(
+        texts, labels, validation_fraction=0.2, random_state=0, params=params or {}, progress=progress
+    )
+    oos_ids = [i.id for i in kb.intents if i.out_of_scope]
+    eligible = np.array([p not in oos_ids for p in pred], dtype=bool)
+    choice = lowest_threshold_meeting(conf[eligible], (pred == true)[eligible], target_precision)
+    # Several out-of-scope intents are possible in a KB; score them as one.
+    merged = "\x00out_of_scope"
+    true_m = np.array([merged if t in oos_ids else t for t in true], dtype=object)
+    pred_m = np.array([merged if p in oos_ids else p for p in pred], dtype=object)
+    heldout = score_predictions(true_m, pred_m, conf, choice.threshold, merged if oos_ids else None)
+    return {
+        "dataset": str(kb_path),
+        "protocol": method,
+        "n_train": len(texts),
+        "n_classes": len(kb.intents),
+        "params": _jsonable(IntentClassifier(**(params or {})).get_params()),
+        "target_precision": target_precision,
+        "threshold": choice.threshold,
+        "threshold_met_on_validation": choice.met,
+        "test": heldout,
+        "curve": precision_coverage_curve(pred_m, conf, true_m, out_of_scope=[merged]),
+        "total_seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def evaluate(
+    dataset_name: str,
+    *,
+    datasets_dir: str | Path | None = None,
+    target_precision: float = DEFAULT_TARGET_PRECISION,
+    params: Mapping[str, Any] | None = None,
+    refit_with_validation: bool = False,
+    out: str | Path | None = None,
+    plot: str | Path | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate on a named dataset (clinc150, banking77, smp2017) or, for any
+    other value, on the knowledge base file/directory at that path."""
+    progress = progress or _noop
+    if dataset_name in DATASET_NAMES:
+        progress(f"loading {dataset_name}")
+        report = evaluate_dataset(
+            load_dataset(dataset_name, datasets_dir),
+            target_precision=target_precision,
+            params=params,
+            refit_with_validation=refit_with_validation,
+            progress=progress,
+        )
+    else:
+        report = evaluate_knowledge_base(
+            dataset_name, target_precision=target_precision, params=params, progress=progress
+        )
+    if out is not None:
+        write_json(report, out)
+        progress(f"wrote {out}")
+    if plot is not None:
+        plot_curve([report], plot)
+        progress(f"wrote {plot}")
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_json(report: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(report), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def plot_curve(reports: list[Mapping[str, Any]], path: str | Path) -> None:
+    """Precision against coverage, one line per report, with the chosen
+    threshold marked. matplotlib is imported here so that serving never pays
+    for it (and never needs it installed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for report in reports:
+        points = [(c, p) for _, p, c in report["curve"] if p is not None]
+        ax.plot([c for c, _ in points], [p for _, p in points], label=report["dataset"])
+        test = report["test"]
+        if test.get("precision") is not None:
+            ax.scatter([test["coverage"]], [test["precision"]], marker="o", zorder=3)
+            ax.annotate(
+                f"t={report['threshold']:.2f}",
+                (test["coverage"], test["precision"]),
+                textcoords="offset points",
+                xytext=(5, -12),
+                fontsize=8,
+            )
+    target = reports[0].get("target_precision") if reports else None
+    if target:
+        ax.axhline(target, linestyle="--", linewidth=0.8, color="grey")
+    ax.set_xlabel("coverage (share of in-scope messages answered)")
+    ax.set_ylabel("precision of answered messages")
+    ax.set_xlim(0, 1.0)
+    ax.set_ylim(0.5, 1.005)
+    ax.grid(True, linewidth=0.3)
+    ax.legend(loc="lower left")
+    ax.set_title("Precision / coverage as the confidence threshold varies")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_table(reports: list[Mapping[str, Any]]) -> str:
+    def pct(v: Any) -> str:
+        return "   n/a" if v is None else f"{100 * v:5.1f}%"
+
+    header = (
+        f"{'dataset':<22} {'acc':>6} {'acc@t':>6} {'oosRec':>6} {'oos@t':>6} "
+        f"{'thresh':>6} {'prec@t':>6} {'cov@t':>6} {'secs':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in reports:
+        t = r["test"]
+        lines.append(
+            f"{Path(str(r['dataset'])).name[:22]:<22} {pct(t.get('accuracy'))} "
+            f"{pct(t.get('accuracy_with_threshold'))} {pct(t.get('oos_recall_class'))} "
+            f"{pct(t.get('oos_recall'))} {r['threshold']:6.3f} {pct(t.get('precision'))} "
+            f"{pct(t.get('coverage'))} {r['total_seconds']:6.1f}"
+        )
+    return "\n".join(lines)
