@@ -1,0 +1,192 @@
+"""The SQL store on a real SQLite file and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
+
+from router.changes import AgentProfile, Changes, MessageRecord
+from router.model import (
+    Agent,
+    AgentStatus,
+    Conversation,
+    ConversationStatus,
+    Customer,
+    Handoff,
+    HandoffReason,
+    Sender,
+    Tier,
+)
+from router.ports import DuplicateMessage
+from router.tracker import EventKind, TrackerEvent
+from storage.engine import create_engines
+from storage.store import SqlStore
+from storage.tables import metadata
+from tierdesk.errors import Unavailable
+
+
+@pytest.fixture
+async def store(db_url: str):  # type: ignore[no-untyped-def]
+    engines = create_engines(db_url)
+    s = SqlStore(engines)
+    yield s
+    await s.close()
+    await engines.dispose()
+
+
+def sync_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def test_migrations_match_the_schema_the_code_uses(db_url: str) -> None:
+    engine = create_engine(sync_url(db_url))
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def inbound(conv_id: str, external: str, at: float = 1.0) -> MessageRecord:
+    return MessageRecord(f"msg-{external}", "ch", conv_id, Sender.CUSTOMER, "hi", at, external_id=external,
+                         tier=Tier.BOT, response={"action": "answer", "n": external})
+
+
+def conversation(conv_id: str, external: str, status: ConversationStatus = ConversationStatus.BOT,
+                 handoff: Handoff | None = None) -> Conversation:
+    return Conversation(id=conv_id, channel_id="ch", external_id=external, customer=Customer("u", None, False),
+                        created_at=1.0, updated_at=1.0, status=status, handoff=handoff)
+
+
+def message_changes(conv_id: str, external: str, message: str) -> Changes:
+    c = Changes()
+    c.inbound = inbound(conv_id, message)
+    c.conversation(conversation(conv_id, external))
+    c.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, 1.0, "ch", conv_id, message_id=f"msg-{message}",
+                         data={"tier": "bot"}))
+    return c
+
+
+async def test_concurrent_commits_share_batches_and_all_land(store: SqlStore) -> None:
+    await asyncio.gather(*(store.commit(message_changes(f"c{i}", f"x{i}", f"m{i}")) for i in range(300)))
+    assert await store.count("messages") == 300
+    assert await store.count("events") == 300
+    assert await store.count("conversations") == 300
+    # Fewer transactions than changes: that is the point of group commit.
+    assert store.committer.batches < 300
+
+
+async def test_a_repeated_inbound_message_is_refused_whole(store: SqlStore) -> None:
+    await store.commit(message_changes("c1", "x1", "m1"))
+    again = message_changes("c1", "x1", "m1")
+    with pytest.raises(DuplicateMessage):
+        await store.commit(again)
+    assert await store.count("events") == 1
+    assert await store.stored_answer("ch", "m1") == {"action": "answer", "n": "m1"}
+
+
+async def test_capacity_is_enforced_by_the_database(store: SqlStore) -> None:
+    create = Changes()
+    create.new_agents.append(AgentProfile("a1", "Ann", frozenset({"billing"}), 1, "online", 0.0))
+    await store.commit(create)
+    failures: list[int] = []
+    store.committer.on_failure(lambda: failures.append(1))
+    first = Changes()
+    first.load("a1", +1)
+    await store.commit(first)
+    over = message_changes("c9", "x9", "m9")
+    over.load("a1", +1)
+    with pytest.raises(Unavailable):
+        await store.commit(over)
+    assert failures == [1]
+    # Nothing of the refused change was written.
+    assert await store.count("messages") == 0
+    [agent] = await store.load_agents()
+    assert agent.open_count == 1
+
+
+async def test_one_open_handoff_per_conversation_is_enforced(store: SqlStore) -> None:
+    def handoff(hid: str, seq: int) -> Handoff:
+        return Handoff(id=hid, conversation_id="c1", channel_id="ch", seq=seq, reason=HandoffReason.OTHER,
+                       skill="general", requested_at=1.0)
+
+    ok = Changes()
+    ok.handoff(handoff("h1", 1))
+    await store.commit(ok)
+    second = Changes()
+    second.handoff(handoff("h2", 2))
+    with pytest.raises(Unavailable):
+        await store.commit(second)
+    assert await store.count("handoffs") == 1
+
+
+async def test_a_failed_batch_fails_what_was_queued_behind_it(store: SqlStore) -> None:
+    good = message_changes("c1", "x1", "m1")
+    bad = Changes()
+    bad.load("nobody", +1)  # no such agent: the conditional update matches nothing
+    after = message_changes("c2", "x2", "m2")
+    results = await asyncio.gather(store.commit(good), store.commit(bad), store.commit(after),
+                                   return_exceptions=True)
+    # good may have gone in its own batch first; bad and everything behind it fail.
+    assert isinstance(results[1], Unavailable)
+    assert isinstance(results[2], Unavailable)
+    assert await store.count("messages") == (0 if isinstance(results[0], Exception) else 1)
+
+
+async def test_changes_from_a_stale_generation_are_refused(store: SqlStore) -> None:
+    bad = Changes()
+    bad.load("nobody", +1)
+    with pytest.raises(Unavailable):
+        await store.commit(bad)
+    stale = message_changes("c1", "x1", "m1")
+    stale.generation = 0
+    with pytest.raises(Unavailable):
+        await store.commit(stale)
+    fresh = message_changes("c1", "x1", "m1")
+    fresh.generation = store.committer.generation_floor
+    await store.commit(fresh)
+
+
+async def test_open_conversations_come_back_with_handoff_and_answers(store: SqlStore) -> None:
+    h = Handoff(id="h1", conversation_id="c1", channel_id="ch", seq=1, reason=HandoffReason.NEEDS_HUMAN,
+                skill="billing", requested_at=5.0, vip=True)
+    conv = conversation("c1", "x1", ConversationStatus.QUEUED, h)
+    c = Changes()
+    c.inbound = inbound("c1", "m1")
+    c.conversation(conv)
+    c.handoff(h)
+    await store.commit(c)
+    resolved = conversation("c2", "x2", ConversationStatus.RESOLVED)
+    c2 = Changes()
+    c2.conversation(resolved)
+    await store.commit(c2)
+    [loaded] = await store.load_open_conversations()
+    assert loaded.id == "c1" and loaded.status is ConversationStatus.QUEUED
+    assert loaded.handoff is not None and loaded.handoff.waiting and loaded.handoff.vip
+    assert loaded.answers == {"m1": {"action": "answer", "n": "m1"}}
+    by_key = await store.load_conversation("ch", "x2")
+    assert by_key is not None and by_key.status is ConversationStatus.RESOLVED
+    assert await store.load_conversation("ch", "nope") is None
+
+
+async def test_batched_lookups_return_each_callers_conversation(store: SqlStore) -> None:
+    for i in range(5):
+        await store.commit(message_changes(f"c{i}", f"x{i}", f"m{i}"))
+    keys = [("ch", f"x{i}") for i in range(8)]
+    found = await asyncio.gather(*(store.load_conversation(*k) for k in keys))
+    assert [c.id if c else None for c in found] == ["c0", "c1", "c2", "c3", "c4", None, None, None]
+
+
+async def test_agents_round_trip(store: SqlStore) -> None:
+    c = Changes()
+    c.new_agents.append(AgentProfile("a1", "Ann", frozenset({"billing", "tech"}), 3, "online", 7.0))
+    await store.commit(c)
+    upd = Changes()
+    upd.agent(Agent("a1", "Ann B", frozenset({"tech"}), 5, AgentStatus.AWAY, idle_since=9.0))
+    await store.commit(upd)
+    [a] = await store.load_agents()
+    assert (a.name, a.skills, a.capacity, a.status, a.idle_since) == (
+        "Ann B", frozenset({"tech"}), 5, AgentStatus.AWAY, 9.0)
