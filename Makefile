@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: serve test test-unit test-fast bench lint clean-demo
+.PHONY: serve test test-unit faults bench clean-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tierdesk needs Python 3.11+"'
@@ -23,6 +23,11 @@ serve: $(STAMP)
 ## test: every test, on SQLite and on the PostgreSQL at 127.0.0.1:5432
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## faults: kill the server under load (SIGKILL) on both databases and check
+## that no acknowledged message is lost; a few minutes
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q -s tests/faults
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
