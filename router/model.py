@@ -135,6 +135,7 @@ class Channel:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     created_at: float = 0.0
+    require_signature: bool = False
 
 
 class Role(enum.StrEnum):

@@ -41,6 +41,8 @@ channels = Table(
     Column("webhook_url", Text),
     Column("webhook_secret", String(128)),
     Column("created_at", Double, nullable=False),
+    # When set, inbound requests must carry a valid X-Tierdesk-Signature.
+    Column("require_signature", Boolean, nullable=False, server_default=text("false")),
 )
 
 credentials = Table(

@@ -10,8 +10,6 @@ delivery whose acknowledgement was lost can drop the repeat.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import random
 import time
 
@@ -23,13 +21,9 @@ from router.model import Channel
 from router.ports import Clock
 from storage.accounts import Accounts
 from storage.outbox import Delivery, Outbox
+from tierdesk.signing import HEADER, sign
 
 log = structlog.get_logger(__name__)
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
 
 
 def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
@@ -90,7 +84,7 @@ class DeliveryWorker:
         headers = {"Content-Type": "application/json", "Idempotency-Key": d.idempotency_key,
                    "X-Tierdesk-Delivery": str(d.id)}
         if channel.webhook_secret:
-            headers["X-Tierdesk-Signature"] = sign(channel.webhook_secret, ts, body)
+            headers[HEADER] = sign(channel.webhook_secret, ts, body)
         error: str | None = None
         try:
             async with session.post(channel.webhook_url, data=body, headers=headers) as resp:

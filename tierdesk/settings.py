@@ -55,6 +55,16 @@ class Settings:
     # SQLite durability: NORMAL (survives a process crash) or FULL (also a power cut).
     sqlite_synchronous: str = "NORMAL"
     db_pool_size: int = 5
+    # Rate limits (requests per second, 0 = off) and their bursts.
+    rate_limit_channel_per_second: float = 500.0
+    rate_limit_channel_burst: float = 1000.0
+    rate_limit_ip_per_second: float = 1000.0
+    rate_limit_ip_burst: float = 2000.0
+    # Signed inbound requests: how far a signature's timestamp may be from now.
+    signature_tolerance_seconds: float = 300.0
+    # Agent WebSockets: close one that sent nothing (not even "ping") for this long.
+    ws_idle_timeout_seconds: float = 120.0
+    ws_max_message_bytes: int = 65536
     classifier_max_batch: int = 64
     extra: Mapping[str, str] = field(default_factory=dict)
 

@@ -20,6 +20,7 @@ from storage.outbox import Outbox
 from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
 from tierdesk.models import LiveModel
+from tierdesk.errors import RateLimited
 from tierdesk.settings import Settings
 
 from . import handlers as h
@@ -27,6 +28,7 @@ from . import keys
 from .auth import Authenticator
 from .errors import error_middleware
 from .prom import Registry
+from .ratelimit import RateLimiter
 from .ws import AgentSockets
 
 log = structlog.get_logger(__name__)
@@ -55,9 +57,20 @@ async def context_middleware(
     return response
 
 
+@web.middleware
+async def ip_rate_limit(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.path not in ("/healthz", "/readyz", "/metrics"):
+        wait = request.app[keys.IP_LIMIT].acquire(request.remote or "")
+        if wait:
+            raise RateLimited("too many requests from this address; slow down", retry_after=wait)
+    return await handler(request)
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveModel | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[context_middleware, error_middleware],
+        middlewares=[context_middleware, error_middleware, ip_rate_limit],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
@@ -68,6 +81,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app[keys.MODEL] = model or LiveModel(settings.models_dir, settings.knowledge_base,
                                          max_batch=settings.classifier_max_batch)
     app[keys.DELIVERY_WAKE] = lambda: None
+    app[keys.CHANNEL_LIMIT] = RateLimiter(settings.rate_limit_channel_per_second, settings.rate_limit_channel_burst)
+    app[keys.IP_LIMIT] = RateLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_model)
     app.cleanup_ctx.append(_desk)
@@ -102,7 +117,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.STORE] = store
     app[keys.ACCOUNTS] = Accounts(engines)
     app[keys.OUTBOX] = Outbox(engines)
-    app[keys.AUTH] = Authenticator(app[keys.ACCOUNTS], s.admin_token)
+    app[keys.AUTH] = Authenticator(app[keys.ACCOUNTS], s.admin_token,
+                                   signature_tolerance=s.signature_tolerance_seconds)
     yield
     await store.close()  # writes what is queued before the engines go
     await engines.dispose()

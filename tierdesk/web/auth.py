@@ -7,9 +7,10 @@ import time
 
 from aiohttp import web
 
-from router.model import Principal, Role
+from router.model import Channel, Principal, Role
 from storage.accounts import Accounts
 from tierdesk.errors import Forbidden, Unauthenticated
+from tierdesk.signing import HEADER, verify
 from tierdesk.tokens import token_hash
 
 
@@ -18,8 +19,11 @@ class Authenticator:
     database read per request, and a revocation is honoured within ``ttl``
     seconds everywhere (at once on the instance that revoked)."""
 
-    def __init__(self, accounts: Accounts, admin_token: str | None, ttl: float = 30.0) -> None:
+    def __init__(self, accounts: Accounts, admin_token: str | None, ttl: float = 30.0,
+                 signature_tolerance: float = 300.0) -> None:
         self.accounts = accounts
+        self.signature_tolerance = signature_tolerance
+        self._channels: dict[str, tuple[float, Channel | None]] = {}
         self._admin_hash = token_hash(admin_token) if admin_token else None
         self._ttl = ttl
         self._cache: dict[str, tuple[float, Principal | None]] = {}
@@ -49,6 +53,28 @@ class Authenticator:
         if principal is None:
             raise Unauthenticated("unknown or revoked token")
         return principal
+
+    async def channel(self, channel_id: str) -> Channel | None:
+        now = time.monotonic()
+        hit = self._channels.get(channel_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        channel = await self.accounts.channel(channel_id)
+        self._channels[channel_id] = (now + self._ttl, channel)
+        return channel
+
+    async def channel_request(self, request: web.Request, clock_now: float) -> tuple[Principal, bytes]:
+        """Authenticate a channel, read the body and check its signature if
+        the channel requires signed requests."""
+        principal = await self.require(request, Role.CHANNEL)
+        body = await request.read()
+        channel = await self.channel(principal.subject_id or "")
+        if channel is None:
+            raise Unauthenticated("the channel of this token no longer exists")
+        if channel.require_signature:
+            verify(channel.webhook_secret or "", request.headers.get(HEADER), body, clock_now,
+                   self.signature_tolerance)
+        return principal, body
 
     async def require(self, request: web.Request, *roles: Role) -> Principal:
         principal = await self.principal(request)

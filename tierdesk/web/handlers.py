@@ -12,14 +12,14 @@ from typing import Any
 
 import orjson
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from router import metrics as tiered
 from router.changes import MessageRecord
 from router.ids import new_id
 from router.model import AgentStatus, Channel, Customer, Principal, Role
 from router.services import IncomingMessage
-from tierdesk.errors import InvalidInput, NotFound
+from tierdesk.errors import InvalidInput, NotFound, RateLimited
 from tierdesk.tokens import new_token, token_hash
 
 from . import keys
@@ -65,8 +65,11 @@ async def body(request: web.Request) -> bytes:
 
 # ----------------------------------------------------------------- channels
 async def post_message(request: web.Request) -> web.Response:
-    principal = await request.app[keys.AUTH].require(request, Role.CHANNEL)
-    msg = s.decode(await body(request), s.MessageIn)
+    principal, raw = await request.app[keys.AUTH].channel_request(request, request.app[keys.CLOCK].now())
+    wait = request.app[keys.CHANNEL_LIMIT].acquire(principal.subject_id or "")
+    if wait:
+        raise RateLimited("too many messages from this channel; slow down", retry_after=wait)
+    msg = s.decode(raw, s.MessageIn)
     check_text(request, msg.text)
     sent_at = parse_time(msg.sent_at, "sent_at")
     channel_id = principal.subject_id or ""
@@ -84,8 +87,8 @@ async def post_message(request: web.Request) -> web.Response:
 
 
 async def post_feedback(request: web.Request) -> web.Response:
-    principal = await request.app[keys.AUTH].require(request, Role.CHANNEL)
-    fb = s.decode(await body(request), s.FeedbackIn)
+    principal, raw = await request.app[keys.AUTH].channel_request(request, request.app[keys.CLOCK].now())
+    fb = s.decode(raw, s.FeedbackIn)
     if fb.rating is None and not fb.resolved:
         raise InvalidInput("give a rating, resolved=true, or both", code="validation_failed")
     await request.app[keys.DESK].feedback(principal.subject_id or "", request.match_info["conversation_id"],
@@ -94,7 +97,7 @@ async def post_feedback(request: web.Request) -> web.Response:
 
 
 async def post_close(request: web.Request) -> web.Response:
-    principal = await request.app[keys.AUTH].require(request, Role.CHANNEL)
+    principal, _ = await request.app[keys.AUTH].channel_request(request, request.app[keys.CLOCK].now())
     await request.app[keys.DESK].close(principal.subject_id or "", request.match_info["conversation_id"])
     return json({"ok": True})
 
@@ -182,7 +185,8 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     agent_id = p.subject_id or ""
     desk = request.app[keys.DESK]
     desk.agent(agent_id)
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+    settings = request.app[keys.SETTINGS]
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=settings.ws_max_message_bytes)
     await ws.prepare(request)
     sockets = request.app[keys.SOCKETS]
     sockets.add(agent_id, ws)
@@ -190,12 +194,18 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
         convs = await desk.open_conversations(agent_id)
         await ws.send_json({"type": "hello", "agent_id": agent_id,
                             "conversations": [conversation_view(request, c) for c in convs]})
-        async for msg in ws:
-            # The socket is for pushes; agents act through the REST API. A
-            # ping keeps idle proxies from closing it.
+        while not ws.closed:
+            # The socket is for pushes; agents act through the REST API. The
+            # client's "ping" proves it is alive: a socket silent for longer
+            # than the idle timeout is closed, so dead clients don't pile up.
+            try:
+                msg = await ws.receive(timeout=settings.ws_idle_timeout_seconds)
+            except TimeoutError:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
+                break
             if msg.type is WSMsgType.TEXT and msg.data == "ping":
                 await ws.send_str("pong")
-            elif msg.type is WSMsgType.ERROR:
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 break
     finally:
         sockets.discard(agent_id, ws)
@@ -253,19 +263,22 @@ async def create_channel(request: web.Request) -> web.Response:
     c = s.decode(await body(request), s.ChannelIn)
     now = request.app[keys.CLOCK].now()
     channel = Channel(id=new_id("chn"), name=c.name, webhook_url=c.webhook_url,
-                      webhook_secret=new_token(Role.CHANNEL).replace("td_channel_", "whsec_"), created_at=now)
+                      webhook_secret=new_token(Role.CHANNEL).replace("td_channel_", "whsec_"), created_at=now,
+                      require_signature=c.require_signature)
     accounts = request.app[keys.ACCOUNTS]
     await accounts.create_channel(channel)
     token = new_token(Role.CHANNEL)
     await accounts.add_credential(token_hash(token), Principal(Role.CHANNEL, channel.id), now)
     return json({"id": channel.id, "name": channel.name, "webhook_url": channel.webhook_url,
-                 "webhook_secret": channel.webhook_secret, "token": token}, status=201)
+                 "webhook_secret": channel.webhook_secret, "require_signature": channel.require_signature,
+                 "token": token}, status=201)
 
 
 async def list_channels(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN)
     channels = await request.app[keys.ACCOUNTS].channels()
-    return json({"channels": [{"id": c.id, "name": c.name, "webhook_url": c.webhook_url} for c in channels]})
+    return json({"channels": [{"id": c.id, "name": c.name, "webhook_url": c.webhook_url,
+                               "require_signature": c.require_signature} for c in channels]})
 
 
 async def get_queue(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from .auth import Authenticator
     from .prom import Registry
+    from .ratelimit import RateLimiter
     from .ws import AgentSockets
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -34,3 +35,5 @@ SOCKETS: web.AppKey[AgentSockets] = web.AppKey("sockets")
 PROM: web.AppKey[Registry] = web.AppKey("prom")
 DELIVERY_WAKE: web.AppKey[Callable[[], None]] = web.AppKey("delivery_wake")
 OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
+CHANNEL_LIMIT: web.AppKey[RateLimiter] = web.AppKey("channel_limit")
+IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")

@@ -62,6 +62,7 @@ class StatusIn(msgspec.Struct, forbid_unknown_fields=True):
 class ChannelIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     webhook_url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")] | None = None
+    require_signature: bool = False
 
 
 class ReplyIn(msgspec.Struct, forbid_unknown_fields=True):
