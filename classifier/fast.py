@@ -91,11 +91,11 @@ class CompiledClassifier:
             vocab = {term: offset + int(j) for term, j in vec.vocabulary_.items()}
             blocks.append(FeatureBlock(vec.analyzer, vocab, idf, offset, bool(vec.sublinear_tf)))
             offset += idf.shape[0]
-        coef = np.asarray(model.linear_.coef_, dtype=np.float64)
-        intercept = np.asarray(model.linear_.intercept_, dtype=np.float64)
+        coef = np.asarray(model.coef_, dtype=np.float64)
+        intercept = np.asarray(model.intercept_, dtype=np.float64)
         if coef.shape[0] == 1:
-            # LogisticRegression's binary case is a sigmoid of one score; a
-            # softmax over (0, score) is the same function, so one link serves both.
+            # A binary model has one score s and probability sigmoid(s); a
+            # softmax over (0, s) is the same function, so one link serves both.
             coef = np.vstack([np.zeros_like(coef), coef])
             intercept = np.concatenate([[0.0], intercept])
         return cls(blocks, coef.T, intercept, list(model.classes_))

@@ -1,11 +1,17 @@
 """The trainable intent classifier: TF-IDF word + character n-grams into a
-multinomial logistic regression.
+linear model with a softmax output.
 
 Why this shape: word n-grams carry most of the signal for English, while
 character n-grams make the model robust to typos and let Chinese work with no
-word segmentation. Logistic regression gives probabilities that are good
-enough to threshold directly (no separate calibration step to replicate in
-the fast path), and its softmax link is trivial to re-implement exactly.
+word segmentation. Both linear models on offer end in softmax(X·W + b), which
+the compiled fast path (classifier.fast) re-implements exactly:
+
+* ``linear="logistic"``: multinomial logistic regression, probabilities
+  straight from the fitted model.
+* ``linear="svm"``: LinearSVC (one-vs-rest) whose scores are turned into
+  probabilities by temperature scaling: softmax(beta * score), with beta
+  fitted on cross-validated scores. Scaling the weights by beta keeps it a
+  plain softmax-linear model.
 """
 
 from __future__ import annotations
@@ -21,18 +27,20 @@ from sklearn.utils.validation import check_is_fitted
 
 from .text import WORD_TOKEN_PATTERN, Analyzer
 
+LINEAR_MODELS = ("logistic", "svm")
+# Regularisation that measured best for each linear model (docs/classifier.md):
+# the features are l2-normalised per block, so logistic regression needs
+# little regularisation, while the hinge loss is happiest near C=1.
+DEFAULT_C = {"logistic": 20.0, "svm": 1.0}
+
 
 class IntentClassifier(ClassifierMixin, BaseEstimator):
-    """scikit-learn estimator mapping raw texts to intent labels.
-
-    Parameters mirror the measured defaults (see docs/classifier.md); a high
-    ``C`` works because the features are l2-normalised and the classes are
-    small, so little regularisation is needed to separate them.
-    """
+    """scikit-learn estimator mapping raw texts to intent labels."""
 
     def __init__(
         self,
         *,
+        linear: str = "logistic",
         word_ngram_range: tuple[int, int] = (1, 2),
         char_ngram_range: tuple[int, int] = (1, 4),
         char_analyzer: str = "char_wb",
@@ -40,10 +48,13 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         sublinear_tf: bool = True,
         min_df: int = 1,
         max_features: int | None = None,
-        C: float = 20.0,
+        C: float | None = None,
         max_iter: int = 1000,
         tol: float = 1e-4,
+        calibration_folds: int = 3,
+        random_state: int = 0,
     ) -> None:
+        self.linear = linear
         self.word_ngram_range = word_ngram_range
         self.char_ngram_range = char_ngram_range
         self.char_analyzer = char_analyzer
@@ -54,6 +65,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
+        self.calibration_folds = calibration_folds
+        self.random_state = random_state
 
     def _make_vectorizer(self, analyzer: Analyzer) -> TfidfVectorizer:
         return TfidfVectorizer(
@@ -67,6 +80,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "IntentClassifier":
+        if self.linear not in LINEAR_MODELS:
+            raise ValueError(f"linear must be one of {LINEAR_MODELS}, got {self.linear!r}")
         texts = _as_text_list(texts)
         labels = np.asarray(list(labels))
         if len(texts) != len(labels):
@@ -79,11 +94,43 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         )
         self.vectorizers_ = [self._make_vectorizer(a) for a in analyzers]
         matrix = sp.hstack([v.fit_transform(texts) for v in self.vectorizers_], format="csr")
-        self.linear_ = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol)
-        self.linear_.fit(matrix, labels)
+        C = self.C if self.C is not None else DEFAULT_C[self.linear]
+        if self.linear == "logistic":
+            self.linear_ = LogisticRegression(C=C, max_iter=self.max_iter, tol=self.tol)
+            self.linear_.fit(matrix, labels)
+            self.temperature_beta_ = 1.0
+            self.coef_ = self.linear_.coef_
+            self.intercept_ = self.linear_.intercept_
+        else:
+            self.linear_, self.temperature_beta_ = self._fit_svm(matrix, labels, C)
+            self.coef_ = self.linear_.coef_ * self.temperature_beta_
+            self.intercept_ = self.linear_.intercept_ * self.temperature_beta_
         self.classes_ = self.linear_.classes_
         self.n_features_ = matrix.shape[1]
         return self
+
+    def _fit_svm(self, matrix: sp.csr_matrix, labels: np.ndarray, C: float):
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+        from sklearn.svm import LinearSVC
+
+        def make() -> LinearSVC:
+            return LinearSVC(C=C, tol=self.tol, max_iter=self.max_iter)
+
+        _, counts = np.unique(labels, return_counts=True)
+        folds = min(self.calibration_folds, int(counts.min()))
+        beta = 1.0
+        if folds >= 2:
+            # Held-out scores: on its own training data the SVM's margins are
+            # optimistic, and a temperature fitted on them would be too confident.
+            scores = cross_val_predict(
+                make(),
+                matrix,
+                labels,
+                cv=StratifiedKFold(folds, shuffle=True, random_state=self.random_state),
+                method="decision_function",
+            )
+            beta = _fit_temperature(scores, labels)
+        return make().fit(matrix, labels), beta
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         check_is_fitted(self, "linear_")
@@ -92,14 +139,44 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         check_is_fitted(self, "linear_")
-        return self.linear_.decision_function(self.transform(texts))
+        scores = self.transform(texts) @ self.coef_.T + self.intercept_
+        return np.asarray(scores).ravel() if self.coef_.shape[0] == 1 else np.asarray(scores)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         check_is_fitted(self, "linear_")
-        return self.linear_.predict_proba(self.transform(texts))
+        if self.linear == "logistic":
+            return self.linear_.predict_proba(self.transform(texts))
+        return _softmax_link(self.decision_function(texts))
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(texts), axis=1)]
+
+
+def _softmax_link(scores: np.ndarray) -> np.ndarray:
+    from scipy.special import softmax
+
+    if scores.ndim == 1:
+        # Binary models have one score s; softmax over (0, s) is sigmoid(s).
+        scores = np.column_stack([np.zeros_like(scores), scores])
+    return softmax(scores, axis=1)
+
+
+def _fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Inverse temperature beta minimising the log loss of softmax(beta * s)."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    classes = np.unique(labels)
+    if scores.ndim == 1:
+        scores = np.column_stack([np.zeros_like(scores), scores])
+    idx = np.searchsorted(classes, labels)
+    rows = np.arange(len(idx))
+
+    def loss(log_beta: float) -> float:
+        return float(-log_softmax(np.exp(log_beta) * scores, axis=1)[rows, idx].mean())
+
+    result = minimize_scalar(loss, bounds=(-5.0, 5.0), method="bounded")
+    return float(np.exp(result.x))
 
 
 def _as_text_list(texts: Sequence[str]) -> list[str]:

@@ -13,10 +13,14 @@ import unicodedata
 from dataclasses import dataclass
 
 _WHITESPACE = re.compile(r"\s\s+|[\t\n\r\f\v]")
-# Same default as scikit-learn's word tokeniser: single characters (English
-# "a", "i") carry little signal and runs of CJK characters come out as one
-# token, which is harmless because the character n-grams cover them.
-WORD_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+# Word tokens: each CJK ideograph on its own, otherwise runs of two or more
+# word characters (scikit-learn's default, which drops English "a"/"i").
+# Chinese is written without spaces, so a word-run pattern would turn a whole
+# sentence into one useless token; one token per ideograph makes the word
+# (1, 2)-grams character uni- and bigrams instead. Measured on SMP2017 test:
+# 85.5% -> 90.6% accuracy (docs/classifier.md). English tokens are unchanged.
+WORD_TOKEN_PATTERN = rf"(?u)[{_CJK}]|[^\W{_CJK}]{{2,}}"
 
 ANALYZER_KINDS = ("word", "char", "char_wb")
 

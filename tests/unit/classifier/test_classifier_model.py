@@ -53,6 +53,15 @@ def test_rejects_bare_string_and_single_class():
         IntentClassifier().fit(["a", "b"], ["x", "x"])
 
 
+def test_word_tokens_split_chinese_into_characters_but_not_english():
+    analyzer = Analyzer("word", 1, 2)
+    assert analyzer("Reset my password") == [
+        "reset", "my", "password", "reset my", "my password"
+    ]
+    assert analyzer("忘记密码")[:4] == ["忘", "记", "密", "码"]
+    assert "记 密" in analyzer("忘记密码")
+
+
 def test_normalize_folds_width_and_case():
     assert normalize("ＲＥＳＥＴ　Ｐａｓｓ１２３") == "reset pass123"
     assert normalize("  Hello\t\nWorld  ") == "hello world"
@@ -61,7 +70,9 @@ def test_normalize_folds_width_and_case():
 @pytest.mark.parametrize("kind, ngram", [("char_wb", (1, 4)), ("char_wb", (2, 5)), ("char", (1, 3)), ("word", (1, 3))])
 def test_analyzers_match_scikit_learn(kind, ngram, demo_kb):
     ours = Analyzer(kind, *ngram)
-    theirs = CountVectorizer(analyzer=kind, ngram_range=ngram, lowercase=False).build_analyzer()
+    theirs = CountVectorizer(
+        analyzer=kind, ngram_range=ngram, lowercase=False, token_pattern=ours.token_pattern
+    ).build_analyzer()
     texts = [normalize(t) for t in demo_kb.training_data()[0]] + [normalize(t) for t in ODD_INPUTS]
     for text in texts:
         assert sorted(ours.analyze_normalized(text)) == sorted(theirs(text)), text
@@ -73,6 +84,7 @@ def test_analyzers_match_scikit_learn(kind, ngram, demo_kb):
         {},
         {"char_analyzer": "char", "char_ngram_range": (1, 3), "word_ngram_range": (1, 1)},
         {"sublinear_tf": False, "max_features": 300, "C": 2.0},
+        {"linear": "svm"},
     ],
 )
 def test_compiled_matches_sklearn_probabilities(demo_kb, params):
@@ -88,10 +100,11 @@ def test_compiled_matches_sklearn_probabilities(demo_kb, params):
     assert list(compiled.predict(queries)) == list(model.predict(queries))
 
 
-def test_compiled_binary_model_uses_the_sigmoid_link():
+@pytest.mark.parametrize("linear", ["logistic", "svm"])
+def test_compiled_binary_model_uses_the_sigmoid_link(linear):
     texts = ["yes please", "sure", "ok go ahead", "no thanks", "nope", "do not"]
     labels = ["yes", "yes", "yes", "no", "no", "no"]
-    model = IntentClassifier().fit(texts, labels)
+    model = IntentClassifier(linear=linear).fit(texts, labels)
     compiled = CompiledClassifier.from_fitted(model)
     queries = ["yes", "no way", "ok", "", "maybe"]
     np.testing.assert_allclose(
