@@ -121,7 +121,9 @@ class Conversation:
 
     @property
     def agent_id(self) -> str | None:
-        return self.handoff.agent_id if self.handoff is not None else None
+        """The agent holding the conversation now (none once it is resolved)."""
+        h = self.handoff
+        return h.agent_id if h is not None and h.is_open else None
 
     @property
     def tier(self) -> Tier:

@@ -31,6 +31,14 @@ DEFAULT_HUMAN_PHRASES: tuple[str, ...] = (
 )
 
 
+# Chinese words that contain 人工 ("manual, by a person") without asking for
+# one: "artificial intelligence", "labour cost", ... Removed before matching,
+# as "agenda" is kept from matching "agent" by word boundaries.
+DEFAULT_NOT_A_PERSON: tuple[str, ...] = (
+    "人工智能", "人工费", "人工成本", "人工合成", "人工湖", "人工降雨", "人工呼吸", "人工授精", "人工草",
+)
+
+
 class Prediction(Protocol):
     """What the policy needs from a classifier's prediction."""
 
@@ -69,6 +77,7 @@ class HandoffPolicy:
         human_phrases: Iterable[str] = DEFAULT_HUMAN_PHRASES,
         max_bot_answers: int = 2,
         vip_to_human: bool = False,
+        not_a_person: Iterable[str] = DEFAULT_NOT_A_PERSON,
     ) -> None:
         self.default_skill = default_skill
         self.vip_to_human = vip_to_human
@@ -79,11 +88,15 @@ class HandoffPolicy:
         # CJK has no word boundaries, so a substring is the phrase.
         parts = [r"\b" + re.escape(p) + r"s?\b" for p in ascii_words] + [re.escape(p) for p in cjk]
         self._asks_for_person = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+        self._not_a_person = re.compile("|".join(map(re.escape, not_a_person))) if not_a_person else None
 
     def asks_for_person(self, text: str) -> bool:
         if self._asks_for_person is None:
             return False
-        return self._asks_for_person.search(unicodedata.normalize("NFKC", text)) is not None
+        text = unicodedata.normalize("NFKC", text)
+        if self._not_a_person is not None:
+            text = self._not_a_person.sub(" ", text)
+        return self._asks_for_person.search(text) is not None
 
     def decide(self, text: str, prediction: Prediction, *, bot_streak: int, vip: bool = False) -> Decision:
         confident = not prediction.out_of_scope and prediction.confidence >= prediction.threshold

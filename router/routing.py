@@ -28,11 +28,11 @@ class Assignment:
     at: float
 
 
-def choose_agent(agents: Iterable[Agent], skill: str) -> Agent | None:
+def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None) -> Agent | None:
     best: Agent | None = None
     best_key: tuple[float, float, str] | None = None
     for agent in agents:
-        if not agent.can_take(skill):
+        if not agent.can_take(skill) or agent.id == exclude:
             continue
         key = (agent.load, agent.idle_since, agent.id)
         if best_key is None or key < best_key:
@@ -73,9 +73,12 @@ class Dispatcher:
         self.agents[agent.id] = agent
         return self.drain(now)
 
-    def request(self, handoff: Handoff, now: float) -> Assignment | None:
-        """Route a new (or transferred) handoff: assign it now or queue it."""
-        agent = choose_agent(self.agents.values(), handoff.skill)
+    def request(self, handoff: Handoff, now: float, exclude: str | None = None) -> Assignment | None:
+        """Route a new (or transferred) handoff: assign it now or queue it.
+
+        ``exclude``: the agent who just transferred it away must not get it
+        straight back at once; it may come back to them later from the queue."""
+        agent = choose_agent(self.agents.values(), handoff.skill, exclude)
         if agent is None:
             self._waiting[handoff.id] = handoff
             return None

@@ -96,7 +96,7 @@ class Desk:
         self.generation = 0
         self._conversations: OrderedDict[tuple[str, str], Conversation] = OrderedDict()
         self._by_id: dict[str, Conversation] = {}
-        self._loading: dict[tuple[str, str], asyncio.Future[Conversation]] = {}
+        self._loading: dict[tuple[str, str], asyncio.Future[Conversation | None]] = {}
         self._pending: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self._in_flight: dict[str, int] = {}  # conversation id -> uncommitted changes
         self._ready = False
@@ -105,6 +105,7 @@ class Desk:
     # ------------------------------------------------------------------ state
     async def start(self) -> None:
         await self._reload()
+        await self._rebalance()
 
     async def _reload(self) -> None:
         async with self._reload_lock:
@@ -122,6 +123,16 @@ class Desk:
     async def _ensure_ready(self) -> None:
         if not self._ready:
             await self._reload()
+            await self._rebalance()
+
+    async def _rebalance(self) -> None:
+        """Assign what waits while agents have free slots: after a reload
+        (a failed commit, a restart) nothing else would trigger it."""
+        made = self.dispatcher.drain(self.clock.now())
+        if made:
+            changes, effects = Changes(generation=self.generation), _Effects()
+            touched = self._record_assignments(made, changes, effects)
+            await self._commit(changes, touched, effects)
 
     def invalidate(self) -> None:
         """Memory may be ahead of the database: reload before the next use case.
@@ -167,14 +178,17 @@ class Desk:
                 return c
             loading = self._loading.get(key)
             if loading is not None:
-                await asyncio.shield(loading)
+                # Whatever became of that load (done, failed, superseded by a
+                # reload), look again from the top.
+                await asyncio.wait([loading])
                 continue
-            fut: asyncio.Future[Conversation] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[Conversation | None] = asyncio.get_running_loop().create_future()
             self._loading[key] = fut
             generation = self.generation
             try:
                 c = await self.store.load_conversation(channel_id, external_id)
                 if generation != self.generation:
+                    fut.set_result(None)  # superseded: waiters look again
                     continue
                 if c is None:
                     now = self.clock.now()
@@ -212,6 +226,9 @@ class Desk:
 
     async def _commit(self, changes: Changes, touched: Iterable[Conversation], effects: _Effects) -> None:
         if changes.generation != self.generation:
+            # Decided on objects of a working set that has been dropped since;
+            # they are mutated already, so drop them again to be sure.
+            self.invalidate()
             raise Unavailable("state was reloaded while deciding; retry")
         ids = [c.id for c in touched]
         for cid in ids:
@@ -219,6 +236,9 @@ class Desk:
         try:
             await self.store.commit(changes)
         except DuplicateMessage:
+            # Memory took the message as new (the channel reused an id, or
+            # another instance stored it first); the store kept the original.
+            self.invalidate()
             raise
         except Unavailable:
             self.invalidate()
@@ -239,6 +259,7 @@ class Desk:
 
     # ------------------------------------------------------------- customers
     async def receive_message(self, channel_id: str, msg: IncomingMessage) -> dict[str, Any]:
+        received_at = self.clock.now()
         key = (channel_id, msg.message_id)
         conv = await self._conversation(channel_id, msg.conversation_id, msg.customer)
         gen = self.generation
@@ -251,10 +272,11 @@ class Desk:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[key] = fut
         try:
-            response = await self._process_customer_message(gen, conv, msg)
+            response = await self._process_customer_message(gen, conv, msg, received_at)
             fut.set_result(response)
             return response
         except DuplicateMessage:
+            await self._ensure_ready()  # the commit invalidated memory: reload it now
             stored = await self.store.stored_answer(channel_id, msg.message_id)
             if stored is None:  # pragma: no cover - the insert said it exists
                 raise Unavailable("message is being processed; retry") from None
@@ -269,17 +291,17 @@ class Desk:
             self._pending.pop(key, None)
 
     async def _process_customer_message(
-        self, gen: int, conv: Conversation, msg: IncomingMessage
+        self, gen: int, conv: Conversation, msg: IncomingMessage, received_at: float
     ) -> dict[str, Any]:
         prediction: hp.Prediction | None = None
         while conv.tier is Tier.BOT and prediction is None:
             # Loop: the conversation may have moved on while we waited.
             prediction = await self.classifier.classify(msg.text)
         if gen != self.generation or self._by_id.get(conv.id) is not conv:
-            raise Unavailable("state was reloaded; retry")
+            raise Unavailable("state was reloaded; retry")  # nothing was changed yet
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
-        response = self._apply_customer_message(conv, msg, prediction, now, changes, effects)
+        response = self._apply_customer_message(conv, msg, prediction, received_at, now, changes, effects)
         touched = {conv.id: conv}
         await self._commit(changes, touched.values(), effects)
         conv.answers[msg.message_id] = response
@@ -290,17 +312,20 @@ class Desk:
         conv: Conversation,
         msg: IncomingMessage,
         prediction: hp.Prediction | None,
+        received_at: float,
         now: float,
         changes: Changes,
         effects: _Effects,
     ) -> dict[str, Any]:
+        """``received_at``: when the message arrived; ``now``: when it was
+        decided (after classification), which is when the bot answers."""
         if msg.customer != conv.customer:
             conv.customer = msg.customer
         base = dict(channel_id=conv.channel_id, conversation_id=conv.id)
         if conv.status is ConversationStatus.RESOLVED:
             conv.status = ConversationStatus.BOT
             conv.bot_streak = 0
-            changes.event(TrackerEvent(EventKind.REOPENED, now, **base))
+            changes.event(TrackerEvent(EventKind.REOPENED, received_at, **base))
         message_id = new_id("msg")
         conv.updated_at = now
         response: dict[str, Any]
@@ -309,13 +334,13 @@ class Desk:
             h = conv.handoff
             assert h is not None
             tier = Tier.HUMAN
-            changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, now, **base, message_id=message_id,
+            changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, received_at, **base, message_id=message_id,
                                        handoff_id=h.id, agent_id=h.agent_id, data={"tier": tier.value}))
             if h.agent_id is not None:
                 response = {"action": "forwarded", "agent_id": h.agent_id}
                 effects.to_agent(h.agent_id, {
                     "type": "customer_message", "conversation_id": conv.id,
-                    "message": {"id": message_id, "text": msg.text, "at": now},
+                    "message": {"id": message_id, "text": msg.text, "at": received_at},
                 })
             else:
                 response = self._handoff_response(h)
@@ -328,7 +353,7 @@ class Desk:
                 tier = Tier.BOT
                 conv.bot_streak += 1
                 reply_id = new_id("msg")
-                changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, now, **base, message_id=message_id,
+                changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, received_at, **base, message_id=message_id,
                                            data={"tier": tier.value}))
                 changes.message(MessageRecord(reply_id, conv.channel_id, conv.id, Sender.BOT, decision.text,
                                               now, intent=decision.faq_id, confidence=decision.confidence,
@@ -340,12 +365,12 @@ class Desk:
                             "confidence": round(decision.confidence, 4)}
             else:
                 tier = Tier.HUMAN
-                changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, now, **base, message_id=message_id,
+                changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, received_at, **base, message_id=message_id,
                                            data={"tier": tier.value}))
                 h = self._open_handoff(conv, decision.reason, decision.skill, now, changes, effects)
                 response = self._handoff_response(h)
         changes.inbound = MessageRecord(
-            message_id, conv.channel_id, conv.id, Sender.CUSTOMER, msg.text, now,
+            message_id, conv.channel_id, conv.id, Sender.CUSTOMER, msg.text, received_at,
             external_id=msg.message_id, tier=tier, intent=intent, confidence=confidence, response=response,
         )
         changes.conversation(conv)
@@ -407,7 +432,8 @@ class Desk:
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
         base = dict(channel_id=conv.channel_id, conversation_id=conv.id)
-        changes.event(TrackerEvent(EventKind.FEEDBACK, now, **base, handoff_id=conv.handoff.id if conv.handoff else None,
+        open_handoff = conv.handoff if conv.handoff is not None and conv.handoff.is_open else None
+        changes.event(TrackerEvent(EventKind.FEEDBACK, now, **base, handoff_id=open_handoff.id if open_handoff else None,
                                    data={"rating": rating, "resolved": resolved}))
         touched = [conv]
         if resolved and conv.status is not ConversationStatus.RESOLVED:
@@ -428,7 +454,7 @@ class Desk:
 
     async def close_idle(self, idle_for: float, limit: int = 500) -> int:
         """End conversations nobody wrote in for ``idle_for`` seconds."""
-        gen = await self._begin()
+        await self._ensure_ready()
         now = self.clock.now()
         ids = await self.store.idle_conversations(now - idle_for, limit)
         closed = 0
@@ -439,7 +465,7 @@ class Desk:
                 continue
             if conv.status is ConversationStatus.RESOLVED or conv.updated_at > now - idle_for:
                 continue
-            changes, effects = Changes(generation=gen), _Effects()
+            changes, effects = Changes(generation=self.generation), _Effects()
             touched = [conv, *self._end(conv, EndedBy.IDLE, self.clock.now(), changes, effects)]
             await self._commit(changes, touched, effects)
             closed += 1
@@ -458,10 +484,10 @@ class Desk:
 
     def _end(self, conv: Conversation, by: EndedBy, now: float, changes: Changes, effects: _Effects) -> list[Conversation]:
         """Resolve the conversation in whichever tier holds it."""
-        h = conv.handoff
+        h = conv.handoff if conv.handoff is not None and conv.handoff.is_open else None
         data: dict[str, Any] = {"by": by.value}
         touched: list[Conversation] = []
-        if h is not None and h.is_open:
+        if h is not None:
             data["abandoned"] = h.first_reply_at is None and by in (EndedBy.CUSTOMER, EndedBy.IDLE)
             agent_id = h.agent_id
             h.resolved_at = now
@@ -605,7 +631,7 @@ class Desk:
         if target is not None:
             assignment = self.dispatcher.assign_to(h, target, now)
         else:
-            assignment = self.dispatcher.request(h, now)
+            assignment = self.dispatcher.request(h, now, exclude=agent_id)
         touched = [conv, *self._record_assignments(made, changes, effects)]
         if assignment is not None:
             self._record_assignment(assignment, changes, effects)

@@ -491,8 +491,6 @@ async def test_desk_events_replay_to_the_spec_worked_example(desk: Desk, store: 
 
 
 # ------------------------------------------- known bugs in router/services.py
-@pytest.mark.xfail(strict=True, reason="services.py bug: the inbound timestamp is taken after classification, "
-                   "so MESSAGE_RECEIVED and BOT_ANSWERED share one instant and bot response time is always 0")
 async def test_bot_response_time_includes_classification(store: FakeStore, clock: FakeClock) -> None:
     classifier = FakeClassifier({RESET: faq("reset_password", RESET_ANSWER)}, clock=clock, latency=0.3)
     desk = Desk(store, classifier, clock)
@@ -503,8 +501,6 @@ async def test_bot_response_time_includes_classification(store: FakeStore, clock
     assert answered.at - received.at == pytest.approx(0.3)
 
 
-@pytest.mark.xfail(strict=True, reason="services.py bug: on DuplicateMessage the Desk keeps the in-memory "
-                   "changes it made for the skipped commit (here an assignment), so memory is ahead of the store")
 async def test_duplicate_message_id_leaves_memory_as_the_store(desk: Desk, store: FakeStore) -> None:
     store.seed_agent("ann", capacity=2)
     await desk.start()
@@ -517,9 +513,6 @@ async def test_duplicate_message_id_leaves_memory_as_the_store(desk: Desk, store
     assert desk.agent("ann").open_count == 0
 
 
-@pytest.mark.xfail(strict=True, reason="services.py bug: Desk._conversation drops its loading future without "
-                   "resolving it when the state is reloaded mid-load, so a concurrent request for the same "
-                   "conversation waits forever")
 async def test_concurrent_first_messages_survive_a_reload_during_the_load(desk: Desk, store: FakeStore) -> None:
     gate = asyncio.Event()
     original = store.load_conversation
@@ -540,8 +533,6 @@ async def test_concurrent_first_messages_survive_a_reload_during_the_load(desk: 
     assert not pending
 
 
-@pytest.mark.xfail(strict=True, reason="services.py bug: transfer() frees the agent's slot before routing the "
-                   "handoff again, so the transferring agent, now the least loaded, gets it straight back")
 async def test_transfer_to_a_skill_does_not_come_back_to_the_same_agent(desk: Desk, store: FakeStore) -> None:
     store.seed_agent("ann", ["general", "billing"], capacity=2)
     store.seed_agent("bob", ["billing"], capacity=2, open_count=1)

@@ -149,9 +149,6 @@ def test_phrases_are_matched_literally_not_as_regex() -> None:
     assert not p.asks_for_person("say axb now")
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation: CJK phrases match as substrings, so 人工智能 "
-                   "('artificial intelligence') and 人工费 ('labour cost') contain 人工 and hand off; "
-                   "the Chinese counterpart of 'agenda' (see docs/routing.md)")
 @pytest.mark.parametrize("text", ["你们的人工智能能做什么", "维修的人工费是多少"])
 def test_chinese_words_containing_rengong_do_not_trigger(text: str) -> None:
     assert not policy.asks_for_person(text)
