@@ -62,6 +62,7 @@ class MessageRecord:
     confidence: float | None = None
     in_reply_to: str | None = None
     response: dict[str, Any] | None = None  # the answer returned to the channel
+    outcome: str | None = None  # inbound: "answer", "forwarded", "queued" or the handoff reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,8 @@ class Changes:
     messages: list[MessageRecord] = field(default_factory=list)
     events: list[TrackerEvent] = field(default_factory=list)
     outbox: list[OutboxItem] = field(default_factory=list)
+    # Inbound message ids whose bot answer turned out wrong, with why.
+    misses: list[tuple[str, str]] = field(default_factory=list)
 
     def conversation(self, c: Conversation) -> None:
         self.conversations[c.id] = ConversationState.of(c)
@@ -129,5 +132,5 @@ class Changes:
     def is_empty(self) -> bool:
         return not (
             self.inbound or self.conversations or self.handoffs or self.new_agents or self.agents
-            or self.load_deltas or self.messages or self.events or self.outbox
+            or self.load_deltas or self.messages or self.events or self.outbox or self.misses
         )

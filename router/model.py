@@ -118,6 +118,10 @@ class Conversation:
     # Inbound message ids already answered → the answer given, so a retry gets
     # the first answer back without redoing anything.
     answers: dict[str, dict] = field(default_factory=dict)
+    # The customer message the bot answered last, while it is the latest
+    # thing that happened: a thumbs down or an ask for a person now marks
+    # that answer as a miss.
+    last_bot_answered: str | None = None
 
     @property
     def agent_id(self) -> str | None:

@@ -336,6 +336,7 @@ class Desk:
             tier = Tier.HUMAN
             changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, received_at, **base, message_id=message_id,
                                        handoff_id=h.id, agent_id=h.agent_id, data={"tier": tier.value}))
+            outcome = "forwarded" if h.agent_id is not None else "queued"
             if h.agent_id is not None:
                 response = {"action": "forwarded", "agent_id": h.agent_id}
                 effects.to_agent(h.agent_id, {
@@ -363,18 +364,32 @@ class Desk:
                                                  "confidence": round(decision.confidence, 6)}))
                 response = {"action": "answer", "text": decision.text, "faq_id": decision.faq_id,
                             "confidence": round(decision.confidence, 4)}
+                outcome = "answer"
             else:
                 tier = Tier.HUMAN
                 changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, received_at, **base, message_id=message_id,
                                            data={"tier": tier.value}))
+                if decision.reason is HandoffReason.CUSTOMER_ASKED:
+                    self._mark_miss(conv, "asked_for_person", now, changes)
                 h = self._open_handoff(conv, decision.reason, decision.skill, now, changes, effects)
                 response = self._handoff_response(h)
+                outcome = decision.reason.value
         changes.inbound = MessageRecord(
             message_id, conv.channel_id, conv.id, Sender.CUSTOMER, msg.text, received_at,
             external_id=msg.message_id, tier=tier, intent=intent, confidence=confidence, response=response,
+            outcome=outcome,
         )
+        conv.last_bot_answered = message_id if outcome == "answer" else None
         changes.conversation(conv)
         return response
+
+    def _mark_miss(self, conv: Conversation, why: str, now: float, changes: Changes) -> None:
+        if conv.last_bot_answered is None:
+            return
+        changes.misses.append((conv.last_bot_answered, why))
+        changes.event(TrackerEvent(EventKind.BOT_MISS, now, conv.channel_id, conv.id,
+                                   message_id=conv.last_bot_answered, data={"why": why}))
+        conv.last_bot_answered = None
 
     def _handoff_response(self, h: Handoff) -> dict[str, Any]:
         return {
@@ -435,6 +450,8 @@ class Desk:
         open_handoff = conv.handoff if conv.handoff is not None and conv.handoff.is_open else None
         changes.event(TrackerEvent(EventKind.FEEDBACK, now, **base, handoff_id=open_handoff.id if open_handoff else None,
                                    data={"rating": rating, "resolved": resolved}))
+        if rating is not None and rating <= 2:
+            self._mark_miss(conv, "thumbs_down", now, changes)
         touched = [conv]
         if resolved and conv.status is not ConversationStatus.RESOLVED:
             touched += self._end(conv, EndedBy.FEEDBACK, now, changes, effects)

@@ -25,6 +25,7 @@ class EventKind(enum.StrEnum):
     RESOLVED = "resolved"  # data: by (agent|customer|idle|bot), abandoned
     REOPENED = "reopened"
     FEEDBACK = "feedback"  # data: rating, resolved
+    BOT_MISS = "bot_miss"  # message_id: the question the bot got wrong; data: why
 
 
 class EndedBy(enum.StrEnum):

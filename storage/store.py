@@ -127,6 +127,10 @@ class SqlStore:
         ]
         if outbox:
             conn.execute(t.outbox.insert(), outbox)
+        misses = [{"b_id": mid, "miss": why} for c in live for mid, why in c.misses]
+        if misses:
+            conn.execute(update(t.messages).where(t.messages.c.id == bindparam("b_id"))
+                         .values(miss=bindparam("miss")), misses)
         return duplicates
 
     def _upsert(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -310,6 +314,7 @@ def _message_row(m: MessageRecord) -> dict[str, Any]:
         "sender": m.sender.value, "text": m.text, "at": m.at, "external_id": m.external_id,
         "agent_id": m.agent_id, "tier": m.tier.value if m.tier else None, "intent": m.intent,
         "confidence": m.confidence, "in_reply_to": m.in_reply_to, "response": m.response,
+        "outcome": m.outcome,
     }
 
 

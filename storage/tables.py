@@ -141,10 +141,26 @@ messages = Table(
     Column("confidence", Double),
     Column("in_reply_to", String(64)),
     Column("response", JSON),
+    # For inbound messages: what happened ("answer", "forwarded", or the
+    # handoff reason), and whether the bot's answer turned out to be a miss
+    # (thumbs down, or the customer asked for a person right after).
+    Column("outcome", String(32)),
+    Column("miss", String(32)),
     # Idempotency: a channel's message id is stored once (NULLs, for replies, don't clash).
     UniqueConstraint("channel_id", "external_id"),
     Index("ix_messages_conversation_at", "conversation_id", "at"),
     Index("ix_messages_at", "at"),
+    Index("ix_messages_outcome_at", "outcome", "at"),
+)
+
+faq_answers = Table(
+    "faq_answers",
+    metadata,
+    # Answer edits made through the API: they override the knowledge base
+    # file's answer and go live without retraining, on every instance.
+    Column("intent_id", String(100), primary_key=True),
+    Column("answer", Text, nullable=False),
+    Column("updated_at", Double, nullable=False),
 )
 
 events = Table(

@@ -80,12 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     sub.add_parser("migrate", help="bring the database to the current schema").set_defaults(func=_migrate)
     sub.add_parser("demo", help="set up the demo channel, agents and model; print tokens").set_defaults(func=_demo)
-    try:
-        from classifier.cli import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    from classifier.cli import register
+
+    register(sub)
     return parser
 
 

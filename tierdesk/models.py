@@ -3,31 +3,41 @@
 Classification goes through a micro-batcher: requests that arrive in the
 same event-loop turn share one vectorised prediction. The batcher reads the
 current model at each flush, so a swap takes effect between batches and no
-request sees half a model.
+request sees half a model. Loading happens off the event loop; a model that
+fails to load is never swapped in, so the service keeps the one it has.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 
+import structlog
+
+from classifier.artifact import ModelStore, read_metadata
 from classifier.batcher import MicroBatcher
 from classifier.knowledge_base import KnowledgeBase, load_knowledge_base
 from classifier.service import FaqModel, Prediction
-from tierdesk.errors import ModelNotFound, Unavailable
+from tierdesk.errors import ModelError, ModelNotFound, TierdeskError, Unavailable
+
+log = structlog.get_logger(__name__)
 
 
 class LiveModel:
     def __init__(self, models_dir: Path, knowledge_base: Path, *, max_batch: int = 64) -> None:
         self.models_dir = Path(models_dir)
         self.knowledge_base = Path(knowledge_base)
+        self.store = ModelStore(self.models_dir)
         self._model: FaqModel | None = None
+        self._overrides: dict[str, str] = {}
+        self._lock = asyncio.Lock()
         self.batcher = MicroBatcher(self._current, max_batch=max_batch)
 
     @classmethod
-    def of(cls, model: FaqModel) -> LiveModel:
+    def of(cls, model: FaqModel, models_dir: Path | None = None, knowledge_base: Path | None = None) -> LiveModel:
         """Serve an already-built model (tests, embedding)."""
-        live = cls(Path("."), Path("."))
+        live = cls(models_dir or Path("."), knowledge_base or Path("."))
         live._model = model
         return live
 
@@ -48,26 +58,104 @@ class LiveModel:
     def model(self) -> FaqModel:
         return self._current()
 
-    def _load_blocking(self) -> FaqModel:
+    async def classify(self, text: str) -> Prediction:
+        return await self.batcher.classify(text)
+
+    # ------------------------------------------------------------- loading
+    def _kb(self) -> KnowledgeBase:
         kb = load_knowledge_base(self.knowledge_base)
-        return FaqModel.load_active(self.models_dir, kb)
+        for intent_id, answer in self._overrides.items():
+            if kb.get(intent_id) is not None and kb.get(intent_id).is_faq:  # type: ignore[union-attr]
+                kb = kb.with_answer(intent_id, answer)
+        return kb
 
-    async def load(self) -> None:
-        """Load the active model off the event loop; keep the old one on failure."""
-        self._model = await asyncio.to_thread(self._load_blocking)
+    def _load_version(self, version: str | None) -> FaqModel:
+        kb = self._kb()
+        if version is None:
+            return FaqModel.load_active(self.models_dir, kb)
+        return FaqModel.load(self.store.path(version), kb)
 
-    async def try_load(self) -> Exception | None:
+    async def load(self, overrides: Mapping[str, str] | None = None) -> None:
+        """Load the active version (at start-up)."""
+        async with self._lock:
+            if overrides is not None:
+                self._overrides = dict(overrides)
+            self._model = await asyncio.to_thread(self._load_version, None)
+
+    async def try_load(self, overrides: Mapping[str, str] | None = None) -> Exception | None:
         try:
-            await self.load()
-        except (ModelNotFound, FileNotFoundError) as exc:
+            await self.load(overrides)
+        except (TierdeskError, FileNotFoundError) as exc:
             return exc
         return None
 
-    def swap(self, model: FaqModel) -> None:
-        self._model = model
+    async def activate(self, version: str) -> FaqModel:
+        """Make ``version`` live here and the active one on disk."""
+        async with self._lock:
+            model = await asyncio.to_thread(self._load_version, version)
+            await asyncio.to_thread(self.store.activate, version, verify=False)
+            self._model = model
+        log.info("model_activated", version=version)
+        return model
 
-    def knowledge(self) -> KnowledgeBase:
-        return self._current().kb
+    async def rollback(self) -> FaqModel:
+        async with self._lock:
+            previous = self.store.previous_version()
+            if previous is None:
+                raise ModelNotFound("no earlier model version to roll back to")
+            model = await asyncio.to_thread(self._load_version, previous)
+            await asyncio.to_thread(self.store.rollback)
+            self._model = model
+        log.info("model_rolled_back", version=previous)
+        return model
 
-    async def classify(self, text: str) -> Prediction:
-        return await self.batcher.classify(text)
+    async def follow_active(self) -> bool:
+        """Pick up an activation made elsewhere (the CLI, another instance)."""
+        active = await asyncio.to_thread(self.store.active_version)
+        if active is None or active == self.version:
+            return False
+        async with self._lock:
+            try:
+                self._model = await asyncio.to_thread(self._load_version, active)
+            except (TierdeskError, FileNotFoundError) as exc:
+                log.error("model_switch_refused", version=active, error=str(exc))
+                return False
+        log.info("model_activated", version=active, by="pointer")
+        return True
+
+    async def reload_knowledge_base(self) -> FaqModel:
+        """Re-read the knowledge base file: answer edits go live at once; a
+        change to examples or intents is refused until a model is retrained."""
+        async with self._lock:
+            kb = await asyncio.to_thread(self._kb)
+            self._model = self._current().with_knowledge_base(kb)
+        return self._model
+
+    async def set_answer(self, intent_id: str, answer: str) -> FaqModel:
+        async with self._lock:
+            model = self._current()
+            self._model = model.with_knowledge_base(model.kb.with_answer(intent_id, answer))
+            self._overrides[intent_id] = answer
+        return self._model
+
+    async def clear_answer(self, intent_id: str) -> FaqModel:
+        async with self._lock:
+            self._overrides.pop(intent_id, None)
+            kb = await asyncio.to_thread(self._kb)
+            self._model = self._current().with_knowledge_base(kb)
+        return self._model
+
+    def versions(self) -> list[dict[str, object]]:
+        active = self.store.active_version()
+        out = []
+        for name in self.store.versions():
+            try:
+                meta = read_metadata(self.store.path(name))
+            except ModelError as exc:
+                out.append({"version": name, "active": name == active, "live": name == self.version,
+                            "error": str(exc)})
+                continue
+            out.append({"version": name, "active": name == active, "live": name == self.version,
+                        "created_at": meta.created_at, "kb_hash": meta.kb_hash,
+                        "evaluation": meta.evaluation})
+        return out

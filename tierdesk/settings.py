@@ -66,6 +66,8 @@ class Settings:
     ws_idle_timeout_seconds: float = 120.0
     ws_max_message_bytes: int = 65536
     classifier_max_batch: int = 64
+    # How often the server checks models/ACTIVE for an activation made elsewhere.
+    model_watch_seconds: float = 2.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -16,6 +16,7 @@ from router.ports import Clock, SystemClock
 from router.services import Desk, DeskConfig
 from storage.accounts import Accounts
 from storage.engine import create_engines
+from storage.faq import FaqRepository
 from storage.outbox import Outbox
 from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
@@ -23,6 +24,7 @@ from tierdesk.models import LiveModel
 from tierdesk.errors import RateLimited
 from tierdesk.settings import Settings
 
+from . import faq_handlers as faq
 from . import handlers as h
 from . import keys
 from .auth import Authenticator
@@ -117,6 +119,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.STORE] = store
     app[keys.ACCOUNTS] = Accounts(engines)
     app[keys.OUTBOX] = Outbox(engines)
+    app[keys.FAQ] = FaqRepository(engines)
     app[keys.AUTH] = Authenticator(app[keys.ACCOUNTS], s.admin_token,
                                    signature_tolerance=s.signature_tolerance_seconds)
     yield
@@ -127,12 +130,32 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _model(app: web.Application) -> AsyncIterator[None]:
     live = app[keys.MODEL]
     if not live.ready:
-        problem = await live.try_load()
+        try:
+            overrides = await app[keys.FAQ].answer_overrides()
+        except Exception as exc:  # noqa: BLE001 - the database may come up later
+            log.warning("answer_overrides_unavailable", error=repr(exc))
+            overrides = {}
+        problem = await live.try_load(overrides)
         if problem is not None:
             # Serve anyway: agents and metrics work, /readyz says not ready,
             # and customer messages get 503 until a model is trained.
             log.warning("model_not_loaded", error=str(problem))
+    watcher = asyncio.create_task(_follow_active_model(app), name="model-watcher")
     yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+
+
+async def _follow_active_model(app: web.Application) -> None:
+    """An activation by the CLI or another instance goes live here too."""
+    s = app[keys.SETTINGS]
+    while True:
+        await asyncio.sleep(s.model_watch_seconds)
+        try:
+            await app[keys.MODEL].follow_active()
+        except Exception as exc:  # noqa: BLE001 - keep serving the model we have
+            log.warning("model_watch_failed", error=repr(exc))
 
 
 async def _desk(app: web.Application) -> AsyncIterator[None]:
@@ -204,6 +227,14 @@ def _routes(app: web.Application) -> None:
     r.add_post("/v1/admin/deliveries/replay", h.replay_deliveries)
     r.add_get("/v1/queue", h.get_queue)
     r.add_get("/v1/metrics", h.get_metrics)
+    r.add_get("/v1/faq/models", faq.list_models)
+    r.add_post("/v1/faq/models/rollback", faq.rollback_model)
+    r.add_post("/v1/faq/models/{version}/activate", faq.activate_model)
+    r.add_get("/v1/faq/intents", faq.list_intents)
+    r.add_patch("/v1/faq/intents/{intent_id}", faq.patch_intent)
+    r.add_delete("/v1/faq/intents/{intent_id}/answer", faq.reset_intent_answer)
+    r.add_post("/v1/faq/reload", faq.reload_knowledge_base)
+    r.add_get("/v1/faq/misses", faq.list_misses)
     r.add_get("/healthz", h.healthz)
     r.add_get("/readyz", h.readyz)
     r.add_get("/metrics", h.prometheus)

@@ -35,7 +35,7 @@ STATUS: tuple[tuple[type[TierdeskError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
     (RateLimited, 429),
-    (ModelError, 503),
+    (ModelError, 422),
     (Unavailable, 503),
 )
 CODE_STATUS = {"validation_failed": 422, "text_too_long": 422, "empty_text": 422}

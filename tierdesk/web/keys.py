@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from router.services import Desk
     from storage.accounts import Accounts
     from storage.engine import Engines
+    from storage.faq import FaqRepository
     from storage.outbox import Outbox
     from storage.store import SqlStore
     from tierdesk.models import LiveModel
@@ -37,3 +38,4 @@ DELIVERY_WAKE: web.AppKey[Callable[[], None]] = web.AppKey("delivery_wake")
 OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
 CHANNEL_LIMIT: web.AppKey[RateLimiter] = web.AppKey("channel_limit")
 IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
+FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")

@@ -86,3 +86,7 @@ def decode(body: bytes, kind: type[T]) -> T:
         raise InvalidInput(str(exc), code="validation_failed") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"malformed JSON: {exc}", code="invalid_json") from None
+
+
+class AnswerPatch(msgspec.Struct, forbid_unknown_fields=True):
+    answer: Annotated[str, msgspec.Meta(min_length=1, max_length=8000)]

@@ -1,0 +1,53 @@
+"""FAQ tuning data: live answer edits, and the questions the bot missed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, or_, select
+
+from . import tables as t
+from .engine import Engines
+
+
+@dataclass(frozen=True, slots=True)
+class MissedQuestion:
+    message_id: str
+    text: str
+    at: float
+    intent: str | None
+    confidence: float | None
+    why: str  # thumbs_down, asked_for_person, low_confidence
+
+
+class FaqRepository:
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+
+    async def answer_overrides(self) -> dict[str, str]:
+        async with self.engines.read.connect() as conn:
+            rows = (await conn.execute(select(t.faq_answers.c.intent_id, t.faq_answers.c.answer))).all()
+        return {intent: answer for intent, answer in rows}
+
+    async def set_answer(self, intent_id: str, answer: str, now: float) -> None:
+        async with self.engines.write.begin() as conn:
+            await conn.execute(delete(t.faq_answers).where(t.faq_answers.c.intent_id == intent_id))
+            await conn.execute(t.faq_answers.insert().values(intent_id=intent_id, answer=answer, updated_at=now))
+
+    async def clear_answer(self, intent_id: str) -> bool:
+        async with self.engines.write.begin() as conn:
+            result = await conn.execute(delete(t.faq_answers).where(t.faq_answers.c.intent_id == intent_id))
+        return result.rowcount > 0
+
+    async def misses(self, since: float, limit: int = 5000) -> list[MissedQuestion]:
+        m = t.messages
+        q = (
+            select(m.c.id, m.c.text, m.c.at, m.c.intent, m.c.confidence, m.c.miss, m.c.outcome)
+            .where(m.c.at >= since, m.c.external_id.is_not(None),
+                   or_(m.c.miss.is_not(None), m.c.outcome == "low_confidence"))
+            .order_by(m.c.at.desc())
+            .limit(limit)
+        )
+        async with self.engines.read.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [MissedQuestion(r.id, r.text, r.at, r.intent, r.confidence, r.miss or r.outcome) for r in rows]

@@ -1,0 +1,102 @@
+"""FAQ tuning over HTTP: model versions, live answer edits, bot misses."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from classifier.clustering import cluster_questions
+from router.model import Role
+from tierdesk.errors import InvalidInput
+
+from . import keys
+from . import schemas as s
+from .handlers import iso, json
+
+
+def _intent_view(model, intent) -> dict:  # type: ignore[no-untyped-def]
+    return {"id": intent.id, "kind": "out_of_scope" if intent.out_of_scope else
+            "needs_human" if intent.needs_human else "faq",
+            "answer": intent.answer, "skill": intent.skill, "threshold": model.thresholds.for_intent(intent.id)
+            if intent.threshold is None else intent.threshold, "examples": len(intent.examples)}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    live = request.app[keys.MODEL]
+    return json({"live": live.version, "versions": await asyncio.to_thread(live.versions)})
+
+
+async def activate_model(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    model = await request.app[keys.MODEL].activate(request.match_info["version"])
+    return json({"live": model.version})
+
+
+async def rollback_model(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    model = await request.app[keys.MODEL].rollback()
+    return json({"live": model.version})
+
+
+async def list_intents(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    model = request.app[keys.MODEL].model
+    return json({"model": model.version, "intents": [_intent_view(model, i) for i in model.kb.intents]})
+
+
+async def patch_intent(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    patch = s.decode(await request.read(), s.AnswerPatch)
+    intent_id = request.match_info["intent_id"]
+    live = request.app[keys.MODEL]
+    # Validate against the live model before anything is stored.
+    live.model.kb.with_answer(intent_id, patch.answer)
+    await request.app[keys.FAQ].set_answer(intent_id, patch.answer, request.app[keys.CLOCK].now())
+    model = await live.set_answer(intent_id, patch.answer)
+    intent = model.kb.get(intent_id)
+    return json(_intent_view(model, intent))
+
+
+async def reset_intent_answer(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    intent_id = request.match_info["intent_id"]
+    live = request.app[keys.MODEL]
+    if live.model.kb.get(intent_id) is None:
+        raise InvalidInput(f"unknown intent {intent_id!r}", code="validation_failed")
+    await request.app[keys.FAQ].clear_answer(intent_id)
+    model = await live.clear_answer(intent_id)
+    return json(_intent_view(model, model.kb.get(intent_id)))
+
+
+async def reload_knowledge_base(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    model = await request.app[keys.MODEL].reload_knowledge_base()
+    return json({"live": model.version, "intents": len(model.kb.intents)})
+
+
+async def list_misses(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    try:
+        days = float(request.query.get("days", "7"))
+        limit = int(request.query.get("limit", "2000"))
+    except ValueError:
+        raise InvalidInput("days and limit must be numbers", code="validation_failed") from None
+    if not (0 < days <= 366) or not (1 <= limit <= 5000):
+        raise InvalidInput("days must be in (0, 366] and limit in [1, 5000]", code="validation_failed")
+    since = request.app[keys.CLOCK].now() - days * 86400
+    misses = await request.app[keys.FAQ].misses(since, limit)
+    clusters = await asyncio.to_thread(
+        cluster_questions, [m.text for m in misses], [m.intent for m in misses], [m.why for m in misses]
+    )
+    return json({
+        "since": iso(since),
+        "misses": len(misses),
+        "clusters": [
+            {"size": c.size, "representative": c.representative, "examples": list(c.examples),
+             "top_intent": c.top_intent, "reasons": c.reasons,
+             "last_seen": iso(max(misses[i].at for i in c.members))}
+            for c in clusters
+        ],
+    })
