@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from tierdesk.errors import Conflict, Unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,12 +25,37 @@ class Engines:
     # on its own thread (see SqlStore._write_batch).
     sync_write: Engine | None = None
 
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        async with _translated():
+            async with self.read.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
+        async with _translated():
+            async with self.write.begin() as conn:
+                yield conn
+
     async def dispose(self) -> None:
         if self.sync_write is not None:
             self.sync_write.dispose()
         await self.write.dispose()
         if self.read is not self.write:
             await self.read.dispose()
+
+
+@asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    """Database trouble becomes the product's errors: a clash with existing
+    data is a Conflict; anything else (server down, pool exhausted, timeout)
+    is Unavailable, which callers may retry."""
+    try:
+        yield
+    except exc.IntegrityError as e:
+        raise Conflict("that would clash with existing data") from e
+    except (exc.DBAPIError, exc.TimeoutError, OSError, TimeoutError) as e:
+        raise Unavailable("the database is unavailable; retry") from e
 
 
 def async_url(url: str) -> str:
@@ -82,8 +111,8 @@ def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "N
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        pool_timeout=10,
+        pool_timeout=3,
         # Fail fast when the server is gone instead of hanging requests.
-        connect_args={"timeout": 5, "command_timeout": 30},
+        connect_args={"timeout": 2, "command_timeout": 30},
     )
     return Engines(write=engine, read=engine, dialect=u.get_backend_name())

@@ -25,17 +25,17 @@ class FaqRepository:
         self.engines = engines
 
     async def answer_overrides(self) -> dict[str, str]:
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             rows = (await conn.execute(select(t.faq_answers.c.intent_id, t.faq_answers.c.answer))).all()
         return {intent: answer for intent, answer in rows}
 
     async def set_answer(self, intent_id: str, answer: str, now: float) -> None:
-        async with self.engines.write.begin() as conn:
+        async with self.engines.writing() as conn:
             await conn.execute(delete(t.faq_answers).where(t.faq_answers.c.intent_id == intent_id))
             await conn.execute(t.faq_answers.insert().values(intent_id=intent_id, answer=answer, updated_at=now))
 
     async def clear_answer(self, intent_id: str) -> bool:
-        async with self.engines.write.begin() as conn:
+        async with self.engines.writing() as conn:
             result = await conn.execute(delete(t.faq_answers).where(t.faq_answers.c.intent_id == intent_id))
         return result.rowcount > 0
 
@@ -48,6 +48,6 @@ class FaqRepository:
             .order_by(m.c.at.desc())
             .limit(limit)
         )
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             rows = (await conn.execute(q)).all()
         return [MissedQuestion(r.id, r.text, r.at, r.intent, r.confidence, r.miss or r.outcome) for r in rows]

@@ -51,12 +51,12 @@ class Outbox:
             .order_by(o.c.id)
             .limit(limit)
         )
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             rows = (await conn.execute(q)).mappings().all()
         return [_delivery(r) for r in rows]
 
     async def delivered(self, delivery_id: int, now: float) -> None:
-        async with self.engines.write.begin() as conn:
+        async with self.engines.writing() as conn:
             await conn.execute(update(t.outbox).where(t.outbox.c.id == delivery_id).values(
                 status="delivered", delivered_at=now, attempts=t.outbox.c.attempts + 1, last_error=None,
             ))
@@ -68,12 +68,12 @@ class Outbox:
             values["status"] = "dead"
         else:
             values["next_attempt_at"] = retry_at
-        async with self.engines.write.begin() as conn:
+        async with self.engines.writing() as conn:
             await conn.execute(update(t.outbox).where(t.outbox.c.id == delivery_id).values(**values))
 
     async def list(self, status: str, limit: int = 100) -> list[Delivery]:
         q = select(t.outbox).where(t.outbox.c.status == status).order_by(t.outbox.c.id).limit(limit)
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             return [_delivery(r) for r in (await conn.execute(q)).mappings().all()]
 
     async def replay(self, now: float, ids: list[int] | None = None) -> int:
@@ -81,7 +81,7 @@ class Outbox:
         stmt = update(t.outbox).where(t.outbox.c.status == "dead")
         if ids is not None:
             stmt = stmt.where(t.outbox.c.id.in_(ids))
-        async with self.engines.write.begin() as conn:
+        async with self.engines.writing() as conn:
             result = await conn.execute(stmt.values(status="pending", attempts=0, next_attempt_at=now))
         return result.rowcount
 

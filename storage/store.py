@@ -57,7 +57,7 @@ class SqlStore:
             # SQLite: the whole batch in one hop to the writer thread, instead
             # of a hop per statement; sqlite3 releases the GIL while it works.
             return await asyncio.get_running_loop().run_in_executor(self._writer, self._write_sync, batch)
-        async with self.engines.write.begin() as conn:
+        async with self.engines.writing() as conn:
             return await conn.run_sync(self._apply_batch, batch)
 
     def _write_sync(self, batch: Sequence[Changes]) -> list[bool]:
@@ -160,7 +160,7 @@ class SqlStore:
 
     # ------------------------------------------------------------------- read
     async def load_agents(self) -> list[Agent]:
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             rows = (await conn.execute(select(t.agents).order_by(t.agents.c.id))).mappings().all()
         return [
             Agent(id=r["id"], name=r["name"], skills=frozenset(r["skills"]), capacity=r["capacity"],
@@ -169,7 +169,7 @@ class SqlStore:
         ]
 
     async def load_open_conversations(self) -> list[Conversation]:
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             q = (
                 select(t.conversations, t.handoffs)
                 .join(t.handoffs, t.handoffs.c.id == t.conversations.c.handoff_id)
@@ -189,7 +189,7 @@ class SqlStore:
     async def _load_conversations(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Conversation]:
         found: dict[tuple[str, str], Conversation] = {}
         n = len(t.conversations.c)
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             for i in range(0, len(keys), 400):
                 chunk = keys[i : i + 400]
                 q = (
@@ -207,7 +207,7 @@ class SqlStore:
         return await self._load_one(t.conversations.c.id == conversation_id)
 
     async def _load_one(self, where: Any) -> Conversation | None:
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             q = (
                 select(t.conversations, t.handoffs)
                 .outerjoin(t.handoffs, t.handoffs.c.id == t.conversations.c.handoff_id)
@@ -236,14 +236,14 @@ class SqlStore:
                     by_id[cid].answers[ext] = response
 
     async def stored_answer(self, channel_id: str, external_id: str) -> dict[str, Any] | None:
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             q = select(t.messages.c.response).where(
                 t.messages.c.channel_id == channel_id, t.messages.c.external_id == external_id
             )
             return (await conn.execute(q)).scalar_one_or_none()
 
     async def history(self, conversation_id: str, limit: int) -> list[MessageRecord]:
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             q = (
                 select(t.messages)
                 .where(t.messages.c.conversation_id == conversation_id)
@@ -267,7 +267,7 @@ class SqlStore:
         return out
 
     async def idle_conversations(self, before: float, limit: int) -> list[str]:
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             q = (
                 select(t.conversations.c.id)
                 .where(t.conversations.c.status != ConversationStatus.RESOLVED.value,
@@ -280,7 +280,7 @@ class SqlStore:
     async def events_between(self, start: float, end: float) -> list[TrackerEvent]:
         """Every event of each conversation that has an event in [start, end),
         so replies after the range still count for messages inside it."""
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             touched = (
                 select(t.events.c.conversation_id)
                 .where(t.events.c.at >= start, t.events.c.at < end)
@@ -299,11 +299,11 @@ class SqlStore:
         ]
 
     async def ping(self) -> None:
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             await conn.execute(select(1))
 
     async def count(self, table: str) -> int:
-        async with self.engines.read.connect() as conn:
+        async with self.engines.reading() as conn:
             return int((await conn.execute(select(func.count()).select_from(t.metadata.tables[table]))).scalar_one())
 
 

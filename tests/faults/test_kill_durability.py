@@ -174,8 +174,13 @@ def test_sigkill_under_load_loses_no_acknowledged_message(db_url: str, trained_m
         server.stop()
     assert figures["acknowledged"] > 100, figures
     kind = "postgresql" if db_url.startswith("postgresql") else "sqlite"
+    record(f"kill_{kind}", figures)
+
+
+def record(name: str, figures: dict) -> None:
+    """Keep the figures of the last run for docs/reliability.md."""
     REPORT.parent.mkdir(exist_ok=True)
     report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
-    report[f"kill_{kind}"] = figures
+    report[name] = figures
     REPORT.write_text(json.dumps(report, indent=2))
-    print(kind, figures)
+    print(name, figures)
