@@ -41,6 +41,7 @@ class DeliveryWorker:
         self.poll = poll
         self.base_delay = base_delay
         self._wake = asyncio.Event()
+        self._stopping = False
         self._channels: dict[str, tuple[float, Channel | None]] = {}
         self.sent = 0
         self.retries = 0
@@ -48,9 +49,14 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    def stop(self) -> None:
+        """Finish the deliveries in hand, then return from run()."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
-            while True:
+            while not self._stopping:
                 try:
                     due = await self.outbox.due(self.clock.now())
                     if due:

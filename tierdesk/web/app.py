@@ -179,14 +179,18 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
                             max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
                             poll=s.outbox_poll_seconds)
     app[keys.DELIVERY_WAKE] = worker.wake
-    tasks = [
-        asyncio.create_task(worker.run(), name="delivery"),
-        asyncio.create_task(_sweep(app), name="idle-sweeper"),
-    ]
+    delivery = asyncio.create_task(worker.run(), name="delivery")
+    sweeper = asyncio.create_task(_sweep(app), name="idle-sweeper")
     yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
+    sweeper.cancel()
+    # Let the worker finish the deliveries it holds (bounded by the webhook
+    # timeout); what it never got to stays in the outbox for the next start.
+    worker.stop()
+    try:
+        await asyncio.wait_for(delivery, s.webhook_timeout_seconds + 1.0)
+    except TimeoutError:
+        log.warning("delivery_worker_stopped_mid_batch")
+    for task in (sweeper, delivery):
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
