@@ -130,3 +130,41 @@ async def test_dead_letters_can_be_replayed(app_client, aiohttp_server) -> None:
             break
         await asyncio.sleep(0.02)
     assert received == [reply["id"]]
+
+
+async def test_a_receiver_that_times_out_gets_the_delivery_again(aiohttp_client, aiohttp_server, db_url, clock,
+                                                                  demo_model) -> None:
+    from tests.support.api import Api
+
+    api = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model,
+                          webhook_timeout_seconds=0.2)
+    calls: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        calls.append(request.headers["Idempotency-Key"])
+        if len(calls) == 1:
+            await asyncio.sleep(1.0)  # longer than the webhook timeout
+        return web.Response(status=200)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    server = await aiohttp_server(receiver)
+    channel = await api.admin("POST", "/v1/admin/channels",
+                              json={"name": "slow", "webhook_url": str(server.make_url("/hook"))}, expect=201)
+    api.channel_token = channel["token"]
+    await api.add_agent("ann", ["billing"], capacity=1)
+    await api.send("c1", BILLING, message_id="1")
+    [conv] = (await api.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
+    reply = await api.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/replies", json={"text": "hi"},
+                               expect=201)
+    for _ in range(200):
+        async with api.app[keys.ENGINES].read.connect() as conn:
+            status = (await conn.execute(select(t.outbox.c.status, t.outbox.c.last_error))).first()
+        if status and status[0] == "delivered":
+            break
+        api.clock.advance(600)
+        api.app[keys.DELIVERY_WAKE]()
+        await asyncio.sleep(0.05)
+    assert status[0] == "delivered"
+    # The receiver saw the same delivery twice, under the same key: it can drop the repeat.
+    assert calls == [reply["id"], reply["id"]]
