@@ -108,8 +108,9 @@ class Changes:
     messages: list[MessageRecord] = field(default_factory=list)
     events: list[TrackerEvent] = field(default_factory=list)
     outbox: list[OutboxItem] = field(default_factory=list)
-    # Inbound message ids whose bot answer turned out wrong, with why.
-    misses: list[tuple[str, str]] = field(default_factory=list)
+    # Inbound message ids and what the customer made of the bot's answer to
+    # them: "confirmed", or a miss ("thumbs_down", "asked_for_person").
+    verdicts: list[tuple[str, str]] = field(default_factory=list)
 
     def conversation(self, c: Conversation) -> None:
         self.conversations[c.id] = ConversationState.of(c)
@@ -132,5 +133,5 @@ class Changes:
     def is_empty(self) -> bool:
         return not (
             self.inbound or self.conversations or self.handoffs or self.new_agents or self.agents
-            or self.load_deltas or self.messages or self.events or self.outbox or self.misses
+            or self.load_deltas or self.messages or self.events or self.outbox or self.verdicts
         )

@@ -386,7 +386,7 @@ class Desk:
     def _mark_miss(self, conv: Conversation, why: str, now: float, changes: Changes) -> None:
         if conv.last_bot_answered is None:
             return
-        changes.misses.append((conv.last_bot_answered, why))
+        changes.verdicts.append((conv.last_bot_answered, why))
         changes.event(TrackerEvent(EventKind.BOT_MISS, now, conv.channel_id, conv.id,
                                    message_id=conv.last_bot_answered, data={"why": why}))
         conv.last_bot_answered = None
@@ -452,6 +452,10 @@ class Desk:
                                    data={"rating": rating, "resolved": resolved}))
         if rating is not None and rating <= 2:
             self._mark_miss(conv, "thumbs_down", now, changes)
+        elif conv.last_bot_answered is not None and ((rating is not None and rating >= 4) or resolved):
+            # The customer is content with the bot's last answer: a labelled
+            # example for judging the next model (shadow evaluation).
+            changes.verdicts.append((conv.last_bot_answered, "confirmed"))
         touched = [conv]
         if resolved and conv.status is not ConversationStatus.RESOLVED:
             touched += self._end(conv, EndedBy.FEEDBACK, now, changes, effects)

@@ -20,6 +20,17 @@ class MissedQuestion:
     why: str  # thumbs_down, asked_for_person, low_confidence
 
 
+MISS_VERDICTS = ("thumbs_down", "asked_for_person")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledQuestion:
+    text: str
+    outcome: str | None  # "answer" or a handoff reason
+    intent: str | None  # what the live model predicted
+    verdict: str | None  # "confirmed", a miss, or None (nobody said)
+
+
 class FaqRepository:
     def __init__(self, engines: Engines) -> None:
         self.engines = engines
@@ -42,12 +53,27 @@ class FaqRepository:
     async def misses(self, since: float, limit: int = 5000) -> list[MissedQuestion]:
         m = t.messages
         q = (
-            select(m.c.id, m.c.text, m.c.at, m.c.intent, m.c.confidence, m.c.miss, m.c.outcome)
+            select(m.c.id, m.c.text, m.c.at, m.c.intent, m.c.confidence, m.c.verdict, m.c.outcome)
             .where(m.c.at >= since, m.c.external_id.is_not(None),
-                   or_(m.c.miss.is_not(None), m.c.outcome == "low_confidence"))
+                   or_(m.c.verdict.in_(MISS_VERDICTS), m.c.outcome == "low_confidence"))
             .order_by(m.c.at.desc())
             .limit(limit)
         )
         async with self.engines.reading() as conn:
             rows = (await conn.execute(q)).all()
-        return [MissedQuestion(r.id, r.text, r.at, r.intent, r.confidence, r.miss or r.outcome) for r in rows]
+        return [MissedQuestion(r.id, r.text, r.at, r.intent, r.confidence,
+                               r.verdict if r.verdict in MISS_VERDICTS else r.outcome) for r in rows]
+
+    async def labelled_questions(self, since: float, limit: int = 20000) -> list[LabelledQuestion]:
+        """Customer messages since ``since`` with what the live system did and,
+        where the customer told us, whether a bot answer was right."""
+        m = t.messages
+        q = (
+            select(m.c.text, m.c.outcome, m.c.intent, m.c.verdict)
+            .where(m.c.at >= since, m.c.external_id.is_not(None), m.c.intent.is_not(None))
+            .order_by(m.c.at.desc())
+            .limit(limit)
+        )
+        async with self.engines.reading() as conn:
+            rows = (await conn.execute(q)).all()
+        return [LabelledQuestion(r.text, r.outcome, r.intent, r.verdict) for r in rows]

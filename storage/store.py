@@ -127,10 +127,10 @@ class SqlStore:
         ]
         if outbox:
             conn.execute(t.outbox.insert(), outbox)
-        misses = [{"b_id": mid, "miss": why} for c in live for mid, why in c.misses]
-        if misses:
+        verdicts = [{"b_id": mid, "verdict": v} for c in live for mid, v in c.verdicts]
+        if verdicts:
             conn.execute(update(t.messages).where(t.messages.c.id == bindparam("b_id"))
-                         .values(miss=bindparam("miss")), misses)
+                         .values(verdict=bindparam("verdict")), verdicts)
         return duplicates
 
     def _upsert(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:

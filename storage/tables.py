@@ -142,10 +142,11 @@ messages = Table(
     Column("in_reply_to", String(64)),
     Column("response", JSON),
     # For inbound messages: what happened ("answer", "forwarded", or the
-    # handoff reason), and whether the bot's answer turned out to be a miss
-    # (thumbs down, or the customer asked for a person right after).
+    # handoff reason), and what the customer made of the bot's answer:
+    # "confirmed" (good rating or marked resolved), or a miss ("thumbs_down",
+    # "asked_for_person" right after it).
     Column("outcome", String(32)),
-    Column("miss", String(32)),
+    Column("verdict", String(32)),
     # Idempotency: a channel's message id is stored once (NULLs, for replies, don't clash).
     UniqueConstraint("channel_id", "external_id"),
     Index("ix_messages_conversation_at", "conversation_id", "at"),

@@ -69,7 +69,8 @@ class LiveModel:
                 kb = kb.with_answer(intent_id, answer)
         return kb
 
-    def _load_version(self, version: str | None) -> FaqModel:
+    def load_version(self, version: str | None) -> FaqModel:
+        """Build (not activate) a version against the current knowledge base; blocking."""
         kb = self._kb()
         if version is None:
             return FaqModel.load_active(self.models_dir, kb)
@@ -80,7 +81,7 @@ class LiveModel:
         async with self._lock:
             if overrides is not None:
                 self._overrides = dict(overrides)
-            self._model = await asyncio.to_thread(self._load_version, None)
+            self._model = await asyncio.to_thread(self.load_version, None)
 
     async def try_load(self, overrides: Mapping[str, str] | None = None) -> Exception | None:
         try:
@@ -92,7 +93,7 @@ class LiveModel:
     async def activate(self, version: str) -> FaqModel:
         """Make ``version`` live here and the active one on disk."""
         async with self._lock:
-            model = await asyncio.to_thread(self._load_version, version)
+            model = await asyncio.to_thread(self.load_version, version)
             await asyncio.to_thread(self.store.activate, version, verify=False)
             self._model = model
         log.info("model_activated", version=version)
@@ -103,7 +104,7 @@ class LiveModel:
             previous = self.store.previous_version()
             if previous is None:
                 raise ModelNotFound("no earlier model version to roll back to")
-            model = await asyncio.to_thread(self._load_version, previous)
+            model = await asyncio.to_thread(self.load_version, previous)
             await asyncio.to_thread(self.store.rollback)
             self._model = model
         log.info("model_rolled_back", version=previous)
@@ -116,7 +117,7 @@ class LiveModel:
             return False
         async with self._lock:
             try:
-                self._model = await asyncio.to_thread(self._load_version, active)
+                self._model = await asyncio.to_thread(self.load_version, active)
             except (TierdeskError, FileNotFoundError) as exc:
                 log.error("model_switch_refused", version=active, error=str(exc))
                 return False

@@ -148,3 +148,25 @@ async def test_misses_are_recorded_and_clustered(app_client) -> None:
     [reset] = [c for c in report["clusters"] if c["representative"] == RESET]
     assert reset["size"] == 2 and reset["reasons"] == {"asked_for_person": 1, "thumbs_down": 1}
     assert reset["top_intent"] == "reset_password", sizes
+
+
+async def test_shadow_evaluation_reports_changes_and_precision_on_known_outcomes(faq_api: Api) -> None:
+    api = faq_api
+    # Confirmed answers (rating 5) and a rejected one (thumbs down).
+    for i, q in enumerate([RESET, "what are your opening hours", "how long does shipping take"]):
+        r = await api.send(f"ok{i}", q, message_id=f"ok{i}")
+        assert r["action"] == "answer"
+        await api.call("POST", f"/v1/conversations/ok{i}/feedback", api.channel_token, json={"rating": 5})
+    await api.send("bad", "what is your return policy", message_id="bad")
+    await api.call("POST", "/v1/conversations/bad/feedback", api.channel_token, json={"rating": 1})
+    await api.send("x", "do you sponsor football teams", message_id="x")
+    report = await api.admin("GET", "/v1/faq/models/v0002/shadow", params={"days": "1"})
+    assert report["messages"] == 5 and report["with_known_outcome"] == 4
+    live, cand = report["live"], report["candidate"]
+    assert live["version"] == "v0001" and cand["version"] == "v0002"
+    # The live model answers all four the same way it did: 3 right, 1 rejected.
+    assert (live["correct"], live["wrong"]) == (3, 1)
+    assert live["precision"] == 0.75
+    assert report["changed"] == (report["handoff_to_answer"] + report["answer_to_handoff"]
+                                 + report["different_answer"])
+    await api.admin("GET", "/v1/faq/models/v0042/shadow", expect=404)

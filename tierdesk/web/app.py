@@ -234,6 +234,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/faq/models", faq.list_models)
     r.add_post("/v1/faq/models/rollback", faq.rollback_model)
     r.add_post("/v1/faq/models/{version}/activate", faq.activate_model)
+    r.add_get("/v1/faq/models/{version}/shadow", faq.shadow_model)
     r.add_get("/v1/faq/intents", faq.list_intents)
     r.add_patch("/v1/faq/intents/{intent_id}", faq.patch_intent)
     r.add_delete("/v1/faq/intents/{intent_id}/answer", faq.reset_intent_answer)

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from classifier.clustering import cluster_questions
+from tierdesk.faq_traffic import missed_clusters, shadow_run
 from router.model import Role
 from tierdesk.errors import InvalidInput
 
@@ -86,10 +86,7 @@ async def list_misses(request: web.Request) -> web.Response:
     if not (0 < days <= 366) or not (1 <= limit <= 5000):
         raise InvalidInput("days must be in (0, 366] and limit in [1, 5000]", code="validation_failed")
     since = request.app[keys.CLOCK].now() - days * 86400
-    misses = await request.app[keys.FAQ].misses(since, limit)
-    clusters = await asyncio.to_thread(
-        cluster_questions, [m.text for m in misses], [m.intent for m in misses], [m.why for m in misses]
-    )
+    misses, clusters = await missed_clusters(request.app[keys.FAQ], since, limit)
     return json({
         "since": iso(since),
         "misses": len(misses),
@@ -100,3 +97,16 @@ async def list_misses(request: web.Request) -> web.Response:
             for c in clusters
         ],
     })
+
+
+async def shadow_model(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    try:
+        days = float(request.query.get("days", "7"))
+    except ValueError:
+        raise InvalidInput("days must be a number", code="validation_failed") from None
+    if not 0 < days <= 366:
+        raise InvalidInput("days must be in (0, 366]", code="validation_failed")
+    since = request.app[keys.CLOCK].now() - days * 86400
+    report = await shadow_run(request.app[keys.MODEL], request.app[keys.FAQ], request.match_info["version"], since)
+    return json(report)

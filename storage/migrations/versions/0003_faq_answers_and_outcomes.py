@@ -1,4 +1,4 @@
-"""faq_answers (live answer edits); messages.outcome and messages.miss
+"""faq_answers (live answer edits); messages.outcome and messages.verdict
 
 Revision ID: 0003
 Revises: 0002
@@ -26,13 +26,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("outcome", sa.String(length=32), nullable=True))
-        batch_op.add_column(sa.Column("miss", sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column("verdict", sa.String(length=32), nullable=True))
         batch_op.create_index("ix_messages_outcome_at", ["outcome", "at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_index("ix_messages_outcome_at")
-        batch_op.drop_column("miss")
+        batch_op.drop_column("verdict")
         batch_op.drop_column("outcome")
     op.drop_table("faq_answers")
