@@ -85,6 +85,10 @@ class _Rating:
     at: float
     rating: int
     episode: _Episode
+    # The tier holding the conversation when the rating came: ratings are
+    # given as a conversation ends, so this is the tier that ended it (and it
+    # does not move if the customer comes back later).
+    tier: Tier
 
 
 @dataclass(slots=True)
@@ -179,7 +183,7 @@ def replay(events: Iterable[TrackerEvent]) -> _Replay:
             rating = e.data.get("rating")
             episode = st.episode or st.last_episode
             if rating is not None and episode is not None:
-                out.ratings.append(_Rating(at=e.at, rating=int(rating), episode=episode))
+                out.ratings.append(_Rating(at=e.at, rating=int(rating), episode=episode, tier=episode.tier))
     return out
 
 
@@ -343,7 +347,7 @@ def _message_figures(messages: list[_MessageFact], sla_seconds: float, now: floa
 
 
 def _satisfaction(ratings: list[_Rating], tier: Tier) -> dict[str, Any]:
-    given = [r for r in ratings if r.episode.tier is tier]
+    given = [r for r in ratings if r.tier is tier]
     return ratio(sum(1 for r in given if r.rating >= 4), len(given))
 
 
