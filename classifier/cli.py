@@ -58,6 +58,7 @@ def main_eval(args: argparse.Namespace) -> int:
                 datasets_dir=args.datasets_dir,
                 target_precision=args.target_precision,
                 refit_with_validation=args.refit,
+                reweight_oos=not args.no_oos_reweight,
                 params={"linear": args.linear} if args.linear else None,
                 progress=_progress,
             )
@@ -161,7 +162,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ev.add_argument("--target-precision", type=float, default=0.97)
     ev.add_argument("--refit", action="store_true",
                     help="after choosing the threshold, refit on train+validation (what `faq train` does)")
-    ev.add_argument("--linear", choices=["logistic", "svm"], default=None,
+    ev.add_argument("--no-oos-reweight", action="store_true",
+                    help="choose the threshold on validation as is, without re-weighting its "
+                         "out-of-scope share to the test traffic's (CLINC150)")
+    ev.add_argument("--linear", choices=["auto", "logistic", "svm"], default=None,
                     help="linear model (default: IntentClassifier's default)")
     ev.add_argument("--out", type=Path, help="write the full report as JSON")
     ev.add_argument("--plot", type=Path, help="write the precision/coverage curve as PNG")

@@ -91,6 +91,7 @@ def evaluate_dataset(
     target_precision: float = DEFAULT_TARGET_PRECISION,
     params: Mapping[str, Any] | None = None,
     refit_with_validation: bool = False,
+    reweight_oos: bool = True,
     progress: Progress = _noop,
 ) -> dict[str, Any]:
     params = dict(params or {})
@@ -113,7 +114,22 @@ def evaluate_dataset(
     progress(f"{dataset.name}: choosing the threshold on {len(dataset.validation)} validation examples")
     v_true, v_pred, v_conf = predict(compiled, dataset.validation)
     eligible = np.array([p != oos for p in v_pred], dtype=bool)
-    choice = lowest_threshold_meeting(v_conf[eligible], (v_pred == v_true)[eligible], target_precision)
+    v_correct = v_pred == v_true
+    plain = lowest_threshold_meeting(v_conf[eligible], v_correct[eligible], target_precision)
+    choice, weighting = plain, None
+    share = dataset.expected_oos_share if reweight_oos else None
+    if oos is not None and share is not None:
+        is_oos = v_true == oos
+        current = float(is_oos.mean())
+        if 0.0 < current < 1.0:
+            # Validation has a different out-of-scope rate than the traffic we
+            # report on; weighting its examples to the expected rate makes the
+            # precision estimate (and so the threshold) fit that traffic.
+            weights = np.where(is_oos, share / current, (1.0 - share) / (1.0 - current))
+            choice = lowest_threshold_meeting(
+                v_conf[eligible], v_correct[eligible], target_precision, weights[eligible]
+            )
+            weighting = {"validation_oos_share": current, "expected_oos_share": share}
     validation = score_predictions(v_true, v_pred, v_conf, choice.threshold, oos)
 
     if refit_with_validation:
@@ -127,6 +143,10 @@ def evaluate_dataset(
     progress(f"{dataset.name}: scoring {len(dataset.test)} test examples")
     t_true, t_pred, t_conf = predict(compiled, dataset.test)
     test = score_predictions(t_true, t_pred, t_conf, choice.threshold, oos)
+    t_eligible = np.array([p != oos for p in t_pred], dtype=bool)
+    oracle = lowest_threshold_meeting(
+        t_conf[t_eligible], (t_pred == t_true)[t_eligible], target_precision
+    )
     curve = precision_coverage_curve(
         t_pred, t_conf, t_true, out_of_scope=[oos] if oos else []
     )
@@ -141,8 +161,21 @@ def evaluate_dataset(
         "target_precision": target_precision,
         "threshold": choice.threshold,
         "threshold_met_on_validation": choice.met,
+        "oos_reweighting": weighting,
         "validation": validation,
         "test": test,
+        # The same figures at the threshold chosen without re-weighting.
+        "threshold_unweighted": plain.threshold,
+        "test_at_unweighted_threshold": score_predictions(
+            t_true, t_pred, t_conf, plain.threshold, oos
+        ),
+        # Where the *test* curve itself reaches the target: not achievable
+        # without test labels, reported as the operating point of the curve.
+        "test_curve_at_target": {
+            "threshold": oracle.threshold,
+            "met": oracle.met,
+            **score_predictions(t_true, t_pred, t_conf, oracle.threshold, oos),
+        },
         "curve": curve,
         "fit_seconds": round(fit_seconds, 2),
         "total_seconds": round(time.perf_counter() - started, 2),
@@ -195,6 +228,7 @@ def evaluate(
     target_precision: float = DEFAULT_TARGET_PRECISION,
     params: Mapping[str, Any] | None = None,
     refit_with_validation: bool = False,
+    reweight_oos: bool = True,
     out: str | Path | None = None,
     plot: str | Path | None = None,
     progress: Progress | None = None,
@@ -209,6 +243,7 @@ def evaluate(
             target_precision=target_precision,
             params=params,
             refit_with_validation=refit_with_validation,
+            reweight_oos=reweight_oos,
             progress=progress,
         )
     else:

@@ -62,6 +62,7 @@ def lowest_threshold_meeting(
     confidences: Sequence[float] | np.ndarray,
     correct: Sequence[bool] | np.ndarray,
     target_precision: float,
+    weights: Sequence[float] | np.ndarray | None = None,
 ) -> ThresholdChoice:
     """Lowest threshold t such that precision over {confidence >= t} >= target.
 
@@ -69,6 +70,9 @@ def lowest_threshold_meeting(
     only changes at those points, and the lowest qualifying one maximises
     coverage. Precision is not monotone in t, so this is deliberately the
     lowest *qualifying* point, not the start of a qualifying tail.
+
+    ``weights`` re-weight examples in the precision estimate, e.g. to make the
+    out-of-scope share of a validation set match the traffic it stands for.
     """
     conf = np.asarray(confidences, dtype=np.float64)
     ok = np.asarray(correct, dtype=bool)
@@ -78,13 +82,17 @@ def lowest_threshold_meeting(
         return ThresholdChoice(1.0, False, None, 0, 0)
     order = np.argsort(-conf, kind="stable")
     conf_sorted = conf[order]
-    cum_correct = np.cumsum(ok[order])
+    w = np.ones(conf.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != conf.shape:
+        raise ValueError("weights must have the same length as confidences")
+    cum_correct = np.cumsum((ok * w)[order])
+    cum_weight = np.cumsum(w[order])
     counts = np.arange(1, conf.size + 1)
     # Only the last position of a run of equal confidences is a valid cut:
     # a threshold cannot answer one of two equally confident predictions.
     last_of_run = np.ones(conf.size, dtype=bool)
     last_of_run[:-1] = conf_sorted[:-1] != conf_sorted[1:]
-    precision = cum_correct / counts
+    precision = cum_correct / np.maximum(cum_weight, np.finfo(np.float64).tiny)
     qualifying = np.flatnonzero(last_of_run & (precision >= target_precision))
     if qualifying.size == 0:
         return ThresholdChoice(1.0, False, None, 0, int(conf.size))
@@ -173,7 +181,11 @@ def precision_coverage_curve(
     correct = pred == gold
     n_in_scope = max(int(in_scope.sum()), 1)
     if thresholds is None:
-        thresholds = np.round(np.linspace(0.0, 1.0, 101), 2)
+        # A fixed 0.01 grid plus confidence quantiles: well-separated models
+        # put most confidences above 0.99, where a fixed grid sees nothing.
+        grid = np.round(np.linspace(0.0, 1.0, 101), 2)
+        quantiles = np.quantile(conf, np.linspace(0.0, 1.0, 201)) if conf.size else []
+        thresholds = np.unique(np.concatenate([grid, quantiles]))
     points: list[tuple[float, float | None, float]] = []
     for t in thresholds:
         answered = answerable & (conf >= t)
