@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .rollups import Deltas
 from .model import Agent, Conversation, ConversationStatus, Customer, Handoff, Sender, Tier
 from .tracker import TrackerEvent
 
@@ -63,6 +64,7 @@ class MessageRecord:
     in_reply_to: str | None = None
     response: dict[str, Any] | None = None  # the answer returned to the channel
     outcome: str | None = None  # inbound: "answer", "forwarded", "queued" or the handoff reason
+    replied_at: float | None = None  # inbound: when its tier first replied (the bot: at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,9 @@ class Changes:
     # Inbound message ids and what the customer made of the bot's answer to
     # them: "confirmed", or a miss ("thumbs_down", "asked_for_person").
     verdicts: list[tuple[str, str]] = field(default_factory=list)
+    # Metric rollup increments and first replies, from the conversations'
+    # tallies (router/rollups.py).
+    rollup: Deltas = field(default_factory=Deltas)
 
     def conversation(self, c: Conversation) -> None:
         self.conversations[c.id] = ConversationState.of(c)
@@ -133,5 +138,5 @@ class Changes:
     def is_empty(self) -> bool:
         return not (
             self.inbound or self.conversations or self.handoffs or self.new_agents or self.agents
-            or self.load_deltas or self.messages or self.events or self.outbox or self.verdicts
+            or self.load_deltas or self.messages or self.events or self.outbox or self.verdicts or bool(self.rollup)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Tier(enum.StrEnum):
@@ -122,6 +123,9 @@ class Conversation:
     # thing that happened: a thumbs down or an ask for a person now marks
     # that answer as a miss.
     last_bot_answered: str | None = None
+    # Metric state (router/rollups.ConversationTally), restored from the
+    # conversation's events when it is loaded.
+    tally: Any = None
 
     @property
     def agent_id(self) -> str | None:

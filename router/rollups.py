@@ -55,6 +55,8 @@ class Deltas:
     """Counter increments, summed per key."""
 
     values: dict[Key, float] = field(default_factory=lambda: defaultdict(float))
+    # Customer messages that got their first agent reply: (message id, when).
+    replied: list[tuple[str, float]] = field(default_factory=list)
 
     def add(self, t: float, channel: str, name: str, value: float = 1.0) -> None:
         self.values[(hour_of(t), channel, name)] += value
@@ -68,9 +70,10 @@ class Deltas:
     def merge(self, other: Deltas) -> None:
         for k, v in other.values.items():
             self.values[k] += v
+        self.replied.extend(other.replied)
 
     def __bool__(self) -> bool:
-        return bool(self.values)
+        return bool(self.values or self.replied)
 
 
 @dataclass(slots=True)
@@ -94,7 +97,8 @@ class ConversationTally:
         self.last_tier = Tier.BOT
         self.handoff: _Handoff | None = None
         self.awaiting_bot: dict[str, float] = {}
-        self.awaiting_human: list[tuple[float, bool]] = []  # (received at, after first reply)
+        # (message id, received at, after the handoff's first reply)
+        self.awaiting_human: list[tuple[str | None, float, bool]] = []
 
     def apply(self, e: TrackerEvent, sla: SLA, out: Deltas) -> None:
         ch = self.channel
@@ -112,7 +116,7 @@ class ConversationTally:
                     self.awaiting_bot[e.message_id] = e.at
             else:
                 after = self.handoff is not None and self.handoff.first_reply_at is not None
-                self.awaiting_human.append((e.at, after))
+                self.awaiting_human.append((e.message_id, e.at, after))
         elif kind is EventKind.BOT_ANSWERED:
             received = self.awaiting_bot.pop(str(e.data.get("in_reply_to")), None)
             if received is not None:
@@ -133,10 +137,12 @@ class ConversationTally:
                 h.assigned = True
                 out.sample(h.requested_at, ch, "human.queue_wait", e.at - h.requested_at)
         elif kind is EventKind.AGENT_REPLIED:
-            for received, after in self.awaiting_human:
+            for message_id, received, after in self.awaiting_human:
                 self._replied(received, e.at, "human", sla.human_seconds, out)
                 if after:
                     out.sample(received, ch, "human.interval", e.at - received)
+                if message_id:
+                    out.replied.append((message_id, e.at))
             self.awaiting_human.clear()
             h = self.handoff
             if h is not None and h.first_reply_at is None:

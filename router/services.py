@@ -34,6 +34,8 @@ from .model import (
     Tier,
 )
 from .ports import Classifier, Clock, DuplicateMessage, Notifier, Store
+from .metrics import SLA
+from .rollups import ConversationTally
 from .routing import Assignment, Dispatcher
 from .tracker import EndedBy, EventKind, TrackerEvent
 
@@ -54,6 +56,7 @@ class DeskConfig:
     vip_to_human: bool = False
     human_phrases: tuple[str, ...] = hp.DEFAULT_HUMAN_PHRASES
     conversation_cache_size: int = 100_000
+    sla: SLA = SLA()
     history_limit: int = 500
 
 
@@ -224,12 +227,24 @@ class Desk:
             c = loaded
         return c
 
+    def _tally(self, changes: Changes) -> None:
+        """Turn the events into metric rollup increments, in the same commit."""
+        sla = self.config.sla
+        for e in changes.events:
+            conv = self._by_id.get(e.conversation_id)
+            if conv is None:  # pragma: no cover - every event's conversation is in play
+                continue
+            if conv.tally is None:
+                conv.tally = ConversationTally(conv.channel_id)
+            conv.tally.apply(e, sla, changes.rollup)
+
     async def _commit(self, changes: Changes, touched: Iterable[Conversation], effects: _Effects) -> None:
         if changes.generation != self.generation:
             # Decided on objects of a working set that has been dropped since;
             # they are mutated already, so drop them again to be sure.
             self.invalidate()
             raise Unavailable("state was reloaded while deciding; retry")
+        self._tally(changes)
         ids = [c.id for c in touched]
         for cid in ids:
             self._in_flight[cid] = self._in_flight.get(cid, 0) + 1
@@ -377,7 +392,7 @@ class Desk:
         changes.inbound = MessageRecord(
             message_id, conv.channel_id, conv.id, Sender.CUSTOMER, msg.text, received_at,
             external_id=msg.message_id, tier=tier, intent=intent, confidence=confidence, response=response,
-            outcome=outcome,
+            outcome=outcome, replied_at=now if outcome == "answer" else None,
         )
         conv.last_bot_answered = message_id if outcome == "answer" else None
         changes.conversation(conv)

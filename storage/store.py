@@ -25,6 +25,8 @@ from router.model import (
     Sender,
     Tier,
 )
+from router.metrics import SLA
+from router.rollups import ConversationTally, hour_of, tally_events
 from router.tracker import EventKind, TrackerEvent
 from tierdesk.errors import CapacityExceeded
 
@@ -127,6 +129,23 @@ class SqlStore:
         ]
         if outbox:
             conn.execute(t.outbox.insert(), outbox)
+        rollup: dict[tuple[float, str, str], float] = {}
+        replied = []
+        for c in live:
+            for key, value in c.rollup.values.items():
+                rollup[key] = rollup.get(key, 0.0) + value
+            replied += [{"b_id": mid, "replied_at": at} for mid, at in c.rollup.replied]
+        if rollup:
+            stmt = self._insert(t.metric_rollups)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["hour", "channel_id", "name"],
+                set_={"value": t.metric_rollups.c.value + stmt.excluded.value},
+            )
+            conn.execute(stmt, [{"hour": h, "channel_id": ch, "name": n, "value": v}
+                                for (h, ch, n), v in sorted(rollup.items())])
+        if replied:
+            conn.execute(update(t.messages).where(t.messages.c.id == bindparam("b_id"))
+                         .values(replied_at=bindparam("replied_at")), replied)
         verdicts = [{"b_id": mid, "verdict": v} for c in live for mid, v in c.verdicts]
         if verdicts:
             conn.execute(update(t.messages).where(t.messages.c.id == bindparam("b_id"))
@@ -177,7 +196,7 @@ class SqlStore:
             )
             rows = (await conn.execute(q)).all()
             convs = [_conversation_from(r[: len(t.conversations.c)], r[len(t.conversations.c):]) for r in rows]
-            await self._load_answers(conn, convs)
+            await self._hydrate(conn, convs)
         return convs
 
     async def load_conversation(self, channel_id: str, external_id: str) -> Conversation | None:
@@ -200,7 +219,7 @@ class SqlStore:
                 for row in (await conn.execute(q)).all():
                     conv = _conversation_from(row[:n], row[n:] if row[n] is not None else None)
                     found[(conv.channel_id, conv.external_id)] = conv
-            await self._load_answers(conn, list(found.values()))
+            await self._hydrate(conn, list(found.values()))
         return found
 
     async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None:
@@ -218,22 +237,33 @@ class SqlStore:
                 return None
             n = len(t.conversations.c)
             conv = _conversation_from(row[:n], row[n:] if row[n] is not None else None)
-            await self._load_answers(conn, [conv])
+            await self._hydrate(conn, [conv])
         return conv
 
-    async def _load_answers(self, conn: AsyncConnection, convs: list[Conversation]) -> None:
+    async def _hydrate(self, conn: AsyncConnection, convs: list[Conversation]) -> None:
+        """Give loaded conversations what lives only in memory while they are
+        in play: the answers already given (for retries) and the metric tally
+        (rebuilt from their events)."""
         if not convs:
             return
         by_id = {c.id: c for c in convs}
         ids = list(by_id)
         for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
             q = select(t.messages.c.conversation_id, t.messages.c.external_id, t.messages.c.response).where(
-                t.messages.c.conversation_id.in_(ids[i : i + 500]),
+                t.messages.c.conversation_id.in_(chunk),
                 t.messages.c.external_id.is_not(None),
             )
             for cid, ext, response in (await conn.execute(q)).all():
                 if response is not None:
                     by_id[cid].answers[ext] = response
+            events = [_event_from(r) for r in (await conn.execute(
+                select(t.events).where(t.events.c.conversation_id.in_(chunk))
+                .order_by(t.events.c.conversation_id, t.events.c.at, t.events.c.seq)
+            )).mappings().all()]
+            tallies, _ = tally_events(events, SLA())
+            for cid in chunk:
+                by_id[cid].tally = tallies.get(cid) or ConversationTally(by_id[cid].channel_id)
 
     async def stored_answer(self, channel_id: str, external_id: str) -> dict[str, Any] | None:
         async with self.engines.reading() as conn:
@@ -291,12 +321,40 @@ class SqlStore:
                 t.events.c.at, t.events.c.seq
             )
             rows = (await conn.execute(q)).mappings().all()
-        return [
-            TrackerEvent(kind=EventKind(r["kind"]), at=r["at"], channel_id=r["channel_id"],
-                         conversation_id=r["conversation_id"], message_id=r["message_id"],
-                         handoff_id=r["handoff_id"], agent_id=r["agent_id"], data=r["data"] or {})
-            for r in rows
-        ]
+        return [_event_from(r) for r in rows]
+
+    async def rollup_rows(self, start: float, end: float) -> list[tuple[float, str, str, float]]:
+        r = t.metric_rollups
+        q = select(r.c.hour, r.c.channel_id, r.c.name, r.c.value).where(r.c.hour >= start, r.c.hour < end)
+        async with self.engines.reading() as conn:
+            return [tuple(row) for row in (await conn.execute(q)).all()]  # type: ignore[misc]
+
+    async def pending(self, now: float, sla: SLA, start: float, end: float) -> dict[tuple[float, str], dict[str, int]]:
+        """Messages and first responses still inside their SLA with no reply:
+        left out of the rates until due. Only the last SLA window can hold
+        them, so this reads a handful of rows through partial indexes."""
+        out: dict[tuple[float, str], dict[str, int]] = {}
+
+        def bump(at: float, channel: str, kind: str) -> None:
+            slot = out.setdefault((hour_of(at), channel), {})
+            slot[kind] = slot.get(kind, 0) + 1
+
+        m, h = t.messages, t.handoffs
+        since = max(start, now - max(sla.bot_seconds, sla.human_seconds))
+        async with self.engines.reading() as conn:
+            rows = (await conn.execute(select(m.c.at, m.c.channel_id, m.c.tier).where(
+                m.c.replied_at.is_(None), m.c.external_id.is_not(None), m.c.at >= since, m.c.at < end,
+            ))).all()
+            for at, channel, tier in rows:
+                if tier in ("bot", "human") and at >= now - sla.for_tier(Tier(tier)):
+                    bump(at, channel, tier)
+            rows = (await conn.execute(select(h.c.requested_at, h.c.channel_id).where(
+                h.c.first_reply_at.is_(None), h.c.requested_at >= max(start, now - sla.human_first_response_seconds),
+                h.c.requested_at < end,
+            ))).all()
+            for at, channel in rows:
+                bump(at, channel, "first")
+        return out
 
     async def ping(self) -> None:
         async with self.engines.reading() as conn:
@@ -314,8 +372,14 @@ def _message_row(m: MessageRecord) -> dict[str, Any]:
         "sender": m.sender.value, "text": m.text, "at": m.at, "external_id": m.external_id,
         "agent_id": m.agent_id, "tier": m.tier.value if m.tier else None, "intent": m.intent,
         "confidence": m.confidence, "in_reply_to": m.in_reply_to, "response": m.response,
-        "outcome": m.outcome,
+        "outcome": m.outcome, "replied_at": m.replied_at,
     }
+
+
+def _event_from(r: Any) -> TrackerEvent:
+    return TrackerEvent(kind=EventKind(r["kind"]), at=r["at"], channel_id=r["channel_id"],
+                        conversation_id=r["conversation_id"], message_id=r["message_id"],
+                        handoff_id=r["handoff_id"], agent_id=r["agent_id"], data=r["data"] or {})
 
 
 def _event_row(e: TrackerEvent) -> dict[str, Any]:

@@ -147,11 +147,31 @@ messages = Table(
     # "asked_for_person" right after it).
     Column("outcome", String(32)),
     Column("verdict", String(32)),
+    # When the first reply of the message's tier came (bot answer or agent
+    # reply): what is unreplied and recent is "pending" in the metrics.
+    Column("replied_at", Double),
     # Idempotency: a channel's message id is stored once (NULLs, for replies, don't clash).
     UniqueConstraint("channel_id", "external_id"),
     Index("ix_messages_conversation_at", "conversation_id", "at"),
     Index("ix_messages_at", "at"),
     Index("ix_messages_outcome_at", "outcome", "at"),
+    Index(
+        "ix_messages_unreplied_at",
+        "at",
+        sqlite_where=text("replied_at IS NULL AND external_id IS NOT NULL"),
+        postgresql_where=text("replied_at IS NULL AND external_id IS NOT NULL"),
+    ),
+)
+
+metric_rollups = Table(
+    "metric_rollups",
+    metadata,
+    # Hourly counters and histogram bins per channel (router/rollups.py),
+    # added to by every group commit.
+    Column("hour", Double, primary_key=True),
+    Column("channel_id", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", Double, nullable=False),
 )
 
 faq_answers = Table(

@@ -4,6 +4,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+
+def assert_same(exact: object, approx: object, path: str = "") -> None:
+    if isinstance(exact, dict):
+        assert isinstance(approx, dict), path
+        assert set(exact) - {"source"} == set(approx) - {"source"}, path
+        for k in set(exact) - {"source"}:
+            assert_same(exact[k], approx[k], f"{path}.{k}")
+    elif isinstance(exact, list):
+        assert isinstance(approx, list) and len(exact) == len(approx), path
+        for i, (a, b) in enumerate(zip(exact, approx, strict=True)):
+            assert_same(a, b, f"{path}[{i}]")
+    elif isinstance(exact, float) and path.endswith(("p50", "p90")):
+        assert approx == pytest.approx(exact, rel=0.01, abs=1e-6), path
+    else:
+        assert exact == approx, (path, exact, approx)
+
 
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
@@ -37,7 +55,13 @@ async def test_worked_example_of_the_spec(app_client) -> None:
     api.clock.set(t0 + 300)
 
     report = await api.call("GET", "/v1/metrics", supervisor,
-                            params={"from": iso(t0), "to": iso(t0 + 3600)})
+                            params={"from": iso(t0), "to": iso(t0 + 3600), "exact": "true"})
+    assert report["source"] == "replay"
+    # The rollups maintained on write give the same report: counts exactly,
+    # percentiles within their 1% histogram bins.
+    fast = await api.call("GET", "/v1/metrics", supervisor, params={"from": iso(t0), "to": iso(t0 + 3600)})
+    assert fast["source"] == "rollups"
+    assert_same(report, fast)
     [group] = report["groups"]
     bot, human = group["bot"], group["human"]
     assert bot["messages"] == 1
@@ -71,11 +95,16 @@ async def test_unanswered_human_message_counts_against_the_rate_once_due(app_cli
     await api.send("c", "I want to talk to a human", message_id="x")  # nobody online: queued
     api.clock.set(t0 + 30)
     inside = await api.admin("GET", "/v1/metrics", params={"from": iso(t0), "to": iso(t0 + 60)})
+    assert inside["source"] == "replay"  # not whole hours
+    assert_same(inside, await api.admin("GET", "/v1/metrics", params={"from": iso(t0), "to": iso(t0 + 3600)})
+                | {"from": inside["from"], "to": inside["to"]})
     human = inside["groups"][0]["human"]
     assert human["pending"] == 1
     assert human["response_rate_within_sla"] == {"value": None, "numerator": 0, "denominator": 0}
     api.clock.set(t0 + 61)
     overdue = await api.admin("GET", "/v1/metrics", params={"from": iso(t0), "to": iso(t0 + 60)})
+    assert_same(overdue, await api.admin("GET", "/v1/metrics", params={"from": iso(t0), "to": iso(t0 + 3600)})
+                | {"from": overdue["from"], "to": overdue["to"]})
     human = overdue["groups"][0]["human"]
     assert human["pending"] == 0
     assert human["response_rate_within_sla"] == {"value": 0.0, "numerator": 0, "denominator": 1}
@@ -92,6 +121,8 @@ async def test_abandonment_and_satisfaction(app_client) -> None:
                    json={"rating": 5, "resolved": True})
     api.clock.set(t0 + 100)
     report = await api.admin("GET", "/v1/metrics", params={"from": iso(t0), "to": iso(t0 + 60)})
+    assert_same(report, await api.admin("GET", "/v1/metrics", params={"from": iso(t0), "to": iso(t0 + 3600)})
+                | {"from": report["from"], "to": report["to"]})
     g = report["groups"][0]
     assert g["human"]["abandonment"] == {"value": 1.0, "numerator": 1, "denominator": 1}
     assert g["bot"]["satisfaction"] == {"value": 1.0, "numerator": 1, "denominator": 1}

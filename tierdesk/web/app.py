@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from router.metrics import SLA
 from router.ports import Clock, SystemClock
 from router.services import Desk, DeskConfig
 from storage.accounts import Accounts
@@ -161,7 +162,8 @@ async def _follow_active_model(app: web.Application) -> None:
 async def _desk(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
     config = DeskConfig(default_skill=s.default_skill, max_bot_answers=s.max_bot_answers,
-                        vip_to_human=s.vip_to_human)
+                        vip_to_human=s.vip_to_human,
+                        sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds))
     desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS])
     app[keys.STORE].committer.on_failure(desk.invalidate)
     try:
