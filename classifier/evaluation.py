@@ -285,12 +285,18 @@ def plot_curve(reports: list[Mapping[str, Any]], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    lowest = 1.0
     for report in reports:
         points = [(c, p) for _, p, c in report["curve"] if p is not None]
-        ax.plot([c for c, _ in points], [p for _, p in points], label=report["dataset"])
+        lowest = min([lowest] + [p for c, p in points if c > 0.05])
+        (line,) = ax.plot(
+            [c for c, _ in points], [p for _, p in points], label=Path(str(report["dataset"])).name
+        )
         test = report["test"]
         if test.get("precision") is not None:
-            ax.scatter([test["coverage"]], [test["precision"]], marker="o", zorder=3)
+            ax.scatter(
+                [test["coverage"]], [test["precision"]], marker="o", zorder=3, color=line.get_color()
+            )
             ax.annotate(
                 f"t={report['threshold']:.2f}",
                 (test["coverage"], test["precision"]),
@@ -304,7 +310,7 @@ def plot_curve(reports: list[Mapping[str, Any]], path: str | Path) -> None:
     ax.set_xlabel("coverage (share of in-scope messages answered)")
     ax.set_ylabel("precision of answered messages")
     ax.set_xlim(0, 1.0)
-    ax.set_ylim(0.5, 1.005)
+    ax.set_ylim(max(0.0, min(lowest, target or 1.0) - 0.02), 1.005)
     ax.grid(True, linewidth=0.3)
     ax.legend(loc="lower left")
     ax.set_title("Precision / coverage as the confidence threshold varies")
