@@ -68,10 +68,11 @@ ENDPOINTS: dict[str, Endpoint] = {
     "replay_deliveries": Endpoint("POST", "/v1/admin/deliveries/replay", frozenset({"admin"})),
     "get_queue": Endpoint("GET", "/v1/queue", frozenset({"admin", "supervisor"})),
     "get_metrics": Endpoint("GET", "/v1/metrics", frozenset({"supervisor", "admin"})),
-    # FAQ tuning. This fixture's model has no versions on disk, so activate
-    # and rollback end in 404 once past the authorization check.
+    # FAQ tuning. This fixture's model has no versions on disk, so activate,
+    # shadow and rollback end in 404 once past the authorization check.
     "list_faq_models": Endpoint("GET", "/v1/faq/models", frozenset({"admin", "supervisor"})),
     "activate_faq_model": Endpoint("POST", "/v1/faq/models/v0099/activate", frozenset({"admin"}), 404),
+    "shadow_faq_model": Endpoint("GET", "/v1/faq/models/v0099/shadow", frozenset({"admin", "supervisor"}), 404),
     "rollback_faq_model": Endpoint("POST", "/v1/faq/models/rollback", frozenset({"admin"}), 404),
     "list_faq_intents": Endpoint("GET", "/v1/faq/intents", frozenset({"admin", "supervisor"})),
     "patch_faq_intent": Endpoint("PATCH", "/v1/faq/intents/reset_password", frozenset({"admin"}),

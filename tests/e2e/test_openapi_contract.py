@@ -187,6 +187,16 @@ class Contract:
         return parsed
 
 
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def explain(exc: BaseException) -> str:
     """The schema errors behind an openapi-core error, without the whole value."""
     cause = exc.__cause__ or exc.__context__
@@ -387,7 +397,22 @@ async def test_a_realistic_session_matches_the_document(app_client: Api) -> None
                    {"group_by": "tier", "from": "2025-12-31", "bucket": "hour"}):
         report = await c.call("GET", "/v1/metrics", admin, expect=200, params=params)
         assert report["group_by"] == params["group_by"] and report["bucket"] == params.get("bucket")
+    hour = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T01:00:00Z"}
+    fast = await c.call("GET", "/v1/metrics", supervisor, expect=200, params=hour)
+    exact = await c.call("GET", "/v1/metrics", supervisor, expect=200, params={**hour, "exact": "true"})
+    assert (fast["source"], exact["source"]) == ("rollups", "replay")
+    # the rollups agree with the replay: counts, sums and ratios exactly,
+    # percentiles within the 1% their histogram bins promise
+    (rolled,), (replayed,) = fast["groups"], exact["groups"]
+    rolled, replayed = flatten(rolled), flatten(replayed)
+    assert rolled.keys() == replayed.keys()
+    for name, value in replayed.items():
+        if name.endswith((".p50", ".p90")) and value is not None:
+            assert rolled[name] == pytest.approx(value, rel=0.01), name
+        else:
+            assert rolled[name] == value, name
     by_skill = await c.call("GET", "/v1/metrics", supervisor, expect=200, params={"group_by": "skill"})
+    assert by_skill["source"] == "replay"
     assert {g["key"]["skill"] for g in by_skill["groups"]} == {None, "general", "tech"}  # order-1 ended as tech
 
     # a sample of errors, each in the documented shape
@@ -521,6 +546,12 @@ async def test_faq_tuning_matches_the_document(aiohttp_client: Any, db_url: str,
     assert listed["live"] == "v0001"
     assert [(v["version"], v["active"], v["live"]) for v in listed["versions"]] == [("v0001", True, True),
                                                                                     ("v0002", False, False)]
+    shadow = await c.call("GET", "/v1/faq/models/v0002/shadow", supervisor, expect=200, params={"days": "1"})
+    assert (shadow["live"]["version"], shadow["candidate"]["version"]) == ("v0001", "v0002")
+    assert shadow["messages"] == 0 and shadow["changed"] == 0
+    await c.call("GET", "/v1/faq/models/v0099/shadow", admin, expect=404, code="model_not_found")
+    await c.call("GET", "/v1/faq/models/v0002/shadow", admin, expect=422, code="validation_failed",
+                 params={"days": "400"}, request_valid=False)
     assert (await c.call("POST", "/v1/faq/models/v0002/activate", admin, expect=200)) == {"live": "v0002"}
     assert (await c.call("POST", "/v1/faq/models/rollback", admin, expect=200)) == {"live": "v0001"}
     await c.call("POST", "/v1/faq/models/rollback", admin, expect=404, code="model_not_found")
@@ -558,6 +589,9 @@ async def test_faq_tuning_matches_the_document(aiohttp_client: Any, db_url: str,
     await ask("q3")
     await c.call("POST", "/v1/messages", channel, expect=200, json_body={
         "message_id": "q4", "conversation_id": "q4", "customer": {"id": "x"}, "text": "zxq vlorp 42 grumble"})
+    shadow = await c.call("GET", "/v1/faq/models/v0002/shadow", admin, expect=200)
+    assert shadow["messages"] >= 4 and shadow["changed"] == (shadow["handoff_to_answer"] + shadow["answer_to_handoff"]
+                                                             + shadow["different_answer"])
     misses = await c.call("GET", "/v1/faq/misses", supervisor, expect=200, params={"days": "1", "limit": "100"})
     assert misses["misses"] == sum(cl["size"] for cl in misses["clusters"])
     await c.call("GET", "/v1/faq/misses", admin, expect=422, code="validation_failed", params={"days": "0"},
