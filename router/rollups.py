@@ -4,8 +4,9 @@ rows instead of a replay of millions of events.
 
 Each conversation keeps a ConversationTally: the same state machine as the
 replay in router/metrics.py, but it emits additive deltas as events happen.
-Counts are exact; percentiles come from log-spaced histogram bins 1% wide,
-so they are within 1% of the exact value. SLA comparisons use the SLAs in
+Counts are exact; percentiles come from a fixed array of log-spaced bins
+(DDSketch's layout with a relative accuracy of 1%): each sample is
+represented within 1% of its true value, so every percentile is too. SLA comparisons use the SLAs in
 force when the reply happened (`tierdesk metrics rebuild` recomputes).
 
 The replay (metrics.compute) stays the reference: tests check that both
@@ -16,17 +17,21 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .metrics import SLA, Bucket, _iso, ratio
 from .model import Tier
 from .tracker import EventKind, TrackerEvent
 
 HOUR = 3600.0
-BIN_GROWTH = 1.01  # each bin 1% wider than the last: percentiles within 1%
-BIN_FLOOR = 1e-6  # seconds; anything shorter counts as 0 (bin 0)
+ACCURACY = 0.01
+BIN_GROWTH = (1 + ACCURACY) / (1 - ACCURACY)  # a bin's representative is within 1% of all it holds
+BIN_FLOOR = 1e-4  # seconds; anything shorter counts as 0 (bin 0)
+N_BINS = 1200  # up to BIN_FLOOR * BIN_GROWTH**1199 ≈ 2.6e6 s (a month)
 _LOG_GROWTH = math.log(BIN_GROWTH)
 
 # A rollup key: (hour start, channel id, counter name).
@@ -40,14 +45,41 @@ def hour_of(t: float) -> float:
 def bin_of(seconds: float) -> int:
     if seconds < BIN_FLOOR:
         return 0
-    return 1 + int(math.log(seconds / BIN_FLOOR) / _LOG_GROWTH)
+    return min(N_BINS - 1, 1 + int(math.log(seconds / BIN_FLOOR) / _LOG_GROWTH))
 
 
-def bin_bounds(b: int) -> tuple[float, float]:
+def bin_value(b: int) -> float:
+    """The value that stands for bin b: within ACCURACY of anything in it."""
     if b == 0:
-        return 0.0, 0.0
+        return 0.0
     lo = BIN_FLOOR * BIN_GROWTH ** (b - 1)
-    return lo, lo * BIN_GROWTH
+    hi = lo * BIN_GROWTH
+    return 2 * lo * hi / (lo + hi)
+
+
+def dense(bins: Mapping[int, int]) -> np.ndarray:
+    counts = np.zeros(N_BINS, dtype=np.int64)
+    for b, n in bins.items():
+        counts[b] += n
+    return counts
+
+
+def encode(counts: np.ndarray) -> bytes:
+    """Only the span of occupied bins is stored: a response-time histogram
+    covers a few hundred of the N_BINS."""
+    nz = np.flatnonzero(counts)
+    if nz.size == 0:
+        return b"\x00\x00"
+    first, last = int(nz[0]), int(nz[-1])
+    return first.to_bytes(2, "little") + counts[first : last + 1].astype("<i8").tobytes()
+
+
+def decode(blob: bytes) -> np.ndarray:
+    counts = np.zeros(N_BINS, dtype=np.int64)
+    first = int.from_bytes(blob[:2], "little")
+    span = np.frombuffer(blob, dtype="<i8", offset=2)
+    counts[first : first + span.size] = span
+    return counts
 
 
 @dataclass(slots=True)
@@ -55,6 +87,8 @@ class Deltas:
     """Counter increments, summed per key."""
 
     values: dict[Key, float] = field(default_factory=lambda: defaultdict(float))
+    # Histogram increments per (hour, channel, stat): bin -> count.
+    hist: dict[Key, dict[int, int]] = field(default_factory=dict)
     # Customer messages that got their first agent reply: (message id, when).
     replied: list[tuple[str, float]] = field(default_factory=list)
 
@@ -65,11 +99,17 @@ class Deltas:
         seconds = max(0.0, seconds)
         self.add(t, channel, f"{stat}.n")
         self.add(t, channel, f"{stat}.sum", seconds)
-        self.add(t, channel, f"{stat}.h{bin_of(seconds)}")
+        bins = self.hist.setdefault((hour_of(t), channel, stat), {})
+        b = bin_of(seconds)
+        bins[b] = bins.get(b, 0) + 1
 
     def merge(self, other: Deltas) -> None:
         for k, v in other.values.items():
             self.values[k] += v
+        for k, bins in other.hist.items():
+            mine = self.hist.setdefault(k, {})
+            for b, n in bins.items():
+                mine[b] = mine.get(b, 0) + n
         self.replied.extend(other.replied)
 
     def __bool__(self) -> bool:
@@ -195,39 +235,30 @@ def tally_events(events: Iterable[TrackerEvent], sla: SLA) -> tuple[dict[str, Co
 
 
 # ------------------------------------------------------------------ reading
-def histogram_percentile(bins: Mapping[int, float], n: float, q: float) -> float | None:
-    """Estimate the q-quantile as metrics.percentile computes it exactly
-    (linear interpolation between the two closest ranks), placing each
-    sample inside its bin: every estimated sample is within one bin width
-    (1%) of the true one, and so is the interpolation between two of them."""
+def histogram_percentile(bins: Sequence[float], n: float, q: float) -> float | None:
+    """The q-quantile as metrics.percentile computes it exactly (linear
+    interpolation between the two closest ranks), from bin counts: each rank
+    is read as its bin's value, within 1% of the true sample, and so is the
+    interpolation between two of them."""
     if n <= 0:
         return None
-    ordered = sorted((b, c) for b, c in bins.items() if c > 0)
-
-    def sample(k: int) -> float:
-        seen = 0.0
-        for b, count in ordered:
-            if k < seen + count:
-                lo, hi = bin_bounds(b)
-                return lo + (hi - lo) * (k - seen + 0.5) / count
-            seen += count
-        return bin_bounds(ordered[-1][0])[1]
-
+    counts = np.asarray(bins)
+    cumulative = np.cumsum(counts)
     pos = (n - 1) * q
     lo_rank, hi_rank = math.floor(pos), math.ceil(pos)
-    lo_v = sample(lo_rank)
+    lo_v = bin_value(int(np.searchsorted(cumulative, lo_rank, side="right")))
     if hi_rank == lo_rank:
         return lo_v
-    return lo_v + (sample(hi_rank) - lo_v) * (pos - lo_rank)
+    hi_v = bin_value(int(np.searchsorted(cumulative, hi_rank, side="right")))
+    return lo_v + (hi_v - lo_v) * (pos - lo_rank)
 
 
-def _stats(c: Mapping[str, float], stat: str) -> dict[str, Any]:
+def _stats(c: Mapping[str, float], hists: Mapping[str, np.ndarray], stat: str) -> dict[str, Any]:
     n = c.get(f"{stat}.n", 0.0)
     total = c.get(f"{stat}.sum", 0.0)
-    prefix = f"{stat}.h"
-    bins = {int(k[len(prefix):]): v for k, v in c.items() if k.startswith(prefix)}
-    p50 = histogram_percentile(bins, n, 0.5)
-    p90 = histogram_percentile(bins, n, 0.9)
+    bins = hists.get(stat)
+    p50 = histogram_percentile(bins, n, 0.5) if bins is not None else None
+    p90 = histogram_percentile(bins, n, 0.9) if bins is not None else None
     return {
         "count": int(n),
         "sum": round(total, 6),
@@ -237,7 +268,7 @@ def _stats(c: Mapping[str, float], stat: str) -> dict[str, Any]:
     }
 
 
-def _figures(c: Mapping[str, float], pending: Mapping[str, int]) -> dict[str, Any]:
+def _figures(c: Mapping[str, float], hists: Mapping[str, np.ndarray], pending: Mapping[str, int]) -> dict[str, Any]:
     def i(name: str) -> int:
         return int(round(c.get(name, 0.0)))
 
@@ -249,14 +280,14 @@ def _figures(c: Mapping[str, float], pending: Mapping[str, int]) -> dict[str, An
             "messages": messages,
             "pending": waiting,
             "response_rate_within_sla": ratio(i(f"{tier}.within_sla"), messages - waiting),
-            "response_time": _stats(c, f"{tier}.rt"),
+            "response_time": _stats(c, hists, f"{tier}.rt"),
         }
         out[tier] = f
     bot, human = out["bot"], out["human"]
     started = i("episodes.started")
     bot["conversations_started"] = started
     bot["containment"] = ratio(i("bot.contained"), started)
-    bot["resolution_time"] = _stats(c, "bot.resolution")
+    bot["resolution_time"] = _stats(c, hists, "bot.resolution")
     bot["satisfaction"] = ratio(i("bot.ratings_good"), i("bot.ratings"))
     handoffs = i("human.handoffs")
     human["handoffs"] = handoffs
@@ -264,11 +295,11 @@ def _figures(c: Mapping[str, float], pending: Mapping[str, int]) -> dict[str, An
     human["handoff_reasons"] = dict(sorted(
         (k[len("human.reason."):], int(round(v))) for k, v in c.items() if k.startswith("human.reason.") and v
     ))
-    human["first_response_time"] = _stats(c, "human.first")
+    human["first_response_time"] = _stats(c, hists, "human.first")
     human["first_response_within_sla"] = ratio(i("human.first_within"), handoffs - pending.get("first", 0))
-    human["reply_interval"] = _stats(c, "human.interval")
-    human["queue_wait"] = _stats(c, "human.queue_wait")
-    human["resolution_time"] = _stats(c, "human.resolution")
+    human["reply_interval"] = _stats(c, hists, "human.interval")
+    human["queue_wait"] = _stats(c, hists, "human.queue_wait")
+    human["resolution_time"] = _stats(c, hists, "human.resolution")
     human["abandonment"] = ratio(i("human.abandoned"), handoffs)
     human["satisfaction"] = ratio(i("human.ratings_good"), i("human.ratings"))
     return out
@@ -276,6 +307,7 @@ def _figures(c: Mapping[str, float], pending: Mapping[str, int]) -> dict[str, An
 
 def report(
     rows: Iterable[tuple[float, str, str, float]],
+    histograms: Iterable[tuple[float, str, str, np.ndarray]],
     pending: Mapping[tuple[float, str], Mapping[str, int]],
     *,
     start: float,
@@ -286,9 +318,9 @@ def report(
     bucket: Bucket = None,
 ) -> dict[str, Any]:
     """The metrics report (same shape as metrics.compute) from rollup rows
-    (hour, channel, name, value) of hours in [start, end) and the pending
-    counts (messages and first responses still inside their SLA) per
-    (hour, channel)."""
+    (hour, channel, name, value) and histograms (hour, channel, stat, bin
+    counts) of hours in [start, end), and the pending counts (messages and
+    first responses still inside their SLA) per (hour, channel)."""
     groups: dict[tuple[str | None, float | None], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     waiting: dict[tuple[str | None, float | None], dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
@@ -296,8 +328,12 @@ def report(
         b = None if bucket is None else (hour if bucket == "hour" else math.floor(hour / 86400) * 86400)
         return (channel if group_by == "channel" else None, b)
 
+    hists: dict[tuple[str | None, float | None], dict[str, np.ndarray]] = defaultdict(dict)
     for hour, channel, name, value in rows:
         groups[gkey(hour, channel)][name] += value
+    for hour, channel, stat, counts in histograms:
+        slot = hists[gkey(hour, channel)]
+        slot[stat] = slot[stat] + counts if stat in slot else counts.astype(np.int64)
     for (hour, channel), counts in pending.items():
         for k, v in counts.items():
             waiting[gkey(hour, channel)][k] += v
@@ -313,7 +349,7 @@ def report(
                 "human_first_response_seconds": sla.human_first_response_seconds},
         "groups": [
             {"key": {} if group_by == "tier" else {group_by: k[0]}, "bucket": _iso(k[1]),
-             **_figures(groups.get(k, {}), waiting.get(k, {}))}
+             **_figures(groups.get(k, {}), hists.get(k, {}), waiting.get(k, {}))}
             for k in keys
         ],
     }

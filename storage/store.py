@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, select, tuple_, update
@@ -26,6 +28,7 @@ from router.model import (
     Tier,
 )
 from router.metrics import SLA
+from router import rollups
 from router.rollups import ConversationTally, hour_of, tally_events
 from router.tracker import EventKind, TrackerEvent
 from tierdesk.errors import CapacityExceeded
@@ -130,11 +133,18 @@ class SqlStore:
         if outbox:
             conn.execute(t.outbox.insert(), outbox)
         rollup: dict[tuple[float, str, str], float] = {}
+        hist: dict[tuple[float, str, str], dict[int, int]] = {}
         replied = []
         for c in live:
             for key, value in c.rollup.values.items():
                 rollup[key] = rollup.get(key, 0.0) + value
+            for key, bins in c.rollup.hist.items():
+                mine = hist.setdefault(key, {})
+                for b, n in bins.items():
+                    mine[b] = mine.get(b, 0) + n
             replied += [{"b_id": mid, "replied_at": at} for mid, at in c.rollup.replied]
+        if hist:
+            self._add_histograms(conn, hist)
         if rollup:
             stmt = self._insert(t.metric_rollups)
             stmt = stmt.on_conflict_do_update(
@@ -151,6 +161,20 @@ class SqlStore:
             conn.execute(update(t.messages).where(t.messages.c.id == bindparam("b_id"))
                          .values(verdict=bindparam("verdict")), verdicts)
         return duplicates
+
+    def _add_histograms(self, conn: Connection, hist: dict[tuple[float, str, str], dict[int, int]]) -> None:
+        # Read-modify-write under a row lock (PostgreSQL; SQLite's writer is
+        # alone anyway): a histogram is a blob, which SQL cannot add to.
+        h = t.metric_histograms
+        empty = rollups.encode(rollups.dense({}))
+        keys = sorted(hist)
+        conn.execute(self._insert(h).on_conflict_do_nothing(index_elements=["hour", "channel_id", "stat"]),
+                     [{"hour": k[0], "channel_id": k[1], "stat": k[2], "counts": empty} for k in keys])
+        for hour, channel, stat in keys:
+            where = (h.c.hour == hour) & (h.c.channel_id == channel) & (h.c.stat == stat)
+            current = conn.execute(select(h.c.counts).where(where).with_for_update()).scalar_one()
+            counts = rollups.decode(current) + rollups.dense(hist[(hour, channel, stat)])
+            conn.execute(update(h).where(where).values(counts=rollups.encode(counts)))
 
     def _upsert(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
         stmt = self._insert(table)
@@ -323,11 +347,16 @@ class SqlStore:
             rows = (await conn.execute(q)).mappings().all()
         return [_event_from(r) for r in rows]
 
-    async def rollup_rows(self, start: float, end: float) -> list[tuple[float, str, str, float]]:
-        r = t.metric_rollups
-        q = select(r.c.hour, r.c.channel_id, r.c.name, r.c.value).where(r.c.hour >= start, r.c.hour < end)
+    async def rollup_rows(self, start: float, end: float) -> tuple[list[tuple[float, str, str, float]],
+                                                                   list[tuple[float, str, str, np.ndarray]]]:
+        r, h = t.metric_rollups, t.metric_histograms
         async with self.engines.reading() as conn:
-            return [tuple(row) for row in (await conn.execute(q)).all()]  # type: ignore[misc]
+            rows = (await conn.execute(select(r.c.hour, r.c.channel_id, r.c.name, r.c.value)
+                                       .where(r.c.hour >= start, r.c.hour < end))).all()
+            hists = (await conn.execute(select(h.c.hour, h.c.channel_id, h.c.stat, h.c.counts)
+                                        .where(h.c.hour >= start, h.c.hour < end))).all()
+        return ([tuple(row) for row in rows],  # type: ignore[misc]
+                [(hour, ch, stat, rollups.decode(blob)) for hour, ch, stat, blob in hists])
 
     async def pending(self, now: float, sla: SLA, start: float, end: float) -> dict[tuple[float, str], dict[str, int]]:
         """Messages and first responses still inside their SLA with no reply:

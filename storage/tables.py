@@ -12,6 +12,7 @@ from sqlalchemy import (
     Double,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -172,6 +173,17 @@ metric_rollups = Table(
     Column("channel_id", String(64), primary_key=True),
     Column("name", String(64), primary_key=True),
     Column("value", Double, nullable=False),
+)
+
+metric_histograms = Table(
+    "metric_histograms",
+    metadata,
+    # Response-time histograms per hour, channel and statistic, in
+    # router.rollups.encode's compact form (the span of occupied bins).
+    Column("hour", Double, primary_key=True),
+    Column("channel_id", String(64), primary_key=True),
+    Column("stat", String(32), primary_key=True),
+    Column("counts", LargeBinary, nullable=False),
 )
 
 faq_answers = Table(

@@ -68,6 +68,32 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sla(settings: Settings):  # type: ignore[no-untyped-def]
+    from router.metrics import SLA
+
+    return SLA(settings.sla_bot_seconds, settings.sla_human_seconds, settings.sla_human_first_response_seconds)
+
+
+def _metrics_rebuild(args: argparse.Namespace) -> int:
+    from tierdesk.metrics_admin import rebuild
+
+    settings = Settings.from_env()
+    n = asyncio.run(rebuild(settings.database_url, _sla(settings)))
+    print(f"rollups rebuilt from the events of {n} conversations")
+    return 0
+
+
+def _metrics_seed(args: argparse.Namespace) -> int:
+    from storage.migrate import upgrade
+    from tierdesk.metrics_admin import seed
+
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+    result = asyncio.run(seed(settings.database_url, args.messages, args.days, _sla(settings), seed_value=args.seed))
+    print(result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierdesk", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tierdesk {__version__}")
@@ -80,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     sub.add_parser("migrate", help="bring the database to the current schema").set_defaults(func=_migrate)
     sub.add_parser("demo", help="set up the demo channel, agents and model; print tokens").set_defaults(func=_demo)
+    metrics = sub.add_parser("metrics", help="maintain the metric rollups").add_subparsers(
+        dest="metrics_command", required=True)
+    metrics.add_parser("rebuild", help="recompute the hourly rollups from the event log").set_defaults(
+        func=_metrics_rebuild)
+    seed = metrics.add_parser("seed", help="fill the database with synthetic traffic (benchmarks)")
+    seed.add_argument("--messages", type=int, default=1_000_000)
+    seed.add_argument("--days", type=float, default=7.0)
+    seed.add_argument("--seed", type=int, default=1)
+    seed.set_defaults(func=_metrics_seed)
     from classifier.cli import register
 
     register(sub)

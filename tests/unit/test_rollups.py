@@ -36,7 +36,8 @@ def report_via_rollups(events: list[TrackerEvent], start: float, end: float, now
         if not due and start <= h.requested_at < end:
             slot = pending.setdefault((rollups.hour_of(h.requested_at), h.channel), {})
             slot["first"] = slot.get("first", 0) + 1
-    return rollups.report(rows, pending, start=start, end=end, now=now, sla=SLA_, group_by=group_by,
+    hists = [(h, ch, stat, rollups.dense(b)) for (h, ch, stat), b in deltas.hist.items() if start <= h < end]
+    return rollups.report(rows, hists, pending, start=start, end=end, now=now, sla=SLA_, group_by=group_by,
                           bucket=bucket)
 
 
@@ -90,12 +91,15 @@ def test_worked_example_matches_the_replay() -> None:
 def test_histogram_percentiles_are_within_one_percent() -> None:
     rng = random.Random(7)
     values = sorted(rng.lognormvariate(1.0, 1.5) for _ in range(5000))
-    bins: dict[int, float] = {}
+    bins: dict[int, int] = {}
     for v in values:
         bins[rollups.bin_of(v)] = bins.get(rollups.bin_of(v), 0) + 1
-    for q in (0.5, 0.9, 0.99):
+    dense = rollups.dense(bins)
+    for q in (0.1, 0.5, 0.9, 0.99):
         exact = metrics.percentile(values, q)
-        assert rollups.histogram_percentile(bins, len(values), q) == pytest.approx(exact, rel=0.01)
+        assert rollups.histogram_percentile(dense, len(values), q) == pytest.approx(exact, rel=0.01)
+    for v in values[::97]:  # every sample is represented within 1%
+        assert rollups.bin_value(rollups.bin_of(v)) == pytest.approx(v, rel=0.01)
 
 
 async def simulate(seed: int) -> tuple[list[TrackerEvent], float]:
@@ -155,3 +159,11 @@ async def test_random_traffic_gives_the_same_report(seed: int, group_by: str, bu
                                 bucket=bucket)
         assert_same(exact, report_via_rollups(events, start, end, t_now, group_by, bucket))
     assert math.isfinite(exact["groups"][0]["human"]["handoffs"])
+
+
+def test_histogram_encoding_round_trips() -> None:
+    counts = rollups.dense({0: 3, 17: 1, 400: 9, rollups.N_BINS - 1: 2})
+    assert (rollups.decode(rollups.encode(counts)) == counts).all()
+    empty = rollups.dense({})
+    assert (rollups.decode(rollups.encode(empty)) == empty).all()
+    assert len(rollups.encode(rollups.dense({300: 1, 310: 2}))) == 2 + 11 * 8

@@ -353,9 +353,9 @@ async def get_metrics(request: web.Request) -> web.Response:
     # event log, which is exact but reads every event of the range.
     if (exact == "false" and group_by in ("tier", "channel")
             and start % 3600 == 0 and end % 3600 == 0):
-        rows = await store.rollup_rows(start, end)
+        rows, histograms = await store.rollup_rows(start, end)
         pending = await store.pending(now, sla, start, end)
-        report = rollups.report(rows, pending, start=start, end=end, now=now, sla=sla, group_by=group_by,
+        report = rollups.report(rows, histograms, pending, start=start, end=end, now=now, sla=sla, group_by=group_by,
                                 bucket=bucket)  # type: ignore[arg-type]
         report["source"] = "rollups"
     else:
