@@ -54,6 +54,10 @@ class CompiledClassifier:
         self.intercept = np.ascontiguousarray(intercept, dtype=np.float64)
         self.classes_ = np.asarray(list(classes), dtype=object)
         self._validate()
+        self._idf_all = np.concatenate([b.idf for b in self.blocks])
+        self._sublinear_by_block = np.array([b.sublinear_tf for b in self.blocks], dtype=bool)
+        self._all_sublinear = bool(self._sublinear_by_block.all())
+        self._any_sublinear = bool(self._sublinear_by_block.any())
 
     def _validate(self) -> None:
         n_features = sum(b.size for b in self.blocks)
@@ -104,52 +108,68 @@ class CompiledClassifier:
     def n_features(self) -> int:
         return int(self.coef_T.shape[0])
 
-    def _features(self, text: str) -> tuple[list[int], list[float]]:
+    def _counts(
+        self, text: str, segment: int, cols: list[int], counts: list[int], segments: list[int]
+    ) -> None:
+        """Append (column, raw count, segment) for every known n-gram of text.
+
+        A segment is one (message, block) pair: each block is l2-normalised on
+        its own, exactly like each TfidfVectorizer in the pipeline.
+        """
         norm = normalize(text)
-        indices: list[int] = []
-        values: list[float] = []
-        for block in self.blocks:
+        n_blocks = len(self.blocks)
+        for b, block in enumerate(self.blocks):
             vget = block.vocabulary.get
-            counts: dict[int, int] = {}
+            seg = segment * n_blocks + b
             for term, count in Counter(block.analyzer.analyze_normalized(norm)).items():
                 j = vget(term)
                 if j is not None:
-                    counts[j] = count
-            if not counts:
-                continue
-            idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            if block.sublinear_tf:
-                tf = np.log(tf) + 1.0
-            weights = tf * block.idf[idx - block.offset]
-            norm_l2 = np.sqrt(weights @ weights)
-            if norm_l2 > 0:
-                weights /= norm_l2
-            indices.extend(idx.tolist())
-            values.extend(weights.tolist())
-        return indices, values
+                    cols.append(j)
+                    counts.append(count)
+                    segments.append(seg)
+
+    def _weights(self, cols: list[int], counts: list[int], segments: list[int], n_segments: int):
+        # All arithmetic for a whole batch in a few vectorised numpy calls;
+        # per-message numpy calls would cost more than the maths itself.
+        col = np.fromiter(cols, dtype=np.int64, count=len(cols))
+        seg = np.fromiter(segments, dtype=np.int64, count=len(segments))
+        tf = np.fromiter(counts, dtype=np.float64, count=len(counts))
+        if self._all_sublinear:
+            tf = np.log(tf) + 1.0
+        elif self._any_sublinear:
+            sub = self._sublinear_by_block[seg % len(self.blocks)]
+            tf = np.where(sub, np.log(tf) + 1.0, tf)
+        w = tf * self._idf_all[col]
+        norms = np.sqrt(np.bincount(seg, weights=w * w, minlength=n_segments))
+        # Every segment present here has at least one nonzero weight (idf >= 1),
+        # so no division by zero; absent segments are never indexed.
+        w /= norms[seg]
+        return col, w
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got a single str")
+        cols: list[int] = []
+        counts: list[int] = []
+        segments: list[int] = []
         indptr = [0]
-        indices: list[int] = []
-        data: list[float] = []
-        for text in texts:
-            idx, vals = self._features(text)
-            indices.extend(idx)
-            data.extend(vals)
-            indptr.append(len(indices))
-        return sp.csr_matrix(
-            (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), indptr),
-            shape=(len(indptr) - 1, self.n_features),
-        )
+        for row, text in enumerate(texts):
+            self._counts(text, row, cols, counts, segments)
+            indptr.append(len(cols))
+        n_rows = len(indptr) - 1
+        col, w = self._weights(cols, counts, segments, n_rows * len(self.blocks))
+        return sp.csr_matrix((w, col, np.asarray(indptr, dtype=np.int64)), shape=(n_rows, self.n_features))
 
     def decision_one(self, text: str) -> np.ndarray:
-        idx, vals = self._features(text)
-        if not idx:
+        cols: list[int] = []
+        counts: list[int] = []
+        segments: list[int] = []
+        self._counts(text, 0, cols, counts, segments)
+        if not cols:
             return self.intercept.copy()
-        return np.asarray(vals) @ self.coef_T[idx] + self.intercept
+        col, w = self._weights(cols, counts, segments, len(self.blocks))
+        # Only the rows of coef_T this message touches are read.
+        return w @ self.coef_T[col] + self.intercept
 
     def predict_proba_one(self, text: str) -> np.ndarray:
         return _softmax_row(self.decision_one(text))
