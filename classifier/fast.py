@@ -11,6 +11,7 @@ probabilities agree to floating-point rounding.
 from __future__ import annotations
 
 from collections import Counter
+from itertools import repeat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -119,14 +120,12 @@ class CompiledClassifier:
         norm = normalize(text)
         n_blocks = len(self.blocks)
         for b, block in enumerate(self.blocks):
-            vget = block.vocabulary.get
-            seg = segment * n_blocks + b
-            for term, count in Counter(block.analyzer.analyze_normalized(norm)).items():
-                j = vget(term)
-                if j is not None:
-                    cols.append(j)
-                    counts.append(count)
-                    segments.append(seg)
+            counter = Counter(block.analyzer.analyze_normalized(norm))
+            # map() keeps the per-n-gram loop in C; unknown n-grams come back
+            # as -1 and are dropped in one vectorised step in _weights.
+            cols.extend(map(block.vocabulary.get, counter, repeat(-1, len(counter))))
+            counts.extend(counter.values())
+            segments.extend(repeat(segment * n_blocks + b, len(counter)))
 
     def _weights(self, cols: list[int], counts: list[int], segments: list[int], n_segments: int):
         # All arithmetic for a whole batch in a few vectorised numpy calls;
@@ -134,6 +133,9 @@ class CompiledClassifier:
         col = np.fromiter(cols, dtype=np.int64, count=len(cols))
         seg = np.fromiter(segments, dtype=np.int64, count=len(segments))
         tf = np.fromiter(counts, dtype=np.float64, count=len(counts))
+        known = col >= 0
+        if not known.all():
+            col, seg, tf = col[known], seg[known], tf[known]
         if self._all_sublinear:
             tf = np.log(tf) + 1.0
         elif self._any_sublinear:
@@ -144,7 +146,7 @@ class CompiledClassifier:
         # Every segment present here has at least one nonzero weight (idf >= 1),
         # so no division by zero; absent segments are never indexed.
         w /= norms[seg]
-        return col, w
+        return col, w, seg
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         if isinstance(texts, str):
@@ -152,22 +154,24 @@ class CompiledClassifier:
         cols: list[int] = []
         counts: list[int] = []
         segments: list[int] = []
-        indptr = [0]
+        n_rows = 0
         for row, text in enumerate(texts):
             self._counts(text, row, cols, counts, segments)
-            indptr.append(len(cols))
-        n_rows = len(indptr) - 1
-        col, w = self._weights(cols, counts, segments, n_rows * len(self.blocks))
-        return sp.csr_matrix((w, col, np.asarray(indptr, dtype=np.int64)), shape=(n_rows, self.n_features))
+            n_rows += 1
+        col, w, seg = self._weights(cols, counts, segments, n_rows * len(self.blocks))
+        # Entries arrive in row order, so row lengths give the CSR row pointer.
+        per_row = np.bincount(seg // len(self.blocks), minlength=n_rows)
+        indptr = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64)
+        return sp.csr_matrix((w, col, indptr), shape=(n_rows, self.n_features))
 
     def decision_one(self, text: str) -> np.ndarray:
         cols: list[int] = []
         counts: list[int] = []
         segments: list[int] = []
         self._counts(text, 0, cols, counts, segments)
-        if not cols:
+        col, w, _ = self._weights(cols, counts, segments, len(self.blocks))
+        if col.size == 0:
             return self.intercept.copy()
-        col, w = self._weights(cols, counts, segments, len(self.blocks))
         # Only the rows of coef_T this message touches are read.
         return w @ self.coef_T[col] + self.intercept
 
