@@ -162,6 +162,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp creates 0600; the server may run as another user than the
+        # trainer, so give the pointer the permissions of an ordinary file.
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -227,6 +230,7 @@ def save_model(
 
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
     try:
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the model from other users
         for name, data in files.items():
             _write_bytes_durably(staging / name, data)
         _fsync_dir(staging)
