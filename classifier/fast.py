@@ -173,7 +173,7 @@ class CompiledClassifier:
         if col.size == 0:
             return self.intercept.copy()
         # Only the rows of coef_T this message touches are read.
-        return w @ self.coef_T[col] + self.intercept
+        return w @ self.coef_T.take(col, axis=0) + self.intercept
 
     def predict_proba_one(self, text: str) -> np.ndarray:
         return _softmax_row(self.decision_one(text))
