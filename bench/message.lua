@@ -1,6 +1,10 @@
 -- wrk script: unique message ids and texts (no cache can help), one
 -- conversation per message. MODE=faq sends FAQ questions, MODE=handoff
--- messages that need a person. TOKEN is the channel's bearer token.
+-- messages that need a person. TOKEN is the channel's bearer token, RUN a
+-- prefix unique to the run (bench/run.py passes one per measurement).
+--
+-- bench/loadgen.py sends the same texts in the same body shape; keep the
+-- two lists in step.
 local faq = {
   "how do I reset my password", "what are your opening hours", "how long does shipping take",
   "what is your return policy", "which payment methods do you accept", "how can I change my email address",
@@ -9,16 +13,21 @@ local handoff = {
   "I was charged twice for my order and want my money back",
   "the app crashes every time I open it and I lost my data",
 }
-local threads = {}
 local counter = 0
-local tid = 0
+-- Thread numbers: `setup` runs in its own environment and hands each thread
+-- its number through thread:set, which sets a *global* in the thread's
+-- environment. It must not be shadowed by a `local tid` here, or every thread
+-- would see 0 and two threads would send the same message ids (which the
+-- service then answers from its idempotency record, a cache hit).
+local next_tid = 0
+tid = 0
 local run = os.getenv("RUN") or tostring(os.time())
 local mode = os.getenv("MODE") or "faq"
 local token = os.getenv("TOKEN") or ""
 
 function setup(thread)
-  thread:set("tid", tid)
-  tid = tid + 1
+  thread:set("tid", next_tid)
+  next_tid = next_tid + 1
 end
 
 function init(args)
@@ -33,4 +42,17 @@ function request()
   local body = '{"message_id":"' .. id .. '","conversation_id":"' .. id ..
     '","customer":{"id":"u' .. id .. '"},"text":"' .. text .. '"}'
   return wrk.format("POST", "/v1/messages", headers, body)
+end
+
+-- One machine-readable line for bench/run.py (latencies in microseconds).
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,"errors_status":%d,' ..
+    '"errors_connect":%d,"errors_read":%d,"errors_write":%d,"errors_timeout":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    summary.requests, summary.duration, summary.bytes, e.status,
+    e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean))
 end
