@@ -123,6 +123,11 @@ class Desk:
                 self._remember(c)
             self._ready = True
 
+    async def ensure_ready(self) -> None:
+        """Before reading agents or the queue: reload them if a failure (or a
+        failed start) dropped them."""
+        await self._ensure_ready()
+
     async def _ensure_ready(self) -> None:
         if not self._ready:
             await self._reload()

@@ -62,9 +62,9 @@ class LiveModel:
         return await self.batcher.classify(text)
 
     # ------------------------------------------------------------- loading
-    def _kb(self) -> KnowledgeBase:
+    def _kb(self, overrides: Mapping[str, str] | None = None) -> KnowledgeBase:
         kb = load_knowledge_base(self.knowledge_base)
-        for intent_id, answer in self._overrides.items():
+        for intent_id, answer in (self._overrides if overrides is None else overrides).items():
             if kb.get(intent_id) is not None and kb.get(intent_id).is_faq:  # type: ignore[union-attr]
                 kb = kb.with_answer(intent_id, answer)
         return kb
@@ -141,9 +141,10 @@ class LiveModel:
 
     async def clear_answer(self, intent_id: str) -> FaqModel:
         async with self._lock:
-            self._overrides.pop(intent_id, None)
-            kb = await asyncio.to_thread(self._kb)
+            overrides = {k: v for k, v in self._overrides.items() if k != intent_id}
+            kb = await asyncio.to_thread(self._kb, overrides)
             self._model = self._current().with_knowledge_base(kb)
+            self._overrides = overrides
         return self._model
 
     def versions(self) -> list[dict[str, object]]:

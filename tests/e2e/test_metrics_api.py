@@ -128,3 +128,12 @@ async def test_abandonment_and_satisfaction(app_client) -> None:
     assert g["bot"]["satisfaction"] == {"value": 1.0, "numerator": 1, "denominator": 1}
     assert g["bot"]["containment"] == {"value": 0.5, "numerator": 1, "denominator": 2}
     assert g["bot"]["resolution_time"]["count"] == 1
+
+
+async def test_range_may_be_given_in_epoch_seconds(app_client) -> None:
+    api = app_client
+    t0 = api.clock.now()
+    await api.send("c", "how do I reset my password", message_id="e1")
+    by_epoch = await api.admin("GET", "/v1/metrics", params={"from": f"{t0:.0f}", "to": f"{t0 + 3600:.0f}"})
+    by_iso = await api.admin("GET", "/v1/metrics", params={"from": iso(t0), "to": iso(t0 + 3600)})
+    assert by_epoch == by_iso and by_epoch["groups"][0]["bot"]["messages"] == 1

@@ -20,7 +20,9 @@ from sqlalchemy import create_engine, select
 
 from storage import tables as t
 
-from .test_kill_durability import ADMIN, Server, free_port, record, trained_models  # noqa: F401 - fixture
+from tests.support.server import ADMIN, Server, free_port
+
+from .test_kill_durability import record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +44,7 @@ def pg_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("postgres_database")
 
 
-def test_postgres_restart_under_load(pg_url: str, trained_models: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_postgres_restart_under_load(pg_url: str, trained_models: Path, tmp_path: Path) -> None:
     from tests.conftest import _truncate_postgres
 
     _truncate_postgres(pg_url)

@@ -13,12 +13,14 @@ from sqlalchemy import create_engine, select
 
 from storage import tables as t
 
-from .test_kill_durability import ADMIN, Server, free_port, record, trained_models  # noqa: F401 - fixture
+from tests.support.server import ADMIN, Server, free_port
+
+from .test_kill_durability import record
 
 BOUND_SECONDS = 15.0
 
 
-def test_sigterm_finishes_in_flight_requests_and_exits(db_url: str, trained_models: Path,  # noqa: F811
+def test_sigterm_finishes_in_flight_requests_and_exits(db_url: str, trained_models: Path,
                                                       tmp_path: Path) -> None:
     server = Server(db_url, trained_models, free_port(), tmp_path / "server.log")
     server.start()

@@ -12,74 +12,17 @@ import asyncio
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 from sqlalchemy import create_engine, func, select
 
 from storage import tables as t
+from tests.support.server import ADMIN, ROOT, Server, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-ADMIN = "td_admin_faults"
 KILLS = int(os.environ.get("TIERDESK_FAULT_KILLS", "4"))
 CONCURRENCY = 32
 REPORT = ROOT / "var" / "faults-last-run.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from classifier.training import train_and_save
-
-    root = tmp_path_factory.mktemp("models")
-    train_and_save(ROOT / "knowledge_base", root, activate=True, progress=lambda _: None)
-    return root
-
-
-class Server:
-    def __init__(self, db_url: str, models: Path, port: int, log: Path) -> None:
-        self.env = {**os.environ, "TIERDESK_DATABASE_URL": db_url, "TIERDESK_ADMIN_TOKEN": ADMIN,
-                    "TIERDESK_MODELS_DIR": str(models), "TIERDESK_LOG_LEVEL": "warning",
-                    "TIERDESK_PORT": str(port)}
-        self.port = port
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "tierdesk.cli", "serve"], env=self.env, cwd=ROOT,
-                                         stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-                time.sleep(0.1)
-        raise RuntimeError("server did not start")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
 
 
 async def _run(server: Server, db_url: str) -> dict[str, int]:

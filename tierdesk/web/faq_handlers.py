@@ -12,7 +12,7 @@ from tierdesk.errors import InvalidInput
 
 from . import keys
 from . import schemas as s
-from .handlers import iso, json
+from .handlers import iso, json, only_params
 
 
 def _intent_view(model, intent) -> dict:  # type: ignore[no-untyped-def]
@@ -65,8 +65,10 @@ async def reset_intent_answer(request: web.Request) -> web.Response:
     live = request.app[keys.MODEL]
     if live.model.kb.get(intent_id) is None:
         raise InvalidInput(f"unknown intent {intent_id!r}", code="validation_failed")
-    await request.app[keys.FAQ].clear_answer(intent_id)
+    # Swap the live model first: if the knowledge base cannot be read, the
+    # stored edit stays and so does the model that serves it.
     model = await live.clear_answer(intent_id)
+    await request.app[keys.FAQ].clear_answer(intent_id)
     return json(_intent_view(model, model.kb.get(intent_id)))
 
 
@@ -78,6 +80,7 @@ async def reload_knowledge_base(request: web.Request) -> web.Response:
 
 async def list_misses(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    only_params(request, "days", "limit")
     try:
         days = float(request.query.get("days", "7"))
         limit = int(request.query.get("limit", "2000"))
@@ -101,6 +104,7 @@ async def list_misses(request: web.Request) -> web.Response:
 
 async def shadow_model(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    only_params(request, "days")
     try:
         days = float(request.query.get("days", "7"))
     except ValueError:

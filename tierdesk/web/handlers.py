@@ -43,6 +43,10 @@ def parse_time(value: str | float | None, name: str) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)
     try:
+        return float(value)  # epoch seconds, as a query string carries them
+    except ValueError:
+        pass
+    try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(f"{name} must be an ISO 8601 time or epoch seconds", code="validation_failed") from None
@@ -133,7 +137,9 @@ async def _agent(request: web.Request) -> Principal:
 
 async def get_me(request: web.Request) -> web.Response:
     p = await _agent(request)
-    return json(agent_view(request.app[keys.DESK].agent(p.subject_id or "")))
+    desk = request.app[keys.DESK]
+    await desk.ensure_ready()
+    return json(agent_view(desk.agent(p.subject_id or "")))
 
 
 async def put_status(request: web.Request) -> web.Response:
@@ -185,6 +191,7 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     p = await _agent(request)
     agent_id = p.subject_id or ""
     desk = request.app[keys.DESK]
+    await desk.ensure_ready()
     desk.agent(agent_id)
     settings = request.app[keys.SETTINGS]
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=settings.ws_max_message_bytes)
@@ -227,7 +234,9 @@ async def create_agent(request: web.Request) -> web.Response:
 
 async def list_agents(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
-    return json({"agents": [agent_view(a) for a in request.app[keys.DESK].agents()]})
+    desk = request.app[keys.DESK]
+    await desk.ensure_ready()
+    return json({"agents": [agent_view(a) for a in desk.agents()]})
 
 
 async def patch_agent(request: web.Request) -> web.Response:
@@ -246,6 +255,7 @@ async def rotate_token(request: web.Request) -> web.Response:
     subject = request.match_info["subject_id"]
     role = {"agents": Role.AGENT, "channels": Role.CHANNEL}[kind]
     if role is Role.AGENT:
+        await request.app[keys.DESK].ensure_ready()
         request.app[keys.DESK].agent(subject)
     elif await request.app[keys.ACCOUNTS].channel(subject) is None:
         raise NotFound(f"channel {subject!r} does not exist")
@@ -285,6 +295,7 @@ async def list_channels(request: web.Request) -> web.Response:
 async def get_queue(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
     desk = request.app[keys.DESK]
+    await desk.ensure_ready()
     waiting = desk.queue()
     return json({"waiting": [
         {"handoff_id": h.id, "conversation_id": h.conversation_id, "skill": h.skill, "vip": h.vip,
@@ -301,8 +312,15 @@ async def create_supervisor_token(request: web.Request) -> web.Response:
     return json({"token": token}, status=201)
 
 
+def only_params(request: web.Request, *allowed: str) -> None:
+    unknown = set(request.query) - set(allowed)
+    if unknown:
+        raise InvalidInput(f"unknown query parameter(s): {', '.join(sorted(unknown))}", code="validation_failed")
+
+
 async def list_deliveries(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN)
+    only_params(request, "status")
     status = request.query.get("status", "dead")
     if status not in ("pending", "delivered", "dead"):
         raise InvalidInput("status must be pending, delivered or dead", code="validation_failed")
@@ -325,9 +343,7 @@ async def replay_deliveries(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.SUPERVISOR, Role.ADMIN)
     q = request.query
-    unknown = set(q) - {"from", "to", "group_by", "bucket", "exact"}
-    if unknown:
-        raise InvalidInput(f"unknown query parameter(s): {', '.join(sorted(unknown))}", code="validation_failed")
+    only_params(request, "from", "to", "group_by", "bucket", "exact")
     clock = request.app[keys.CLOCK]
     now = clock.now()
     end = parse_time(q.get("to"), "to") if "to" in q else now

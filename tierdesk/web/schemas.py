@@ -14,6 +14,16 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Skill = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
+def _whole(value: float | None, name: str) -> int | None:
+    # JSON has one number type: 3 and 3.0 are the same integer (as JSON
+    # Schema says); 3.5 is not one.
+    if value is None:
+        return None
+    if not float(value).is_integer():
+        raise ValueError(f"{name} must be a whole number")
+    return int(value)
+
+
 class CustomerIn(msgspec.Struct, forbid_unknown_fields=True):
     id: Id
     name: Name | None = None
@@ -37,22 +47,31 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class FeedbackIn(msgspec.Struct, forbid_unknown_fields=True):
-    rating: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
+    rating: Annotated[float, msgspec.Meta(ge=1, le=5)] | None = None
     resolved: bool = False
+
+    def __post_init__(self) -> None:
+        self.rating = _whole(self.rating, "rating")
 
 
 class AgentIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     skills: Annotated[list[Skill], msgspec.Meta(max_length=50)]
-    capacity: Annotated[int, msgspec.Meta(ge=1, le=1000)]
+    capacity: Annotated[float, msgspec.Meta(ge=1, le=1000)]
     status: Literal["online", "away", "offline"] = "offline"
+
+    def __post_init__(self) -> None:
+        self.capacity = _whole(self.capacity, "capacity")
 
 
 class AgentPatch(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | None = None
     skills: Annotated[list[Skill], msgspec.Meta(max_length=50)] | None = None
-    capacity: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    capacity: Annotated[float, msgspec.Meta(ge=1, le=1000)] | None = None
     status: Literal["online", "away", "offline"] | None = None
+
+    def __post_init__(self) -> None:
+        self.capacity = _whole(self.capacity, "capacity")
 
 
 class StatusIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -83,6 +102,12 @@ def decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.ValidationError as exc:
+        # msgspec validates while it parses: make sure the body is JSON at
+        # all before calling it a validation problem.
+        try:
+            msgspec.json.decode(body)
+        except msgspec.DecodeError as bad:
+            raise InvalidInput(f"malformed JSON: {bad}", code="invalid_json") from None
         raise InvalidInput(str(exc), code="validation_failed") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"malformed JSON: {exc}", code="invalid_json") from None
