@@ -13,6 +13,8 @@ does no I/O: the database enforces the same invariants independently.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -43,7 +45,26 @@ def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None
 class Dispatcher:
     def __init__(self, agents: Iterable[Agent] = (), waiting: Iterable[Handoff] = ()) -> None:
         self.agents: dict[str, Agent] = {a.id: a for a in agents}
-        self._waiting: dict[str, Handoff] = {h.id: h for h in waiting if h.waiting}
+        self._waiting: dict[str, Handoff] = {}
+        # Per skill, the waiting handoffs' queue keys in queue order: a
+        # position is a binary search, not a walk of the whole queue (which
+        # a busy hour makes thousands long).
+        self._by_skill: dict[str, list[tuple[bool, float, str]]] = {}
+        for h in waiting:
+            if h.waiting:
+                self._enqueue(h)
+
+    def _enqueue(self, h: Handoff) -> None:
+        self._waiting[h.id] = h
+        bisect.insort(self._by_skill.setdefault(h.skill, []), h.queue_key())
+
+    def _dequeue(self, h: Handoff) -> None:
+        if self._waiting.pop(h.id, None) is None:
+            return
+        keys = self._by_skill[h.skill]
+        del keys[bisect.bisect_left(keys, h.queue_key())]
+        if not keys:
+            del self._by_skill[h.skill]
 
     # -- queries -------------------------------------------------------------
     def agent(self, agent_id: str) -> Agent:
@@ -53,18 +74,14 @@ class Dispatcher:
             raise NotFound(f"agent {agent_id!r} does not exist") from None
 
     def waiting(self) -> list[Handoff]:
-        return sorted(self._waiting.values(), key=Handoff.queue_key)
+        keys = heapq.merge(*self._by_skill.values())
+        return [self._waiting[k[2]] for k in keys]
 
     def queue_position(self, handoff: Handoff) -> int | None:
         """1-based position among handoffs waiting for the same skill."""
         if handoff.id not in self._waiting:
             return None
-        ahead = sum(
-            1
-            for h in self._waiting.values()
-            if h.skill == handoff.skill and h.queue_key() < handoff.queue_key()
-        )
-        return ahead + 1
+        return bisect.bisect_left(self._by_skill[handoff.skill], handoff.queue_key()) + 1
 
     # -- commands ------------------------------------------------------------
     def add_agent(self, agent: Agent, now: float) -> list[Assignment]:
@@ -80,7 +97,7 @@ class Dispatcher:
         straight back at once; it may come back to them later from the queue."""
         agent = choose_agent(self.agents.values(), handoff.skill, exclude)
         if agent is None:
-            self._waiting[handoff.id] = handoff
+            self._enqueue(handoff)
             return None
         return self._assign(handoff, agent, now)
 
@@ -92,7 +109,7 @@ class Dispatcher:
 
     def release(self, handoff: Handoff, now: float) -> list[Assignment]:
         """The handoff ended or left its agent: free the slot and refill it."""
-        self._waiting.pop(handoff.id, None)
+        self._dequeue(handoff)
         if handoff.agent_id is not None:
             agent = self.agents.get(handoff.agent_id)
             if agent is not None and agent.open_count > 0:
@@ -101,7 +118,7 @@ class Dispatcher:
 
     def withdraw(self, handoff: Handoff) -> None:
         """A waiting handoff left the queue without an agent (customer gone)."""
-        self._waiting.pop(handoff.id, None)
+        self._dequeue(handoff)
 
     def set_status(self, agent_id: str, status: AgentStatus, now: float) -> list[Assignment]:
         agent = self.agent(agent_id)
@@ -136,7 +153,12 @@ class Dispatcher:
         free = [a for a in self.agents.values() if a.has_free_slot()]
         if not self._waiting or not free:
             return made
-        for handoff in self.waiting():
+        # Oldest first across the skills some free agent has; the others
+        # cannot be served now, so they are not even looked at.
+        servable = {skill for a in free for skill in a.skills}
+        keys = list(heapq.merge(*(v for k, v in self._by_skill.items() if k in servable)))
+        for key in keys:
+            handoff = self._waiting[key[2]]
             agent = choose_agent(free, handoff.skill)
             if agent is not None:
                 made.append(self._assign(handoff, agent, now))
@@ -147,7 +169,7 @@ class Dispatcher:
         return made
 
     def _assign(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
-        self._waiting.pop(handoff.id, None)
+        self._dequeue(handoff)
         agent.open_count += 1
         agent.idle_since = now
         handoff.agent_id = agent.id
