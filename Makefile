@@ -29,6 +29,11 @@ test: $(STAMP)
 faults: $(STAMP)
 	$(BIN)/python -m pytest -q -s tests/faults
 
+## bench: throughput and latency against bare aiohttp (SQLite and PostgreSQL),
+## metrics endpoint over 1M messages, idle WebSockets; writes docs/performance.md
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
