@@ -124,7 +124,9 @@ def main_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    """Add ``faq`` and its model commands; returns its subcommands, so the
+    application can add the ones that need stored traffic."""
     faq = subparsers.add_parser("faq", help="train, evaluate and manage FAQ classifier models")
     sub = faq.add_subparsers(dest="faq_command", required=True)
 
@@ -183,7 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="re-activate the previously active version")
     models_dir(rollback)
     rollback.set_defaults(func=main_rollback)
-    return faq
+    return sub
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,6 +94,94 @@ def _metrics_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _with_engines(work):  # type: ignore[no-untyped-def]
+    from storage.engine import create_engines
+
+    engines = create_engines(Settings.from_env().database_url)
+    try:
+        return await work(engines)
+    finally:
+        await engines.dispose()
+
+
+def _faq_misses(args: argparse.Namespace) -> int:
+    import time
+
+    from storage.faq import FaqRepository
+    from tierdesk.faq_traffic import missed_clusters
+
+    async def work(engines):  # type: ignore[no-untyped-def]
+        return await missed_clusters(FaqRepository(engines), time.time() - args.days * 86400)
+
+    misses, clusters = asyncio.run(_with_engines(work))
+    print(f"{len(misses)} missed questions in the last {args.days:g} days, {len(clusters)} clusters")
+    print(f"{'size':>5}  {'model guessed':<22} {'why':<40} representative question")
+    for c in clusters:
+        why = ", ".join(f"{k} {v}" for k, v in sorted(c.reasons.items()))
+        print(f"{c.size:>5}  {(c.top_intent or '-'):<22} {why:<40} {c.representative}")
+    return 0
+
+
+def _faq_suggest(args: argparse.Namespace) -> int:
+    import time
+
+    from storage.faq import FaqRepository
+    from tierdesk.faq_traffic import missed_clusters, suggestion_yaml
+
+    async def work(engines):  # type: ignore[no-untyped-def]
+        return await missed_clusters(FaqRepository(engines), time.time() - args.days * 86400)
+
+    _, clusters = asyncio.run(_with_engines(work))
+    print(suggestion_yaml(clusters, min_size=args.min_size), end="")
+    return 0
+
+
+def _faq_shadow(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from storage.faq import FaqRepository
+    from tierdesk.faq_traffic import shadow_run
+    from tierdesk.models import LiveModel
+
+    settings = Settings.from_env()
+
+    async def work(engines):  # type: ignore[no-untyped-def]
+        repo = FaqRepository(engines)
+        live = LiveModel(settings.models_dir, settings.knowledge_base)
+        await live.load(await repo.answer_overrides())
+        return await shadow_run(live, repo, args.version, time.time() - args.days * 86400,
+                                progress=lambda m: print(m, file=sys.stderr))
+
+    print(json.dumps(asyncio.run(_with_engines(work)), indent=2))
+    return 0
+
+
+def _deliveries_list(args: argparse.Namespace) -> int:
+    from storage.outbox import Outbox
+
+    async def work(engines):  # type: ignore[no-untyped-def]
+        return await Outbox(engines).list(args.status, limit=1000)
+
+    items = asyncio.run(_with_engines(work))
+    for d in items:
+        print(f"{d.id:>8}  {d.status:<9} tries {d.attempts:<3} {d.channel_id}  {d.idempotency_key}  {d.last_error or ''}")
+    print(f"{len(items)} {args.status} deliveries")
+    return 0
+
+
+def _deliveries_replay(args: argparse.Namespace) -> int:
+    import time
+
+    from storage.outbox import Outbox
+
+    async def work(engines):  # type: ignore[no-untyped-def]
+        return await Outbox(engines).replay(time.time())
+
+    print(f"{asyncio.run(_with_engines(work))} dead letters put back in line")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierdesk", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tierdesk {__version__}")
@@ -117,7 +205,24 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(func=_metrics_seed)
     from classifier.cli import register
 
-    register(sub)
+    faq = register(sub)
+    misses = faq.add_parser("misses", help="questions the bot missed, clustered, biggest first")
+    misses.add_argument("--days", type=float, default=7.0)
+    misses.set_defaults(func=_faq_misses)
+    suggest = faq.add_parser("suggest", help="draft knowledge-base entries from the biggest miss clusters")
+    suggest.add_argument("--days", type=float, default=7.0)
+    suggest.add_argument("--min-size", type=int, default=2)
+    suggest.set_defaults(func=_faq_suggest)
+    shadow = faq.add_parser("shadow", help="replay stored traffic through a candidate version vs the active one")
+    shadow.add_argument("version")
+    shadow.add_argument("--days", type=float, default=7.0)
+    shadow.set_defaults(func=_faq_shadow)
+    deliveries = sub.add_parser("deliveries", help="outbound deliveries to channel webhooks").add_subparsers(
+        dest="deliveries_command", required=True)
+    listing = deliveries.add_parser("list", help="list deliveries (dead letters by default)")
+    listing.add_argument("--status", choices=("pending", "delivered", "dead"), default="dead")
+    listing.set_defaults(func=_deliveries_list)
+    deliveries.add_parser("replay", help="put every dead letter back in line").set_defaults(func=_deliveries_replay)
     return parser
 
 
