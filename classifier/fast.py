@@ -22,6 +22,28 @@ from .text import Analyzer, normalize
 
 
 @dataclass(frozen=True)
+class EmbeddingBlock:
+    """The optional sentence-embedding block: ``dim`` dense columns after the
+    TF-IDF blocks, ``weight * encoder.encode(normalize(text))``.
+
+    ``info`` is what the encoder's ``describe()`` returned at training time
+    (model name, weights' sha256, ...); it is saved with the artifact and
+    checked against the installed encoder when the artifact is loaded.
+    """
+
+    info: Mapping[str, object]
+    weight: float
+
+    @property
+    def dim(self) -> int:
+        return int(self.info["dim"])  # type: ignore[call-overload]
+
+    @property
+    def model(self) -> str:
+        return str(self.info.get("model"))
+
+
+@dataclass(frozen=True)
 class FeatureBlock:
     """One TF-IDF vectorizer: its analyzer, vocabulary and idf weights.
 
@@ -49,8 +71,12 @@ class CompiledClassifier:
         coef_T: np.ndarray,
         intercept: np.ndarray,
         classes: Sequence[str],
+        embedding: EmbeddingBlock | None = None,
+        encoder=None,  # classifier.embeddings.SentenceEncoder; default: the shared one
     ) -> None:
         self.blocks = tuple(blocks)
+        self.embedding = embedding
+        self._encoder = encoder
         self.coef_T = np.ascontiguousarray(coef_T, dtype=np.float64)
         self.intercept = np.ascontiguousarray(intercept, dtype=np.float64)
         self.classes_ = np.asarray(list(classes), dtype=object)
@@ -59,9 +85,32 @@ class CompiledClassifier:
         self._sublinear_by_block = np.array([b.sublinear_tf for b in self.blocks], dtype=bool)
         self._all_sublinear = bool(self._sublinear_by_block.all())
         self._any_sublinear = bool(self._sublinear_by_block.any())
+        self.n_sparse = sum(b.size for b in self.blocks)
+        if embedding is not None:
+            # Embedding rows pre-multiplied by the block weight: one matmul.
+            # float64 like the rest, so probabilities still match the
+            # estimator's to ~1e-12 (the embeddings themselves are float32).
+            self._coef_emb = np.ascontiguousarray(
+                self.coef_T[self.n_sparse:] * float(embedding.weight), dtype=np.float64
+            )
+
+    @property
+    def encoder(self):
+        """The sentence encoder (loaded on first use) for an embedding model."""
+        if self.embedding is None:
+            return None
+        if self._encoder is None:
+            from .embeddings import get_encoder
+
+            self._encoder = get_encoder()
+        return self._encoder
 
     def _validate(self) -> None:
         n_features = sum(b.size for b in self.blocks)
+        if self.embedding is not None:
+            if not (self.embedding.weight > 0 and np.isfinite(self.embedding.weight)):
+                raise ValueError("embedding weight must be a positive number")
+            n_features += self.embedding.dim
         n_classes = len(self.classes_)
         if self.coef_T.shape != (n_features, n_classes):
             raise ValueError(
@@ -103,7 +152,11 @@ class CompiledClassifier:
             # softmax over (0, s) is the same function, so one link serves both.
             coef = np.vstack([np.zeros_like(coef), coef])
             intercept = np.concatenate([[0.0], intercept])
-        return cls(blocks, coef.T, intercept, list(model.classes_))
+        embedding = None
+        info = getattr(model, "embedding_info_", None)
+        if info is not None:
+            embedding = EmbeddingBlock(dict(info), float(model.embedding_weight))
+        return cls(blocks, coef.T, intercept, list(model.classes_), embedding)
 
     @property
     def n_features(self) -> int:
@@ -148,9 +201,22 @@ class CompiledClassifier:
         w /= norms[seg]
         return col, w, seg
 
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unweighted embeddings of the normalised texts, (n, dim) float32."""
+        return self.encoder.encode([normalize(t) for t in texts])
+
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """The full feature matrix (TF-IDF blocks, then the weighted embedding)."""
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got a single str")
+        texts = list(texts)
+        sparse = self._transform_sparse(texts)
+        if self.embedding is None:
+            return sparse
+        dense = self._embed(texts).astype(np.float64) * float(self.embedding.weight)
+        return sp.hstack([sparse, sp.csr_matrix(dense)], format="csr")
+
+    def _transform_sparse(self, texts: Sequence[str]) -> sp.csr_matrix:
         cols: list[int] = []
         counts: list[int] = []
         segments: list[int] = []
@@ -162,7 +228,7 @@ class CompiledClassifier:
         # Entries arrive in row order, so row lengths give the CSR row pointer.
         per_row = np.bincount(seg // len(self.blocks), minlength=n_rows)
         indptr = np.concatenate([[0], np.cumsum(per_row)]).astype(np.int64)
-        return sp.csr_matrix((w, col, indptr), shape=(n_rows, self.n_features))
+        return sp.csr_matrix((w, col, indptr), shape=(n_rows, self.n_sparse))
 
     def decision_one(self, text: str) -> np.ndarray:
         cols: list[int] = []
@@ -170,17 +236,27 @@ class CompiledClassifier:
         segments: list[int] = []
         self._counts(text, 0, cols, counts, segments)
         col, w, _ = self._weights(cols, counts, segments, len(self.blocks))
-        if col.size == 0:
-            return self.intercept.copy()
-        # Only the rows of coef_T this message touches are read.
-        return w @ self.coef_T.take(col, axis=0) + self.intercept
+        scores = self.intercept.copy()
+        if col.size:
+            # Only the rows of coef_T this message touches are read.
+            scores += w @ self.coef_T.take(col, axis=0)
+        if self.embedding is not None:
+            vec = self.encoder.encode_one(normalize(text)).astype(np.float64)
+            scores += vec @ self._coef_emb
+        return scores
 
     def predict_proba_one(self, text: str) -> np.ndarray:
         return _softmax_row(self.decision_one(text))
 
     def predict_proba_many(self, texts: Sequence[str]) -> np.ndarray:
         """One sparse matrix and one matmul for the whole batch."""
-        scores = np.asarray(self.transform(texts) @ self.coef_T) + self.intercept
+        if isinstance(texts, str):
+            raise TypeError("expected a sequence of texts, got a single str")
+        texts = list(texts)
+        sparse = self._transform_sparse(texts)
+        scores = np.asarray(sparse @ self.coef_T[: self.n_sparse]) + self.intercept
+        if self.embedding is not None and texts:
+            scores += self._embed(texts).astype(np.float64) @ self._coef_emb
         return _softmax_rows(scores)
 
     predict_proba = predict_proba_many

@@ -118,6 +118,30 @@ def train(
         raise InvalidInput("a knowledge base needs at least two intents to train a classifier")
     started = time.perf_counter()
     progress(f"training on {len(texts)} examples, {len(kb.intents)} intents")
+    if params.get("embeddings"):
+        from .embeddings import memoized
+
+        progress("sentence embeddings on: loading the encoder")
+        # Cross-validation folds and the final fit share each text's embedding.
+        with memoized(True):
+            return _train(kb, texts, labels, target_precision, validation_fraction,
+                          random_state, progress, params, min_intent_support, started)
+    return _train(kb, texts, labels, target_precision, validation_fraction,
+                  random_state, progress, params, min_intent_support, started)
+
+
+def _train(
+    kb: KnowledgeBase,
+    texts: list[str],
+    labels: list[str],
+    target_precision: float,
+    validation_fraction: float,
+    random_state: int,
+    progress: Progress,
+    params: dict[str, Any],
+    min_intent_support: int,
+    started: float,
+) -> TrainedModel:
 
     true, pred, conf, method = heldout_predictions(
         texts,
