@@ -51,7 +51,7 @@ async def test_a_signed_channel_refuses_unsigned_stale_and_forged_requests(app_c
 
 async def test_channel_rate_limit_answers_429_with_retry_after(aiohttp_client, db_url, clock, demo_model) -> None:
     api = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model,
-                          rate_limit_channel_per_second=1.0, rate_limit_channel_burst=3.0)
+                          rate_limit_channel_per_second=0.01, rate_limit_channel_burst=3.0)
     statuses = []
     for i in range(5):
         body = {"message_id": f"m{i}", "conversation_id": f"c{i}", "customer": {"id": "u"},
@@ -69,7 +69,7 @@ async def test_channel_rate_limit_answers_429_with_retry_after(aiohttp_client, d
 
 async def test_ip_rate_limit(aiohttp_client, db_url, clock, demo_model) -> None:
     api = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model,
-                          rate_limit_ip_per_second=0.5, rate_limit_ip_burst=4.0)
+                          rate_limit_ip_per_second=0.01, rate_limit_ip_burst=4.0)
     # Start-up used one request (channel creation); health checks are exempt.
     codes = [(await api.client.get("/v1/queue", headers={"Authorization": "Bearer x"})).status for _ in range(4)]
     assert codes == [401, 401, 401, 429]
@@ -78,13 +78,13 @@ async def test_ip_rate_limit(aiohttp_client, db_url, clock, demo_model) -> None:
 
 async def test_silent_websocket_is_closed_after_the_idle_timeout(aiohttp_client, db_url, clock, demo_model) -> None:
     api = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model,
-                          ws_idle_timeout_seconds=0.3)
+                          ws_idle_timeout_seconds=0.6)
     agent = await api.add_agent("ann", ["general"], capacity=1)
     ws = await api.client.ws_connect("/v1/agents/ws", headers={"Authorization": f"Bearer {agent['token']}"})
     assert (await ws.receive_json(timeout=5))["type"] == "hello"
     # A client that pings stays connected past the timeout...
-    for _ in range(3):
-        await asyncio.sleep(0.15)
+    for _ in range(4):
+        await asyncio.sleep(0.25)
         await ws.send_str("ping")
         assert (await ws.receive(timeout=5)).data == "pong"
     # ...one that goes quiet is closed.

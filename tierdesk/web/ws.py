@@ -11,7 +11,23 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, web
 
+from .handlers import iso
+
 log = structlog.get_logger(__name__)
+
+
+_TIMES = ("created_at", "updated_at", "requested_at", "assigned_at", "first_reply_at", "resolved_at", "at")
+
+
+def as_wire(payload: dict[str, Any]) -> dict[str, Any]:
+    """Pushes show times as the REST API does (ISO 8601, UTC)."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: iso(v) if k in _TIMES and isinstance(v, (int, float)) else walk(v) for k, v in value.items()}
+        return value
+
+    return walk(payload)
 
 
 class AgentSockets:
@@ -33,7 +49,11 @@ class AgentSockets:
         return sum(len(s) for s in self._by_agent.values())
 
     def to_agent(self, agent_id: str, payload: dict[str, Any]) -> None:
-        for ws in list(self._by_agent.get(agent_id, ())):
+        sockets = self._by_agent.get(agent_id)
+        if not sockets:
+            return
+        payload = as_wire(payload)
+        for ws in list(sockets):
             if not ws.closed:
                 task = asyncio.create_task(self._send(ws, payload))
                 self._sending.add(task)
