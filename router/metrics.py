@@ -269,6 +269,22 @@ def _episode_key(ep: _Episode, group_by: GroupBy) -> str | None:
     return _handoff_key(ep.handoffs[-1], group_by)
 
 
+def report_header(*, start: float, end: float, now: float, sla: SLA, group_by: str, bucket: Bucket) -> dict[str, Any]:
+    """What every report says about itself, however it was computed."""
+    return {
+        "from": _iso(start),
+        "to": _iso(end),
+        "generated_at": _iso(now),
+        "group_by": group_by,
+        "bucket": bucket,
+        "sla": {
+            "bot_seconds": sla.bot_seconds,
+            "human_seconds": sla.human_seconds,
+            "human_first_response_seconds": sla.human_first_response_seconds,
+        },
+    }
+
+
 def compute(
     events: Iterable[TrackerEvent],
     *,
@@ -317,16 +333,7 @@ def compute(
         out_groups.append({"key": {}, "bucket": None, "bot": _bot_figures(_Group(), sla, now),
                            "human": _human_figures(_Group(), sla, now)})
     return {
-        "from": _iso(start),
-        "to": _iso(end),
-        "generated_at": _iso(now),
-        "group_by": group_by,
-        "bucket": bucket,
-        "sla": {
-            "bot_seconds": sla.bot_seconds,
-            "human_seconds": sla.human_seconds,
-            "human_first_response_seconds": sla.human_first_response_seconds,
-        },
+        **report_header(start=start, end=end, now=now, sla=sla, group_by=group_by, bucket=bucket),
         "groups": out_groups,
     }
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import SLA, Bucket, _iso, ratio
+from .metrics import SLA, Bucket, _iso, ratio, report_header
 from .model import Tier
 from .tracker import EventKind, TrackerEvent
 
@@ -340,13 +340,7 @@ def report(
             groups[gkey(hour, channel)]  # make the group exist
     keys = sorted(groups, key=lambda k: (k[0] or "", k[1] or 0.0)) or [(None, None)]
     return {
-        "from": _iso(start),
-        "to": _iso(end),
-        "generated_at": _iso(now),
-        "group_by": group_by,
-        "bucket": bucket,
-        "sla": {"bot_seconds": sla.bot_seconds, "human_seconds": sla.human_seconds,
-                "human_first_response_seconds": sla.human_first_response_seconds},
+        **report_header(start=start, end=end, now=now, sla=sla, group_by=group_by, bucket=bucket),
         "groups": [
             {"key": {} if group_by == "tier" else {group_by: k[0]}, "bucket": _iso(k[1]),
              **_figures(groups.get(k, {}), hists.get(k, {}), waiting.get(k, {}))}

@@ -16,6 +16,21 @@ from tierdesk.web import keys
 BILLING = "I was charged twice for my order and want my money back"
 
 
+async def _handed_off_to_ann(api, aiohttp_server, hook, capacity: int = 2) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
+    """A channel whose webhook is ``hook`` on a real local server, and one of
+    its conversations handed off to agent ann: returns (channel, conversation)."""
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    server = await aiohttp_server(receiver)
+    channel = await api.admin("POST", "/v1/admin/channels",
+                              json={"name": "app", "webhook_url": str(server.make_url("/hook"))}, expect=201)
+    api.channel_token = channel["token"]
+    await api.add_agent("ann", ["billing"], capacity=capacity)
+    await api.send("c1", BILLING, message_id="1")
+    [conv] = (await api.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
+    return channel, conv
+
+
 async def test_websocket_pushes_assignment_and_customer_messages(app_client) -> None:
     api = app_client
     ann = await api.add_agent("ann", ["billing"], capacity=2)
@@ -54,15 +69,7 @@ async def test_agent_reply_is_delivered_signed_in_order_with_retries(app_client,
                          "body": body, "json": await request.json()})
         return web.Response(status=204)
 
-    receiver = web.Application()
-    receiver.router.add_post("/hook", hook)
-    server = await aiohttp_server(receiver)
-    channel = await api.admin("POST", "/v1/admin/channels",
-                              json={"name": "app", "webhook_url": str(server.make_url("/hook"))}, expect=201)
-    api.channel_token = channel["token"]
-    await api.add_agent("ann", ["billing"], capacity=2)
-    await api.send("c1", BILLING, message_id="1")
-    [conv] = (await api.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
+    channel, conv = await _handed_off_to_ann(api, aiohttp_server, hook)
     for text in ("first", "second", "third"):
         await api.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/replies", json={"text": text},
                            expect=201)
@@ -109,15 +116,7 @@ async def test_dead_letters_can_be_replayed(app_client, aiohttp_server) -> None:
         received.append(request.headers["Idempotency-Key"])
         return web.Response(status=200)
 
-    receiver = web.Application()
-    receiver.router.add_post("/hook", hook)
-    server = await aiohttp_server(receiver)
-    channel = await api.admin("POST", "/v1/admin/channels",
-                              json={"name": "app", "webhook_url": str(server.make_url("/hook"))}, expect=201)
-    api.channel_token = channel["token"]
-    await api.add_agent("ann", ["billing"], capacity=2)
-    await api.send("c1", BILLING, message_id="1")
-    [conv] = (await api.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
+    channel, conv = await _handed_off_to_ann(api, aiohttp_server, hook)
     reply = await api.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/replies", json={"text": "hi"},
                                expect=201)
     max_attempts = api.app[keys.SETTINGS].outbox_max_attempts
@@ -152,15 +151,7 @@ async def test_a_receiver_that_times_out_gets_the_delivery_again(aiohttp_client,
             await asyncio.sleep(1.0)  # longer than the webhook timeout
         return web.Response(status=200)
 
-    receiver = web.Application()
-    receiver.router.add_post("/hook", hook)
-    server = await aiohttp_server(receiver)
-    channel = await api.admin("POST", "/v1/admin/channels",
-                              json={"name": "slow", "webhook_url": str(server.make_url("/hook"))}, expect=201)
-    api.channel_token = channel["token"]
-    await api.add_agent("ann", ["billing"], capacity=1)
-    await api.send("c1", BILLING, message_id="1")
-    [conv] = (await api.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
+    _, conv = await _handed_off_to_ann(api, aiohttp_server, hook, capacity=1)
     reply = await api.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/replies", json={"text": "hi"},
                                expect=201)
     for _ in range(200):
