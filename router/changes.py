@@ -134,9 +134,3 @@ class Changes:
 
     def message(self, m: MessageRecord) -> None:
         self.messages.append(m)
-
-    def is_empty(self) -> bool:
-        return not (
-            self.inbound or self.conversations or self.handoffs or self.new_agents or self.agents
-            or self.load_deltas or self.messages or self.events or self.outbox or self.verdicts or bool(self.rollup)
-        )

@@ -116,10 +116,6 @@ class Dispatcher:
                 agent.open_count -= 1
         return self.drain(now)
 
-    def withdraw(self, handoff: Handoff) -> None:
-        """A waiting handoff left the queue without an agent (customer gone)."""
-        self._dequeue(handoff)
-
     def set_status(self, agent_id: str, status: AgentStatus, now: float) -> list[Assignment]:
         agent = self.agent(agent_id)
         if agent.status is not AgentStatus.ONLINE and status is AgentStatus.ONLINE:

@@ -134,7 +134,7 @@ def test_queue_position_is_per_skill() -> None:
     d.request(vip, 4.0)
     assert (d.queue_position(vip), d.queue_position(b1), d.queue_position(b2)) == (1, 2, 3)
     assert d.queue_position(t1) == 1
-    d.withdraw(b1)
+    d.release(b1, 5.0)  # the customer left while waiting
     assert d.queue_position(b1) is None
     assert d.queue_position(b2) == 2
 

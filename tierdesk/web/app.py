@@ -109,6 +109,14 @@ def _registry(app: web.Application) -> Registry:
             lambda: app[keys.STORE].committer.batches if keys.STORE in app else 0)
     r.gauge("tierdesk_group_commit_changes", "Changes committed by group commit",
             lambda: app[keys.STORE].committer.committed if keys.STORE in app else 0)
+    r.gauge("tierdesk_classifier_batches", "Micro-batched classifier calls",
+            lambda: app[keys.MODEL].batcher.batches_run)
+    r.gauge("tierdesk_classifier_messages", "Messages classified",
+            lambda: app[keys.MODEL].batcher.messages_classified)
+    r.gauge("tierdesk_deliveries_sent", "Webhook deliveries acknowledged by channels",
+            lambda: app[keys.DELIVERY].sent if keys.DELIVERY in app else 0)
+    r.gauge("tierdesk_delivery_retries", "Webhook deliveries scheduled for another try",
+            lambda: app[keys.DELIVERY].retries if keys.DELIVERY in app else 0)
     return r
 
 
@@ -181,6 +189,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
                             max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
                             poll=s.outbox_poll_seconds)
     app[keys.DELIVERY_WAKE] = worker.wake
+    app[keys.DELIVERY] = worker
     delivery = asyncio.create_task(worker.run(), name="delivery")
     sweeper = asyncio.create_task(_sweep(app), name="idle-sweeper")
     yield

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from storage.faq import FaqRepository
     from storage.outbox import Outbox
     from storage.store import SqlStore
+    from tierdesk.delivery import DeliveryWorker
     from tierdesk.models import LiveModel
     from tierdesk.settings import Settings
 
@@ -39,3 +40,4 @@ OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
 CHANNEL_LIMIT: web.AppKey[RateLimiter] = web.AppKey("channel_limit")
 IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
 FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
+DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
