@@ -235,15 +235,17 @@ def tally_events(events: Iterable[TrackerEvent], sla: SLA) -> tuple[dict[str, Co
 
 
 # ------------------------------------------------------------------ reading
-def histogram_percentile(bins: Sequence[float], n: float, q: float) -> float | None:
+def histogram_percentile(bins: Sequence[float], n: float, q: float, cumulative: np.ndarray | None = None
+                         ) -> float | None:
     """The q-quantile as metrics.percentile computes it exactly (linear
     interpolation between the two closest ranks), from bin counts: each rank
     is read as its bin's value, within 1% of the true sample, and so is the
-    interpolation between two of them."""
+    interpolation between two of them. Pass ``cumulative`` (the running
+    total of ``bins``) to ask for several quantiles of one histogram."""
     if n <= 0:
         return None
-    counts = np.asarray(bins)
-    cumulative = np.cumsum(counts)
+    if cumulative is None:
+        cumulative = np.cumsum(np.asarray(bins))
     pos = (n - 1) * q
     lo_rank, hi_rank = math.floor(pos), math.ceil(pos)
     lo_v = bin_value(int(np.searchsorted(cumulative, lo_rank, side="right")))
@@ -257,8 +259,11 @@ def _stats(c: Mapping[str, float], hists: Mapping[str, np.ndarray], stat: str) -
     n = c.get(f"{stat}.n", 0.0)
     total = c.get(f"{stat}.sum", 0.0)
     bins = hists.get(stat)
-    p50 = histogram_percentile(bins, n, 0.5) if bins is not None else None
-    p90 = histogram_percentile(bins, n, 0.9) if bins is not None else None
+    p50 = p90 = None
+    if bins is not None:
+        cumulative = np.cumsum(bins)
+        p50 = histogram_percentile(bins, n, 0.5, cumulative)
+        p90 = histogram_percentile(bins, n, 0.9, cumulative)
     return {
         "count": int(n),
         "sum": round(total, 6),

@@ -139,6 +139,10 @@ async def seed(database_url: str, n_messages: int, days: float, sla: SLA, progre
         if batch_messages:
             done += len(batch_messages)
             await flush()
+        if engines.dialect == "postgresql":
+            # Fresh bulk data has no planner statistics yet.
+            async with engines.writing() as conn:
+                await conn.exec_driver_sql("ANALYZE")
         async with engines.reading() as conn:
             total = (await conn.execute(select(func.count()).select_from(t.messages))).scalar_one()
         progress(f"seeded {done} messages; the database now holds {total}")
