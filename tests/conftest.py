@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from router.ports import FakeClock
 from storage.migrate import upgrade
@@ -38,7 +39,9 @@ def postgres_database() -> Iterator[str]:
     if SKIP_POSTGRES:
         pytest.skip("PostgreSQL opted out with TIERDESK_TEST_SKIP_POSTGRES=1")
     name = f"tierdesk_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(_sync_pg_url(POSTGRES_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    # No pool: a fault test restarts the server, and a pooled connection
+    # would be dead by teardown.
+    admin = create_engine(_sync_pg_url(POSTGRES_ADMIN_URL), isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
