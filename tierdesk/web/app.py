@@ -18,6 +18,7 @@ from router.services import Desk, DeskConfig
 from storage.accounts import Accounts
 from storage.engine import create_engines
 from storage.faq import FaqRepository
+from storage.notify import PgRelay
 from storage.outbox import Outbox
 from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_model)
     app.cleanup_ctx.append(_desk)
+    app.cleanup_ctx.append(_relay)
     app.cleanup_ctx.append(_background)
     _routes(app)
     return app
@@ -181,6 +183,20 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
     app[keys.DESK] = desk
     yield
     await app[keys.SOCKETS].close_all()
+
+
+async def _relay(app: web.Application) -> AsyncIterator[None]:
+    """With PostgreSQL, pushes reach agents connected to other instances."""
+    relay = None
+    if app[keys.ENGINES].dialect == "postgresql":
+        sockets = app[keys.SOCKETS]
+        relay = PgRelay(app[keys.SETTINGS].database_url, sockets.from_relay)
+        await relay.start()
+        sockets.relay = relay.publish
+    yield
+    if relay is not None:
+        app[keys.SOCKETS].relay = None
+        await relay.close()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -34,6 +35,9 @@ class AgentSockets:
     def __init__(self) -> None:
         self._by_agent: dict[str, weakref.WeakSet[web.WebSocketResponse]] = defaultdict(weakref.WeakSet)
         self._sending: set[asyncio.Task[None]] = set()
+        # Set when other instances share the database: pushes are relayed to
+        # them too, since the agent's socket may be on any of them.
+        self.relay: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     def add(self, agent_id: str, ws: web.WebSocketResponse) -> None:
         self._by_agent[agent_id].add(ws)
@@ -49,10 +53,25 @@ class AgentSockets:
         return sum(len(s) for s in self._by_agent.values())
 
     def to_agent(self, agent_id: str, payload: dict[str, Any]) -> None:
+        payload = as_wire(payload)
+        if self.relay is not None:
+            self._spawn(self.relay({"kind": "push", "agent_id": agent_id, "payload": payload}))
+        self.deliver(agent_id, payload)
+
+    def from_relay(self, message: dict[str, Any]) -> None:
+        if message.get("kind") == "push" and isinstance(message.get("payload"), dict):
+            self.deliver(str(message.get("agent_id")), message["payload"])
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def deliver(self, agent_id: str, payload: dict[str, Any]) -> None:
+        """Send to this instance's sockets of the agent."""
         sockets = self._by_agent.get(agent_id)
         if not sockets:
             return
-        payload = as_wire(payload)
         for ws in list(sockets):
             if not ws.closed:
                 task = asyncio.create_task(self._send(ws, payload))
