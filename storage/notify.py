@@ -41,6 +41,8 @@ class PgRelay:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # One connection runs one statement at a time: publishes take turns.
+        self._sending = asyncio.Lock()
         self.relayed = 0
 
     async def start(self) -> None:
@@ -82,9 +84,10 @@ class PgRelay:
             log.warning("pg_relay_payload_too_large", size=len(body))
             return
         try:
-            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, body)
+            async with self._sending:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, body)
             self.relayed += 1
-        except (asyncpg.PostgresError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("pg_relay_publish_failed", error=repr(exc))
 
     async def close(self) -> None:

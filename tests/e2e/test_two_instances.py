@@ -86,3 +86,18 @@ async def test_capacity_holds_across_instances(aiohttp_client, pg_url, clock, de
     assert all(open_count <= capacity for open_count, capacity in loads)
     assert sum(n for _, n in per_agent) == sum(o for o, _ in loads)
     assert inbound == 40
+
+
+async def test_many_pushes_at_once_are_all_relayed(aiohttp_client, pg_url, clock, demo_model) -> None:
+    one = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    channel = await one.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
+    one.channel_token = channel["token"]
+    ann = await one.add_agent("ann", ["billing"], capacity=50)
+    two = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    ws = await two.client.ws_connect("/v1/agents/ws", headers={"Authorization": f"Bearer {ann['token']}"})
+    assert (await ws.receive_json(timeout=5))["type"] == "hello"
+    await asyncio.sleep(0.3)
+    await asyncio.gather(*(one.send(f"c{i}", BILLING, message_id=f"m{i}") for i in range(30)))
+    got = {(await ws.receive_json(timeout=5))["conversation"]["external_id"] for _ in range(30)}
+    assert got == {f"c{i}" for i in range(30)}
+    await ws.close()
