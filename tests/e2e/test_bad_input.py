@@ -328,7 +328,6 @@ async def test_other_bad_reads(world: World, path: str, token: str, params: dict
 async def test_the_snapshot_sees_writes_and_texts_at_the_limit_are_accepted(world: World) -> None:
     """The other side of the limits: exactly 4096 bytes passes (and is
     written, which the snapshot notices), whatever the characters."""
-    api = world.api
     before = await snapshot(world)
     for i, text in enumerate(["a" * 4096, "退" * 1365 + "a", "é" * 2048, "  padded  " + "b" * 4086]):
         assert len(text.encode()) == 4096

@@ -12,7 +12,6 @@ import pytest
 from classifier.artifact import ModelStore
 from classifier.training import train_and_save
 from tests.support.api import Api
-from tierdesk.models import LiveModel
 from tierdesk.settings import Settings
 from tierdesk.web import keys
 from tierdesk.web.app import create_app
