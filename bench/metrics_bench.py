@@ -72,6 +72,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import (  # noqa: E402 - the throughput harness's helpers
+    server_env,
+    train_model,
     HOST,
     BenchError,
     CpuMeter,
@@ -141,37 +143,6 @@ def install_signal_handlers() -> None:
 
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
-
-
-def train_model(models_dir: str | None, tmp: Path) -> Path:
-    d = Path(models_dir).resolve() if models_dir else tmp / "models"
-    if (d / "ACTIVE").exists():
-        log(f"using the model in {d}")
-        return d
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from classifier.training import train_and_save
-
-    log(f"training the demo FAQ model into {d} ...")
-    t0 = time.perf_counter()
-    version = train_and_save(ROOT / "knowledge_base", d, activate=True)
-    log(f"trained {version} in {time.perf_counter() - t0:.1f}s")
-    return d
-
-
-def server_env(database_url: str, admin: str, models: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIERDESK_") and k != "DATABASE_URL"}
-    env.update({
-        "TIERDESK_DATABASE_URL": database_url,
-        "TIERDESK_ADMIN_TOKEN": admin,
-        "TIERDESK_MODELS_DIR": str(models),
-        "TIERDESK_KNOWLEDGE_BASE": str(ROOT / "knowledge_base"),
-        "TIERDESK_HOST": HOST,
-        "TIERDESK_PORT": str(port),
-        "TIERDESK_LOG_LEVEL": "warning",
-    })
-    env.update(extra)
-    return env
 
 
 def tierdesk_cli() -> list[str]:

@@ -725,12 +725,13 @@ def tierdesk_argv() -> list[str]:
     return [sys.executable, "-m", "tierdesk.cli", "serve"]
 
 
-def train_model(args: argparse.Namespace, tmp: Path) -> Path:
-    d = Path(args.models_dir).resolve() if args.models_dir else tmp / "models"
+def train_model(models_dir: str | None, tmp: Path) -> Path:
+    d = Path(models_dir).resolve() if models_dir else tmp / "models"
     if (d / "ACTIVE").exists():
         log(f"using the model in {d}")
         return d
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from classifier.training import train_and_save
 
     log(f"training the demo FAQ model into {d} ...")
@@ -740,7 +741,8 @@ def train_model(args: argparse.Namespace, tmp: Path) -> Path:
     return d
 
 
-def tierdesk_env(args: argparse.Namespace, database_url: str, admin: str, models: Path, port: int) -> dict[str, str]:
+def server_env(database_url: str, admin: str, models: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a tierdesk server under test (none of ours leaks in)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERDESK_") and k != "DATABASE_URL"}
     env.update({
         "TIERDESK_DATABASE_URL": database_url,
@@ -750,9 +752,14 @@ def tierdesk_env(args: argparse.Namespace, database_url: str, admin: str, models
         "TIERDESK_HOST": HOST,
         "TIERDESK_PORT": str(port),
         "TIERDESK_LOG_LEVEL": "warning",
-        "TIERDESK_RATE_LIMIT_CHANNEL_PER_SECOND": "0",
-        "TIERDESK_RATE_LIMIT_IP_PER_SECOND": "0",
     })
+    env.update(extra)
+    return env
+
+
+def tierdesk_env(args: argparse.Namespace, database_url: str, admin: str, models: Path, port: int) -> dict[str, str]:
+    env = server_env(database_url, admin, models, port, TIERDESK_RATE_LIMIT_CHANNEL_PER_SECOND="0",
+                     TIERDESK_RATE_LIMIT_IP_PER_SECOND="0")
     if args.sqlite_synchronous:
         env["TIERDESK_SQLITE_SYNCHRONOUS"] = args.sqlite_synchronous
     return env
@@ -966,7 +973,7 @@ def check_durability(tg: Target) -> dict[str, Any]:
 def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict[str, Any],
             servers: list[Server], pg_db_url: str | None) -> None:
     tag = results["run_tag"]
-    models = train_model(args, tmp) if set(names) - {"bare"} else tmp
+    models = train_model(args.models_dir, tmp) if set(names) - {"bare"} else tmp
     urls = {"sqlite": f"sqlite:///{tmp / 'bench.db'}", "postgresql": pg_db_url}
     targets = [start_target(args, n, tmp, models, urls.get(n), servers) for n in names]
     tierdesk = [tg for tg in targets if tg.is_tierdesk]
