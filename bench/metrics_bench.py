@@ -58,7 +58,6 @@ import os
 import platform
 import secrets
 import shlex
-import shutil
 import signal
 import sqlite3
 import statistics
@@ -72,7 +71,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import (  # noqa: E402 - the throughput harness's helpers
+    discard_or_keep,
     server_env,
+    stop_servers,
     train_model,
     HOST,
     BenchError,
@@ -809,15 +810,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
     finally:
-        for s in servers:
-            try:
-                s.stop()
-            except Exception as exc:  # noqa: BLE001 - keep cleaning up
-                print(f"warning: could not stop {s.name}: {exc!r}", file=sys.stderr)
-        if code == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"server logs kept in {tmp}", file=sys.stderr)
+        stop_servers(servers)
+        discard_or_keep(tmp, code)
     if code != 0:
         return code
     results["wall_s"] = round(time.perf_counter() - t_start, 1)

@@ -718,6 +718,23 @@ def run_profile(args: argparse.Namespace, server: Server, token: str, run_id: st
 
 
 # ----------------------------------------------------------------- the runs
+def stop_servers(servers: list[Server]) -> None:
+    """Stop every server started, whatever went wrong; keep cleaning up."""
+    for s in servers:
+        try:
+            s.stop()
+        except Exception as exc:  # noqa: BLE001 - keep cleaning up
+            print(f"warning: could not stop {s.name}: {exc!r}", file=sys.stderr)
+
+
+def discard_or_keep(tmp: Path, code: int) -> None:
+    """Remove the scratch directory after a clean run; keep its logs otherwise."""
+    if code == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"server logs kept in {tmp}", file=sys.stderr)
+
+
 def tierdesk_argv() -> list[str]:
     script = Path(sys.executable).parent / "tierdesk"
     if script.exists():
@@ -1363,20 +1380,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
     finally:
-        for s in servers:
-            try:
-                s.stop()
-            except Exception as exc:  # noqa: BLE001 - keep cleaning up
-                print(f"warning: could not stop {s.name}: {exc!r}", file=sys.stderr)
+        stop_servers(servers)
         if pg_db is not None:
             try:
                 pg_drop(args.pg_admin_url, pg_db)
             except Exception as exc:  # noqa: BLE001
                 print(f"warning: could not drop database {pg_db}: {exc!r}", file=sys.stderr)
-        if code == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"server logs kept in {tmp}", file=sys.stderr)
+        discard_or_keep(tmp, code)
     if code != 0:
         return code
 

@@ -40,7 +40,6 @@ import json
 import os
 import resource
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,6 +66,8 @@ from metrics_bench import (  # noqa: E402 - same directory
 )
 from run import (  # noqa: E402
     BenchError,
+    discard_or_keep,
+    stop_servers,
     CpuMeter,
     Server,
     code_version,
@@ -397,15 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                 c.stop()
             except Exception as exc:  # noqa: BLE001 - keep cleaning up
                 print(f"warning: could not stop the client: {exc!r}", file=sys.stderr)
-        for s in servers:
-            try:
-                s.stop()
-            except Exception as exc:  # noqa: BLE001
-                print(f"warning: could not stop {s.name}: {exc!r}", file=sys.stderr)
-        if code == 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"server log kept in {tmp}", file=sys.stderr)
+        stop_servers(servers)
+        discard_or_keep(tmp, code)
     if code != 0:
         return code
     results["wall_s"] = round(time.perf_counter() - t_start, 1)
