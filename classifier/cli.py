@@ -25,8 +25,15 @@ def _default_kb() -> Path:
     return Path(os.environ.get("TIERDESK_KNOWLEDGE_BASE", PROJECT_ROOT / "knowledge_base"))
 
 
+def _default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _progress(message: str) -> None:
-    print(f"  … {message}", flush=True)
+    # One write per line: `faq eval --workers` reports from a second thread,
+    # and print() writes the text and its newline separately.
+    sys.stdout.write(f"  … {message}\n")
+    sys.stdout.flush()
 
 
 def main_train(args: argparse.Namespace) -> int:
@@ -69,26 +76,28 @@ def _add_embedding_options(p: argparse.ArgumentParser) -> None:
 
 
 def main_eval(args: argparse.Namespace) -> int:
-    from .datasets import DATASET_NAMES
-    from .evaluation import evaluate, format_table, plot_curve, write_json
+    from .datasets import DATASET_NAMES, load_dataset
+    from .evaluation import evaluate, evaluate_datasets, format_table, plot_curve, write_json
 
     names: list[str] = []
     for name in args.dataset:
         names.extend(DATASET_NAMES if name == "all" else [name])
-    reports = []
-    for name in names:
-        reports.append(
-            evaluate(
-                name,
-                datasets_dir=args.datasets_dir,
-                target_precision=args.target_precision,
-                refit_with_validation=args.refit,
-                reweight_oos=not args.no_oos_reweight,
-                params={**({"linear": args.linear} if args.linear else {}), **_embedding_params(args)}
-                or None,
-                progress=_progress,
-            )
-        )
+    if args.workers < 1:
+        raise InvalidInput(f"--workers must be >= 1, got {args.workers}")
+    params = {**({"linear": args.linear} if args.linear else {}), **_embedding_params(args)} or None
+    common = dict(
+        target_precision=args.target_precision, params=params, progress=_progress,
+        refit_with_validation=args.refit, reweight_oos=not args.no_oos_reweight,
+    )
+    datasets = []
+    for name in dict.fromkeys(n for n in names if n in DATASET_NAMES):
+        _progress(f"loading {name}")
+        datasets.append(load_dataset(name, args.datasets_dir))
+    by_name = {
+        d.name: r for d, r in zip(datasets, evaluate_datasets(datasets, workers=args.workers, **common))
+    }
+    # Knowledge bases (any other value) are evaluated here, one after the other.
+    reports = [by_name[n] if n in by_name else evaluate(n, **common) for n in names]
     print()
     print(format_table(reports))
     print(
@@ -197,6 +206,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
     ev.add_argument("--linear", choices=["auto", "logistic", "svm"], default=None,
                     help="linear model (default: IntentClassifier's default)")
     _add_embedding_options(ev)
+    ev.add_argument("--workers", type=int, default=_default_workers(),
+                    help="processes for the named datasets' model fits and sentence embeddings "
+                         "(default: the CPUs available, here %(default)s; 1 = all in this process)")
     ev.add_argument("--out", type=Path, help="write the full report as JSON")
     ev.add_argument("--plot", type=Path, help="write the precision/coverage curve as PNG")
     ev.set_defaults(func=main_eval)

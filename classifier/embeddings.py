@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -209,11 +209,14 @@ class SentenceEncoder:
         return out
 
     @contextmanager
-    def memoize(self) -> Iterator["SentenceEncoder"]:
-        """Remember every embedding computed inside the block (not thread-safe;
-        for evaluation and training runs, not for serving)."""
+    def memoize(self, known: Mapping[str, np.ndarray] | None = None) -> Iterator["SentenceEncoder"]:
+        """Remember every embedding computed inside the block, starting with
+        ``known`` (text -> embedding, e.g. computed in another process). Not
+        thread-safe; for evaluation and training runs, not for serving."""
         previous = self._memo
         self._memo = {} if previous is None else previous
+        if known:
+            self._memo.update(known)
         try:
             yield self
         finally:

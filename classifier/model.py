@@ -148,7 +148,10 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.svm import LinearSVC
 
         def make() -> LinearSVC:
-            return LinearSVC(C=C, tol=self.tol, max_iter=self.max_iter)
+            # Seeded: unseeded, liblinear's coordinate order comes from numpy's
+            # global random state, so the same fit differed in the 7th digit
+            # from run to run, and with the process it ran in.
+            return LinearSVC(C=C, tol=self.tol, max_iter=self.max_iter, random_state=self.random_state)
 
         _, counts = np.unique(labels, return_counts=True)
         folds = min(self.calibration_folds, int(counts.min()))
