@@ -45,9 +45,29 @@ def _serve(args: argparse.Namespace) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover - uvloop is optional on other platforms
         pass
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
+    app = create_app(settings)
+    app.on_startup.append(_settle_heap)
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None,
                 print=lambda s: print(s, flush=True), shutdown_timeout=10.0)
     return 0
+
+
+# Young-generation collections every this many container allocations (the
+# default is 700): a request allocates a few thousand short-lived objects, and
+# with a larger threshold most of them are freed before a collection sees them.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+async def _settle_heap(_app: object) -> None:
+    """Runs after the model and the working set are loaded: those objects live
+    as long as the process, so move them out of the collector's sight; full
+    collections then no longer re-scan them (GC time per request fell from
+    ~0.09 to ~0.03 ms under load, docs/performance.md)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _migrate(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
 from tierdesk.models import LiveModel
 from tierdesk.errors import RateLimited
+from tierdesk.logging import begin_request
 from tierdesk.settings import Settings
 
 from . import faq_handlers as faq
@@ -45,8 +46,7 @@ async def context_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
+    begin_request(request_id=request_id)
     started = time.perf_counter()
     response = await handler(request)
     elapsed = time.perf_counter() - started

@@ -21,6 +21,7 @@ from router.ids import new_id
 from router.model import AgentStatus, Channel, Customer, Principal, Role
 from router.services import IncomingMessage
 from tierdesk.errors import InvalidInput, NotFound, RateLimited
+from tierdesk.logging import bind
 from tierdesk.tokens import new_token, token_hash
 
 from . import keys
@@ -78,7 +79,7 @@ async def post_message(request: web.Request) -> web.Response:
     check_text(request, msg.text)
     sent_at = parse_time(msg.sent_at, "sent_at")
     channel_id = principal.subject_id or ""
-    structlog.contextvars.bind_contextvars(channel=channel_id, conversation=msg.conversation_id)
+    bind(channel=channel_id, conversation=msg.conversation_id)
     if request.app[keys.SETTINGS].log_message_text:
         log.info("customer_message", message_id=msg.message_id, text=msg.text)
     incoming = IncomingMessage(
@@ -131,7 +132,7 @@ def conversation_view(request: web.Request, conv: Any) -> dict[str, Any]:
 
 async def _agent(request: web.Request) -> Principal:
     principal = await request.app[keys.AUTH].require(request, Role.AGENT)
-    structlog.contextvars.bind_contextvars(agent=principal.subject_id)
+    bind(agent=principal.subject_id)
     return principal
 
 
