@@ -10,8 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,12 +36,22 @@ from . import tables as t
 from .batch_loader import BatchLoader
 from .engine import Engines
 from .group_commit import GroupCommitter
+from .statements import (
+    Statements,
+    conversation_row,
+    event_row,
+    handoff_row,
+    message_row,
+    new_agent_row,
+    outbox_row,
+    profile_row,
+)
 
 
 class SqlStore:
     def __init__(self, engines: Engines, *, max_batch: int = 1000) -> None:
         self.engines = engines
-        self._insert = postgresql.insert if engines.dialect == "postgresql" else sqlite.insert
+        self._sql = Statements((engines.sync_write or engines.write).dialect)
         self.committer = GroupCommitter(self._write_batch, max_batch=max_batch)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._conversation_loader: BatchLoader[tuple[str, str], Conversation] = BatchLoader(
@@ -71,41 +80,31 @@ class SqlStore:
             return self._apply_batch(conn, batch)
 
     def _apply_batch(self, conn: Connection, batch: Sequence[Changes]) -> list[bool]:
+        sql = self._sql
+        run = conn.exec_driver_sql
         duplicates = [False] * len(batch)
         inbound = [(i, c.inbound) for i, c in enumerate(batch) if c.inbound is not None]
         if inbound:
-            stmt = (
-                self._insert(t.messages)
-                .on_conflict_do_nothing(index_elements=["channel_id", "external_id"])
-                .returning(t.messages.c.id)
-            )
-            rows = [_message_row(m) for _, m in inbound]  # type: ignore[arg-type]
-            stored = {r[0] for r in (conn.execute(stmt, rows)).all()}
+            stored = sql.insert_inbound(conn, [message_row(m) for _, m in inbound])  # type: ignore[arg-type]
             for i, m in inbound:
                 if m.id not in stored:  # type: ignore[union-attr]
                     duplicates[i] = True
         live = [c for c, dup in zip(batch, duplicates, strict=True) if not dup]
 
-        new_agents = [_agent_row(a) | {"open_count": 0} for c in live for a in c.new_agents]
+        new_agents = [new_agent_row(a) for c in live for a in c.new_agents]
         if new_agents:
-            conn.execute(t.agents.insert(), new_agents)
+            run(sql.insert_agents, new_agents)
         profiles: dict[str, Any] = {}
         for c in live:
             profiles.update(c.agents)
         if profiles:
-            conn.execute(
-                update(t.agents)
-                .where(t.agents.c.id == bindparam("b_id"))
-                .values(name=bindparam("name"), skills=bindparam("skills"), capacity=bindparam("capacity"),
-                        status=bindparam("status"), idle_since=bindparam("idle_since")),
-                [{**_agent_row(a), "b_id": a.id} for a in profiles.values()],
-            )
+            run(sql.update_agents, [profile_row(a) for a in profiles.values()])
 
         conversations: dict[str, ConversationState] = {}
         for c in live:
             conversations.update(c.conversations)
         if conversations:
-            self._upsert(conn, t.conversations, [_conversation_row(s) for s in conversations.values()])
+            run(sql.upsert_conversations, [conversation_row(s) for s in conversations.values()])
 
         handoffs: dict[str, Handoff] = {}
         for c in live:
@@ -114,24 +113,19 @@ class SqlStore:
             # Closed ones first: a conversation's next handoff may be opened in
             # the same batch, and only one may be open at a time.
             ordered = sorted(handoffs.values(), key=lambda h: h.resolved_at is None)
-            self._upsert(conn, t.handoffs, [_handoff_row(h) for h in ordered])
+            run(sql.upsert_handoffs, [handoff_row(h) for h in ordered])
 
         self._apply_load(conn, live)
 
-        messages = [_message_row(m) for c in live for m in c.messages]
+        messages = [message_row(m) for c in live for m in c.messages]
         if messages:
-            conn.execute(t.messages.insert(), messages)
-        events = [_event_row(e) for c in live for e in c.events]
+            run(sql.insert_messages, messages)
+        events = [event_row(e) for c in live for e in c.events]
         if events:
-            conn.execute(t.events.insert(), events)
-        outbox = [
-            {"idempotency_key": o.idempotency_key, "channel_id": o.channel_id,
-             "conversation_id": o.conversation_id, "kind": o.kind, "payload": o.payload,
-             "created_at": o.at, "status": "pending", "attempts": 0, "next_attempt_at": o.at}
-            for c in live for o in c.outbox
-        ]
+            run(sql.insert_events, events)
+        outbox = [outbox_row(o) for c in live for o in c.outbox]
         if outbox:
-            conn.execute(t.outbox.insert(), outbox)
+            run(sql.insert_outbox, outbox)
         rollup: dict[tuple[float, str, str], float] = {}
         hist: dict[tuple[float, str, str], dict[int, int]] = {}
         replied = []
@@ -142,45 +136,32 @@ class SqlStore:
                 mine = hist.setdefault(key, {})
                 for b, n in bins.items():
                     mine[b] = mine.get(b, 0) + n
-            replied += [{"b_id": mid, "replied_at": at} for mid, at in c.rollup.replied]
+            replied += [(at, mid) for mid, at in c.rollup.replied]
         if hist:
             self._add_histograms(conn, hist)
         if rollup:
-            stmt = self._insert(t.metric_rollups)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["hour", "channel_id", "name"],
-                set_={"value": t.metric_rollups.c.value + stmt.excluded.value},
-            )
-            conn.execute(stmt, [{"hour": h, "channel_id": ch, "name": n, "value": v}
-                                for (h, ch, n), v in sorted(rollup.items())])
+            run(sql.add_rollups, [(h, ch, n, v) for (h, ch, n), v in sorted(rollup.items())])
         if replied:
-            conn.execute(update(t.messages).where(t.messages.c.id == bindparam("b_id"))
-                         .values(replied_at=bindparam("replied_at")), replied)
-        verdicts = [{"b_id": mid, "verdict": v} for c in live for mid, v in c.verdicts]
+            run(sql.set_replied_at, replied)
+        verdicts = [(v, mid) for c in live for mid, v in c.verdicts]
         if verdicts:
-            conn.execute(update(t.messages).where(t.messages.c.id == bindparam("b_id"))
-                         .values(verdict=bindparam("verdict")), verdicts)
+            run(sql.set_verdict, verdicts)
         return duplicates
 
     def _add_histograms(self, conn: Connection, hist: dict[tuple[float, str, str], dict[int, int]]) -> None:
         # Read-modify-write under a row lock (PostgreSQL; SQLite's writer is
-        # alone anyway): a histogram is a blob, which SQL cannot add to.
-        h = t.metric_histograms
+        # alone anyway): a histogram is a blob, which SQL cannot add to. Rows
+        # are locked one by one in key order, the same order on every
+        # instance, so two writers cannot deadlock on them.
         empty = rollups.encode(rollups.dense({}))
         keys = sorted(hist)
-        conn.execute(self._insert(h).on_conflict_do_nothing(index_elements=["hour", "channel_id", "stat"]),
-                     [{"hour": k[0], "channel_id": k[1], "stat": k[2], "counts": empty} for k in keys])
-        for hour, channel, stat in keys:
-            where = (h.c.hour == hour) & (h.c.channel_id == channel) & (h.c.stat == stat)
-            current = conn.execute(select(h.c.counts).where(where).with_for_update()).scalar_one()
-            counts = rollups.decode(current) + rollups.dense(hist[(hour, channel, stat)])
-            conn.execute(update(h).where(where).values(counts=rollups.encode(counts)))
-
-    def _upsert(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-        stmt = self._insert(table)
-        keep = [c.name for c in table.c if c.name != "id"]
-        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in keep})
-        conn.execute(stmt, rows)
+        conn.exec_driver_sql(self._sql.insert_histograms, [(*k, empty) for k in keys])
+        updates = []
+        for key in keys:
+            current = conn.exec_driver_sql(self._sql.lock_histogram, key).scalar_one()
+            counts = rollups.decode(current) + rollups.dense(hist[key])
+            updates.append((rollups.encode(counts), *key))
+        conn.exec_driver_sql(self._sql.set_histogram, updates)
 
     def _apply_load(self, conn: Connection, live: Sequence[Changes]) -> None:
         net: dict[str, int] = {}
@@ -190,16 +171,10 @@ class SqlStore:
         for agent_id, d in sorted(net.items(), key=lambda kv: kv[1]):
             if d == 0:
                 continue
-            new = t.agents.c.open_count + d
-            stmt = update(t.agents).where(t.agents.c.id == agent_id)
-            if d > 0:
-                # The database, not only the dispatcher, refuses to go over
-                # capacity: the guard that holds across instances.
-                result = conn.execute(stmt.where(new <= t.agents.c.capacity).values(open_count=new))
-                if result.rowcount != 1:
-                    raise CapacityExceeded(f"agent {agent_id!r} would exceed capacity")
-            else:
-                conn.execute(stmt.values(open_count=case((new < 0, 0), else_=new)))
+            # Adding refuses to go over capacity: the database, not only the
+            # dispatcher, is the guard that holds across instances.
+            if self._sql.load(conn, agent_id, d) != 1 and d > 0:
+                raise CapacityExceeded(f"agent {agent_id!r} would exceed capacity")
 
     # ------------------------------------------------------------------- read
     async def load_agents(self) -> list[Agent]:
@@ -395,16 +370,6 @@ class SqlStore:
 
 
 # ------------------------------------------------------------------- mapping
-def _message_row(m: MessageRecord) -> dict[str, Any]:
-    return {
-        "id": m.id, "channel_id": m.channel_id, "conversation_id": m.conversation_id,
-        "sender": m.sender.value, "text": m.text, "at": m.at, "external_id": m.external_id,
-        "agent_id": m.agent_id, "tier": m.tier.value if m.tier else None, "intent": m.intent,
-        "confidence": m.confidence, "in_reply_to": m.in_reply_to, "response": m.response,
-        "outcome": m.outcome, "replied_at": m.replied_at,
-    }
-
-
 def _event_from(r: Any) -> TrackerEvent:
     return TrackerEvent(kind=EventKind(r["kind"]), at=r["at"], channel_id=r["channel_id"],
                         conversation_id=r["conversation_id"], message_id=r["message_id"],
@@ -412,35 +377,10 @@ def _event_from(r: Any) -> TrackerEvent:
 
 
 def _event_row(e: TrackerEvent) -> dict[str, Any]:
+    """For Core inserts outside the group commit (tierdesk/metrics_admin.py)."""
     return {
         "at": e.at, "kind": e.kind.value, "channel_id": e.channel_id, "conversation_id": e.conversation_id,
         "message_id": e.message_id, "handoff_id": e.handoff_id, "agent_id": e.agent_id, "data": dict(e.data),
-    }
-
-
-def _agent_row(a: Any) -> dict[str, Any]:
-    return {
-        "id": a.id, "name": a.name, "skills": sorted(a.skills), "capacity": a.capacity,
-        "status": a.status if isinstance(a.status, str) else a.status.value, "idle_since": a.idle_since,
-        "created_at": a.idle_since,
-    }
-
-
-def _conversation_row(s: ConversationState) -> dict[str, Any]:
-    return {
-        "id": s.id, "channel_id": s.channel_id, "external_id": s.external_id, "customer_id": s.customer.id,
-        "customer_name": s.customer.name, "customer_vip": s.customer.vip, "status": s.status.value,
-        "created_at": s.created_at, "updated_at": s.updated_at, "bot_streak": s.bot_streak,
-        "handoff_count": s.handoff_count, "handoff_id": s.handoff_id, "agent_id": s.agent_id,
-    }
-
-
-def _handoff_row(h: Handoff) -> dict[str, Any]:
-    return {
-        "id": h.id, "conversation_id": h.conversation_id, "channel_id": h.channel_id, "seq": h.seq,
-        "reason": h.reason.value, "skill": h.skill, "requested_at": h.requested_at, "vip": h.vip,
-        "agent_id": h.agent_id, "assigned_at": h.assigned_at, "first_reply_at": h.first_reply_at,
-        "resolved_at": h.resolved_at,
     }
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from router.changes import AgentProfile, Changes, MessageRecord
+from sqlalchemy import select
+
+from router.changes import AgentProfile, Changes, MessageRecord, OutboxItem
 from router.model import (
     Agent,
     AgentStatus,
@@ -22,11 +25,13 @@ from router.model import (
     Tier,
 )
 from router.ports import DuplicateMessage
+from router.rollups import bin_of, hour_of
 from router.tracker import EventKind, TrackerEvent
 from storage.engine import create_engines
+from storage import tables as t
 from storage.store import SqlStore
 from storage.tables import metadata
-from tierdesk.errors import Unavailable
+from tierdesk.errors import CapacityExceeded, Unavailable
 
 
 @pytest.fixture
@@ -190,3 +195,75 @@ async def test_agents_round_trip(store: SqlStore) -> None:
     [a] = await store.load_agents()
     assert (a.name, a.skills, a.capacity, a.status, a.idle_since) == (
         "Ann B", frozenset({"tech"}), 5, AgentStatus.AWAY, 9.0)
+
+
+async def test_a_batch_skips_exactly_its_duplicate_inbound_messages(store: SqlStore) -> None:
+    await store.commit(message_changes("c1", "x1", "m1"))
+    again = message_changes("c1", "x1", "m1")
+    again.inbound = dataclasses.replace(again.inbound, id="msg-m1-retry")  # type: ignore[arg-type]
+    twice = message_changes("c4", "x4", "m4")
+    twice.inbound = dataclasses.replace(twice.inbound, id="msg-m4-retry")  # type: ignore[arg-type]
+    batch = [message_changes("c2", "x2", "m2"), again, message_changes("c3", "x3", "m3"),
+             message_changes("c4", "x4", "m4"), twice]
+    # One batch, as the group commit would form it: the retry of a stored
+    # message in the middle, and a message id sent twice within the batch.
+    assert await store._write_batch(batch) == [False, True, False, False, True]
+    assert await store.count("messages") == 4
+    assert await store.count("events") == 4
+    assert await store.count("conversations") == 4
+    assert await store.stored_answer("ch", "m4") == {"action": "answer", "n": "m4"}
+    assert await store._write_batch([message_changes("c1", "x1", "m1"), message_changes("c2", "x2", "m2")]) == [
+        True, True]
+
+
+async def test_load_is_netted_per_batch_and_never_goes_below_zero(store: SqlStore) -> None:
+    create = Changes()
+    create.new_agents += [AgentProfile("a1", "Ann", frozenset(), 1, "online", 0.0),
+                          AgentProfile("a2", "Bob", frozenset(), 2, "online", 0.0)]
+    await store.commit(create)
+    full = Changes()
+    full.load("a1", +1)
+    await store._write_batch([full])
+    # a1 is full, but one change of the batch frees the slot another takes.
+    freed, taken, below = Changes(), Changes(), Changes()
+    freed.load("a1", -1)
+    taken.load("a1", +1)
+    below.load("a2", -3)
+    assert await store._write_batch([taken, freed, below]) == [False, False, False]
+    assert {a.id: a.open_count for a in await store.load_agents()} == {"a1": 1, "a2": 0}
+    over = Changes()
+    over.load("a2", +2)
+    over.load("a1", +1)
+    with pytest.raises(CapacityExceeded, match="a1"):
+        await store._write_batch([over])
+    # The refused batch changed nothing, a2's share included.
+    assert {a.id: a.open_count for a in await store.load_agents()} == {"a1": 1, "a2": 0}
+
+
+async def test_metrics_verdicts_replies_and_deliveries_are_written(store: SqlStore) -> None:
+    at = 1_767_225_600.0 + 10
+    first = message_changes("c1", "x1", "m1")
+    first.rollup.add(at, "ch", "bot.messages")
+    first.rollup.sample(at, "ch", "bot.rt", 0.5)
+    first.outbox.append(OutboxItem("k1", "ch", "c1", "reply", {"text": "hi"}, at))
+    second = message_changes("c2", "x2", "m2")
+    second.rollup.add(at, "ch", "bot.messages")
+    second.rollup.sample(at, "ch", "bot.rt", 0.5)
+    await store._write_batch([first, second])
+    third = Changes()
+    third.rollup.sample(at, "ch", "bot.rt", 30.0)
+    third.rollup.replied.append(("msg-m1", at + 5))
+    third.verdicts.append(("msg-m2", "thumbs_down"))
+    await store._write_batch([third])
+    rows, hists = await store.rollup_rows(0, at + 3600)
+    assert sorted(rows) == [(hour_of(at), "ch", "bot.messages", 2.0), (hour_of(at), "ch", "bot.rt.n", 3.0),
+                            (hour_of(at), "ch", "bot.rt.sum", 31.0)]
+    [(hour, channel, stat, counts)] = hists
+    assert (hour, channel, stat) == (hour_of(at), "ch", "bot.rt")
+    assert counts[bin_of(0.5)] == 2 and counts[bin_of(30.0)] == 1 and counts.sum() == 3
+    async with store.engines.reading() as conn:
+        m = t.messages
+        got = (await conn.execute(select(m.c.id, m.c.replied_at, m.c.verdict).order_by(m.c.id))).all()
+        outbox = (await conn.execute(select(t.outbox.c.idempotency_key, t.outbox.c.status, t.outbox.c.payload))).all()
+    assert [tuple(r) for r in got] == [("msg-m1", at + 5, None), ("msg-m2", None, "thumbs_down")]
+    assert [tuple(r) for r in outbox] == [("k1", "pending", {"text": "hi"})]
