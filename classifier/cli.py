@@ -93,9 +93,11 @@ def main_eval(args: argparse.Namespace) -> int:
     for name in dict.fromkeys(n for n in names if n in DATASET_NAMES):
         _progress(f"loading {name}")
         datasets.append(load_dataset(name, args.datasets_dir))
-    by_name = {
-        d.name: r for d, r in zip(datasets, evaluate_datasets(datasets, workers=args.workers, **common))
-    }
+    reports_in_order = evaluate_datasets(
+        datasets, workers=args.workers, **common,
+        **({"embedding_languages": None} if args.embeddings_all_languages else {}),
+    )
+    by_name = {d.name: r for d, r in zip(datasets, reports_in_order)}
     # Knowledge bases (any other value) are evaluated here, one after the other.
     reports = [by_name[n] if n in by_name else evaluate(n, **common) for n in names]
     print()
@@ -206,6 +208,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
     ev.add_argument("--linear", choices=["auto", "logistic", "svm"], default=None,
                     help="linear model (default: IntentClassifier's default)")
     _add_embedding_options(ev)
+    ev.add_argument("--embeddings-all-languages", action="store_true",
+                    help="with --embeddings, use them on every dataset; by default the "
+                         "English-only encoder is not used on SMP2017 (Chinese)")
     ev.add_argument("--workers", type=int, default=_default_workers(),
                     help="processes for the named datasets' model fits and sentence embeddings "
                          "(default: the CPUs available, here %(default)s; 1 = all in this process)")

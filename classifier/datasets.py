@@ -37,6 +37,7 @@ class Dataset:
     # CLINC150's README states it (1,000 of 5,500 test queries, vs 3% of
     # validation); thresholds chosen on validation are re-weighted to it.
     expected_oos_share: float | None = None
+    language: str = "en"
 
 
 def default_datasets_dir() -> Path:
@@ -123,6 +124,7 @@ def load_smp2017(root: str | Path | None = None) -> Dataset:
         validation=read("develop.jsonl"),
         test=read("test.jsonl"),
         validation_note="official develop split",
+        language="zh",
     )
 
 

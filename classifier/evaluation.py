@@ -280,30 +280,60 @@ def evaluate_knowledge_base(
     }
 
 
+# all-MiniLM-L6-v2 is an English model: on SMP2017 (Chinese) it gained
+# nothing (docs/classifier.md §8), so by default it is not computed there.
+EMBEDDING_LANGUAGES = ("en",)
+
+
 def evaluate_datasets(
     datasets: Sequence[Dataset],
     *,
     workers: int = 1,
+    params: Mapping[str, Any] | None = None,
+    embedding_languages: Sequence[str] | None = EMBEDDING_LANGUAGES,
     progress: Progress | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """Evaluate datasets (``kwargs`` as for ``evaluate_dataset``), reports in
     the order given. With ``workers`` > 1 the model fits, and the sentence
     embeddings, are computed in that many processes while this one scores:
-    the same reports, sooner on a multi-core machine."""
+    the same reports, sooner on a multi-core machine.
+
+    With ``params["embeddings"]``, a dataset whose language is not in
+    ``embedding_languages`` (None: any) is evaluated without them, and its
+    report says so under ``"embeddings_skipped"``."""
     progress = progress or _noop
     datasets = list(datasets)
+    params_of, skipped = {}, {}
+    for d in datasets:
+        params_of[d.name] = dict(params or {})
+        if params_of[d.name].get("embeddings") and embedding_languages is not None \
+                and d.language not in embedding_languages:
+            params_of[d.name]["embeddings"] = False
+            skipped[d.name] = (
+                f"language {d.language!r}: the sentence encoder is English-only "
+                "(no gain measured on SMP2017, docs/classifier.md §8)"
+            )
+            progress(f"{d.name}: without sentence embeddings ({skipped[d.name]})")
     if workers <= 1:
-        return [evaluate_dataset(d, progress=progress, **kwargs) for d in datasets]
-    return _evaluate_in_processes(datasets, workers, progress=progress, **kwargs)
+        reports = [
+            evaluate_dataset(d, params=params_of[d.name], progress=progress, **kwargs)
+            for d in datasets
+        ]
+    else:
+        reports = _evaluate_in_processes(datasets, workers, params_of, progress=progress, **kwargs)
+    for report in reports:
+        if report["dataset"] in skipped:
+            report["embeddings_skipped"] = skipped[report["dataset"]]
+    return reports
 
 
 def _evaluate_in_processes(
     datasets: list[Dataset],
     workers: int,
+    params_of: Mapping[str, Mapping[str, Any]],
     *,
     progress: Progress,
-    params: Mapping[str, Any] | None = None,
     refit_with_validation: bool = False,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
@@ -311,28 +341,36 @@ def _evaluate_in_processes(
 
     from threadpoolctl import threadpool_limits
 
-    params = dict(params or {})
-    embeddings = bool(params.get("embeddings"))
+    from .embeddings import get_encoder
+
     # The datasets overlap in time: each one's seconds count from here.
     started = time.perf_counter()
+    # Largest training sets first: their fits bound the wall time.
+    order = sorted(datasets, key=lambda d: len(d.train), reverse=True)
+    embedded = [d for d in order if params_of[d.name].get("embeddings")]
     # One BLAS thread per process: with one process per core, more threads
     # only contend (measured: 2 threads on 2 cores ran matmuls slower than 1).
     pool = ProcessPoolExecutor(workers, initializer=_one_blas_thread)
     try:
         with threadpool_limits(1):
-            known = _encode_in_pool(pool, datasets, workers, progress) if embeddings else None
+            # All encoding is queued first; each dataset's fits are queued as
+            # soon as its texts are encoded, so no worker waits for the others.
+            encoding = _submit_encoding(pool, embedded, workers, progress)
+            known: dict[str, np.ndarray] = {}
             fits: dict[str, _Fits] = {}
-            # Largest training sets first: their fits bound the wall time.
-            for dataset in sorted(datasets, key=lambda d: len(d.train), reverse=True):
-                fits[dataset.name] = _submit_fits(
-                    pool, dataset, params, refit_with_validation, known, progress, started
+            for d in order:
+                if d.name in encoding:
+                    for chunk, future in encoding[d.name]:
+                        known.update(zip(chunk, future.result()))
+                    progress(f"{d.name}: sentence embeddings computed ({len(known)} texts so far)")
+                fits[d.name] = _submit_fits(
+                    pool, d, params_of[d.name], refit_with_validation,
+                    known if d.name in encoding else None, progress, started,
                 )
-            from .embeddings import get_encoder
-
-            with get_encoder().memoize(known) if embeddings else nullcontext():
+            with get_encoder().memoize(known) if embedded else nullcontext():
                 return [
                     _evaluate_dataset(
-                        d, params=params, refit_with_validation=refit_with_validation,
+                        d, params=params_of[d.name], refit_with_validation=refit_with_validation,
                         progress=progress, fits=fits[d.name], **kwargs,
                     )
                     for d in datasets
@@ -353,24 +391,28 @@ def _encode_chunk(texts: list[str]) -> np.ndarray:
     return get_encoder().encode(texts)
 
 
-def _encode_in_pool(pool, datasets: list[Dataset], workers: int, progress: Progress) -> dict[str, np.ndarray]:
-    """Embeddings of every distinct normalised text of every split."""
+def _submit_encoding(
+    pool, datasets: list[Dataset], workers: int, progress: Progress
+) -> dict[str, list]:
+    """Per dataset, (texts, future embeddings) chunks covering its distinct
+    normalised texts of every split; a text shared with an earlier dataset is
+    encoded with that one."""
     from .text import normalize
 
-    texts = sorted(
-        {normalize(t) for d in datasets for split in (d.train, d.validation, d.test) for t, _ in split},
-        key=lambda t: (len(t), t),
-    )
-    # Interleaved slices of the length-sorted texts cost about the same each;
-    # a few per worker keep the progress lines coming.
-    n_chunks = 4 * workers
-    chunks = [texts[i::n_chunks] for i in range(n_chunks)]
-    progress(f"embeddings: encoding {len(texts)} distinct texts in {workers} processes")
-    known: dict[str, np.ndarray] = {}
-    for chunk, future in zip(chunks, [pool.submit(_encode_chunk, c) for c in chunks]):
-        known.update(zip(chunk, future.result()))
-        progress(f"embeddings: {len(known)}/{len(texts)} texts encoded")
-    return known
+    seen: set[str] = set()
+    out: dict[str, list] = {}
+    for d in datasets:
+        texts = sorted(
+            {normalize(t) for split in (d.train, d.validation, d.test) for t, _ in split} - seen,
+            key=lambda t: (len(t), t),
+        )
+        seen.update(texts)
+        progress(f"{d.name}: encoding {len(texts)} distinct texts in {workers} processes")
+        # Interleaved slices of the length-sorted texts cost about the same.
+        n_chunks = 2 * workers
+        chunks = [texts[i::n_chunks] for i in range(n_chunks) if texts[i::n_chunks]]
+        out[d.name] = [(c, pool.submit(_encode_chunk, c)) for c in chunks]
+    return out
 
 
 def _submit_fits(
@@ -520,4 +562,7 @@ def format_table(reports: list[Mapping[str, Any]]) -> str:
             f"{pct(t.get('oos_recall'))} {r['threshold']:6.3f} {pct(t.get('precision'))} "
             f"{pct(t.get('coverage'))} {r['total_seconds']:6.1f}"
         )
+    for r in reports:
+        if r.get("embeddings_skipped"):
+            lines.append(f"{r['dataset']}: no sentence embeddings, {r['embeddings_skipped']}")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ import pytest
 
 from classifier import embeddings
 from classifier.datasets import Dataset
-from classifier.evaluation import evaluate_datasets
+from classifier.evaluation import evaluate_datasets, format_table
 
 TOPICS = {
     "refund": ["refund", "money back", "return my payment", "reimburse"],
@@ -24,7 +24,7 @@ TOPICS = {
 OOS = ["what is the weather", "tell me a joke", "who won the game", "sing a song"]
 
 
-def _dataset(name: str, seed: int, n: int, oos: bool) -> Dataset:
+def _dataset(name: str, seed: int, n: int, oos: bool, language: str = "en") -> Dataset:
     rnd = random.Random(seed)
     openers = ["please help with", "I have a question about", "problem with", "how do I fix", ""]
 
@@ -44,6 +44,7 @@ def _dataset(name: str, seed: int, n: int, oos: bool) -> Dataset:
         test=pairs(n // 3),
         out_of_scope_label="oos" if oos else None,
         expected_oos_share=0.15 if oos else None,
+        language=language,
     )
 
 
@@ -74,9 +75,26 @@ def test_worker_processes_with_embeddings_match_the_sequential_run():
     lines: list[str] = []
     (sequential,) = evaluate_datasets(datasets, workers=1, **kwargs)
     (parallel,) = evaluate_datasets(datasets, workers=2, progress=lines.append, **kwargs)
-    assert any(line.startswith("embeddings: ") and "texts encoded" in line for line in lines)
+    assert "emb: encoding" in lines[0] and any("emb: sentence embeddings computed" in x for x in lines)
     assert parallel["n_features"] == sequential["n_features"]
     for split in ("validation", "test"):
         assert parallel[split]["accuracy"] == sequential[split]["accuracy"]
     # Embeddings batched differently round differently (~1e-7), nothing more.
     assert parallel["threshold"] == pytest.approx(sequential["threshold"], abs=1e-4)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_embeddings_are_skipped_explicitly_for_other_languages(workers):
+    # Runs without the extra too: a skipped block never loads the encoder.
+    zh = _dataset("zh", 4, 90, oos=False, language="zh")
+    lines: list[str] = []
+    (report,) = evaluate_datasets(
+        [zh], workers=workers, params={"embeddings": True}, progress=lines.append
+    )
+    assert "English-only" in report["embeddings_skipped"]
+    assert report["params"]["embeddings"] is False
+    assert any(line.startswith("zh: without sentence embeddings") for line in lines)
+    assert "zh: no sentence embeddings, language 'zh'" in format_table([report])
+    (plain,) = evaluate_datasets([zh], workers=workers)
+    assert "embeddings_skipped" not in plain
+    assert report["test"] == plain["test"]
