@@ -39,24 +39,37 @@ def word_ngrams(text: str, min_n: int, max_n: int, token_re: re.Pattern[str]) ->
     out = list(tokens) if min_n == 1 else []
     count = len(tokens)
     for n in range(max(min_n, 2), min(max_n, count) + 1):
-        out.extend(" ".join(tokens[i : i + n]) for i in range(count - n + 1))
+        # zip of n shifted views yields the n-grams in order, joined in C.
+        out.extend(map(" ".join, zip(*[tokens[i:] for i in range(n)])))
     return out
 
 
 def char_wb_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
-    # Mirrors scikit-learn's char_wb: each word padded with one space, and a
-    # word shorter than n contributes itself once rather than nothing.
+    # Mirrors scikit-learn's char_wb: n-grams never cross a word boundary, so
+    # a text's n-grams are those of its words (char_wb_words) in turn; the
+    # compiled path relies on this to cache them per word.
     out: list[str] = []
-    extend = out.extend
-    for word in text.split():
-        padded = f" {word} "
-        length = len(padded)
-        for n in range(min_n, max_n + 1):
-            if length <= n:
-                out.append(padded)
-                break
-            extend([padded[i : i + n] for i in range(length - n + 1)])
+    for word in char_wb_words(text):
+        out.extend(char_wb_word_ngrams(word, min_n, max_n))
     return out
+
+
+def char_wb_words(text: str) -> list[str]:
+    return text.split()
+
+
+def char_wb_word_ngrams(word: str, min_n: int, max_n: int) -> list[str]:
+    # Each word padded with one space, and a word shorter than n contributes
+    # itself once rather than nothing (n == len(padded) gives the same).
+    padded = f" {word} "
+    length = len(padded)
+    if length < min_n:
+        return [padded]
+    return [
+        padded[i : i + n]
+        for n in range(min_n, min(max_n, length) + 1)
+        for i in range(length - n + 1)
+    ]
 
 
 def char_ngrams(text: str, min_n: int, max_n: int) -> list[str]:
