@@ -36,6 +36,7 @@ from . import tables as t
 from .batch_loader import BatchLoader
 from .engine import Engines
 from .group_commit import GroupCommitter
+from .lookup import conversation_keys
 from .statements import (
     Statements,
     conversation_row,
@@ -57,10 +58,12 @@ class SqlStore:
         self._conversation_loader: BatchLoader[tuple[str, str], Conversation] = BatchLoader(
             self._load_conversations
         )
+        self._conversation_keys = conversation_keys(engines)
 
     async def close(self) -> None:
         await self.committer.close()
         self._writer.shutdown(wait=True)
+        await self._conversation_keys.close()
 
     # ------------------------------------------------------------------ write
     async def commit(self, changes: Changes) -> None:
@@ -206,6 +209,10 @@ class SqlStore:
 
     async def _load_conversations(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Conversation]:
         found: dict[tuple[str, str], Conversation] = {}
+        # Mostly new conversations: ask cheaply which exist, load only those.
+        keys = list(await self._conversation_keys.existing(keys))
+        if not keys:
+            return found
         n = len(t.conversations.c)
         async with self.engines.reading() as conn:
             for i in range(0, len(keys), 400):
