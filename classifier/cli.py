@@ -84,6 +84,8 @@ def main_eval(args: argparse.Namespace) -> int:
         names.extend(DATASET_NAMES if name == "all" else [name])
     if args.workers < 1:
         raise InvalidInput(f"--workers must be >= 1, got {args.workers}")
+    if args.embeddings_all_languages and not args.embeddings:
+        raise InvalidInput("--embeddings-all-languages needs --embeddings")
     params = {**({"linear": args.linear} if args.linear else {}), **_embedding_params(args)} or None
     common = dict(
         target_precision=args.target_precision, params=params, progress=_progress,

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ PendingFit = Callable[[], tuple[CompiledClassifier, float]]
 class _Fits:
     train: PendingFit
     refit: PendingFit | None  # train + validation, with refit_with_validation
-    started: float  # time.perf_counter() when the dataset's work began
+    started: float  # time.perf_counter() the report's total_seconds count from
 
 
 def _fit_compiled(

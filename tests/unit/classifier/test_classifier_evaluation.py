@@ -12,6 +12,7 @@ import random
 import pytest
 
 from classifier import embeddings
+from classifier.cli import main
 from classifier.datasets import Dataset
 from classifier.evaluation import evaluate_datasets, format_table
 
@@ -98,3 +99,13 @@ def test_embeddings_are_skipped_explicitly_for_other_languages(workers):
     (plain,) = evaluate_datasets([zh], workers=workers)
     assert "embeddings_skipped" not in plain
     assert report["test"] == plain["test"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--workers", "0"], "--workers must be >= 1"),
+     (["--embeddings-all-languages"], "needs --embeddings")],
+)
+def test_eval_options_are_checked(extra, message, capsys):
+    assert main(["faq", "eval", "--dataset", "clinc150", *extra]) == 2
+    assert message in capsys.readouterr().err
