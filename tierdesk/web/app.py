@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -41,11 +42,17 @@ log = structlog.get_logger(__name__)
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
 
 
+# Request ids: unique across instances (random per process) and cheap (uuid4
+# is a getrandom system call per request).
+_REQUEST_ID_PREFIX = secrets.token_hex(11)
+_request_numbers = itertools.count()
+
+
 @web.middleware
 async def context_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-Id") or f"{_REQUEST_ID_PREFIX}{next(_request_numbers):010x}"
     begin_request(request_id=request_id)
     started = time.perf_counter()
     response = await handler(request)
