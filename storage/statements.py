@@ -9,13 +9,22 @@ SQLAlchemy's error translation and disconnect handling) costs little beyond
 the rows. Values go to the driver as they are stored, so the conversions the
 Core types made are made here: JSON is serialized as SQLAlchemy's JSON type
 does with the engines' default serializer (``None`` too, as JSON ``null``).
+
+On PostgreSQL the writer runs on the event loop thread, where every round
+trip costs socket and epoll CPU that requests are waiting for, so a batch
+there is at most three statements however many changes it holds (agent
+settings aside, which are rare): the inbound insert, the histogram rows'
+lock, and one statement of data-modifying CTEs for the rest
+(``Statements.write_rest``). Rows go as one array per column through
+``unnest``, so each statement's text, and prepared statement, is fixed.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, case, literal_column, select, update
@@ -23,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 
-from router.changes import AgentProfile, ConversationState, MessageRecord, OutboxItem
+from router.changes import AgentProfile, Changes, ConversationState, MessageRecord, OutboxItem
 from router.model import Handoff
 from router.tracker import TrackerEvent
 
@@ -108,19 +117,25 @@ class Statements:
                                   ("counts", *HISTOGRAM_COLUMNS[:3]))
 
         # Inbound messages go in with one statement that says which of them
-        # were new: a multi-row VALUES on SQLite, and on PostgreSQL one array
-        # per column, which keeps the text (and the prepared statement) the
-        # same whatever the batch size.
-        single = insert_text(t.messages.insert(), MESSAGE_COLUMNS)
-        head, values = single.split(" VALUES ", 1)
+        # were new: a multi-row VALUES on SQLite, one array per column on
+        # PostgreSQL.
         tail = " ON CONFLICT (channel_id, external_id) DO NOTHING RETURNING messages.id"
         if dialect.name == "postgresql":
-            casts = re.findall(r"\$\d+::([A-Z ]+)", values)
-            if len(casts) != len(MESSAGE_COLUMNS):
-                raise RuntimeError(f"cannot read the parameter types of {single!r}")
-            arrays = ", ".join(f"${i}::{cast}[]" for i, cast in enumerate(casts, 1))
-            self._inbound = f"{head} SELECT * FROM unnest({arrays}){tail}"
+            self._inbound = _PgText(dialect).insert(t.messages, MESSAGE_COLUMNS) + tail
+            self._write_rest = _write_rest_text(dialect)
+            # The rows to add to are made and locked in key order (the rows'
+            # order, the same on every instance, so two writers cannot
+            # deadlock on them) and read as they are now, committed by
+            # others or not: ON CONFLICT DO UPDATE sees the latest version,
+            # where a SELECT after an INSERT ... DO NOTHING in one statement
+            # would see the statement's snapshot.
+            self._lock_histograms = (
+                _PgText(dialect).insert(h, HISTOGRAM_COLUMNS)
+                + " ON CONFLICT (hour, channel_id, stat) DO UPDATE SET counts = metric_histograms.counts"
+                " RETURNING hour, channel_id, stat, counts")
         else:
+            single = insert_text(t.messages.insert(), MESSAGE_COLUMNS)
+            head, values = single.split(" VALUES ", 1)
             self._inbound_head, self._inbound_row, self._inbound_tail = f"{head} VALUES ", values, tail
 
     def load(self, conn: Connection, agent_id: str, d: int) -> int:
@@ -135,13 +150,169 @@ class Statements:
         """Inserts the messages that are new by (channel, external id) and
         returns their ids; the others were stored before, or earlier in rows."""
         if self.dialect == "postgresql":
-            return set(conn.exec_driver_sql(self._inbound, tuple(map(list, zip(*rows, strict=True)))).scalars())
+            return set(conn.exec_driver_sql(self._inbound, _columns(rows, len(MESSAGE_COLUMNS))).scalars())
         stored: set[str] = set()
         for i in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
             chunk = rows[i : i + _SQLITE_ROWS_PER_INSERT]
             sql = self._inbound_head + ", ".join([self._inbound_row] * len(chunk)) + self._inbound_tail
             stored.update(conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row)).scalars())
         return stored
+
+    def lock_histograms(self, conn: Connection, keys: list[tuple[float, str, str]],
+                        empty: bytes) -> dict[tuple[float, str, str], bytes]:
+        """PostgreSQL: creates the missing histogram rows (as empty) and locks
+        them all, in the order of keys; returns their counts."""
+        rows = [(*k, empty) for k in keys]
+        result = conn.exec_driver_sql(self._lock_histograms, _columns(rows, len(HISTOGRAM_COLUMNS)))
+        return {(hour, channel, stat): counts for hour, channel, stat, counts in result}
+
+    def write_rest(self, conn: Connection, rows: BatchRows, histograms: list[tuple[Any, ...]]) -> set[str]:
+        """PostgreSQL: everything of a batch after the inbound messages and the
+        agents, in one statement; returns the agents whose load moved."""
+        args = (
+            *_columns(rows.conversations, len(CONVERSATION_COLUMNS)),
+            *_columns(rows.handoffs, len(HANDOFF_COLUMNS)),
+            *_columns(rows.load, 2),
+            *_columns(rows.messages, len(MESSAGE_COLUMNS)),
+            *_columns(rows.events, len(EVENT_COLUMNS)),
+            *_columns(rows.outbox, len(OUTBOX_COLUMNS)),
+            *_columns(histograms, len(HISTOGRAM_COLUMNS)),
+            *_columns(rows.rollups, len(ROLLUP_COLUMNS)),
+            *_columns(rows.marks(), 3),
+        )
+        return set(conn.exec_driver_sql(self._write_rest, args).scalars())
+
+
+@dataclass(slots=True)
+class BatchRows:
+    """What a batch's live changes write after their inbound messages and
+    agents, merged across the batch as the statements take it."""
+
+    conversations: list[tuple[Any, ...]]
+    # Closed ones first: a conversation's next handoff may be opened in the
+    # same batch, and only one may be open at a time.
+    handoffs: list[tuple[Any, ...]]
+    # (agent id, net delta), none zero, removals first.
+    load: list[tuple[str, int]]
+    messages: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+    outbox: list[tuple[Any, ...]]
+    histograms: dict[tuple[float, str, str], dict[int, int]]
+    rollups: list[tuple[float, str, str, float]]
+    replied: list[tuple[float, str]]
+    verdicts: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, live: Sequence[Changes]) -> BatchRows:
+        conversations: dict[str, ConversationState] = {}
+        handoffs: dict[str, Handoff] = {}
+        net: dict[str, int] = {}
+        rollup: dict[tuple[float, str, str], float] = {}
+        hist: dict[tuple[float, str, str], dict[int, int]] = {}
+        replied: list[tuple[float, str]] = []
+        for c in live:
+            conversations.update(c.conversations)
+            handoffs.update(c.handoffs)
+            for agent_id, d in c.load_deltas.items():
+                net[agent_id] = net.get(agent_id, 0) + d
+            for key, value in c.rollup.values.items():
+                rollup[key] = rollup.get(key, 0.0) + value
+            for key, bins in c.rollup.hist.items():
+                mine = hist.setdefault(key, {})
+                for b, n in bins.items():
+                    mine[b] = mine.get(b, 0) + n
+            replied += [(at, mid) for mid, at in c.rollup.replied]
+        return cls(
+            conversations=[conversation_row(s) for s in conversations.values()],
+            handoffs=[handoff_row(h) for h in sorted(handoffs.values(), key=lambda h: h.resolved_at is None)],
+            load=[(a, d) for a, d in sorted(net.items(), key=lambda kv: kv[1]) if d != 0],
+            messages=[message_row(m) for c in live for m in c.messages],
+            events=[event_row(e) for c in live for e in c.events],
+            outbox=[outbox_row(o) for c in live for o in c.outbox],
+            histograms=hist,
+            rollups=[(h, ch, n, v) for (h, ch, n), v in sorted(rollup.items())],
+            replied=replied,
+            verdicts=[(v, mid) for c in live for mid, v in c.verdicts],
+        )
+
+    def marks(self) -> list[tuple[str, float | None, str | None]]:
+        """Replies and verdicts as one row per message, (id, replied_at,
+        verdict) with None for "leave as is": one UPDATE may not change a row
+        twice. The last of each wins, as when they were run one by one."""
+        out: dict[str, list[Any]] = {}
+        for at, mid in self.replied:
+            out.setdefault(mid, [None, None])[0] = at
+        for v, mid in self.verdicts:
+            out.setdefault(mid, [None, None])[1] = v
+        return [(mid, at, v) for mid, (at, v) in out.items()]
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:
+    """Rows as one list per column, for unnest."""
+    return tuple(map(list, zip(*rows, strict=True))) if rows else tuple([] for _ in range(width))
+
+
+class _PgText:
+    """PostgreSQL text that takes rows as one array per column, numbering
+    the parameters in the order the text is written."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.quote = dialect.identifier_preparer.quote
+        self._n = itertools.count(1)
+
+    def arrays(self, table: Any, columns: Sequence[str]) -> str:
+        # Without the length: a cast to VARCHAR(n) would cut an over-long
+        # value short, where storing it into the column refuses it.
+        casts = (f"${next(self._n)}::{table.c[c].type.compile(dialect=self.dialect).split('(')[0]}[]"
+                 for c in columns)
+        return f"unnest({', '.join(casts)})"
+
+    def insert(self, table: Any, columns: Sequence[str]) -> str:
+        return (f"INSERT INTO {self.quote(table.name)} ({', '.join(map(self.quote, columns))}) "
+                f"SELECT * FROM {self.arrays(table, columns)}")
+
+    def upsert(self, table: Any, columns: Sequence[str]) -> str:
+        return self.insert(table, columns) + " ON CONFLICT (id) DO UPDATE SET " + ", ".join(
+            f"{self.quote(c)} = excluded.{self.quote(c)}" for c in columns if c != "id")
+
+
+def _write_rest_text(dialect: Dialect) -> str:
+    # The sub-statements of one statement share a snapshot and run in no set
+    # order, so each table is written by one of them, and nothing here reads
+    # what another writes: the inbound messages the marks update and the
+    # histogram rows were written by the statements before, and a
+    # conversation's closed handoff precedes its next one within the
+    # handoffs' own insert, row by row as the partial unique index needs.
+    p = _PgText(dialect)
+    a, h = t.agents, t.metric_histograms
+    parts = {
+        "conversations_written": p.upsert(t.conversations, CONVERSATION_COLUMNS),
+        "handoffs_written": p.upsert(t.handoffs, HANDOFF_COLUMNS),
+        # Adding refuses to go over capacity (the caller checks which agents
+        # moved); removing stops at zero.
+        "load_moved": (
+            f"UPDATE agents SET open_count = greatest(agents.open_count + v.d, 0) "
+            f"FROM {p.arrays(a, ('id', 'open_count'))} AS v(id, d) "
+            "WHERE agents.id = v.id AND (v.d < 0 OR agents.open_count + v.d <= agents.capacity) "
+            "RETURNING agents.id"),
+        "messages_written": p.insert(t.messages, MESSAGE_COLUMNS),
+        "events_written": p.insert(t.events, EVENT_COLUMNS),
+        "outbox_written": p.insert(t.outbox, OUTBOX_COLUMNS),
+        "histograms_written": (
+            f"UPDATE metric_histograms SET counts = v.counts FROM {p.arrays(h, HISTOGRAM_COLUMNS)} "
+            "AS v(hour, channel_id, stat, counts) WHERE metric_histograms.hour = v.hour "
+            "AND metric_histograms.channel_id = v.channel_id AND metric_histograms.stat = v.stat"),
+        "rollups_written": p.insert(t.metric_rollups, ROLLUP_COLUMNS) + (
+            " ON CONFLICT (hour, channel_id, name) DO UPDATE SET value = metric_rollups.value + excluded.value"),
+        "marks_written": (
+            f"UPDATE messages SET replied_at = coalesce(v.replied_at, messages.replied_at), "
+            f"verdict = coalesce(v.verdict, messages.verdict) "
+            f"FROM {p.arrays(t.messages, ('id', 'replied_at', 'verdict'))} AS v(id, replied_at, verdict) "
+            "WHERE messages.id = v.id"),
+    }
+    ctes = ", ".join(f"{name} AS ({sql})" for name, sql in parts.items())
+    return f"WITH {ctes} SELECT id FROM load_moved"
 
 
 def message_row(m: MessageRecord) -> tuple[Any, ...]:

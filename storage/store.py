@@ -14,7 +14,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from router.changes import Changes, ConversationState, MessageRecord
+from router.changes import Changes, MessageRecord
 from router.model import (
     Agent,
     AgentStatus,
@@ -37,16 +37,7 @@ from .batch_loader import BatchLoader
 from .engine import Engines
 from .group_commit import GroupCommitter
 from .lookup import conversation_keys
-from .statements import (
-    Statements,
-    conversation_row,
-    event_row,
-    handoff_row,
-    message_row,
-    new_agent_row,
-    outbox_row,
-    profile_row,
-)
+from .statements import BatchRows, Statements, message_row, new_agent_row, profile_row
 
 
 class SqlStore:
@@ -103,81 +94,64 @@ class SqlStore:
         if profiles:
             run(sql.update_agents, [profile_row(a) for a in profiles.values()])
 
-        conversations: dict[str, ConversationState] = {}
-        for c in live:
-            conversations.update(c.conversations)
-        if conversations:
-            run(sql.upsert_conversations, [conversation_row(s) for s in conversations.values()])
-
-        handoffs: dict[str, Handoff] = {}
-        for c in live:
-            handoffs.update(c.handoffs)
-        if handoffs:
-            # Closed ones first: a conversation's next handoff may be opened in
-            # the same batch, and only one may be open at a time.
-            ordered = sorted(handoffs.values(), key=lambda h: h.resolved_at is None)
-            run(sql.upsert_handoffs, [handoff_row(h) for h in ordered])
-
-        self._apply_load(conn, live)
-
-        messages = [message_row(m) for c in live for m in c.messages]
-        if messages:
-            run(sql.insert_messages, messages)
-        events = [event_row(e) for c in live for e in c.events]
-        if events:
-            run(sql.insert_events, events)
-        outbox = [outbox_row(o) for c in live for o in c.outbox]
-        if outbox:
-            run(sql.insert_outbox, outbox)
-        rollup: dict[tuple[float, str, str], float] = {}
-        hist: dict[tuple[float, str, str], dict[int, int]] = {}
-        replied = []
-        for c in live:
-            for key, value in c.rollup.values.items():
-                rollup[key] = rollup.get(key, 0.0) + value
-            for key, bins in c.rollup.hist.items():
-                mine = hist.setdefault(key, {})
-                for b, n in bins.items():
-                    mine[b] = mine.get(b, 0) + n
-            replied += [(at, mid) for mid, at in c.rollup.replied]
-        if hist:
-            self._add_histograms(conn, hist)
-        if rollup:
-            run(sql.add_rollups, [(h, ch, n, v) for (h, ch, n), v in sorted(rollup.items())])
-        if replied:
-            run(sql.set_replied_at, replied)
-        verdicts = [(v, mid) for c in live for mid, v in c.verdicts]
-        if verdicts:
-            run(sql.set_verdict, verdicts)
-        return duplicates
-
-    def _add_histograms(self, conn: Connection, hist: dict[tuple[float, str, str], dict[int, int]]) -> None:
-        # Read-modify-write under a row lock (PostgreSQL; SQLite's writer is
-        # alone anyway): a histogram is a blob, which SQL cannot add to. Rows
-        # are locked one by one in key order, the same order on every
-        # instance, so two writers cannot deadlock on them.
-        empty = rollups.encode(rollups.dense({}))
-        keys = sorted(hist)
-        conn.exec_driver_sql(self._sql.insert_histograms, [(*k, empty) for k in keys])
-        updates = []
-        for key in keys:
-            current = conn.exec_driver_sql(self._sql.lock_histogram, key).scalar_one()
-            counts = rollups.decode(current) + rollups.dense(hist[key])
-            updates.append((rollups.encode(counts), *key))
-        conn.exec_driver_sql(self._sql.set_histogram, updates)
-
-    def _apply_load(self, conn: Connection, live: Sequence[Changes]) -> None:
-        net: dict[str, int] = {}
-        for c in live:
-            for agent_id, d in c.load_deltas.items():
-                net[agent_id] = net.get(agent_id, 0) + d
-        for agent_id, d in sorted(net.items(), key=lambda kv: kv[1]):
-            if d == 0:
-                continue
+        rows = BatchRows.of(live)
+        if sql.dialect == "postgresql":
+            moved = sql.write_rest(conn, rows, self._histogram_rows(conn, rows.histograms))
+        else:
+            moved = self._write_one_by_one(conn, rows)
+        for agent_id, d in rows.load:
             # Adding refuses to go over capacity: the database, not only the
             # dispatcher, is the guard that holds across instances.
-            if self._sql.load(conn, agent_id, d) != 1 and d > 0:
+            if d > 0 and agent_id not in moved:
                 raise CapacityExceeded(f"agent {agent_id!r} would exceed capacity")
+        return duplicates
+
+    def _write_one_by_one(self, conn: Connection, rows: BatchRows) -> set[str]:
+        """SQLite: a statement per table (its writer is a thread of its own);
+        returns the agents whose load moved."""
+        sql = self._sql
+        run = conn.exec_driver_sql
+        if rows.conversations:
+            run(sql.upsert_conversations, rows.conversations)
+        if rows.handoffs:
+            run(sql.upsert_handoffs, rows.handoffs)
+        moved = set()
+        for agent_id, d in rows.load:
+            if sql.load(conn, agent_id, d) == 1:
+                moved.add(agent_id)
+            elif d > 0:
+                return moved  # the batch fails: the rest would be rolled back
+        if rows.messages:
+            run(sql.insert_messages, rows.messages)
+        if rows.events:
+            run(sql.insert_events, rows.events)
+        if rows.outbox:
+            run(sql.insert_outbox, rows.outbox)
+        if rows.histograms:
+            keys = sorted(rows.histograms)
+            run(sql.insert_histograms, [(*k, _EMPTY) for k in keys])
+            updates = []
+            for key in keys:
+                current = run(sql.lock_histogram, key).scalar_one()
+                updates.append((_added(current, rows.histograms[key]), *key))
+            run(sql.set_histogram, updates)
+        if rows.rollups:
+            run(sql.add_rollups, rows.rollups)
+        if rows.replied:
+            run(sql.set_replied_at, rows.replied)
+        if rows.verdicts:
+            run(sql.set_verdict, rows.verdicts)
+        return moved
+
+    def _histogram_rows(self, conn: Connection, hist: dict[tuple[float, str, str], dict[int, int]]
+                        ) -> list[tuple[float, str, str, bytes]]:
+        # Read-modify-write under a row lock: a histogram is a blob, which SQL
+        # cannot add to.
+        if not hist:
+            return []
+        keys = sorted(hist)
+        current = self._sql.lock_histograms(conn, keys, _EMPTY)
+        return [(*key, _added(current[key], hist[key])) for key in keys]
 
     # ------------------------------------------------------------------- read
     async def load_agents(self) -> list[Agent]:
@@ -377,6 +351,13 @@ class SqlStore:
 
 
 # ------------------------------------------------------------------- mapping
+_EMPTY = rollups.encode(rollups.dense({}))
+
+
+def _added(blob: bytes, bins: dict[int, int]) -> bytes:
+    return rollups.encode(rollups.decode(blob) + rollups.dense(bins))
+
+
 def _event_from(r: Any) -> TrackerEvent:
     return TrackerEvent(kind=EventKind(r["kind"]), at=r["at"], channel_id=r["channel_id"],
                         conversation_id=r["conversation_id"], message_id=r["message_id"],

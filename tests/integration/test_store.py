@@ -267,3 +267,65 @@ async def test_metrics_verdicts_replies_and_deliveries_are_written(store: SqlSto
         outbox = (await conn.execute(select(t.outbox.c.idempotency_key, t.outbox.c.status, t.outbox.c.payload))).all()
     assert [tuple(r) for r in got] == [("msg-m1", at + 5, None), ("msg-m2", None, "thumbs_down")]
     assert [tuple(r) for r in outbox] == [("k1", "pending", {"text": "hi"})]
+
+
+async def test_a_closed_handoff_makes_way_for_the_next_one_in_the_same_batch(store: SqlStore) -> None:
+    def handoff(hid: str, seq: int, resolved_at: float | None = None) -> Handoff:
+        return Handoff(id=hid, conversation_id="c1", channel_id="ch", seq=seq, reason=HandoffReason.OTHER,
+                       skill="general", requested_at=1.0, resolved_at=resolved_at)
+
+    first = Changes()
+    first.handoff(handoff("h1", 1))
+    await store._write_batch([first])
+    # The next one is recorded before the old one closes, in two changes of one batch.
+    opened, closed = Changes(), Changes()
+    opened.handoff(handoff("h2", 2))
+    closed.handoff(handoff("h1", 1, resolved_at=2.0))
+    assert await store._write_batch([opened, closed]) == [False, False]
+    async with store.engines.reading() as conn:
+        got = (await conn.execute(select(t.handoffs.c.id, t.handoffs.c.resolved_at).order_by(t.handoffs.c.id))).all()
+    assert [tuple(r) for r in got] == [("h1", 2.0), ("h2", None)]
+
+
+async def test_replies_and_verdicts_on_one_message_in_one_batch_all_land(store: SqlStore) -> None:
+    await store._write_batch([message_changes("c1", "x1", "m1"), message_changes("c2", "x2", "m2")])
+    a, b, c = Changes(), Changes(), Changes()
+    a.rollup.replied.append(("msg-m1", 5.0))
+    a.verdicts.append(("msg-m1", "thumbs_down"))
+    b.verdicts.append(("msg-m1", "confirmed"))
+    b.rollup.replied.append(("msg-m2", 6.0))
+    c.rollup.replied.append(("msg-m2", 7.0))
+    await store._write_batch([a, b, c])
+    async with store.engines.reading() as conn:
+        m = t.messages
+        got = (await conn.execute(select(m.c.id, m.c.replied_at, m.c.verdict).order_by(m.c.id))).all()
+    # The last of each wins, as when they were written one by one.
+    assert [tuple(r) for r in got] == [("msg-m1", 5.0, "confirmed"), ("msg-m2", 7.0, None)]
+
+
+async def test_concurrent_writers_add_to_the_same_histogram_without_losing_counts(db_url: str) -> None:
+    at = 1_767_225_600.0 + 10
+    stores = [SqlStore(create_engines(db_url)) for _ in range(2)]
+    try:
+        def sample(seconds: float) -> Changes:
+            c = Changes()
+            c.rollup.sample(at, "ch", "bot.rt", seconds)
+            c.rollup.sample(at, "ch2", "bot.rt", seconds)
+            return c
+
+        await asyncio.gather(*(s._write_batch([sample(0.5 + i)]) for i in range(10) for s in stores))
+        _, hists = await stores[0].rollup_rows(0, at + 3600)
+        assert sorted((ch, int(counts.sum())) for _, ch, _, counts in hists) == [("ch", 20), ("ch2", 20)]
+    finally:
+        for s in stores:
+            await s.close()
+            await s.engines.dispose()
+
+
+async def test_an_over_long_value_is_refused_not_cut(store: SqlStore) -> None:
+    if store.engines.dialect == "sqlite":
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    too_long = message_changes("c" * 65, "x1", "m1")
+    with pytest.raises(Unavailable):
+        await store.commit(too_long)
+    assert await store.count("conversations") == 0
