@@ -12,6 +12,7 @@ and changes built on the old one are refused).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -167,7 +168,11 @@ class Desk:
         excess = len(self._conversations) - self.config.conversation_cache_size
         if excess <= 0:
             return
-        for key in list(self._conversations)[: excess * 2]:
+        # Look at the oldest few only, and send the ones that must stay to the
+        # back: a head of queued conversations would otherwise be re-scanned
+        # (the whole cache copied, even) on every new conversation once the
+        # cache is full, which made each message O(cache size).
+        for key in list(itertools.islice(self._conversations, excess * 2)):
             c = self._conversations[key]
             if c.tier is Tier.BOT and not self._in_flight.get(c.id):
                 del self._conversations[key]
@@ -175,6 +180,8 @@ class Desk:
                 excess -= 1
                 if excess <= 0:
                     return
+            else:
+                self._conversations.move_to_end(key)
 
     async def _conversation(self, channel_id: str, external_id: str, customer: Customer) -> Conversation:
         key = (channel_id, external_id)

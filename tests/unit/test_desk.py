@@ -540,3 +540,18 @@ async def test_transfer_to_a_skill_does_not_come_back_to_the_same_agent(desk: De
     await send(desk, "c1", "agent")
     await desk.transfer("ann", cid(store, "c1"), skill="billing")
     assert store.handoff_of(WEB, "c1").agent_id == "bob"
+
+
+async def test_a_full_cache_evicts_bot_conversations_and_keeps_queued_ones(make_desk, store: FakeStore) -> None:  # type: ignore[no-untyped-def]
+    desk = await make_desk(conversation_cache_size=5)
+    for i in range(4):  # no agent online: these wait in the queue, at the head of the cache
+        assert (await send(desk, f"queued{i}", "refund my order"))["action"] == "handoff"
+    for i in range(30):
+        assert (await send(desk, f"bot{i}", RESET))["action"] == "answer"
+    held = {key[1] for key in desk._conversations}
+    assert {f"queued{i}" for i in range(4)} <= held  # the dispatcher still holds their handoffs
+    assert len(held) <= 5 + 1  # at most one over while the newest is being remembered
+    assert "bot29" in held and "bot0" not in held
+    # An evicted conversation comes back from the store with its history.
+    again = await send(desk, "bot0", RESET)
+    assert again["action"] == "answer" and len({c.id for c in desk._by_id.values()}) == len(desk._conversations)
