@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from classifier.datasets import load_banking77, load_clinc150, load_dataset, load_smp2017
 from classifier.evaluation import evaluate_dataset
-from classifier.fast import CompiledClassifier
-from classifier.model import IntentClassifier
 from tierdesk.errors import InvalidInput, NotFound
 
 
@@ -42,19 +39,6 @@ def test_loaders_match_the_documented_sizes(datasets_dir):
     smp = load_smp2017(datasets_dir)
     assert (len(smp.train), len(smp.validation), len(smp.test)) == (2299, 770, 667)
     assert len({label for _, label in smp.train}) == 31
-
-
-@pytest.mark.datasets
-def test_fast_path_equals_sklearn_on_clinc150(datasets_dir):
-    clinc = load_clinc150(datasets_dir)
-    subset = clinc.train[::4]  # every class keeps 25 examples
-    model = IntentClassifier().fit([t for t, _ in subset], [y for _, y in subset])
-    compiled = CompiledClassifier.from_fitted(model)
-    queries = [t for t, _ in clinc.test]
-    expected = model.predict_proba(queries)
-    np.testing.assert_allclose(compiled.predict_proba_many(queries), expected, rtol=0, atol=1e-6)
-    singles = np.vstack([compiled.predict_proba_one(q) for q in queries[::10]])
-    np.testing.assert_allclose(singles, expected[::10], rtol=0, atol=1e-6)
 
 
 @pytest.mark.datasets
