@@ -14,6 +14,7 @@ decided on state that the failed batch was meant to persist.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -50,7 +51,9 @@ class GroupCommitter:
     def start(self) -> None:
         if self._task is None:
             self._wakeup = asyncio.Event()
-            self._task = asyncio.create_task(self._run(), name="group-commit")
+            # A context of its own: started from inside the first request, the
+            # writer would otherwise log that request's id on every batch.
+            self._task = asyncio.create_task(self._run(), name="group-commit", context=contextvars.Context())
 
     async def close(self) -> None:
         """Write what is queued, then stop."""

@@ -40,9 +40,7 @@ from . import tables as t
 
 # Columns each row tuple below fills, in the order the compiled SQL takes them.
 AGENT_COLUMNS = ("id", "name", "skills", "capacity", "status", "open_count", "idle_since", "created_at")
-# The Core statement this replaces also set created_at to idle_since (it took
-# every key of the row dict into its SET clause): kept so the rows stay the same.
-PROFILE_COLUMNS = ("name", "skills", "capacity", "status", "idle_since", "created_at", "b_id")
+PROFILE_COLUMNS = ("name", "skills", "capacity", "status", "idle_since", "b_id")
 CONVERSATION_COLUMNS = tuple(t.conversations.c.keys())
 HANDOFF_COLUMNS = tuple(t.handoffs.c.keys())
 MESSAGE_COLUMNS = ("id", "channel_id", "conversation_id", "sender", "text", "at", "external_id", "agent_id",
@@ -335,7 +333,7 @@ def new_agent_row(a: AgentProfile) -> tuple[Any, ...]:
 
 
 def profile_row(a: AgentProfile) -> tuple[Any, ...]:
-    return (a.name, json.dumps(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.idle_since, a.id)
+    return (a.name, json.dumps(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.id)
 
 
 def _status(a: Any) -> str:

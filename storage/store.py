@@ -237,7 +237,7 @@ class SqlStore:
             for cid, ext, response in (await conn.execute(q)).all():
                 if response is not None:
                     by_id[cid].answers[ext] = response
-            events = [_event_from(r) for r in (await conn.execute(
+            events = [event_from(r) for r in (await conn.execute(
                 select(t.events).where(t.events.c.conversation_id.in_(chunk))
                 .order_by(t.events.c.conversation_id, t.events.c.at, t.events.c.seq)
             )).mappings().all()]
@@ -301,7 +301,7 @@ class SqlStore:
                 t.events.c.at, t.events.c.seq
             )
             rows = (await conn.execute(q)).mappings().all()
-        return [_event_from(r) for r in rows]
+        return [event_from(r) for r in rows]
 
     async def rollup_rows(self, start: float, end: float) -> tuple[list[tuple[float, str, str, float]],
                                                                    list[tuple[float, str, str, np.ndarray]]]:
@@ -358,14 +358,15 @@ def _added(blob: bytes, bins: dict[int, int]) -> bytes:
     return rollups.encode(rollups.decode(blob) + rollups.dense(bins))
 
 
-def _event_from(r: Any) -> TrackerEvent:
+def event_from(r: Any) -> TrackerEvent:
     return TrackerEvent(kind=EventKind(r["kind"]), at=r["at"], channel_id=r["channel_id"],
                         conversation_id=r["conversation_id"], message_id=r["message_id"],
                         handoff_id=r["handoff_id"], agent_id=r["agent_id"], data=r["data"] or {})
 
 
-def _event_row(e: TrackerEvent) -> dict[str, Any]:
-    """For Core inserts outside the group commit (tierdesk/metrics_admin.py)."""
+def event_row(e: TrackerEvent) -> dict[str, Any]:
+    """An event as a Core insert row, for writes outside the group commit
+    (the seeding command, tierdesk/metrics_admin.py)."""
     return {
         "at": e.at, "kind": e.kind.value, "channel_id": e.channel_id, "conversation_id": e.conversation_id,
         "message_id": e.message_id, "handoff_id": e.handoff_id, "agent_id": e.agent_id, "data": dict(e.data),

@@ -22,7 +22,7 @@ from router.rollups import Deltas, tally_events
 from router.tracker import EventKind, TrackerEvent
 from storage import tables as t
 from storage.engine import create_engines
-from storage.store import SqlStore, _event_from, _event_row
+from storage.store import SqlStore, event_from, event_row
 
 Progress = Callable[[str], None]
 
@@ -46,7 +46,7 @@ async def rebuild(database_url: str, sla: SLA, progress: Progress = print, chunk
                     select(t.events).where(t.events.c.conversation_id.in_(part))
                     .order_by(t.events.c.conversation_id, t.events.c.at, t.events.c.seq)
                 )).mappings().all()
-            _, deltas = tally_events((_event_from(r) for r in rows), sla)
+            _, deltas = tally_events((event_from(r) for r in rows), sla)
             await _write_rollups(store, deltas)
             progress(f"rebuilt {min(i + chunk, len(ids))}/{len(ids)} conversations")
         return len(ids)
@@ -125,7 +125,7 @@ async def seed(database_url: str, n_messages: int, days: float, sla: SLA, progre
             _, deltas = tally_events(batch_events, sla)
             async with engines.writing() as conn:
                 await conn.execute(t.messages.insert(), batch_messages)
-                await conn.execute(t.events.insert(), [_event_row(e) for e in batch_events])
+                await conn.execute(t.events.insert(), [event_row(e) for e in batch_events])
             await _write_rollups(store, deltas)
             batch_events, batch_messages = [], []
 

@@ -195,6 +195,9 @@ async def test_agents_round_trip(store: SqlStore) -> None:
     [a] = await store.load_agents()
     assert (a.name, a.skills, a.capacity, a.status, a.idle_since) == (
         "Ann B", frozenset({"tech"}), 5, AgentStatus.AWAY, 9.0)
+    async with store.engines.reading() as conn:
+        created = (await conn.execute(select(t.agents.c.created_at))).scalar_one()
+    assert created == 7.0  # a profile update does not move the creation time
 
 
 async def test_a_batch_skips_exactly_its_duplicate_inbound_messages(store: SqlStore) -> None:
