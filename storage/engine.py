@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tierdesk.errors import Conflict, Unavailable
+
+from .sqlite_batch import configure
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +23,11 @@ class Engines:
     write: AsyncEngine
     read: AsyncEngine
     dialect: str
-    # SQLite only: the group commit writes through a plain sqlite3 connection
-    # on its own thread (see SqlStore._write_batch).
-    sync_write: Engine | None = None
+    # SQLite only: the database file, and its durability setting, for the
+    # group commit's writer (storage/sqlite_writer.py), which writes through
+    # a plain sqlite3 connection of its own.
+    sqlite_path: str | None = None
+    sqlite_synchronous: str = "NORMAL"
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
@@ -38,8 +42,6 @@ class Engines:
                 yield conn
 
     async def dispose(self) -> None:
-        if self.sync_write is not None:
-            self.sync_write.dispose()
         await self.write.dispose()
         if self.read is not self.write:
             await self.read.dispose()
@@ -72,18 +74,7 @@ def _sqlite_pragmas(engine: AsyncEngine | Engine, *, begin: str, synchronous: st
 
     @event.listens_for(target, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        # Take transaction control away from the sqlite3 module so BEGIN is
-        # ours: the writer uses BEGIN IMMEDIATE to hold the write lock from the
-        # start instead of failing to upgrade a read lock under contention.
-        dbapi_connection.isolation_level = None
-        cur = dbapi_connection.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash; FULL also survives a
-        # power cut, at a cost per commit (TIERDESK_SQLITE_SYNCHRONOUS).
-        cur.execute(f"PRAGMA synchronous={synchronous}")
-        cur.execute("PRAGMA busy_timeout=10000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+        configure(dbapi_connection, synchronous)
 
     @event.listens_for(target, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
@@ -96,16 +87,10 @@ def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "N
     if u.get_backend_name() == "sqlite":
         write = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         read = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
-        sync_write = create_engine(
-            u.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0, pool_timeout=60,
-            # The writer thread owns the connection; the pool may hand it out
-            # from another thread only on dispose.
-            connect_args={"check_same_thread": False},
-        )
         _sqlite_pragmas(write, begin="BEGIN IMMEDIATE", synchronous=sqlite_synchronous)
-        _sqlite_pragmas(sync_write, begin="BEGIN IMMEDIATE", synchronous=sqlite_synchronous)
         _sqlite_pragmas(read, begin="BEGIN", synchronous=sqlite_synchronous)
-        return Engines(write=write, read=read, dialect="sqlite", sync_write=sync_write)
+        return Engines(write=write, read=read, dialect="sqlite", sqlite_path=u.database or "",
+                       sqlite_synchronous=sqlite_synchronous)
     engine = create_async_engine(
         url,
         pool_size=pool_size,

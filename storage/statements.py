@@ -22,9 +22,7 @@ lock, and one statement of data-modifying CTEs for the rest
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, case, literal_column, select, update
@@ -32,11 +30,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 
-from router.changes import AgentProfile, Changes, ConversationState, MessageRecord, OutboxItem
-from router.model import Handoff
-from router.tracker import TrackerEvent
 
 from . import tables as t
+from .rows import BatchRows
+from .sqlite_batch import SqliteTexts
 
 # Columns each row tuple below fills, in the order the compiled SQL takes them.
 AGENT_COLUMNS = ("id", "name", "skills", "capacity", "status", "open_count", "idle_since", "created_at")
@@ -51,8 +48,6 @@ OUTBOX_COLUMNS = ("idempotency_key", "channel_id", "conversation_id", "kind", "p
 ROLLUP_COLUMNS = ("hour", "channel_id", "name", "value")
 HISTOGRAM_COLUMNS = ("hour", "channel_id", "stat", "counts")
 
-# SQLite's default limit is 32,766 bound variables per statement.
-_SQLITE_ROWS_PER_INSERT = 1000
 
 
 class Statements:
@@ -92,13 +87,15 @@ class Statements:
 
         a = t.agents
         new = a.c.open_count + bindparam("d", type_=Integer)
-        # Takes (d, agent id), plus d again where the dialect binds by position.
-        self._load_twice = dialect.paramstyle == "qmark"
+        # Takes (d, agent id), plus d again where the dialect binds by position
+        # (SQLite's, the one that runs these; PostgreSQL's writer moves loads
+        # in write_rest).
+        twice = dialect.paramstyle == "qmark"
         self.add_load = text(by_id(a, open_count=new).where(new <= a.c.capacity),
-                             ("d", "b_id", "d") if self._load_twice else ("d", "b_id"))
+                             ("d", "b_id", "d") if twice else ("d", "b_id"))
         zero = literal_column("0")
         self.remove_load = text(by_id(a, open_count=case((new < zero, zero), else_=new)),
-                                ("d", "d", "b_id") if self._load_twice else ("d", "b_id"))
+                                ("d", "d", "b_id") if twice else ("d", "b_id"))
 
         r = insert(t.metric_rollups)
         self.add_rollups = insert_text(
@@ -132,29 +129,25 @@ class Statements:
                 + " ON CONFLICT (hour, channel_id, stat) DO UPDATE SET counts = metric_histograms.counts"
                 " RETURNING hour, channel_id, stat, counts")
         else:
-            single = insert_text(t.messages.insert(), MESSAGE_COLUMNS)
-            head, values = single.split(" VALUES ", 1)
-            self._inbound_head, self._inbound_row, self._inbound_tail = f"{head} VALUES ", values, tail
-
-    def load(self, conn: Connection, agent_id: str, d: int) -> int:
-        """Moves an agent's open count by d; returns how many rows it changed."""
-        if d > 0:
-            args = (d, agent_id, d) if self._load_twice else (d, agent_id)
-            return conn.exec_driver_sql(self.add_load, args).rowcount
-        args = (d, d, agent_id) if self._load_twice else (d, agent_id)
-        return conn.exec_driver_sql(self.remove_load, args).rowcount
+            self._inbound = insert_text(t.messages.insert(), MESSAGE_COLUMNS) + tail
 
     def insert_inbound(self, conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
-        """Inserts the messages that are new by (channel, external id) and
-        returns their ids; the others were stored before, or earlier in rows."""
-        if self.dialect == "postgresql":
-            return set(conn.exec_driver_sql(self._inbound, _columns(rows, len(MESSAGE_COLUMNS))).scalars())
-        stored: set[str] = set()
-        for i in range(0, len(rows), _SQLITE_ROWS_PER_INSERT):
-            chunk = rows[i : i + _SQLITE_ROWS_PER_INSERT]
-            sql = self._inbound_head + ", ".join([self._inbound_row] * len(chunk)) + self._inbound_tail
-            stored.update(conn.exec_driver_sql(sql, tuple(v for row in chunk for v in row)).scalars())
-        return stored
+        """PostgreSQL: inserts the messages that are new by (channel, external
+        id) and returns their ids; the others were stored before, or earlier
+        in rows."""
+        return set(conn.exec_driver_sql(self._inbound, _columns(rows, len(MESSAGE_COLUMNS))).scalars())
+
+    def sqlite_texts(self) -> SqliteTexts:
+        """The statements the SQLite writer runs (storage/sqlite_batch.py)."""
+        assert self.dialect == "sqlite"
+        return SqliteTexts(
+            inbound=self._inbound, insert_agents=self.insert_agents, update_agents=self.update_agents,
+            upsert_conversations=self.upsert_conversations, upsert_handoffs=self.upsert_handoffs,
+            add_load=self.add_load, remove_load=self.remove_load, insert_messages=self.insert_messages,
+            insert_events=self.insert_events, insert_outbox=self.insert_outbox,
+            insert_histograms=self.insert_histograms, lock_histogram=self.lock_histogram,
+            set_histogram=self.set_histogram, add_rollups=self.add_rollups, set_replied_at=self.set_replied_at,
+            set_verdict=self.set_verdict)
 
     def lock_histograms(self, conn: Connection, keys: list[tuple[float, str, str]],
                         empty: bytes) -> dict[tuple[float, str, str], bytes]:
@@ -179,70 +172,6 @@ class Statements:
             *_columns(rows.marks(), 3),
         )
         return set(conn.exec_driver_sql(self._write_rest, args).scalars())
-
-
-@dataclass(slots=True)
-class BatchRows:
-    """What a batch's live changes write after their inbound messages and
-    agents, merged across the batch as the statements take it."""
-
-    conversations: list[tuple[Any, ...]]
-    # Closed ones first: a conversation's next handoff may be opened in the
-    # same batch, and only one may be open at a time.
-    handoffs: list[tuple[Any, ...]]
-    # (agent id, net delta), none zero, removals first.
-    load: list[tuple[str, int]]
-    messages: list[tuple[Any, ...]]
-    events: list[tuple[Any, ...]]
-    outbox: list[tuple[Any, ...]]
-    histograms: dict[tuple[float, str, str], dict[int, int]]
-    rollups: list[tuple[float, str, str, float]]
-    replied: list[tuple[float, str]]
-    verdicts: list[tuple[str, str]]
-
-    @classmethod
-    def of(cls, live: Sequence[Changes]) -> BatchRows:
-        conversations: dict[str, ConversationState] = {}
-        handoffs: dict[str, Handoff] = {}
-        net: dict[str, int] = {}
-        rollup: dict[tuple[float, str, str], float] = {}
-        hist: dict[tuple[float, str, str], dict[int, int]] = {}
-        replied: list[tuple[float, str]] = []
-        for c in live:
-            conversations.update(c.conversations)
-            handoffs.update(c.handoffs)
-            for agent_id, d in c.load_deltas.items():
-                net[agent_id] = net.get(agent_id, 0) + d
-            for key, value in c.rollup.values.items():
-                rollup[key] = rollup.get(key, 0.0) + value
-            for key, bins in c.rollup.hist.items():
-                mine = hist.setdefault(key, {})
-                for b, n in bins.items():
-                    mine[b] = mine.get(b, 0) + n
-            replied += [(at, mid) for mid, at in c.rollup.replied]
-        return cls(
-            conversations=[conversation_row(s) for s in conversations.values()],
-            handoffs=[handoff_row(h) for h in sorted(handoffs.values(), key=lambda h: h.resolved_at is None)],
-            load=[(a, d) for a, d in sorted(net.items(), key=lambda kv: kv[1]) if d != 0],
-            messages=[message_row(m) for c in live for m in c.messages],
-            events=[event_row(e) for c in live for e in c.events],
-            outbox=[outbox_row(o) for c in live for o in c.outbox],
-            histograms=hist,
-            rollups=[(h, ch, n, v) for (h, ch, n), v in sorted(rollup.items())],
-            replied=replied,
-            verdicts=[(v, mid) for c in live for mid, v in c.verdicts],
-        )
-
-    def marks(self) -> list[tuple[str, float | None, str | None]]:
-        """Replies and verdicts as one row per message, (id, replied_at,
-        verdict) with None for "leave as is": one UPDATE may not change a row
-        twice. The last of each wins, as when they were run one by one."""
-        out: dict[str, list[Any]] = {}
-        for at, mid in self.replied:
-            out.setdefault(mid, [None, None])[0] = at
-        for v, mid in self.verdicts:
-            out.setdefault(mid, [None, None])[1] = v
-        return [(mid, at, v) for mid, (at, v) in out.items()]
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:
@@ -311,40 +240,3 @@ def _write_rest_text(dialect: Dialect) -> str:
     }
     ctes = ", ".join(f"{name} AS ({sql})" for name, sql in parts.items())
     return f"WITH {ctes} SELECT id FROM load_moved"
-
-
-def message_row(m: MessageRecord) -> tuple[Any, ...]:
-    return (m.id, m.channel_id, m.conversation_id, m.sender.value, m.text, m.at, m.external_id, m.agent_id,
-            m.tier.value if m.tier else None, m.intent, m.confidence, m.in_reply_to, json.dumps(m.response), m.outcome,
-            m.replied_at)
-
-
-def event_row(e: TrackerEvent) -> tuple[Any, ...]:
-    return (e.at, e.kind.value, e.channel_id, e.conversation_id, e.message_id, e.handoff_id, e.agent_id,
-            json.dumps(dict(e.data)))
-
-
-def outbox_row(o: OutboxItem) -> tuple[Any, ...]:
-    return (o.idempotency_key, o.channel_id, o.conversation_id, o.kind, json.dumps(o.payload), o.at, "pending", 0, o.at)
-
-
-def new_agent_row(a: AgentProfile) -> tuple[Any, ...]:
-    return (a.id, a.name, json.dumps(sorted(a.skills)), a.capacity, _status(a), 0, a.idle_since, a.idle_since)
-
-
-def profile_row(a: AgentProfile) -> tuple[Any, ...]:
-    return (a.name, json.dumps(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.id)
-
-
-def _status(a: Any) -> str:
-    return a.status if isinstance(a.status, str) else a.status.value
-
-
-def conversation_row(s: ConversationState) -> tuple[Any, ...]:
-    return (s.id, s.channel_id, s.external_id, s.customer.id, s.customer.name, s.customer.vip, s.status.value,
-            s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id)
-
-
-def handoff_row(h: Handoff) -> tuple[Any, ...]:
-    return (h.id, h.conversation_id, h.channel_id, h.seq, h.reason.value, h.skill, h.requested_at, h.vip,
-            h.agent_id, h.assigned_at, h.first_reply_at, h.resolved_at)

@@ -3,9 +3,7 @@ with a handful of statements each."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from typing import Any
@@ -37,15 +35,19 @@ from .batch_loader import BatchLoader
 from .engine import Engines
 from .group_commit import GroupCommitter
 from .lookup import conversation_keys
-from .statements import BatchRows, Statements, message_row, new_agent_row, profile_row
+from .rows import BatchRows, ChangeRows, agent_rows, inbound_duplicates, refused_agents
+from .sqlite_batch import CapacityRefused, added, empty_histogram
+from .sqlite_writer import SqliteWriter
+from .statements import Statements
 
 
 class SqlStore:
     def __init__(self, engines: Engines, *, max_batch: int = 1000) -> None:
         self.engines = engines
-        self._sql = Statements((engines.sync_write or engines.write).dialect)
+        self._sql = Statements(engines.write.dialect)
         self.committer = GroupCommitter(self._write_batch, max_batch=max_batch)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._sqlite = (SqliteWriter(engines.sqlite_path, engines.sqlite_synchronous, self._sql.sqlite_texts())
+                        if engines.sqlite_path is not None else None)
         self._conversation_loader: BatchLoader[tuple[str, str], Conversation] = BatchLoader(
             self._load_conversations
         )
@@ -53,7 +55,8 @@ class SqlStore:
 
     async def close(self) -> None:
         await self.committer.close()
-        self._writer.shutdown(wait=True)
+        if self._sqlite is not None:
+            await self._sqlite.close()
         await self._conversation_keys.close()
 
     # ------------------------------------------------------------------ write
@@ -61,87 +64,31 @@ class SqlStore:
         await self.committer.commit(changes)
 
     async def _write_batch(self, batch: Sequence[Changes]) -> list[bool]:
-        if self.engines.sync_write is not None:
-            # SQLite: the whole batch in one hop to the writer thread, instead
-            # of a hop per statement; sqlite3 releases the GIL while it works.
-            return await asyncio.get_running_loop().run_in_executor(self._writer, self._write_sync, batch)
-        async with self.engines.writing() as conn:
-            return await conn.run_sync(self._apply_batch, batch)
+        try:
+            if self._sqlite is not None:
+                return await self._sqlite.write(batch)
+            async with self.engines.writing() as conn:
+                return await conn.run_sync(self._write_postgresql, [ChangeRows.of(c) for c in batch])
+        except CapacityRefused as e:
+            raise CapacityExceeded(f"agent {e.agent_id!r} would exceed capacity") from e
 
-    def _write_sync(self, batch: Sequence[Changes]) -> list[bool]:
-        assert self.engines.sync_write is not None
-        with self.engines.sync_write.begin() as conn:
-            return self._apply_batch(conn, batch)
-
-    def _apply_batch(self, conn: Connection, batch: Sequence[Changes]) -> list[bool]:
+    def _write_postgresql(self, conn: Connection, batch: Sequence[ChangeRows]) -> list[bool]:
         sql = self._sql
-        run = conn.exec_driver_sql
-        duplicates = [False] * len(batch)
-        inbound = [(i, c.inbound) for i, c in enumerate(batch) if c.inbound is not None]
-        if inbound:
-            stored = sql.insert_inbound(conn, [message_row(m) for _, m in inbound])  # type: ignore[arg-type]
-            for i, m in inbound:
-                if m.id not in stored:  # type: ignore[union-attr]
-                    duplicates[i] = True
+        inbound = [c.inbound for c in batch if c.inbound is not None]
+        stored = sql.insert_inbound(conn, inbound) if inbound else set()
+        duplicates = inbound_duplicates(batch, stored)
         live = [c for c, dup in zip(batch, duplicates, strict=True) if not dup]
-
-        new_agents = [new_agent_row(a) for c in live for a in c.new_agents]
+        new_agents, profiles = agent_rows(live)
         if new_agents:
-            run(sql.insert_agents, new_agents)
-        profiles: dict[str, Any] = {}
-        for c in live:
-            profiles.update(c.agents)
+            conn.exec_driver_sql(sql.insert_agents, new_agents)
         if profiles:
-            run(sql.update_agents, [profile_row(a) for a in profiles.values()])
-
+            conn.exec_driver_sql(sql.update_agents, profiles)
         rows = BatchRows.of(live)
-        if sql.dialect == "postgresql":
-            moved = sql.write_rest(conn, rows, self._histogram_rows(conn, rows.histograms))
-        else:
-            moved = self._write_one_by_one(conn, rows)
-        for agent_id, d in rows.load:
-            # Adding refuses to go over capacity: the database, not only the
-            # dispatcher, is the guard that holds across instances.
-            if d > 0 and agent_id not in moved:
-                raise CapacityExceeded(f"agent {agent_id!r} would exceed capacity")
+        moved = sql.write_rest(conn, rows, self._histogram_rows(conn, rows.histograms))
+        refused = refused_agents(rows.load, moved)
+        if refused:
+            raise CapacityRefused(refused[0])
         return duplicates
-
-    def _write_one_by_one(self, conn: Connection, rows: BatchRows) -> set[str]:
-        """SQLite: a statement per table (its writer is a thread of its own);
-        returns the agents whose load moved."""
-        sql = self._sql
-        run = conn.exec_driver_sql
-        if rows.conversations:
-            run(sql.upsert_conversations, rows.conversations)
-        if rows.handoffs:
-            run(sql.upsert_handoffs, rows.handoffs)
-        moved = set()
-        for agent_id, d in rows.load:
-            if sql.load(conn, agent_id, d) == 1:
-                moved.add(agent_id)
-            elif d > 0:
-                return moved  # the batch fails: the rest would be rolled back
-        if rows.messages:
-            run(sql.insert_messages, rows.messages)
-        if rows.events:
-            run(sql.insert_events, rows.events)
-        if rows.outbox:
-            run(sql.insert_outbox, rows.outbox)
-        if rows.histograms:
-            keys = sorted(rows.histograms)
-            run(sql.insert_histograms, [(*k, _EMPTY) for k in keys])
-            updates = []
-            for key in keys:
-                current = run(sql.lock_histogram, key).scalar_one()
-                updates.append((_added(current, rows.histograms[key]), *key))
-            run(sql.set_histogram, updates)
-        if rows.rollups:
-            run(sql.add_rollups, rows.rollups)
-        if rows.replied:
-            run(sql.set_replied_at, rows.replied)
-        if rows.verdicts:
-            run(sql.set_verdict, rows.verdicts)
-        return moved
 
     def _histogram_rows(self, conn: Connection, hist: dict[tuple[float, str, str], dict[int, int]]
                         ) -> list[tuple[float, str, str, bytes]]:
@@ -150,8 +97,8 @@ class SqlStore:
         if not hist:
             return []
         keys = sorted(hist)
-        current = self._sql.lock_histograms(conn, keys, _EMPTY)
-        return [(*key, _added(current[key], hist[key])) for key in keys]
+        current = self._sql.lock_histograms(conn, keys, empty_histogram())
+        return [(*key, added(current[key], hist[key])) for key in keys]
 
     # ------------------------------------------------------------------- read
     async def load_agents(self) -> list[Agent]:
@@ -351,13 +298,6 @@ class SqlStore:
 
 
 # ------------------------------------------------------------------- mapping
-_EMPTY = rollups.encode(rollups.dense({}))
-
-
-def _added(blob: bytes, bins: dict[int, int]) -> bytes:
-    return rollups.encode(rollups.decode(blob) + rollups.dense(bins))
-
-
 def event_from(r: Any) -> TrackerEvent:
     return TrackerEvent(kind=EventKind(r["kind"]), at=r["at"], channel_id=r["channel_id"],
                         conversation_id=r["conversation_id"], message_id=r["message_id"],

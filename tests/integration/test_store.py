@@ -219,6 +219,20 @@ async def test_a_batch_skips_exactly_its_duplicate_inbound_messages(store: SqlSt
         True, True]
 
 
+async def test_a_batch_larger_than_one_statement_keeps_every_row_and_every_duplicate(store: SqlStore) -> None:
+    # On SQLite a batch's rows go in as multi-row statements of at most 256
+    # rows (256 + 256 + 64 + 16 + 8 here), the duplicates' verdicts come back
+    # from each; PostgreSQL takes them as arrays in one statement.
+    await store._write_batch([message_changes(f"c{i}", f"x{i}", f"m{i}") for i in range(0, 600, 7)])
+    batch = [message_changes(f"c{i}", f"x{i}", f"m{i}") for i in range(600)]
+    expected = [i % 7 == 0 for i in range(600)]
+    assert await store._write_batch(batch) == expected
+    assert await store.count("messages") == 600
+    assert await store.count("events") == 600
+    assert await store.count("conversations") == 600
+    assert await store.stored_answer("ch", "m599") == {"action": "answer", "n": "m599"}
+
+
 async def test_load_is_netted_per_batch_and_never_goes_below_zero(store: SqlStore) -> None:
     create = Changes()
     create.new_agents += [AgentProfile("a1", "Ann", frozenset(), 1, "online", 0.0),

@@ -1,0 +1,183 @@
+"""A batch's changes as the rows the group commit writes: tuples of plain
+values in the order of the columns in storage/statements.py.
+
+Plain values because a batch may cross a process boundary (the SQLite
+writer process, storage/sqlite_writer.py): tuples, dicts and strings pickle
+in microseconds, domain objects in tens of them. Nothing here imports
+SQLAlchemy, so that process starts light.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from router.changes import AgentProfile, Changes, ConversationState, MessageRecord, OutboxItem
+from router.model import Handoff
+from router.tracker import TrackerEvent
+
+Row = tuple[Any, ...]
+# (hour, channel id, stat or name)
+RollupKey = tuple[float, str, str]
+
+
+@dataclass(slots=True)
+class ChangeRows:
+    """One request's changes as rows (router.changes.Changes, flattened)."""
+
+    inbound: Row | None
+    new_agents: list[Row]
+    agents: dict[str, Row]
+    conversations: dict[str, Row]
+    handoffs: dict[str, Row]
+    load: dict[str, int]
+    messages: list[Row]
+    events: list[Row]
+    outbox: list[Row]
+    rollups: dict[RollupKey, float]
+    histograms: dict[RollupKey, dict[int, int]]
+    replied: list[tuple[float, str]]
+    verdicts: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, c: Changes) -> ChangeRows:
+        return cls(
+            inbound=message_row(c.inbound) if c.inbound is not None else None,
+            new_agents=[new_agent_row(a) for a in c.new_agents],
+            agents={k: profile_row(a) for k, a in c.agents.items()},
+            conversations={k: conversation_row(s) for k, s in c.conversations.items()},
+            handoffs={k: handoff_row(h) for k, h in c.handoffs.items()},
+            load=c.load_deltas,
+            messages=[message_row(m) for m in c.messages],
+            events=[event_row(e) for e in c.events],
+            outbox=[outbox_row(o) for o in c.outbox],
+            rollups=dict(c.rollup.values),
+            histograms=c.rollup.hist,
+            replied=[(at, mid) for mid, at in c.rollup.replied],
+            verdicts=[(v, mid) for mid, v in c.verdicts],
+        )
+
+
+@dataclass(slots=True)
+class BatchRows:
+    """What a batch's live changes write after their inbound messages and
+    agents, merged across the batch as the statements take it."""
+
+    conversations: list[Row]
+    # Closed ones first: a conversation's next handoff may be opened in the
+    # same batch, and only one may be open at a time.
+    handoffs: list[Row]
+    # (agent id, net delta), none zero, removals first.
+    load: list[tuple[str, int]]
+    messages: list[Row]
+    events: list[Row]
+    outbox: list[Row]
+    histograms: dict[RollupKey, dict[int, int]]
+    rollups: list[tuple[float, str, str, float]]
+    replied: list[tuple[float, str]]
+    verdicts: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, live: Sequence[ChangeRows]) -> BatchRows:
+        conversations: dict[str, Row] = {}
+        handoffs: dict[str, Row] = {}
+        net: dict[str, int] = {}
+        rollup: dict[RollupKey, float] = {}
+        hist: dict[RollupKey, dict[int, int]] = {}
+        for c in live:
+            conversations.update(c.conversations)
+            handoffs.update(c.handoffs)
+            for agent_id, d in c.load.items():
+                net[agent_id] = net.get(agent_id, 0) + d
+            for key, value in c.rollups.items():
+                rollup[key] = rollup.get(key, 0.0) + value
+            for key, bins in c.histograms.items():
+                mine = hist.setdefault(key, {})
+                for b, n in bins.items():
+                    mine[b] = mine.get(b, 0) + n
+        return cls(
+            conversations=list(conversations.values()),
+            handoffs=sorted(handoffs.values(), key=lambda h: h[HANDOFF_RESOLVED_AT] is None),
+            load=[(a, d) for a, d in sorted(net.items(), key=lambda kv: kv[1]) if d != 0],
+            messages=[m for c in live for m in c.messages],
+            events=[e for c in live for e in c.events],
+            outbox=[o for c in live for o in c.outbox],
+            histograms=hist,
+            rollups=[(h, ch, n, v) for (h, ch, n), v in sorted(rollup.items())],
+            replied=[r for c in live for r in c.replied],
+            verdicts=[v for c in live for v in c.verdicts],
+        )
+
+    def marks(self) -> list[tuple[str, float | None, str | None]]:
+        """Replies and verdicts as one row per message, (id, replied_at,
+        verdict) with None for "leave as is": one UPDATE may not change a row
+        twice. The last of each wins, as when they were run one by one."""
+        out: dict[str, list[Any]] = {}
+        for at, mid in self.replied:
+            out.setdefault(mid, [None, None])[0] = at
+        for v, mid in self.verdicts:
+            out.setdefault(mid, [None, None])[1] = v
+        return [(mid, at, v) for mid, (at, v) in out.items()]
+
+
+def inbound_duplicates(batch: Sequence[ChangeRows], stored: set[str]) -> list[bool]:
+    """Per change, whether its inbound message was stored before (it is not
+    among the ids the insert returned)."""
+    return [c.inbound is not None and c.inbound[0] not in stored for c in batch]
+
+
+def agent_rows(live: Sequence[ChangeRows]) -> tuple[list[Row], list[Row]]:
+    """New agents' rows, and the latest settings of the others."""
+    profiles: dict[str, Row] = {}
+    for c in live:
+        profiles.update(c.agents)
+    return [a for c in live for a in c.new_agents], list(profiles.values())
+
+
+def refused_agents(load: Sequence[tuple[str, int]], moved: set[str]) -> list[str]:
+    """Agents an addition was refused for: it would have gone over capacity.
+    The database, not only the dispatcher, is the guard that holds across
+    instances."""
+    return [agent_id for agent_id, d in load if d > 0 and agent_id not in moved]
+
+
+def message_row(m: MessageRecord) -> Row:
+    return (m.id, m.channel_id, m.conversation_id, m.sender.value, m.text, m.at, m.external_id, m.agent_id,
+            m.tier.value if m.tier else None, m.intent, m.confidence, m.in_reply_to, json.dumps(m.response), m.outcome,
+            m.replied_at)
+
+
+def event_row(e: TrackerEvent) -> Row:
+    return (e.at, e.kind.value, e.channel_id, e.conversation_id, e.message_id, e.handoff_id, e.agent_id,
+            json.dumps(dict(e.data)))
+
+
+def outbox_row(o: OutboxItem) -> Row:
+    return (o.idempotency_key, o.channel_id, o.conversation_id, o.kind, json.dumps(o.payload), o.at, "pending", 0, o.at)
+
+
+def new_agent_row(a: AgentProfile) -> Row:
+    return (a.id, a.name, json.dumps(sorted(a.skills)), a.capacity, _status(a), 0, a.idle_since, a.idle_since)
+
+
+def profile_row(a: AgentProfile) -> Row:
+    return (a.name, json.dumps(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.id)
+
+
+def _status(a: Any) -> str:
+    return a.status if isinstance(a.status, str) else a.status.value
+
+
+def conversation_row(s: ConversationState) -> Row:
+    return (s.id, s.channel_id, s.external_id, s.customer.id, s.customer.name, s.customer.vip, s.status.value,
+            s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id)
+
+
+HANDOFF_RESOLVED_AT = 11
+
+
+def handoff_row(h: Handoff) -> Row:
+    return (h.id, h.conversation_id, h.channel_id, h.seq, h.reason.value, h.skill, h.requested_at, h.vip,
+            h.agent_id, h.assigned_at, h.first_reply_at, h.resolved_at)

@@ -1,0 +1,166 @@
+"""A group-commit batch written to SQLite through a plain sqlite3 connection.
+
+Runs wherever the SQLite writer runs: on a thread of the server, or in the
+writer process (storage/sqlite_writer.py). The SQL text is compiled by
+SQLAlchemy in the server (storage/statements.py) and arrives here as
+strings, so this module and its process need no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from router import rollups
+
+from .rows import BatchRows, ChangeRows, Row, agent_rows, inbound_duplicates, refused_agents
+
+# SQLite's default limit is 32,766 bound variables per statement; longer
+# statements gain nothing more.
+_MAX_VARIABLES = 32766
+_MAX_ROWS = 256
+
+_EMPTY_HISTOGRAM = rollups.encode(rollups.dense({}))
+
+
+class CapacityRefused(Exception):
+    """An agent's load would have gone over capacity; the batch is rolled back."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(agent_id)
+        self.agent_id = agent_id
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteTexts:
+    """The statements, compiled for SQLite (one-row INSERTs are run for many
+    rows by ``insert_rows``)."""
+
+    inbound: str  # INSERT ... ON CONFLICT DO NOTHING RETURNING id
+    insert_agents: str
+    update_agents: str
+    upsert_conversations: str
+    upsert_handoffs: str
+    add_load: str  # takes (d, agent id, d)
+    remove_load: str  # takes (d, d, agent id)
+    insert_messages: str
+    insert_events: str
+    insert_outbox: str
+    insert_histograms: str
+    lock_histogram: str
+    set_histogram: str
+    add_rollups: str
+    set_replied_at: str
+    set_verdict: str
+
+
+class SqliteBatchWriter:
+    """Writes batches through one connection; the caller owns the transaction."""
+
+    def __init__(self, texts: SqliteTexts) -> None:
+        self.texts = texts
+        self._multi: dict[tuple[str, int], str] = {}
+
+    def write(self, conn: sqlite3.Connection, batch: Sequence[ChangeRows]) -> list[bool]:
+        """Returns, per change, whether its inbound message was a duplicate
+        (and so nothing of it was written). Raises CapacityRefused."""
+        sql = self.texts
+        inbound = [c.inbound for c in batch if c.inbound is not None]
+        stored: set[str] = set()
+        for text, args in self._multi_row(sql.inbound, inbound):
+            stored.update(r[0] for r in conn.execute(text, args))
+        duplicates = inbound_duplicates(batch, stored)
+        live = [c for c, dup in zip(batch, duplicates, strict=True) if not dup]
+
+        new_agents, profiles = agent_rows(live)
+        if new_agents:
+            conn.executemany(sql.insert_agents, new_agents)
+        if profiles:
+            conn.executemany(sql.update_agents, profiles)
+
+        rows = BatchRows.of(live)
+        self.insert_rows(conn, sql.upsert_conversations, rows.conversations)
+        self.insert_rows(conn, sql.upsert_handoffs, rows.handoffs)
+        moved = set()
+        for agent_id, d in rows.load:
+            if d > 0:
+                changed = conn.execute(sql.add_load, (d, agent_id, d)).rowcount
+            else:
+                changed = conn.execute(sql.remove_load, (d, d, agent_id)).rowcount
+            if changed == 1:
+                moved.add(agent_id)
+        refused = refused_agents(rows.load, moved)
+        if refused:
+            raise CapacityRefused(refused[0])
+        self.insert_rows(conn, sql.insert_messages, rows.messages)
+        self.insert_rows(conn, sql.insert_events, rows.events)
+        self.insert_rows(conn, sql.insert_outbox, rows.outbox)
+        if rows.histograms:
+            # Read-modify-write: a histogram is a blob, which SQL cannot add
+            # to; the write lock (BEGIN IMMEDIATE) is held already.
+            keys = sorted(rows.histograms)
+            self.insert_rows(conn, sql.insert_histograms, [(*k, _EMPTY_HISTOGRAM) for k in keys])
+            updates = []
+            for key in keys:
+                (current,) = conn.execute(sql.lock_histogram, key).fetchone()
+                updates.append((added(current, rows.histograms[key]), *key))
+            conn.executemany(sql.set_histogram, updates)
+        self.insert_rows(conn, sql.add_rollups, rows.rollups)
+        if rows.replied:
+            conn.executemany(sql.set_replied_at, rows.replied)
+        if rows.verdicts:
+            conn.executemany(sql.set_verdict, rows.verdicts)
+        return duplicates
+
+    def insert_rows(self, conn: sqlite3.Connection, single: str, rows: list[Row]) -> None:
+        """Runs a one-row INSERT text for many rows as multi-row VALUES
+        statements: executemany steps the statement once per row, and
+        sqlite3 lets go of the GIL around every step, so a writer thread
+        queues for the GIL behind the event loop a hundred times a batch."""
+        for text, args in self._multi_row(single, rows):
+            conn.execute(text, args)
+
+    def _multi_row(self, single: str, rows: list[Row]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        # Chunks of a power of two rows: few distinct texts, so they stay in
+        # the connection's statement cache instead of being compiled anew.
+        if not rows:
+            return
+        cap = min(_MAX_ROWS, 1 << ((_MAX_VARIABLES // len(rows[0])).bit_length() - 1))
+        i = 0
+        while i < len(rows):
+            n = min(cap, 1 << ((len(rows) - i).bit_length() - 1))
+            text = self._multi.get((single, n))
+            if text is None:
+                head, rest = single.split(" VALUES ", 1)
+                end = rest.index(")") + 1
+                text = self._multi[(single, n)] = f"{head} VALUES {', '.join([rest[:end]] * n)}{rest[end:]}"
+            yield text, tuple(itertools.chain.from_iterable(rows[i : i + n]))
+            i += n
+
+
+def added(blob: bytes, bins: dict[int, int]) -> bytes:
+    """A stored histogram with bins added."""
+    return rollups.encode(rollups.decode(blob) + rollups.dense(bins))
+
+
+def empty_histogram() -> bytes:
+    return _EMPTY_HISTOGRAM
+
+
+def configure(conn: sqlite3.Connection, synchronous: str) -> None:
+    """Settings every tierdesk connection to SQLite gets (the engines' too)."""
+    # Transaction control is ours, not the sqlite3 module's: the writer uses
+    # BEGIN IMMEDIATE to hold the write lock from the start instead of
+    # failing to upgrade a read lock under contention.
+    conn.isolation_level = None
+    cur = conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode survives a process crash; FULL also survives a
+    # power cut, at a cost per commit (TIERDESK_SQLITE_SYNCHRONOUS).
+    cur.execute(f"PRAGMA synchronous={synchronous}")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
