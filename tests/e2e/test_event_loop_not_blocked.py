@@ -24,11 +24,7 @@ from pathlib import Path
 import pytest
 
 from classifier.training import train_and_save
-from tests.support.api import Api
-from tierdesk.settings import Settings
-from tierdesk.web.app import create_app
-
-KB = Path(__file__).resolve().parents[2] / "knowledge_base"
+from tests.support.api import KNOWLEDGE_BASE, Api
 
 # A blocking call worth finding (a synchronous query, a file read of a big
 # model) takes tens of milliseconds.
@@ -70,22 +66,15 @@ def loop_monitor(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopMonitor]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
-    train_and_save(KB, root, activate=True, progress=lambda _: None)
+    train_and_save(KNOWLEDGE_BASE, root, activate=True, progress=lambda _: None)
     return root
 
 
 @pytest.fixture
 async def api(aiohttp_client, db_url, clock, trained, tmp_path):  # type: ignore[no-untyped-def]
-    """The server as deployed: models and knowledge base from disk."""
     models = tmp_path / "models"
     shutil.copytree(trained, models)
-    settings = Settings.from_env({}, database_url=db_url, admin_token="td_admin_test-token", models_dir=models,
-                                 knowledge_base=KB, sweep_interval_seconds=3600.0, model_watch_seconds=3600.0)
-    client = await aiohttp_client(create_app(settings, clock=clock))
-    api = Api(client=client, clock=clock)
-    channel = await api.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
-    api.channel_token, api.channel_id = channel["token"], channel["id"]
-    return api
+    return await Api.start_deployed(aiohttp_client, db_url=db_url, clock=clock, models=models)
 
 
 def iso(t: float) -> str:

@@ -12,7 +12,6 @@ import pytest
 from classifier.artifact import ModelStore
 from classifier.training import train_and_save
 from tests.support.api import Api
-from tierdesk.settings import Settings
 from tierdesk.web import keys
 from tierdesk.web.app import create_app
 
@@ -33,13 +32,7 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def faq_api(aiohttp_client, db_url, clock, two_versions, tmp_path):  # type: ignore[no-untyped-def]
     models = tmp_path / "models"
     shutil.copytree(two_versions, models)
-    settings = Settings.from_env({}, database_url=db_url, admin_token="td_admin_test-token", models_dir=models,
-                                 knowledge_base=KB, sweep_interval_seconds=3600.0, model_watch_seconds=3600.0)
-    client = await aiohttp_client(create_app(settings, clock=clock))
-    api = Api(client=client, clock=clock)
-    channel = await api.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
-    api.channel_token, api.channel_id = channel["token"], channel["id"]
-    return api
+    return await Api.start_deployed(aiohttp_client, db_url=db_url, clock=clock, models=models)
 
 
 async def test_activate_and_rollback_under_concurrent_requests(faq_api: Api) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from router.ports import FakeClock
@@ -11,6 +12,7 @@ from tierdesk.settings import Settings
 from tierdesk.web.app import create_app
 
 ADMIN_TOKEN = "td_admin_test-token"
+KNOWLEDGE_BASE = Path(__file__).resolve().parents[2] / "knowledge_base"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -33,6 +35,17 @@ class Api:
         client = await aiohttp_client(app)
         api = cls(client=client, clock=clock)
         channel = await api.admin("POST", "/v1/admin/channels", json={"name": "web chat"}, expect=201)
+        api.channel_token, api.channel_id = channel["token"], channel["id"]
+        return api
+
+    @classmethod
+    async def start_deployed(cls, aiohttp_client: Any, *, db_url: str, clock: FakeClock, models: Path) -> Api:
+        """The server as deployed: models and knowledge base read from disk."""
+        settings = Settings.from_env({}, database_url=db_url, admin_token=ADMIN_TOKEN, models_dir=models,
+                                     knowledge_base=KNOWLEDGE_BASE, sweep_interval_seconds=3600.0,
+                                     model_watch_seconds=3600.0)
+        api = cls(client=await aiohttp_client(create_app(settings, clock=clock)), clock=clock)
+        channel = await api.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
         api.channel_token, api.channel_id = channel["token"], channel["id"]
         return api
 
