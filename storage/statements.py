@@ -1,14 +1,14 @@
 """The group commit's statements, compiled once per dialect to SQL text with a
-fixed parameter order, and the rows they take as tuples.
+fixed parameter order; the rows they take are tuples (storage/rows.py).
 
 Executing a Core statement costs tens of microseconds of Python however few
 its rows (cache key, parameter processing, result set-up), and a batch runs
-about eight: that was most of the writer's CPU at half load. Text run with
-the driver's executemany (through ``Connection.exec_driver_sql``, which keeps
-SQLAlchemy's error translation and disconnect handling) costs little beyond
-the rows. Values go to the driver as they are stored, so the conversions the
-Core types made are made here: JSON is serialized as SQLAlchemy's JSON type
-does with the engines' default serializer (``None`` too, as JSON ``null``).
+about eight: that was most of the writer's CPU at half load. Text run by the
+driver costs little beyond the rows. Values go to the driver as they are
+stored, so the conversions the Core types made are made in storage/rows.py:
+JSON is serialized as SQLAlchemy's JSON type does with the engines' default
+serializer (``None`` too, as JSON ``null``). SQLite's writer runs the text
+on a plain sqlite3 connection (storage/sqlite_batch.py).
 
 On PostgreSQL the writer runs on the event loop thread, where every round
 trip costs socket and epoll CPU that requests are waiting for, so a batch
@@ -30,12 +30,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 
-
 from . import tables as t
 from .rows import BatchRows
 from .sqlite_batch import SqliteTexts
 
-# Columns each row tuple below fills, in the order the compiled SQL takes them.
+# Columns the row tuples of storage/rows.py fill, in the order the compiled SQL takes them.
 AGENT_COLUMNS = ("id", "name", "skills", "capacity", "status", "open_count", "idle_since", "created_at")
 PROFILE_COLUMNS = ("name", "skills", "capacity", "status", "idle_since", "b_id")
 CONVERSATION_COLUMNS = tuple(t.conversations.c.keys())
@@ -47,7 +46,6 @@ OUTBOX_COLUMNS = ("idempotency_key", "channel_id", "conversation_id", "kind", "p
                   "attempts", "next_attempt_at")
 ROLLUP_COLUMNS = ("hour", "channel_id", "name", "value")
 HISTOGRAM_COLUMNS = ("hour", "channel_id", "stat", "counts")
-
 
 
 class Statements:
