@@ -1,10 +1,10 @@
 """A batch's changes as the rows the group commit writes: tuples of plain
 values in the order of the columns in storage/statements.py.
 
-Plain values because a batch may cross a process boundary (the SQLite
-writer process, storage/sqlite_writer.py): tuples, dicts and strings pickle
-in microseconds, domain objects in tens of them. Nothing here imports
-SQLAlchemy, so that process starts light.
+Both writers take them: SQLite's builds them on its own thread, off the
+event loop, and runs them through a plain sqlite3 connection
+(storage/sqlite_batch.py, which, like this module, imports no SQLAlchemy);
+PostgreSQL's turns them into one array per column.
 """
 
 from __future__ import annotations
