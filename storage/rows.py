@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from router import rollups
 from router.changes import AgentProfile, Changes, ConversationState, MessageRecord, OutboxItem
 from router.model import Handoff
 from router.tracker import TrackerEvent
@@ -122,10 +123,19 @@ class BatchRows:
         return [(mid, at, v) for mid, (at, v) in out.items()]
 
 
-def inbound_duplicates(batch: Sequence[ChangeRows], stored: set[str]) -> list[bool]:
+class CapacityRefused(Exception):
+    """An agent's load would have gone over capacity; the batch is rolled back."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(agent_id)
+        self.agent_id = agent_id
+
+
+def live_changes(batch: Sequence[ChangeRows], stored: set[str]) -> tuple[list[bool], list[ChangeRows]]:
     """Per change, whether its inbound message was stored before (it is not
-    among the ids the insert returned)."""
-    return [c.inbound is not None and c.inbound[0] not in stored for c in batch]
+    among the ids the inbound insert returned); and the changes that were not."""
+    duplicates = [c.inbound is not None and c.inbound[0] not in stored for c in batch]
+    return duplicates, [c for c, dup in zip(batch, duplicates, strict=True) if not dup]
 
 
 def agent_rows(live: Sequence[ChangeRows]) -> tuple[list[Row], list[Row]]:
@@ -136,11 +146,21 @@ def agent_rows(live: Sequence[ChangeRows]) -> tuple[list[Row], list[Row]]:
     return [a for c in live for a in c.new_agents], list(profiles.values())
 
 
-def refused_agents(load: Sequence[tuple[str, int]], moved: set[str]) -> list[str]:
-    """Agents an addition was refused for: it would have gone over capacity.
-    The database, not only the dispatcher, is the guard that holds across
-    instances."""
-    return [agent_id for agent_id, d in load if d > 0 and agent_id not in moved]
+def check_capacity(load: Sequence[tuple[str, int]], moved: set[str]) -> None:
+    """Raises CapacityRefused if an addition to an agent's load was refused
+    (it would have gone over capacity): the database, not only the
+    dispatcher, is the guard that holds across instances."""
+    for agent_id, d in load:
+        if d > 0 and agent_id not in moved:
+            raise CapacityRefused(agent_id)
+
+
+EMPTY_HISTOGRAM = rollups.encode(rollups.dense({}))
+
+
+def added(blob: bytes, bins: dict[int, int]) -> bytes:
+    """A stored histogram with bins added: a blob, which SQL cannot add to."""
+    return rollups.encode(rollups.decode(blob) + rollups.dense(bins))
 
 
 def message_row(m: MessageRecord) -> Row:

@@ -14,24 +14,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from router import rollups
-
-from .rows import BatchRows, ChangeRows, Row, agent_rows, inbound_duplicates, refused_agents
+from .rows import EMPTY_HISTOGRAM, BatchRows, ChangeRows, Row, added, agent_rows, check_capacity, live_changes
 
 # SQLite's default limit is 32,766 bound variables per statement; longer
 # statements gain nothing more.
 _MAX_VARIABLES = 32766
 _MAX_ROWS = 256
-
-_EMPTY_HISTOGRAM = rollups.encode(rollups.dense({}))
-
-
-class CapacityRefused(Exception):
-    """An agent's load would have gone over capacity; the batch is rolled back."""
-
-    def __init__(self, agent_id: str) -> None:
-        super().__init__(agent_id)
-        self.agent_id = agent_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +54,13 @@ class SqliteBatchWriter:
 
     def write(self, conn: sqlite3.Connection, batch: Sequence[ChangeRows]) -> list[bool]:
         """Returns, per change, whether its inbound message was a duplicate
-        (and so nothing of it was written). Raises CapacityRefused."""
+        (and so nothing of it was written). Raises rows.CapacityRefused."""
         sql = self.texts
         inbound = [c.inbound for c in batch if c.inbound is not None]
         stored: set[str] = set()
         for text, args in self._multi_row(sql.inbound, inbound):
             stored.update(r[0] for r in conn.execute(text, args))
-        duplicates = inbound_duplicates(batch, stored)
-        live = [c for c, dup in zip(batch, duplicates, strict=True) if not dup]
+        duplicates, live = live_changes(batch, stored)
 
         new_agents, profiles = agent_rows(live)
         if new_agents:
@@ -92,9 +79,7 @@ class SqliteBatchWriter:
                 changed = conn.execute(sql.remove_load, (d, d, agent_id)).rowcount
             if changed == 1:
                 moved.add(agent_id)
-        refused = refused_agents(rows.load, moved)
-        if refused:
-            raise CapacityRefused(refused[0])
+        check_capacity(rows.load, moved)
         self.insert_rows(conn, sql.insert_messages, rows.messages)
         self.insert_rows(conn, sql.insert_events, rows.events)
         self.insert_rows(conn, sql.insert_outbox, rows.outbox)
@@ -102,7 +87,7 @@ class SqliteBatchWriter:
             # Read-modify-write: a histogram is a blob, which SQL cannot add
             # to; the write lock (BEGIN IMMEDIATE) is held already.
             keys = sorted(rows.histograms)
-            self.insert_rows(conn, sql.insert_histograms, [(*k, _EMPTY_HISTOGRAM) for k in keys])
+            self.insert_rows(conn, sql.insert_histograms, [(*k, EMPTY_HISTOGRAM) for k in keys])
             updates = []
             for key in keys:
                 (current,) = conn.execute(sql.lock_histogram, key).fetchone()
@@ -139,15 +124,6 @@ class SqliteBatchWriter:
                 text = self._multi[(single, n)] = f"{head} VALUES {', '.join([rest[:end]] * n)}{rest[end:]}"
             yield text, tuple(itertools.chain.from_iterable(rows[i : i + n]))
             i += n
-
-
-def added(blob: bytes, bins: dict[int, int]) -> bytes:
-    """A stored histogram with bins added."""
-    return rollups.encode(rollups.decode(blob) + rollups.dense(bins))
-
-
-def empty_histogram() -> bytes:
-    return _EMPTY_HISTOGRAM
 
 
 def configure(conn: sqlite3.Connection, synchronous: str) -> None:

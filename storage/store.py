@@ -35,8 +35,8 @@ from .batch_loader import BatchLoader
 from .engine import Engines
 from .group_commit import GroupCommitter
 from .lookup import conversation_keys
-from .rows import BatchRows, ChangeRows, agent_rows, inbound_duplicates, refused_agents
-from .sqlite_batch import CapacityRefused, added, empty_histogram
+from .rows import (EMPTY_HISTOGRAM, BatchRows, CapacityRefused, ChangeRows, added, agent_rows, check_capacity,
+                   live_changes)
 from .sqlite_writer import SqliteWriter
 from .statements import Statements
 
@@ -76,8 +76,7 @@ class SqlStore:
         sql = self._sql
         inbound = [c.inbound for c in batch if c.inbound is not None]
         stored = sql.insert_inbound(conn, inbound) if inbound else set()
-        duplicates = inbound_duplicates(batch, stored)
-        live = [c for c, dup in zip(batch, duplicates, strict=True) if not dup]
+        duplicates, live = live_changes(batch, stored)
         new_agents, profiles = agent_rows(live)
         if new_agents:
             conn.exec_driver_sql(sql.insert_agents, new_agents)
@@ -85,9 +84,7 @@ class SqlStore:
             conn.exec_driver_sql(sql.update_agents, profiles)
         rows = BatchRows.of(live)
         moved = sql.write_rest(conn, rows, self._histogram_rows(conn, rows.histograms))
-        refused = refused_agents(rows.load, moved)
-        if refused:
-            raise CapacityRefused(refused[0])
+        check_capacity(rows.load, moved)
         return duplicates
 
     def _histogram_rows(self, conn: Connection, hist: dict[tuple[float, str, str], dict[int, int]]
@@ -97,7 +94,7 @@ class SqlStore:
         if not hist:
             return []
         keys = sorted(hist)
-        current = self._sql.lock_histograms(conn, keys, empty_histogram())
+        current = self._sql.lock_histograms(conn, keys, EMPTY_HISTOGRAM)
         return [(*key, added(current[key], hist[key])) for key in keys]
 
     # ------------------------------------------------------------------- read
