@@ -30,6 +30,7 @@ class ConversationState:
     handoff_count: int
     handoff_id: str | None
     agent_id: str | None
+    version: int
 
     @classmethod
     def of(cls, c: Conversation) -> ConversationState:
@@ -45,6 +46,7 @@ class ConversationState:
             handoff_count=c.handoff_count,
             handoff_id=c.handoff.id if c.handoff else None,
             agent_id=c.agent_id,
+            version=c.version,
         )
 
 
@@ -118,6 +120,10 @@ class Changes:
     rollup: Deltas = field(default_factory=Deltas)
 
     def conversation(self, c: Conversation) -> None:
+        # One version per unit of work, however many times it records the
+        # conversation: the store expects version - 1 in the database.
+        if c.id not in self.conversations:
+            c.version += 1
         self.conversations[c.id] = ConversationState.of(c)
 
     def handoff(self, h: Handoff) -> None:

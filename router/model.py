@@ -126,6 +126,10 @@ class Conversation:
     # Metric state (router/rollups.ConversationTally), restored from the
     # conversation's events when it is loaded.
     tally: Any = None
+    # How many changes of it have been recorded (router/changes.py). A change
+    # is stored only over the version it was decided on, so two instances
+    # deciding on the same conversation cannot both win.
+    version: int = 0
 
     @property
     def agent_id(self) -> str | None:

@@ -7,7 +7,7 @@ Classifier, the web layer for the Notifier. Unit tests pass fakes.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 from .changes import Changes, MessageRecord
@@ -62,7 +62,8 @@ class Store(Protocol):
     async def commit(self, changes: Changes) -> None:
         """Make the changes durable; raise DuplicateMessage or Unavailable."""
 
-    async def load_agents(self) -> list[Agent]: ...
+    async def load_agents(self, ids: Collection[str] | None = None) -> list[Agent]:
+        """All agents, or those of ``ids`` that exist."""
 
     async def load_open_conversations(self) -> list[Conversation]:
         """Every conversation with an open handoff, with its handoff and answers."""
@@ -70,6 +71,9 @@ class Store(Protocol):
     async def load_conversation(self, channel_id: str, external_id: str) -> Conversation | None: ...
 
     async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None: ...
+
+    async def load_conversations_by_id(self, ids: Collection[str]) -> list[Conversation]:
+        """Those of ``ids`` that exist, as load_conversation_by_id gives them."""
 
     async def stored_answer(self, channel_id: str, external_id: str) -> dict[str, Any] | None: ...
 

@@ -51,14 +51,16 @@ class Dispatcher:
         # a busy hour makes thousands long).
         self._by_skill: dict[str, list[tuple[bool, float, str]]] = {}
         for h in waiting:
-            if h.waiting:
-                self._enqueue(h)
+            self.enqueue(h)
 
-    def _enqueue(self, h: Handoff) -> None:
+    def enqueue(self, h: Handoff) -> None:
+        """Put a waiting handoff in its place in the queue (once)."""
+        if not h.waiting or h.id in self._waiting:
+            return
         self._waiting[h.id] = h
         bisect.insort(self._by_skill.setdefault(h.skill, []), h.queue_key())
 
-    def _dequeue(self, h: Handoff) -> None:
+    def dequeue(self, h: Handoff) -> None:
         if self._waiting.pop(h.id, None) is None:
             return
         keys = self._by_skill[h.skill]
@@ -97,7 +99,7 @@ class Dispatcher:
         straight back at once; it may come back to them later from the queue."""
         agent = choose_agent(self.agents.values(), handoff.skill, exclude)
         if agent is None:
-            self._enqueue(handoff)
+            self.enqueue(handoff)
             return None
         return self._assign(handoff, agent, now)
 
@@ -109,12 +111,21 @@ class Dispatcher:
 
     def release(self, handoff: Handoff, now: float) -> list[Assignment]:
         """The handoff ended or left its agent: free the slot and refill it."""
-        self._dequeue(handoff)
+        self.dequeue(handoff)
         if handoff.agent_id is not None:
             agent = self.agents.get(handoff.agent_id)
             if agent is not None and agent.open_count > 0:
                 agent.open_count -= 1
         return self.drain(now)
+
+    def refresh_agent(self, stored: Agent) -> None:
+        """Take an agent as another instance left it in the database."""
+        agent = self.agents.get(stored.id)
+        if agent is None:
+            self.agents[stored.id] = stored
+            return
+        agent.name, agent.skills, agent.capacity = stored.name, stored.skills, stored.capacity
+        agent.status, agent.open_count, agent.idle_since = stored.status, stored.open_count, stored.idle_since
 
     def set_status(self, agent_id: str, status: AgentStatus, now: float) -> list[Assignment]:
         agent = self.agent(agent_id)
@@ -165,7 +176,7 @@ class Dispatcher:
         return made
 
     def _assign(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
-        self._dequeue(handoff)
+        self.dequeue(handoff)
         agent.open_count += 1
         agent.idle_since = now
         handoff.agent_id = agent.id

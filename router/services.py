@@ -7,6 +7,12 @@ inside one, records what changed in a Changes, and awaits the store's group
 commit before answering. A commit that fails leaves memory ahead of the
 database, so the working set is dropped and reloaded (the generation moves on
 and changes built on the old one are refused).
+
+With several instances on one database, each is told which conversations and
+agents the others' commits changed (``changed_elsewhere``) and reads those
+afresh. A decision made on a copy that was stale all the same is refused by
+the database (conversation versions, agents' capacity) and retried by the
+client after the reload.
 """
 
 from __future__ import annotations
@@ -103,6 +109,16 @@ class Desk:
         self._loading: dict[tuple[str, str], asyncio.Future[Conversation | None]] = {}
         self._pending: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self._in_flight: dict[str, int] = {}  # conversation id -> uncommitted changes
+        # Per agent, uncommitted changes touching them, and commits of them
+        # landed: a refresh must not overwrite what memory has ahead of the
+        # database, nor a value its read raced.
+        self._agents_in_flight: dict[str, int] = {}
+        self._agent_commits: dict[str, int] = {}
+        # Changed by other instances, to read afresh (changed_elsewhere).
+        self._stale_conversations: set[str] = set()
+        self._stale_agents: set[str] = set()
+        self._deferred_agents: set[str] = set()
+        self._refresher: asyncio.Task[None] | None = None
         self._ready = False
         self._reload_lock = asyncio.Lock()
 
@@ -260,6 +276,9 @@ class Desk:
         ids = [c.id for c in touched]
         for cid in ids:
             self._in_flight[cid] = self._in_flight.get(cid, 0) + 1
+        agent_ids = {*changes.load_deltas, *changes.agents, *(a.id for a in changes.new_agents)}
+        for aid in agent_ids:
+            self._agents_in_flight[aid] = self._agents_in_flight.get(aid, 0) + 1
         try:
             await self.store.commit(changes)
         except DuplicateMessage:
@@ -280,9 +299,88 @@ class Desk:
                     self._in_flight[cid] = n
                 else:
                     self._in_flight.pop(cid, None)
+            for aid in agent_ids:
+                self._agent_commits[aid] = self._agent_commits.get(aid, 0) + 1
+                n = self._agents_in_flight.get(aid, 0) - 1
+                if n > 0:
+                    self._agents_in_flight[aid] = n
+                else:
+                    self._agents_in_flight.pop(aid, None)
+                    if aid in self._deferred_agents:
+                        self._deferred_agents.discard(aid)
+                        self.changed_elsewhere((), (), (aid,))
         for agent_id, payload in effects.notices:
             self.notifier.to_agent(agent_id, payload)
 
+
+    # ------------------------------------------------------ other instances
+    def changed_elsewhere(self, conversations: Iterable[str], held: Iterable[str],
+                          agents: Iterable[str]) -> None:
+        """Another instance committed changes to these conversations (``held``:
+        those the human tier holds now, which every instance keeps in memory)
+        and agents: read them afresh, then route what can be routed."""
+        self._stale_conversations.update(c for c in conversations if c in self._by_id)
+        self._stale_conversations.update(held)
+        self._stale_agents.update(agents)
+        if (self._stale_conversations or self._stale_agents) and (
+                self._refresher is None or self._refresher.done()):
+            self._refresher = asyncio.create_task(self._refresh(), name="desk-refresh")
+
+    async def stop_refreshing(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.wait([self._refresher])
+
+    async def _refresh(self) -> None:
+        while self._stale_conversations or self._stale_agents:
+            conversation_ids, self._stale_conversations = self._stale_conversations, set()
+            agent_ids, self._stale_agents = self._stale_agents, set()
+            try:
+                await self._refresh_from_store(conversation_ids, agent_ids)
+            except Exception:  # noqa: BLE001 - the database is away: read everything when it is back
+                self.invalidate()
+                self._stale_conversations.clear()
+                self._stale_agents.clear()
+                return
+
+    async def _refresh_from_store(self, conversation_ids: set[str], agent_ids: set[str]) -> None:
+        await self._ensure_ready()
+        gen = self.generation
+        landed = {a: self._agent_commits.get(a, 0) for a in agent_ids}
+        agents = await self.store.load_agents(agent_ids) if agent_ids else []
+        conversations = await self.store.load_conversations_by_id(conversation_ids) if conversation_ids else []
+        if gen != self.generation:
+            return  # reloaded meanwhile: everything was read afresh
+        for a in agents:
+            if self._agents_in_flight.get(a.id) or self._agent_commits.get(a.id, 0) != landed[a.id]:
+                # Memory is ahead of what was read, or a commit of ours raced
+                # the read: read again once ours have landed.
+                if self._agents_in_flight.get(a.id):
+                    self._deferred_agents.add(a.id)
+                else:
+                    self._stale_agents.add(a.id)
+                continue
+            self.dispatcher.refresh_agent(a)
+        for c in conversations:
+            self._take_stored(c)
+        await self._rebalance()
+
+    def _take_stored(self, stored: Conversation) -> None:
+        """Put a conversation as the database has it now in place of ours."""
+        old = self._by_id.get(stored.id)
+        if old is not None:
+            if self._in_flight.get(stored.id) or old.version >= stored.version:
+                return  # ours is as new, or its commit will be refused
+            if old.handoff is not None:
+                self.dispatcher.dequeue(old.handoff)
+            self._conversations[(old.channel_id, old.external_id)] = stored
+            self._by_id[stored.id] = stored
+        elif stored.tier is Tier.HUMAN:
+            self._remember(stored)
+        else:
+            return  # not in play here: loaded when it is next used
+        if stored.handoff is not None:
+            self.dispatcher.enqueue(stored.handoff)
 
     # ------------------------------------------------------------- customers
     async def receive_message(self, channel_id: str, msg: IncomingMessage) -> dict[str, Any]:
@@ -321,11 +419,16 @@ class Desk:
         self, gen: int, conv: Conversation, msg: IncomingMessage, received_at: float
     ) -> dict[str, Any]:
         prediction: hp.Prediction | None = None
-        while conv.tier is Tier.BOT and prediction is None:
-            # Loop: the conversation may have moved on while we waited.
-            prediction = await self.classifier.classify(msg.text)
-        if gen != self.generation or self._by_id.get(conv.id) is not conv:
-            raise Unavailable("state was reloaded; retry")  # nothing was changed yet
+        while True:
+            while conv.tier is Tier.BOT and prediction is None:
+                # Loop: the conversation may have moved on while we waited.
+                prediction = await self.classifier.classify(msg.text)
+            current = self._by_id.get(conv.id)
+            if gen != self.generation or current is None:
+                raise Unavailable("state was reloaded; retry")  # nothing was changed yet
+            if current is conv:
+                break
+            conv = current  # another instance changed it meanwhile: decide on the new copy
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
         response = self._apply_customer_message(conv, msg, prediction, received_at, now, changes, effects)

@@ -5,13 +5,18 @@ agent's WebSocket is on one of them while the change that concerns the
 agent may happen on another. Each instance listens on one channel and
 relays what it publishes to the others; its own messages come back and are
 ignored by origin.
+
+Two kinds of message: ``push`` (an agent's event, for their sockets) and
+``sync`` (which conversations and agents a commit changed, so the other
+instances refresh their working sets). Sync messages are sent inside the
+commit's own transaction (storage/statements.py), so they are delivered
+exactly when, and only if, the commit lands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -28,34 +33,69 @@ CHANNEL = "tierdesk_events"
 MAX_PAYLOAD = 7900
 
 
+def sync_notices(origin: str, conversations: list[str], held: list[str], agents: list[str]) -> list[str]:
+    """The sync messages for one commit, each under MAX_PAYLOAD bytes.
+
+    ``held``: the conversations among ``conversations`` that the human tier
+    holds now (every instance keeps those in memory, to route and list them)."""
+    notices: list[str] = []
+    part: dict[str, list[str]] = {"conversations": [], "held": [], "agents": []}
+    size = 0
+    for field, ids in (("conversations", conversations), ("held", held), ("agents", agents)):
+        for i in ids:
+            if size + len(i) > MAX_PAYLOAD - 200:
+                notices.append(orjson.dumps({"kind": "sync", "origin": origin, **part}).decode())
+                part, size = {"conversations": [], "held": [], "agents": []}, 0
+            part[field].append(i)
+            size += len(i) + 3
+    if size:
+        notices.append(orjson.dumps({"kind": "sync", "origin": origin, **part}).decode())
+    return notices
+
+
 def asyncpg_dsn(url: str) -> str:
     u = make_url(url)
     return u.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class PgRelay:
-    def __init__(self, database_url: str, on_message: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, database_url: str, origin: str, on_message: Callable[[dict[str, Any]], None],
+                 on_reconnect: Callable[[], None] = lambda: None) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._on_message = on_message
-        self.origin = f"{os.getpid()}-{os.urandom(4).hex()}"
+        # Messages sent while the relay was away are lost: whoever relies on
+        # them catches up here.
+        self._on_reconnect = on_reconnect
+        self.origin = origin
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._started = False
         # One connection runs one statement at a time: publishes take turns.
         self._sending = asyncio.Lock()
         self.relayed = 0
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._keep_listening(), name="pg-relay")
+    async def start(self, wait: float = 5.0) -> None:
+        """Starts listening, waiting up to ``wait`` seconds for it: what is
+        loaded after that misses no message. A connection made later calls
+        on_reconnect."""
+        listening = asyncio.Event()
+        self._task = asyncio.create_task(self._keep_listening(listening), name="pg-relay")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listening.wait(), wait)
+        self._started = True
 
-    async def _keep_listening(self) -> None:
-        # Reconnect after a database restart; events sent meanwhile are lost,
-        # which the REST API (the source of truth for agents) makes up for.
+    async def _keep_listening(self, listening: asyncio.Event) -> None:
+        # Reconnect after a database restart; messages sent meanwhile are
+        # lost: on_reconnect catches up.
         while not self._closing:
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=5)
                 await conn.add_listener(CHANNEL, self._received)
                 self._conn = conn
+                listening.set()
+                if self._started:
+                    self._on_reconnect()
                 closed = asyncio.get_running_loop().create_future()
                 conn.add_termination_listener(lambda _c: closed.done() or closed.set_result(None))
                 await closed

@@ -67,6 +67,10 @@ class BatchRows:
     agents, merged across the batch as the statements take it."""
 
     conversations: list[Row]
+    # Per conversation row, the version the database must hold for it to be
+    # written: the one its first change in the batch was decided on (0: a
+    # new conversation, inserted).
+    conversation_bases: list[int]
     # Closed ones first: a conversation's next handoff may be opened in the
     # same batch, and only one may be open at a time.
     handoffs: list[Row]
@@ -83,12 +87,15 @@ class BatchRows:
     @classmethod
     def of(cls, live: Sequence[ChangeRows]) -> BatchRows:
         conversations: dict[str, Row] = {}
+        bases: dict[str, int] = {}
         handoffs: dict[str, Row] = {}
         net: dict[str, int] = {}
         rollup: dict[RollupKey, float] = {}
         hist: dict[RollupKey, dict[int, int]] = {}
         for c in live:
-            conversations.update(c.conversations)
+            for cid, row in c.conversations.items():
+                conversations[cid] = row
+                bases.setdefault(cid, row[CONVERSATION_VERSION] - 1)
             handoffs.update(c.handoffs)
             for agent_id, d in c.load.items():
                 net[agent_id] = net.get(agent_id, 0) + d
@@ -100,6 +107,7 @@ class BatchRows:
                     mine[b] = mine.get(b, 0) + n
         return cls(
             conversations=list(conversations.values()),
+            conversation_bases=[bases[cid] for cid in conversations],
             handoffs=sorted(handoffs.values(), key=lambda h: h[HANDOFF_RESOLVED_AT] is None),
             load=[(a, d) for a, d in sorted(net.items(), key=lambda kv: kv[1]) if d != 0],
             messages=[m for c in live for m in c.messages],
@@ -111,6 +119,10 @@ class BatchRows:
             verdicts=[v for c in live for v in c.verdicts],
         )
 
+    def held(self) -> list[str]:
+        """The conversations the human tier holds after the batch."""
+        return [r[0] for r in self.conversations if r[CONVERSATION_STATUS] in ("queued", "assigned")]
+
     def marks(self) -> list[tuple[str, float | None, str | None]]:
         """Replies and verdicts as one row per message, (id, replied_at,
         verdict) with None for "leave as is": one UPDATE may not change a row
@@ -121,6 +133,22 @@ class BatchRows:
         for v, mid in self.verdicts:
             out.setdefault(mid, [None, None])[1] = v
         return [(mid, at, v) for mid, (at, v) in out.items()]
+
+
+class ConversationChanged(Exception):
+    """A conversation was changed (or created) by another writer since this
+    batch's changes to it were decided; the batch is rolled back."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(conversation_id)
+        self.conversation_id = conversation_id
+
+
+def check_conversations(rows: BatchRows, written: set[str]) -> None:
+    """Raises ConversationChanged unless every conversation row was written."""
+    for row in rows.conversations:
+        if row[0] not in written:
+            raise ConversationChanged(row[0])
 
 
 class CapacityRefused(Exception):
@@ -192,7 +220,11 @@ def _status(a: Any) -> str:
 
 def conversation_row(s: ConversationState) -> Row:
     return (s.id, s.channel_id, s.external_id, s.customer.id, s.customer.name, s.customer.vip, s.status.value,
-            s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id)
+            s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id, s.version)
+
+
+CONVERSATION_STATUS = 6
+CONVERSATION_VERSION = 13
 
 
 HANDOFF_RESOLVED_AT = 11

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .rows import EMPTY_HISTOGRAM, BatchRows, ChangeRows, Row, added, agent_rows, check_capacity, live_changes
+from .rows import (EMPTY_HISTOGRAM, BatchRows, ChangeRows, Row, added, agent_rows, check_capacity, check_conversations,
+                   live_changes)
 
 # SQLite's default limit is 32,766 bound variables per statement; longer
 # statements gain nothing more.
@@ -30,7 +31,8 @@ class SqliteTexts:
     inbound: str  # INSERT ... ON CONFLICT DO NOTHING RETURNING id
     insert_agents: str
     update_agents: str
-    upsert_conversations: str
+    insert_conversations: str  # INSERT ... ON CONFLICT DO NOTHING RETURNING id
+    update_conversations: str  # UPDATE ... FROM (VALUES (row..., base)) ... RETURNING id
     upsert_handoffs: str
     add_load: str  # takes (d, agent id, d)
     remove_load: str  # takes (d, d, agent id)
@@ -54,7 +56,8 @@ class SqliteBatchWriter:
 
     def write(self, conn: sqlite3.Connection, batch: Sequence[ChangeRows]) -> list[bool]:
         """Returns, per change, whether its inbound message was a duplicate
-        (and so nothing of it was written). Raises rows.CapacityRefused."""
+        (and so nothing of it was written). Raises rows.CapacityRefused and
+        rows.ConversationChanged."""
         sql = self.texts
         inbound = [c.inbound for c in batch if c.inbound is not None]
         stored: set[str] = set()
@@ -69,7 +72,13 @@ class SqliteBatchWriter:
             conn.executemany(sql.update_agents, profiles)
 
         rows = BatchRows.of(live)
-        self.insert_rows(conn, sql.upsert_conversations, rows.conversations)
+        new = [r for r, base in zip(rows.conversations, rows.conversation_bases, strict=True) if base == 0]
+        old = [(*r, base) for r, base in zip(rows.conversations, rows.conversation_bases, strict=True) if base]
+        written: set[str] = set()
+        for single, args in ((sql.insert_conversations, new), (sql.update_conversations, old)):
+            for text, values in self._multi_row(single, args):
+                written.update(r[0] for r in conn.execute(text, values))
+        check_conversations(rows, written)
         self.insert_rows(conn, sql.upsert_handoffs, rows.handoffs)
         moved = set()
         for agent_id, d in rows.load:
@@ -119,9 +128,9 @@ class SqliteBatchWriter:
             n = min(cap, 1 << ((len(rows) - i).bit_length() - 1))
             text = self._multi.get((single, n))
             if text is None:
-                head, rest = single.split(" VALUES ", 1)
+                head, rest = single.split("VALUES ", 1)
                 end = rest.index(")") + 1
-                text = self._multi[(single, n)] = f"{head} VALUES {', '.join([rest[:end]] * n)}{rest[end:]}"
+                text = self._multi[(single, n)] = f"{head}VALUES {', '.join([rest[:end]] * n)}{rest[end:]}"
             yield text, tuple(itertools.chain.from_iterable(rows[i : i + n]))
             i += n
 

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 
 from . import tables as t
+from .notify import CHANNEL
 from .rows import BatchRows
 from .sqlite_batch import SqliteTexts
 
@@ -75,7 +76,18 @@ class Statements:
         self.insert_agents = insert_text(t.agents.insert(), AGENT_COLUMNS)
         self.update_agents = text(by_id(t.agents, **{k: bindparam(k) for k in PROFILE_COLUMNS[:-1]}),
                                   PROFILE_COLUMNS)
-        self.upsert_conversations = upsert(t.conversations, CONVERSATION_COLUMNS)
+        q = dialect.identifier_preparer.quote
+        # A conversation is inserted when new (its base version is 0) and
+        # otherwise updated only over the version its change was decided on;
+        # both say which rows they wrote (rows.check_conversations).
+        self.insert_conversations = insert_text(insert(t.conversations).on_conflict_do_nothing(),
+                                                CONVERSATION_COLUMNS) + " RETURNING conversations.id"
+        n = len(CONVERSATION_COLUMNS)
+        self.update_conversations = (  # SQLite's: VALUES columns are column1, column2...
+            "UPDATE conversations SET "
+            + ", ".join(f"{q(c)} = v.column{i}" for i, c in enumerate(CONVERSATION_COLUMNS, 1) if c != "id")
+            + f" FROM (VALUES ({', '.join(['?'] * (n + 1))})) AS v WHERE conversations.id = v.column1"
+            f" AND conversations.version = v.column{n + 1} RETURNING conversations.id")
         self.upsert_handoffs = upsert(t.handoffs, HANDOFF_COLUMNS)
         self.insert_messages = insert_text(t.messages.insert(), MESSAGE_COLUMNS)
         self.insert_events = insert_text(t.events.insert(), EVENT_COLUMNS)
@@ -140,7 +152,8 @@ class Statements:
         assert self.dialect == "sqlite"
         return SqliteTexts(
             inbound=self._inbound, insert_agents=self.insert_agents, update_agents=self.update_agents,
-            upsert_conversations=self.upsert_conversations, upsert_handoffs=self.upsert_handoffs,
+            insert_conversations=self.insert_conversations, update_conversations=self.update_conversations,
+            upsert_handoffs=self.upsert_handoffs,
             add_load=self.add_load, remove_load=self.remove_load, insert_messages=self.insert_messages,
             insert_events=self.insert_events, insert_outbox=self.insert_outbox,
             insert_histograms=self.insert_histograms, lock_histogram=self.lock_histogram,
@@ -155,11 +168,14 @@ class Statements:
         result = conn.exec_driver_sql(self._lock_histograms, _columns(rows, len(HISTOGRAM_COLUMNS)))
         return {(hour, channel, stat): counts for hour, channel, stat, counts in result}
 
-    def write_rest(self, conn: Connection, rows: BatchRows, histograms: list[tuple[Any, ...]]) -> set[str]:
+    def write_rest(self, conn: Connection, rows: BatchRows, histograms: list[tuple[Any, ...]],
+                   notices: list[str]) -> tuple[set[str], set[str]]:
         """PostgreSQL: everything of a batch after the inbound messages and the
-        agents, in one statement; returns the agents whose load moved."""
+        agents, in one statement, with the relay's ``notices`` (sent on commit);
+        returns the agents whose load moved and the conversations written."""
         args = (
             *_columns(rows.conversations, len(CONVERSATION_COLUMNS)),
+            rows.conversation_bases,
             *_columns(rows.handoffs, len(HANDOFF_COLUMNS)),
             *_columns(rows.load, 2),
             *_columns(rows.messages, len(MESSAGE_COLUMNS)),
@@ -168,8 +184,16 @@ class Statements:
             *_columns(histograms, len(HISTOGRAM_COLUMNS)),
             *_columns(rows.rollups, len(ROLLUP_COLUMNS)),
             *_columns(rows.marks(), 3),
+            notices,
         )
-        return set(conn.exec_driver_sql(self._write_rest, args).scalars())
+        moved: set[str] = set()
+        written: set[str] = set()
+        for kind, key in conn.exec_driver_sql(self._write_rest, args):
+            if kind == "load":
+                moved.add(key)
+            elif kind == "conversation":
+                written.add(key)
+        return moved, written
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:
@@ -186,12 +210,15 @@ class _PgText:
         self.quote = dialect.identifier_preparer.quote
         self._n = itertools.count(1)
 
-    def arrays(self, table: Any, columns: Sequence[str]) -> str:
+    def param(self, sql_type: str) -> str:
+        return f"${next(self._n)}::{sql_type}"
+
+    def arrays(self, table: Any, columns: Sequence[str], *more: str) -> str:
+        """``more``: the SQL types of further arrays, after the columns'."""
         # Without the length: a cast to VARCHAR(n) would cut an over-long
         # value short, where storing it into the column refuses it.
-        casts = (f"${next(self._n)}::{table.c[c].type.compile(dialect=self.dialect).split('(')[0]}[]"
-                 for c in columns)
-        return f"unnest({', '.join(casts)})"
+        types = [*(table.c[c].type.compile(dialect=self.dialect).split("(")[0] for c in columns), *more]
+        return f"unnest({', '.join(self.param(f'{sql_type}[]') for sql_type in types)})"
 
     def insert(self, table: Any, columns: Sequence[str]) -> str:
         return (f"INSERT INTO {self.quote(table.name)} ({', '.join(map(self.quote, columns))}) "
@@ -211,8 +238,22 @@ def _write_rest_text(dialect: Dialect) -> str:
     # handoffs' own insert, row by row as the partial unique index needs.
     p = _PgText(dialect)
     a, h = t.agents, t.metric_histograms
+    conv_columns = ", ".join(map(p.quote, CONVERSATION_COLUMNS))
     parts = {
-        "conversations_written": p.upsert(t.conversations, CONVERSATION_COLUMNS),
+        # With the version each row must be written over (0: insert it).
+        "conversation_rows": (
+            f"SELECT * FROM {p.arrays(t.conversations, CONVERSATION_COLUMNS, 'INTEGER')} "
+            f"AS v({conv_columns}, base)"),
+        "conversations_inserted": (
+            f"INSERT INTO conversations ({conv_columns}) SELECT {conv_columns} FROM conversation_rows "
+            "WHERE base = 0 ON CONFLICT DO NOTHING RETURNING conversations.id"),
+        # Re-checked on the latest row version when another instance's
+        # transaction changed the row first: then nothing is written.
+        "conversations_updated": (
+            "UPDATE conversations SET " + ", ".join(
+                f"{p.quote(c)} = v.{p.quote(c)}" for c in CONVERSATION_COLUMNS if c != "id")
+            + " FROM conversation_rows AS v WHERE conversations.id = v.id AND v.base > 0"
+            " AND conversations.version = v.base RETURNING conversations.id"),
         "handoffs_written": p.upsert(t.handoffs, HANDOFF_COLUMNS),
         # Adding refuses to go over capacity (the caller checks which agents
         # moved); removing stops at zero.
@@ -237,4 +278,6 @@ def _write_rest_text(dialect: Dialect) -> str:
             "WHERE messages.id = v.id"),
     }
     ctes = ", ".join(f"{name} AS ({sql})" for name, sql in parts.items())
-    return f"WITH {ctes} SELECT id FROM load_moved"
+    return (f"WITH {ctes} SELECT 'load', id FROM load_moved UNION ALL SELECT 'conversation', id "
+            "FROM conversations_inserted UNION ALL SELECT 'conversation', id FROM conversations_updated "
+            f"UNION ALL SELECT 'notice', pg_notify('{CHANNEL}', body)::text FROM unnest({p.param('TEXT[]')}) AS n(body)")

@@ -3,7 +3,7 @@ with a handful of statements each."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 from typing import Any
@@ -28,22 +28,27 @@ from router.metrics import SLA
 from router import rollups
 from router.rollups import ConversationTally, hour_of, tally_events
 from router.tracker import EventKind, TrackerEvent
-from tierdesk.errors import CapacityExceeded
+from tierdesk.errors import CapacityExceeded, Conflict
 
 from . import tables as t
 from .batch_loader import BatchLoader
 from .engine import Engines
 from .group_commit import GroupCommitter
 from .lookup import conversation_keys
-from .rows import (EMPTY_HISTOGRAM, BatchRows, CapacityRefused, ChangeRows, added, agent_rows, check_capacity,
-                   live_changes)
+from .notify import sync_notices
+from .rows import (EMPTY_HISTOGRAM, BatchRows, CapacityRefused, ChangeRows, ConversationChanged, added, agent_rows,
+                   check_capacity, check_conversations, live_changes)
 from .sqlite_writer import SqliteWriter
 from .statements import Statements
 
 
 class SqlStore:
-    def __init__(self, engines: Engines, *, max_batch: int = 1000) -> None:
+    def __init__(self, engines: Engines, *, max_batch: int = 1000, origin: str | None = None) -> None:
+        """``origin``: this instance's name on the PostgreSQL relay; when set,
+        each commit tells the other instances what it changed
+        (storage/notify.py)."""
         self.engines = engines
+        self.origin = origin
         self._sql = Statements(engines.write.dialect)
         self.committer = GroupCommitter(self._write_batch, max_batch=max_batch)
         self._sqlite = (SqliteWriter(engines.sqlite_path, engines.sqlite_synchronous, self._sql.sqlite_texts())
@@ -71,6 +76,9 @@ class SqlStore:
                 return await conn.run_sync(self._write_postgresql, [ChangeRows.of(c) for c in batch])
         except CapacityRefused as e:
             raise CapacityExceeded(f"agent {e.agent_id!r} would exceed capacity") from e
+        except ConversationChanged as e:
+            raise Conflict(f"conversation {e.conversation_id!r} was changed by another instance",
+                           code="conversation_changed") from e
 
     def _write_postgresql(self, conn: Connection, batch: Sequence[ChangeRows]) -> list[bool]:
         sql = self._sql
@@ -83,7 +91,11 @@ class SqlStore:
         if profiles:
             conn.exec_driver_sql(sql.update_agents, profiles)
         rows = BatchRows.of(live)
-        moved = sql.write_rest(conn, rows, self._histogram_rows(conn, rows.histograms))
+        notices = [] if self.origin is None else sync_notices(
+            self.origin, [r[0] for r in rows.conversations], rows.held(),
+            list({*(a[0] for a in new_agents), *(a[-1] for a in profiles), *(a for a, _ in rows.load)}))
+        moved, written = sql.write_rest(conn, rows, self._histogram_rows(conn, rows.histograms), notices)
+        check_conversations(rows, written)
         check_capacity(rows.load, moved)
         return duplicates
 
@@ -98,9 +110,12 @@ class SqlStore:
         return [(*key, added(current[key], hist[key])) for key in keys]
 
     # ------------------------------------------------------------------- read
-    async def load_agents(self) -> list[Agent]:
+    async def load_agents(self, ids: Collection[str] | None = None) -> list[Agent]:
+        q = select(t.agents).order_by(t.agents.c.id)
+        if ids is not None:
+            q = q.where(t.agents.c.id.in_(list(ids)))
         async with self.engines.reading() as conn:
-            rows = (await conn.execute(select(t.agents).order_by(t.agents.c.id))).mappings().all()
+            rows = (await conn.execute(q)).mappings().all()
         return [
             Agent(id=r["id"], name=r["name"], skills=frozenset(r["skills"]), capacity=r["capacity"],
                   status=AgentStatus(r["status"]), open_count=r["open_count"], idle_since=r["idle_since"])
@@ -126,43 +141,39 @@ class SqlStore:
         return await self._conversation_loader.get((channel_id, external_id))
 
     async def _load_conversations(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Conversation]:
-        found: dict[tuple[str, str], Conversation] = {}
         # Mostly new conversations: ask cheaply which exist, load only those.
         keys = list(await self._conversation_keys.existing(keys))
         if not keys:
-            return found
+            return {}
+        key = tuple_(t.conversations.c.channel_id, t.conversations.c.external_id)
+        found = await self._load_where(key.in_(keys[i : i + 400]) for i in range(0, len(keys), 400))
+        return {(c.channel_id, c.external_id): c for c in found}
+
+    async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None:
+        found = await self._load_where([t.conversations.c.id == conversation_id])
+        return found[0] if found else None
+
+    async def load_conversations_by_id(self, ids: Collection[str]) -> list[Conversation]:
+        ids = list(ids)
+        if not ids:
+            return []
+        return await self._load_where(t.conversations.c.id.in_(ids[i : i + 400]) for i in range(0, len(ids), 400))
+
+    async def _load_where(self, conditions: Iterable[Any]) -> list[Conversation]:
+        """The conversations each condition selects, with their handoffs."""
+        found: list[Conversation] = []
         n = len(t.conversations.c)
         async with self.engines.reading() as conn:
-            for i in range(0, len(keys), 400):
-                chunk = keys[i : i + 400]
+            for where in conditions:
                 q = (
                     select(t.conversations, t.handoffs)
                     .outerjoin(t.handoffs, t.handoffs.c.id == t.conversations.c.handoff_id)
-                    .where(tuple_(t.conversations.c.channel_id, t.conversations.c.external_id).in_(chunk))
+                    .where(where)
                 )
-                for row in (await conn.execute(q)).all():
-                    conv = _conversation_from(row[:n], row[n:] if row[n] is not None else None)
-                    found[(conv.channel_id, conv.external_id)] = conv
-            await self._hydrate(conn, list(found.values()))
+                found += [_conversation_from(row[:n], row[n:] if row[n] is not None else None)
+                          for row in (await conn.execute(q)).all()]
+            await self._hydrate(conn, found)
         return found
-
-    async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None:
-        return await self._load_one(t.conversations.c.id == conversation_id)
-
-    async def _load_one(self, where: Any) -> Conversation | None:
-        async with self.engines.reading() as conn:
-            q = (
-                select(t.conversations, t.handoffs)
-                .outerjoin(t.handoffs, t.handoffs.c.id == t.conversations.c.handoff_id)
-                .where(where)
-            )
-            row = (await conn.execute(q)).first()
-            if row is None:
-                return None
-            n = len(t.conversations.c)
-            conv = _conversation_from(row[:n], row[n:] if row[n] is not None else None)
-            await self._hydrate(conn, [conv])
-        return conv
 
     async def _hydrate(self, conn: AsyncConnection, convs: list[Conversation]) -> None:
         """Give loaded conversations what lives only in memory while they are
@@ -325,5 +336,5 @@ def _conversation_from(c: Sequence[Any], h: Sequence[Any] | None) -> Conversatio
         id=cc["id"], channel_id=cc["channel_id"], external_id=cc["external_id"],
         customer=Customer(cc["customer_id"], cc["customer_name"], bool(cc["customer_vip"])),
         created_at=cc["created_at"], status=ConversationStatus(cc["status"]), updated_at=cc["updated_at"],
-        bot_streak=cc["bot_streak"], handoff_count=cc["handoff_count"], handoff=handoff,
+        bot_streak=cc["bot_streak"], handoff_count=cc["handoff_count"], handoff=handoff, version=cc["version"],
     )

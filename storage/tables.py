@@ -89,6 +89,8 @@ conversations = Table(
     Column("handoff_count", Integer, nullable=False),
     Column("handoff_id", String(64)),
     Column("agent_id", String(64)),
+    # Optimistic concurrency between instances (router/model.py Conversation.version).
+    Column("version", Integer, nullable=False, server_default=text("1")),
     UniqueConstraint("channel_id", "external_id"),
     Index("ix_conversations_status_updated", "status", "updated_at"),
 )

@@ -101,3 +101,153 @@ async def test_many_pushes_at_once_are_all_relayed(aiohttp_client, pg_url, clock
     got = {(await ws.receive_json(timeout=5))["conversation"]["external_id"] for _ in range(30)}
     assert got == {f"c{i}" for i in range(30)}
     await ws.close()
+
+
+async def _eventually(check, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+    """Poll ``check`` (an async callable) until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await check()
+        if got or asyncio.get_running_loop().time() > deadline:
+            return got
+        await asyncio.sleep(0.02)
+
+
+async def test_an_agent_created_on_one_instance_is_routed_to_by_the_other(aiohttp_client, pg_url, clock,
+                                                                          demo_model) -> None:
+    one = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    two = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    channel = await one.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
+    one.channel_token = two.channel_token = channel["token"]
+    ann = await one.add_agent("ann", ["billing"], capacity=2)
+
+    async def two_knows_ann() -> bool:
+        return any(a["id"] == ann["id"] for a in (await two.admin("GET", "/v1/admin/agents"))["agents"])
+
+    assert await _eventually(two_knows_ann)
+    # No refused commit, no retry: the first answer is the assignment.
+    handoff = await two.send("c1", BILLING, message_id="m1")
+    assert handoff["agent_id"] == ann["id"]
+
+
+async def test_a_handoff_waiting_on_one_instance_is_routed_by_the_other(aiohttp_client, pg_url, clock,
+                                                                        demo_model) -> None:
+    one = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    channel = await one.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
+    one.channel_token = channel["token"]
+    ann = await one.add_agent("ann", ["billing"], capacity=1)
+    two = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    two.agents = one.agents
+    ws = await two.client.ws_connect("/v1/agents/ws", headers={"Authorization": f"Bearer {ann['token']}"})
+    assert (await ws.receive_json(timeout=5))["type"] == "hello"
+
+    first = await one.send("c1", BILLING, message_id="m1")
+    second = await one.send("c2", BILLING, message_id="m2")
+    assert first["agent_id"] == ann["id"] and second["queue_position"] == 1
+    assert (await ws.receive_json(timeout=5))["conversation"]["external_id"] == "c1"
+
+    async def two_holds_the_queue() -> list:
+        return (await two.admin("GET", "/v1/queue"))["waiting"]
+
+    waiting = await _eventually(two_holds_the_queue)
+    assert len(waiting) == 1
+    # Ann, connected to the other instance, sees there what instance one
+    # gave her, and ends it there: her freed slot goes to the handoff that
+    # instance one queued.
+    mine = (await two.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
+    assert [c["external_id"] for c in mine] == ["c1"]
+    await two.as_agent("ann", "POST", f"/v1/conversations/{mine[0]['id']}/resolve")
+    pushed = [await ws.receive_json(timeout=5) for _ in range(2)]
+    assert {p["type"] for p in pushed} == {"conversation_ended", "assignment"}
+    [assigned] = [p["conversation"] for p in pushed if p["type"] == "assignment"]
+    assert (assigned["external_id"], assigned["id"]) == ("c2", waiting[0]["conversation_id"])
+
+    async def one_sees_it_assigned() -> bool:
+        return (await one.admin("GET", "/v1/queue"))["waiting"] == []
+
+    assert await _eventually(one_sees_it_assigned)
+    # The next message of c2, on instance one, is forwarded to ann.
+    assert (await one.send("c2", "are you there?", message_id="m3"))["action"] == "forwarded"
+    await ws.close()
+
+
+async def test_routing_stays_right_when_both_instances_route(aiohttp_client, pg_url, clock, demo_model) -> None:
+    """Thirty handoffs arrive on either instance for three agents of two
+    slots each; the agents end them through either instance. No slot stays
+    free while a handoff waits, no agent ever holds more than capacity, and
+    every handoff is served exactly once."""
+    one = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    two = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    channel = await one.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
+    one.channel_token = two.channel_token = channel["token"]
+    agents = [await one.add_agent(f"a{i}", ["billing"], capacity=2) for i in range(3)]
+    two.agents = one.agents
+    both = (one, two)
+
+    async def retried(call):  # type: ignore[no-untyped-def]
+        # A decision on a copy another instance had just changed is refused
+        # (503) and retried, as channels and agent apps do.
+        for _ in range(50):
+            r = await call()
+            if not (isinstance(r, dict) and r.get("error", {}).get("code") == "unavailable"):
+                return r
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"still refused: {r}")
+
+    async def two_knows_them() -> bool:
+        return len((await two.admin("GET", "/v1/admin/agents"))["agents"]) == 3
+
+    assert await _eventually(two_knows_them)
+    await asyncio.gather(*(retried(lambda i=i: both[i % 2].send(f"c{i}", BILLING, message_id=f"m{i}", expect=None))
+                           for i in range(30)))
+
+    from sqlalchemy import func, select
+
+    from storage import tables as t
+    from tierdesk.web import keys
+
+    async def db(q):  # type: ignore[no-untyped-def]
+        async with one.app[keys.ENGINES].read.connect() as conn:
+            return (await conn.execute(q)).all()
+
+    h = t.handoffs
+    open_now = h.c.resolved_at.is_(None)
+
+    async def slots_filled() -> bool:
+        rows = await db(select(h.c.agent_id.is_(None), func.count()).where(open_now).group_by(h.c.agent_id.is_(None)))
+        return dict(rows) == {False: 6, True: 24}
+
+    assert await _eventually(slots_filled), await db(select(h.c.agent_id, func.count()).where(open_now)
+                                                     .group_by(h.c.agent_id))
+    async def check_capacity() -> None:
+        # A consistent snapshot: nobody holds more than their two slots.
+        per_agent = await db(select(h.c.agent_id, func.count()).where(open_now, h.c.agent_id.is_not(None))
+                             .group_by(h.c.agent_id))
+        assert all(n <= 2 for _, n in per_agent), per_agent
+
+    async def full() -> bool:
+        return (await db(select(func.count()).select_from(h).where(open_now, h.c.agent_id.is_not(None))))[0][0] == 6
+
+    resolved = 0
+    while resolved < 30:
+        for n, agent in enumerate(agents):
+            api = both[(resolved + n) % 2]
+            mine = (await api.as_agent(agent["name"], "GET", "/v1/agents/me/conversations"))["conversations"]
+            for c in mine[:1]:
+                r = await retried(lambda c=c, api=api, agent=agent: api.as_agent(
+                    agent["name"], "POST", f"/v1/conversations/{c['id']}/resolve", expect=None))
+                # Forbidden: this instance's copy was a moment behind (already resolved).
+                assert r == {"ok": True} or r["error"]["code"] == "not_your_conversation", r
+                resolved += r == {"ok": True}
+            await check_capacity()
+        waiting = (await db(select(func.count()).select_from(h).where(open_now, h.c.agent_id.is_(None))))[0][0]
+        if waiting:
+            # Never a free slot while someone waits (given the relay a moment).
+            assert await _eventually(full, timeout=3.0)
+
+    # Every handoff served once, by one agent; loads back to zero.
+    rows = await db(select(h.c.agent_id, h.c.resolved_at).select_from(h))
+    assert len(rows) == 30 and all(agent_id is not None and at is not None for agent_id, at in rows)
+    assert [r[0] for r in await db(select(t.agents.c.open_count))] == [0, 0, 0]
+    assigned = await db(select(func.count()).select_from(t.events).where(t.events.c.kind == "assigned"))
+    assert assigned[0][0] == 30

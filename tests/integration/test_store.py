@@ -128,6 +128,50 @@ async def test_one_open_handoff_per_conversation_is_enforced(store: SqlStore) ->
     assert await store.count("handoffs") == 1
 
 
+async def test_a_change_decided_on_an_older_version_of_a_conversation_is_refused(store: SqlStore) -> None:
+    await store.commit(message_changes("c1", "x1", "m1"))
+    # Two instances hold the same conversation; the first to commit wins.
+    one = await store.load_conversation_by_id("c1")
+    two = await store.load_conversation_by_id("c1")
+    assert one is not None and two is not None and one.version == two.version == 1
+    first = Changes()
+    one.bot_streak = 5
+    first.conversation(one)
+    await store.commit(first)
+    second = Changes()
+    two.status = ConversationStatus.RESOLVED
+    second.conversation(two)
+    second.message(MessageRecord("msg-late", "ch", "c1", Sender.BOT, "late", 2.0))
+    with pytest.raises(Unavailable):
+        await store.commit(second)
+    # Nothing of the refused change was written; the winner's stands.
+    stored = await store.load_conversation_by_id("c1")
+    assert stored is not None
+    assert (stored.version, stored.bot_streak, stored.status) == (2, 5, ConversationStatus.BOT)
+    assert await store.count("messages") == 1
+    # One unit of work moves the version by one, however often it records
+    # the conversation; several changes of it in one batch all land.
+    stored.bot_streak = 0
+    floor = store.committer.generation_floor  # the refusal moved it on
+    third = Changes(generation=floor)
+    third.conversation(stored)
+    third.conversation(stored)
+    fourth = Changes(generation=floor)
+    fourth.conversation(stored)
+    await asyncio.gather(store.commit(third), store.commit(fourth))
+    again = await store.load_conversation_by_id("c1")
+    assert again is not None and again.version == 4
+
+
+async def test_a_conversation_created_twice_is_stored_once(store: SqlStore) -> None:
+    # Two instances took the same new conversation as theirs, with ids of their own.
+    await store.commit(message_changes("c1", "x1", "m1"))
+    with pytest.raises(Unavailable):
+        await store.commit(message_changes("c1-other", "x1", "m2"))
+    assert await store.count("conversations") == 1
+    assert await store.count("messages") == 1
+
+
 async def test_a_failed_batch_fails_what_was_queued_behind_it(store: SqlStore) -> None:
     good = message_changes("c1", "x1", "m1")
     bad = Changes()

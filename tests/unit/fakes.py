@@ -11,7 +11,7 @@ the group committer reports a failed batch).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from router.changes import AgentProfile, Changes, ConversationState, MessageReco
 from router.model import Agent, AgentStatus, Conversation, ConversationStatus, Handoff
 from router.ports import DuplicateMessage
 from router.tracker import EventKind, TrackerEvent
-from tierdesk.errors import Unavailable
+from tierdesk.errors import Conflict, Unavailable
 
 
 # ---------------------------------------------------------------- classifier
@@ -156,7 +156,11 @@ class FakeStore:
             new.agents[p.id] = _AgentRow(p, 0)
         for p in changes.agents.values():
             new.agents[p.id].profile = p
-        new.conversations.update(changes.conversations)
+        for s in changes.conversations.values():
+            stored = new.conversations.get(s.id)
+            if (stored.version if stored else 0) != s.version - 1:
+                raise Conflict(f"conversation {s.id!r} was changed by another instance", code="conversation_changed")
+            new.conversations[s.id] = s
         new.handoffs.update({h.id: dataclasses.replace(h) for h in changes.handoffs.values()})
         for agent_id, d in changes.load_deltas.items():
             row = new.agents[agent_id]
@@ -179,11 +183,11 @@ class FakeStore:
         self.commits.append(changes)
 
     # ------------------------------------------------------------------- read
-    async def load_agents(self) -> list[Agent]:
+    async def load_agents(self, ids: Collection[str] | None = None) -> list[Agent]:
         return [
             Agent(id=r.profile.id, name=r.profile.name, skills=r.profile.skills, capacity=r.profile.capacity,
                   status=AgentStatus(r.profile.status), open_count=r.open_count, idle_since=r.profile.idle_since)
-            for _, r in sorted(self.t.agents.items())
+            for k, r in sorted(self.t.agents.items()) if ids is None or k in ids
         ]
 
     def _conversation(self, s: ConversationState) -> Conversation:
@@ -193,7 +197,7 @@ class FakeStore:
         return Conversation(
             id=s.id, channel_id=s.channel_id, external_id=s.external_id, customer=s.customer,
             created_at=s.created_at, status=s.status, updated_at=s.updated_at, bot_streak=s.bot_streak,
-            handoff_count=s.handoff_count, handoff=handoff, answers=answers,
+            handoff_count=s.handoff_count, handoff=handoff, answers=answers, version=s.version,
         )
 
     async def load_open_conversations(self) -> list[Conversation]:
@@ -211,6 +215,9 @@ class FakeStore:
     async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None:
         s = self.t.conversations.get(conversation_id)
         return None if s is None else self._conversation(s)
+
+    async def load_conversations_by_id(self, ids: Collection[str]) -> list[Conversation]:
+        return [self._conversation(self.t.conversations[i]) for i in ids if i in self.t.conversations]
 
     async def stored_answer(self, channel_id: str, external_id: str) -> dict[str, Any] | None:
         m = self.t.inbound.get((channel_id, external_id))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -87,6 +89,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.SOCKETS] = AgentSockets()
+    # This instance's name on the PostgreSQL relay (storage/notify.py).
+    app[keys.ORIGIN] = f"{os.getpid()}-{os.urandom(4).hex()}"
     app[keys.PROM] = _registry(app)
     app[keys.OPENAPI] = OPENAPI_PATH.read_bytes()
     app[keys.MODEL] = model or LiveModel(settings.models_dir, settings.knowledge_base,
@@ -96,8 +100,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app[keys.IP_LIMIT] = RateLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_model)
+    app.cleanup_ctx.append(_relay)  # listening before the desk loads: no change is missed
     app.cleanup_ctx.append(_desk)
-    app.cleanup_ctx.append(_relay)
     app.cleanup_ctx.append(_background)
     _routes(app)
     return app
@@ -133,7 +137,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
     engines = create_engines(s.database_url, pool_size=s.db_pool_size, sqlite_synchronous=s.sqlite_synchronous)
     app[keys.ENGINES] = engines
-    store = SqlStore(engines)
+    store = SqlStore(engines, origin=app[keys.ORIGIN] if engines.dialect == "postgresql" else None)
     app[keys.STORE] = store
     app[keys.ACCOUNTS] = Accounts(engines)
     app[keys.OUTBOX] = Outbox(engines)
@@ -189,21 +193,38 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
         log.warning("desk_start_failed", error=repr(exc))
     app[keys.DESK] = desk
     yield
+    await desk.stop_refreshing()
     await app[keys.SOCKETS].close_all()
 
 
 async def _relay(app: web.Application) -> AsyncIterator[None]:
-    """With PostgreSQL, pushes reach agents connected to other instances."""
+    """With PostgreSQL, instances share pushes (agents connected elsewhere)
+    and what their commits changed (storage/notify.py)."""
     relay = None
     if app[keys.ENGINES].dialect == "postgresql":
         sockets = app[keys.SOCKETS]
-        relay = PgRelay(app[keys.SETTINGS].database_url, sockets.from_relay)
+
+        def received(message: dict[str, Any]) -> None:
+            if message.get("kind") == "push":
+                sockets.from_relay(message)
+            elif message.get("kind") == "sync" and keys.DESK in app:
+                app[keys.DESK].changed_elsewhere(*(_ids(message.get(k)) for k in ("conversations", "held", "agents")))
+
+        def reconnected() -> None:
+            if keys.DESK in app:
+                app[keys.DESK].invalidate()  # changes were missed: read everything afresh
+
+        relay = PgRelay(app[keys.SETTINGS].database_url, app[keys.ORIGIN], received, reconnected)
         await relay.start()
         sockets.relay = relay.publish
     yield
     if relay is not None:
         app[keys.SOCKETS].relay = None
         await relay.close()
+
+
+def _ids(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -41,3 +41,5 @@ CHANNEL_LIMIT: web.AppKey[RateLimiter] = web.AppKey("channel_limit")
 IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
 FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
 DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
+# This instance's name among the instances sharing a database.
+ORIGIN: web.AppKey[str] = web.AppKey("origin", str)

@@ -1,0 +1,139 @@
+"""Two Desks over one store, as two instances over one database: each is told
+what the other's commits changed, as the PostgreSQL relay tells them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router.changes import Changes
+from router.model import AgentStatus, ConversationStatus, Customer
+from router.ports import FakeClock
+from router.services import Desk, IncomingMessage
+from tierdesk.errors import Unavailable
+from tests.unit.fakes import FakeClassifier, FakeStore, faq, needs_person
+
+WEB = "web"
+REFUND = "refund my order"
+RESET = "how do I reset my password"
+
+
+class RelayedStore:
+    """One instance's view of the shared store: after each commit, the other
+    instances hear which conversations and agents changed."""
+
+    def __init__(self, shared: FakeStore) -> None:
+        self.shared = shared
+        self.peers: list[Desk] = []
+        self.relaying = True
+
+    async def commit(self, changes: Changes) -> None:
+        await self.shared.commit(changes)
+        if not self.relaying:
+            return
+        held = [s.id for s in changes.conversations.values()
+                if s.status in (ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)]
+        agents = {*changes.load_deltas, *changes.agents, *(a.id for a in changes.new_agents)}
+        for peer in self.peers:
+            peer.changed_elsewhere(list(changes.conversations), held, agents)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shared, name)
+
+
+@pytest.fixture
+def shared() -> FakeStore:
+    return FakeStore()
+
+
+@pytest.fixture
+def instances(shared: FakeStore, clock: FakeClock):  # type: ignore[no-untyped-def]
+    classifier = FakeClassifier({REFUND: needs_person("refund", "billing"),
+                                 RESET: faq("reset_password", "Use the link.", skill="account")})
+
+    async def make() -> tuple[Desk, Desk, RelayedStore, RelayedStore]:
+        views = RelayedStore(shared), RelayedStore(shared)
+        one, two = (Desk(v, classifier, clock) for v in views)  # type: ignore[arg-type]
+        views[0].peers.append(two)
+        views[1].peers.append(one)
+        await one.start()
+        await two.start()
+        return one, two, *views
+
+    return make
+
+
+async def settled(*desks: Desk) -> None:
+    """Let the desks finish reading what the other changed."""
+    for desk in desks:
+        while desk._refresher is not None and not desk._refresher.done():
+            await desk._refresher
+
+
+async def send(desk: Desk, conversation: str, text: str, message_id: str) -> dict[str, Any]:
+    msg = IncomingMessage(message_id, conversation, Customer(f"cust-{conversation}"), text)
+    return await desk.receive_message(WEB, msg)
+
+
+async def test_an_agent_created_on_one_instance_takes_handoffs_on_the_other(instances, shared) -> None:
+    one, two, *_ = await instances()
+    ann = await one.create_agent("Ann", ["billing"], 2, AgentStatus.ONLINE)
+    await settled(two)
+    assert two.agent(ann.id).status is AgentStatus.ONLINE
+    r = await send(two, "c1", REFUND, "m1")
+    assert r["agent_id"] == ann.id
+    await settled(one)
+    assert one.agent(ann.id).open_count == 1
+    assert shared.attempts == len(shared.commits)  # nothing was refused
+
+
+async def test_a_handoff_waiting_on_one_instance_is_routed_by_the_other(instances, shared) -> None:
+    one, two, *_ = await instances()
+    ann = await one.create_agent("Ann", ["billing"], 1, AgentStatus.ONLINE)
+    first = await send(one, "c1", REFUND, "m1")
+    second = await send(one, "c2", REFUND, "m2")
+    assert first["agent_id"] == ann.id and second["queue_position"] == 1
+    await settled(two)
+    # The other instance holds the queue and ann's load as they are...
+    assert [h.conversation_id for h in two.queue()] == [shared.conversation_id(WEB, "c2")]
+    assert two.agent(ann.id).open_count == 1
+    # ...so when ann resolves the first conversation there, the waiting
+    # handoff goes to her at once, from that instance.
+    await two.resolve(ann.id, shared.conversation_id(WEB, "c1"))
+    assert shared.handoff_of(WEB, "c2").agent_id == ann.id
+    await settled(one)
+    assert one.queue() == []
+    assert one.agent(ann.id).open_count == 1
+    assert [c.external_id for c in await one.open_conversations(ann.id)] == ["c2"]
+    assert shared.attempts == len(shared.commits)
+
+
+async def test_a_conversation_changed_elsewhere_is_decided_on_its_new_state(instances, shared) -> None:
+    one, two, *_ = await instances()
+    await one.create_agent("Ann", ["billing"], 2, AgentStatus.ONLINE)
+    await send(two, "c1", RESET, "m1")  # two holds c1 in the bot tier
+    await send(one, "c1", REFUND, "m2")  # one hands it off
+    await settled(two)
+    # Two takes the next message as the human tier's, not the bot's.
+    r = await send(two, "c1", RESET, "m3")
+    assert r["action"] == "forwarded"
+    assert shared.conversation_state(WEB, "c1").version == 3
+    assert shared.attempts == len(shared.commits)
+
+
+async def test_a_decision_on_a_stale_copy_is_refused_and_the_retry_succeeds(instances, shared) -> None:
+    one, two, one_view, _ = await instances()
+    await send(two, "c1", RESET, "m1")
+    one_view.relaying = False  # the news of one's change never reaches two
+    await send(one, "c1", RESET, "m2")
+    with pytest.raises(Unavailable):
+        await send(two, "c1", RESET, "m3")
+    assert len(shared.commits) == 2  # the refused change wrote nothing
+    # Refused, two read everything afresh: the channel's retry goes through,
+    # decided on the conversation as one left it: two bot answers already
+    # (two's own copy counted one), so this one goes to a person.
+    r = await send(two, "c1", RESET, "m3")
+    assert r["action"] == "handoff"
+    state = shared.conversation_state(WEB, "c1")
+    assert (state.version, state.status) == (3, ConversationStatus.QUEUED)
