@@ -36,9 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
         admin = settings.admin_token or tokens.admin
         settings = Settings.from_env(**overrides, admin_token=admin)
         print(banner(settings, tokens, admin), flush=True)
-    else:
+    elif not args.reuse_port:  # a worker: its supervisor migrated
         upgrade(settings.database_url)
     configure(settings.log_level, settings.log_format)
+    if settings.workers > 1 and not args.reuse_port:
+        from tierdesk.workers import supervise
+
+        return supervise(settings.workers, settings.host, settings.port)
     try:
         import uvloop
 
@@ -47,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
         pass
     app = create_app(settings)
     app.on_startup.append(_settle_heap)
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None,
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None, reuse_port=args.reuse_port or None,
                 print=lambda s: print(s, flush=True), shutdown_timeout=10.0)
     return 0
 
@@ -211,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--demo", action="store_true",
                        help="first set up the demo (database, model, channel, agents) and print tokens")
+    # How a worker of TIERDESK_WORKERS > 1 is started (tierdesk/workers.py).
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
     sub.add_parser("migrate", help="bring the database to the current schema").set_defaults(func=_migrate)
     sub.add_parser("demo", help="set up the demo channel, agents and model; print tokens").set_defaults(func=_demo)

@@ -55,6 +55,8 @@ class Settings:
     # SQLite durability: NORMAL (survives a process crash) or FULL (also a power cut).
     sqlite_synchronous: str = "NORMAL"
     db_pool_size: int = 5
+    # Server processes on the one port (PostgreSQL only; tierdesk/workers.py).
+    workers: int = 1
     # Rate limits (requests per second, 0 = off) and their bursts.
     rate_limit_channel_per_second: float = 500.0
     rate_limit_channel_burst: float = 1000.0
@@ -97,6 +99,10 @@ class Settings:
         for name in ("max_text_bytes", "max_body_bytes", "max_bot_answers", "outbox_max_attempts", "port"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{_env_name(name)} must not be negative")
+        if self.workers < 1:
+            raise InvalidInput("TIERDESK_WORKERS must be at least 1")
+        if self.workers > 1 and self.is_sqlite:
+            raise InvalidInput("TIERDESK_WORKERS > 1 needs PostgreSQL: the workers share their state through it")
 
     @property
     def is_sqlite(self) -> bool:
