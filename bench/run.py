@@ -191,13 +191,17 @@ class CpuMeter:
         return out
 
     def _server(self) -> tuple[float, float]:
+        # Summed over the server's workers, if it has any: "main thread" is
+        # then each worker's event loop thread.
         if self.pid is None:
             return 0.0, 0.0
-        try:
-            total = _proc_cpu_s(f"/proc/{self.pid}/stat")
-            main = _proc_cpu_s(f"/proc/{self.pid}/task/{self.pid}/stat")
-        except (OSError, ValueError):
-            return 0.0, 0.0
+        main = total = 0.0
+        for pid in process_tree(self.pid):
+            try:
+                total += _proc_cpu_s(f"/proc/{pid}/stat")
+                main += _proc_cpu_s(f"/proc/{pid}/task/{pid}/stat")
+            except (OSError, ValueError):
+                pass
         return main, total
 
     def __enter__(self) -> CpuMeter:
@@ -297,14 +301,32 @@ def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
     }
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants (a server started with TIERDESK_WORKERS > 1
+    is a supervisor and its workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo += [int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
 def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
+    """Resident memory of the process and its descendants."""
+    total = None
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total = (total or 0.0) + int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return round(total, 1) if total is not None else None
 
 
 # -------------------------------------------------------------------- servers
@@ -369,7 +391,8 @@ class Server:
             return
         if self.proc.poll() is None:
             if kill:
-                self.proc.kill()
+                # The session's whole group: a server with workers dies at once, as in a crash.
+                os.killpg(self.proc.pid, signal.SIGKILL)
             else:
                 self.proc.terminate()
             try:
@@ -735,6 +758,17 @@ def discard_or_keep(tmp: Path, code: int) -> None:
         print(f"server logs kept in {tmp}", file=sys.stderr)
 
 
+ALL_TARGETS = ("bare", "sqlite", "postgresql", "postgresql-workers")
+# (name, label) of the tierdesk targets, and of those on PostgreSQL (set in main()).
+DB_TARGETS: list[tuple[str, str]] = [("sqlite", "SQLite"), ("postgresql", "PostgreSQL")]
+PG_TARGETS: list[tuple[str, str]] = [("postgresql", "PostgreSQL")]
+
+
+def target_label(name: str, args: argparse.Namespace) -> str:
+    return {"bare": "bare aiohttp", "sqlite": "tierdesk SQLite", "postgresql": "tierdesk PostgreSQL",
+            "postgresql-workers": f"tierdesk PostgreSQL, {args.pg_workers} workers"}[name]
+
+
 def tierdesk_argv() -> list[str]:
     script = Path(sys.executable).parent / "tierdesk"
     if script.exists():
@@ -785,11 +819,11 @@ def tierdesk_env(args: argparse.Namespace, database_url: str, admin: str, models
 class Target:
     """One server under test and what was measured on it."""
 
-    def __init__(self, name: str, label: str, server: Server, db: Db | None = None) -> None:
-        self.name, self.label, self.server, self.db = name, label, server, db
+    def __init__(self, name: str, label: str, server: Server, db: Db | None = None, workers: int = 1) -> None:
+        self.name, self.label, self.server, self.db, self.workers = name, label, server, db, workers
         self.token = ""
         self.channel_id = ""
-        self.out: dict[str, Any] = {"pid": None}
+        self.out: dict[str, Any] = {"pid": None, "label": label}
         self.acked_files: dict[str, Path] = {}
         self.counted: dict[str, int] = {}
         self.sampler: CapacitySampler | None = None
@@ -821,14 +855,16 @@ def start_target(args: argparse.Namespace, name: str, tmp: Path, models: Path, d
         return tg
     assert database_url is not None
     admin = "td_admin_bench_" + secrets.token_hex(16)
-    server = Server(name, tierdesk_argv(), tierdesk_env(args, database_url, admin, models, port), port,
-                    tmp / f"{name}.log")
+    workers = args.pg_workers if name == "postgresql-workers" else 1
+    env = tierdesk_env(args, database_url, admin, models, port) | {"TIERDESK_WORKERS": str(workers)}
+    server = Server(name, tierdesk_argv(), env, port, tmp / f"{name}.log")
     servers.append(server)
     t0 = time.perf_counter()
     server.start("/readyz")
     log(f"tierdesk/{name} on :{port} (pid {server.pid}), ready in {time.perf_counter() - t0:.1f}s")
-    tg = Target(name, {"sqlite": "tierdesk SQLite", "postgresql": "tierdesk PostgreSQL"}[name], server,
-                Db(database_url))
+    tg = Target(name, target_label(name, args), server, Db(database_url), workers)
+    if workers > 1:
+        time.sleep(2.0)  # every worker listening, so that the kernel spreads the connections
     channel = http("POST", server.base + "/v1/admin/channels", {"name": "bench"}, token=admin)
     tg.token, tg.channel_id = channel["token"], channel["id"]
     for k in range(args.agents):
@@ -836,7 +872,7 @@ def start_target(args: argparse.Namespace, name: str, tmp: Path, models: Path, d
              {"name": f"bench agent {k}", "skills": ["billing", "tech", "general"], "capacity": args.capacity,
               "status": "online"}, token=admin)
     tg.out.update({"pid": server.pid, "database": database_url.split("@")[-1].split("/")[-1]
-                   if name == "postgresql" else "fresh temporary SQLite file",
+                   if name != "sqlite" else "fresh temporary SQLite file", "workers": workers,
                    "agents": args.agents, "capacity_per_agent": args.capacity})
     return tg
 
@@ -855,11 +891,13 @@ def per_request(r: dict[str, Any]) -> None:
 
 def measure_saturated(args: argparse.Namespace, tg: Target, mode: str, run_id: str,
                       duration: float) -> dict[str, Any]:
-    m0 = scrape(tg.server.base) if tg.is_tierdesk else None
+    m0 = scrape(tg.server.base) if tg.is_tierdesk and tg.workers == 1 else None
     r = run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=run_id, duration=duration,
                 server_pid=tg.server.pid, db_pids=tg.db_pids())
     if m0 is not None:
+        # /metrics is per process: with several workers it would be one worker's.
         r.update(metrics_delta(m0, scrape(tg.server.base)))
+    if tg.is_tierdesk:
         tg.counted[run_id] = r["ok_2xx"]
     per_request(r)
     r.pop("raw", None)
@@ -868,12 +906,13 @@ def measure_saturated(args: argparse.Namespace, tg: Target, mode: str, run_id: s
 
 def measure_half(args: argparse.Namespace, tg: Target, mode: str, run_id: str, rate: float,
                  tmp: Path) -> dict[str, Any]:
-    m0 = scrape(tg.server.base) if tg.is_tierdesk else None
+    m0 = scrape(tg.server.base) if tg.is_tierdesk and tg.workers == 1 else None
     path = tmp / f"{run_id}.ids"
     r = run_loadgen(args, tg.server.base, mode=mode, token=tg.token, run_id=run_id, rate=rate,
                     duration=args.duration, server_pid=tg.server.pid, acked_out=path, db_pids=tg.db_pids())
     if m0 is not None:
         r.update(metrics_delta(m0, scrape(tg.server.base)))
+    if tg.is_tierdesk:
         tg.acked_files[run_id] = path
     per_request(r)
     # "Sustained": the generator got (nearly) all it scheduled answered in
@@ -961,7 +1000,7 @@ def saturated_phase(args: argparse.Namespace, targets: list[Target], mode: str, 
             rounds[tg.name].append(r)
             log(f"  {tg.name} {mode} saturated, round {k + 1}/{args.rounds}: {r['req_s']:.0f} req/s "
                 f"p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms non-2xx {r['non2xx']}"
-                + (f" batch {r['group_commit_mean_batch']} actions {r['actions']}" if tg.is_tierdesk else "")
+                + (f" batch {r['group_commit_mean_batch']} actions {r['actions']}" if "actions" in r else "")
                 + f"; other processes {r['cpu']['other_processes_cores']} cores")
     for tg in targets:
         tg.out.setdefault(mode, {})["saturated"] = aggregate(rounds[tg.name])
@@ -988,10 +1027,10 @@ def check_durability(tg: Target) -> dict[str, Any]:
 
 
 def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict[str, Any],
-            servers: list[Server], pg_db_url: str | None) -> None:
+            servers: list[Server], pg_db_urls: dict[str, str]) -> None:
     tag = results["run_tag"]
     models = train_model(args.models_dir, tmp) if set(names) - {"bare"} else tmp
-    urls = {"sqlite": f"sqlite:///{tmp / 'bench.db'}", "postgresql": pg_db_url}
+    urls = {"sqlite": f"sqlite:///{tmp / 'bench.db'}", **pg_db_urls}
     targets = [start_target(args, n, tmp, models, urls.get(n), servers) for n in names]
     tierdesk = [tg for tg in targets if tg.is_tierdesk]
     for tg in targets:
@@ -1098,10 +1137,11 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             TARGETS["sqlite_faq_p99_ms"], "ms")
         add("SQLite FAQ: p99 at half the saturated rate", s["faq"]["half"]["p99_ms"], "<=",
             TARGETS["sqlite_faq_half_p99_ms"], "ms")
-    if "postgresql" in t:
-        add("PostgreSQL FAQ: req/s vs bare (64 conns)", ratio("postgresql", "faq"), ">=",
-            TARGETS["postgresql_faq_ratio"], "ratio")
-    for name, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+    for name, label in PG_TARGETS:
+        if name in t:
+            add(f"{label} FAQ: req/s vs bare (64 conns)", ratio(name, "faq"), ">=",
+                TARGETS["postgresql_faq_ratio"], "ratio")
+    for name, label in DB_TARGETS:
         if name in t:
             add(f"{label} handoff: req/s vs bare (64 conns)", ratio(name, "handoff"), ">=",
                 TARGETS["handoff_ratio"], "ratio")
@@ -1113,7 +1153,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             bad += int(r.get("non2xx", 0)) + int(r.get("socket_errors", 0)) + sum(r.get("errors", {}).values())
             bad += int(r.get("unfinished", 0) or 0)
     add("non-2xx + socket errors + unfinished, all runs", bad, "==", 0)
-    for name, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+    for name, label in DB_TARGETS:
         if name in t:
             add(f"{label}: every 2xx stored (checked after SIGKILL)", t[name]["durability"]["ok"], "==", True)
     return checks
@@ -1189,10 +1229,10 @@ def markdown(results: dict[str, Any]) -> str:
             + (f" + {fmt(r['database_cpu_ms_per_req'], 3)} (PostgreSQL)" if r.get("database_cpu_ms_per_req") else "")
             + " |")
 
-    for name, label in (("bare", "bare aiohttp"), ("sqlite", "tierdesk SQLite"),
-                        ("postgresql", "tierdesk PostgreSQL")):
+    for name in ALL_TARGETS:
         if name not in t:
             continue
+        label = t[name].get("label", name)
         for path, plabel in (("faq", "echo" if name == "bare" else "FAQ answer"), ("handoff", "handoff")):
             row(label, plabel, t[name].get(path, {}).get("saturated"), False)
             row(label, plabel, t[name].get(path, {}).get("half"), True)
@@ -1201,7 +1241,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {c['check']} | {show(c['value'], c['unit'])} | {c['op']} {show(c['threshold'], c['unit'])} "
                      f"| {'PASS' if c['pass'] else '**FAIL**'} |")
     extra = [""]
-    for name in ("sqlite", "postgresql"):
+    for name in ALL_TARGETS[1:]:
         if name in t:
             x = t[name]
             cap = x["capacity"]["after"]
@@ -1224,7 +1264,7 @@ def markdown(results: dict[str, Any]) -> str:
     bare_cpu = t.get("bare", {}).get("faq", {}).get("saturated", {}).get("server_cpu_ms_per_req")
     if bare_cpu:
         parts = []
-        for name, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        for name, label in DB_TARGETS:
             for path in ("faq", "handoff"):
                 c = t.get(name, {}).get(path, {}).get("saturated", {}).get("server_cpu_ms_per_req")
                 if c:
@@ -1283,8 +1323,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="interleaved rounds per saturated point (default 2; --quick: 1)")
     p.add_argument("--quick", action="store_true", help="3 s per measurement, one round, 1 s warm-up")
     p.add_argument("--warmup", type=float, default=None, help="seconds of unmeasured load first (default 2)")
-    p.add_argument("--targets", default="bare,sqlite,postgresql",
-                   help="comma-separated subset of bare,sqlite,postgresql (ratios need bare)")
+    p.add_argument("--pg-workers", type=int, default=2,
+                   help="TIERDESK_WORKERS of the postgresql-workers target (default 2)")
+    p.add_argument("--targets", default=",".join(ALL_TARGETS),
+                   help="comma-separated subset of bare,sqlite,postgresql,postgresql-workers (ratios need bare)")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
     p.add_argument("--agents", type=int, default=20)
@@ -1305,10 +1347,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.warmup is None:
         args.warmup = 1.0 if args.quick else 2.0
     names = [x.strip() for x in args.targets.split(",") if x.strip()]
-    unknown = set(names) - {"bare", "sqlite", "postgresql"}
+    unknown = set(names) - set(ALL_TARGETS)
     if unknown:
         p.error(f"unknown targets: {', '.join(sorted(unknown))}")
-    names = [n for n in ("bare", "sqlite", "postgresql") if n in names]
+    names = [n for n in ALL_TARGETS if n in names]
+    global DB_TARGETS, PG_TARGETS
+    DB_TARGETS = [(n, target_label(n, args).removeprefix("tierdesk ")) for n in ALL_TARGETS[1:]]
+    PG_TARGETS = DB_TARGETS[1:]
     try:
         args.wrk = check_wrk()
     except BenchError as exc:
@@ -1358,21 +1403,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     t_start = time.perf_counter()
     servers: list[Server] = []
-    pg_db: str | None = None
+    pg_dbs: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-bench-"))
     code = 0
     try:
-        pg_db_url = None
-        if "postgresql" in names:
+        pg_db_urls: dict[str, str] = {}
+        for name in names:
+            if not name.startswith("postgresql"):
+                continue
             try:
                 results["machine"]["postgresql"] = pg_settings(args.pg_admin_url)
             except Exception as exc:  # noqa: BLE001
                 raise BenchError(f"PostgreSQL at {args.pg_admin_url} is not reachable ({exc}); "
                                  "start it or pass --targets bare,sqlite") from None
-            pg_db = f"tierdesk_bench_{secrets.token_hex(4)}"
-            pg_create(args.pg_admin_url, pg_db)
-            pg_db_url = pg_url(args.pg_admin_url, pg_db)
-        run_all(args, names, tmp, results, servers, pg_db_url)
+            pg_dbs.append(f"tierdesk_bench_{secrets.token_hex(4)}")
+            pg_create(args.pg_admin_url, pg_dbs[-1])
+            pg_db_urls[name] = pg_url(args.pg_admin_url, pg_dbs[-1])
+        run_all(args, names, tmp, results, servers, pg_db_urls)
     except KeyboardInterrupt:
         log("interrupted; stopping servers")
         code = 130
@@ -1381,7 +1428,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     finally:
         stop_servers(servers)
-        if pg_db is not None:
+        for pg_db in pg_dbs:
             try:
                 pg_drop(args.pg_admin_url, pg_db)
             except Exception as exc:  # noqa: BLE001

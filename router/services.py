@@ -119,26 +119,19 @@ class Desk:
         self._stale_agents: set[str] = set()
         self._deferred_agents: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
+        # Until the working set is read: all of it (_whole), or only what a
+        # failed commit left ahead of the database (the dirty ids).
         self._ready = False
+        self._whole = True
+        self._dirty_conversations: set[str] = set()
+        self._dirty_agents: set[str] = set()
         self._reload_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ state
     async def start(self) -> None:
-        await self._reload()
-        await self._rebalance()
-
-    async def _reload(self) -> None:
-        async with self._reload_lock:
-            agents = await self.store.load_agents()
-            open_conversations = await self.store.load_open_conversations()
-            self._conversations.clear()
-            self._by_id.clear()
-            self._in_flight.clear()
-            waiting = [c.handoff for c in open_conversations if c.handoff and c.handoff.waiting]
-            self.dispatcher = Dispatcher(agents, waiting)
-            for c in open_conversations:
-                self._remember(c)
-            self._ready = True
+        """Read the working set from the store (again, if started before)."""
+        self._ready, self._whole = False, True
+        await self._ensure_ready()
 
     async def ensure_ready(self) -> None:
         """Before reading agents or the queue: reload them if a failure (or a
@@ -146,9 +139,61 @@ class Desk:
         await self._ensure_ready()
 
     async def _ensure_ready(self) -> None:
-        if not self._ready:
-            await self._reload()
+        repaired = False
+        while not self._ready:
+            async with self._reload_lock:
+                if self._ready:
+                    break  # another request did it while this one waited
+                generation = self.generation
+                if self._whole:
+                    await self._load_everything()
+                else:
+                    await self._repair()
+                repaired = True
+                # A failure while reading: what it dropped is read next time round.
+                self._ready = generation == self.generation
+        if repaired:
             await self._rebalance()
+
+    async def _load_everything(self) -> None:
+        agents = await self.store.load_agents()
+        open_conversations = await self.store.load_open_conversations()
+        self._conversations.clear()
+        self._by_id.clear()
+        waiting = [c.handoff for c in open_conversations if c.handoff and c.handoff.waiting]
+        self.dispatcher = Dispatcher(agents, waiting)
+        for c in open_conversations:
+            self._remember(c)
+        self._whole = False
+        self._dirty_conversations.clear()
+        self._dirty_agents.clear()
+
+    async def _repair(self) -> None:
+        """Read again what a failed commit left ahead of the database, and
+        only that: with many handoffs open, reading everything is what took
+        long enough for the next refusal to arrive."""
+        conversation_ids, agent_ids = set(self._dirty_conversations), set(self._dirty_agents)
+        agents = {a.id: a for a in await self.store.load_agents(agent_ids)} if agent_ids else {}
+        stored = ({c.id: c for c in await self.store.load_conversations_by_id(conversation_ids)}
+                  if conversation_ids else {})
+        for aid in agent_ids:
+            if aid in agents:
+                self.dispatcher.refresh_agent(agents[aid])
+            else:
+                self.dispatcher.agents.pop(aid, None)  # its creation was refused
+        for cid in conversation_ids:
+            old = self._by_id.pop(cid, None)
+            if old is not None:
+                if old.handoff is not None:
+                    self.dispatcher.dequeue(old.handoff)
+                self._conversations.pop((old.channel_id, old.external_id), None)
+            c = stored.get(cid)
+            if c is not None:
+                self._remember(c)
+                if c.handoff is not None:
+                    self.dispatcher.enqueue(c.handoff)
+        self._dirty_conversations -= conversation_ids
+        self._dirty_agents -= agent_ids
 
     async def _rebalance(self) -> None:
         """Assign what waits while agents have free slots: after a reload
@@ -160,12 +205,25 @@ class Desk:
             await self._commit(changes, touched, effects)
 
     def invalidate(self) -> None:
-        """Memory may be ahead of the database: reload before the next use case.
-
-        Called synchronously by the store when a commit fails, so nothing
-        decided on the old state can be committed after it."""
+        """Anything in memory may be wrong (changes by others were missed, a
+        message was stored by someone else): read everything again before
+        the next use case."""
         self.generation += 1
         self._ready = False
+        self._whole = True
+
+    def commit_failed(self) -> None:
+        """Called synchronously by the store when a commit fails, before any
+        waiter wakes: that change and every one queued behind it failed, so
+        what they touched (all that is in flight) is read again, and nothing
+        decided on the old state can be committed after it."""
+        self._drop(self._in_flight, self._agents_in_flight)
+
+    def _drop(self, conversation_ids: Iterable[str], agent_ids: Iterable[str]) -> None:
+        self.generation += 1
+        self._ready = False
+        self._dirty_conversations.update(conversation_ids)
+        self._dirty_agents.update(agent_ids)
 
     async def _begin(self) -> int:
         await self._ensure_ready()
@@ -266,17 +324,21 @@ class Desk:
                 conv.tally = ConversationTally(conv.channel_id)
             conv.tally.apply(e, sla, changes.rollup)
 
+    @staticmethod
+    def _agents_of(changes: Changes) -> set[str]:
+        return {*changes.load_deltas, *changes.agents, *(a.id for a in changes.new_agents)}
+
     async def _commit(self, changes: Changes, touched: Iterable[Conversation], effects: _Effects) -> None:
         if changes.generation != self.generation:
             # Decided on objects of a working set that has been dropped since;
-            # they are mutated already, so drop them again to be sure.
-            self.invalidate()
+            # they are mutated already, so read them again.
+            self._drop({*(c.id for c in touched), *changes.conversations}, self._agents_of(changes))
             raise Unavailable("state was reloaded while deciding; retry")
         self._tally(changes)
         ids = [c.id for c in touched]
         for cid in ids:
             self._in_flight[cid] = self._in_flight.get(cid, 0) + 1
-        agent_ids = {*changes.load_deltas, *changes.agents, *(a.id for a in changes.new_agents)}
+        agent_ids = self._agents_of(changes)
         for aid in agent_ids:
             self._agents_in_flight[aid] = self._agents_in_flight.get(aid, 0) + 1
         try:
@@ -284,13 +346,13 @@ class Desk:
         except DuplicateMessage:
             # Memory took the message as new (the channel reused an id, or
             # another instance stored it first); the store kept the original.
-            self.invalidate()
+            self._drop(ids, agent_ids)
             raise
         except Unavailable:
-            self.invalidate()
+            self._drop(ids, agent_ids)
             raise
         except Exception as exc:
-            self.invalidate()
+            self._drop(ids, agent_ids)
             raise Unavailable("the change could not be stored; retry") from exc
         finally:
             for cid in ids:

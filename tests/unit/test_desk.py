@@ -425,6 +425,43 @@ async def test_unexpected_commit_error_is_reported_as_unavailable_and_reloads(de
     assert (await send(desk, "c2", "agent"))["agent_id"] == "ann"
 
 
+async def test_a_failed_commit_reads_again_only_what_it_touched(desk: Desk, store: FakeStore) -> None:
+    store.seed_agent("ann", ["billing"], capacity=1)
+    await desk.start()
+    await send(desk, "c1", "refund my order")  # ann takes it
+    await send(desk, "c2", "refund my order")  # waits
+    full_loads = []
+    load_open = store.load_open_conversations
+
+    async def counted():  # type: ignore[no-untyped-def]
+        full_loads.append(1)
+        return await load_open()
+
+    store.load_open_conversations = counted  # type: ignore[method-assign]
+    store.fail_next_commit()
+    with pytest.raises(Unavailable):
+        await send(desk, "c3", "refund my order")
+    await desk.ensure_ready()
+    # The refused conversation is gone from memory and the queue; the rest
+    # stands; nothing else was read again.
+    assert [h.conversation_id for h in desk.queue()] == [cid(store, "c2")]
+    assert desk.agent("ann").open_count == 1
+    assert full_loads == []
+    retried = await send(desk, "c3", "refund my order")
+    assert retried["queue_position"] == 2
+    await desk.resolve("ann", cid(store, "c1"))
+    assert store.handoff_of(WEB, "c2").agent_id == "ann"
+
+
+async def test_an_agent_whose_creation_failed_is_forgotten(desk: Desk, store: FakeStore) -> None:
+    store.fail_next_commit()
+    with pytest.raises(Unavailable):
+        await desk.create_agent("Bo", ["billing"], 2, AgentStatus.ONLINE, agent_id="bo")
+    await desk.ensure_ready()
+    assert desk.agents() == []
+    assert (await send(desk, "c1", "refund my order"))["queue_position"] == 1
+
+
 async def test_capacity_taken_by_another_instance_is_refused_and_reloaded(desk: Desk, store: FakeStore) -> None:
     store.seed_agent("ann", capacity=1)
     await desk.start()

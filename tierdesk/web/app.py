@@ -186,7 +186,7 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
                         vip_to_human=s.vip_to_human,
                         sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds))
     desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS])
-    app[keys.STORE].committer.on_failure(desk.invalidate)
+    app[keys.STORE].committer.on_failure(desk.commit_failed)
     try:
         await desk.start()
     except Exception as exc:  # noqa: BLE001 - start degraded; requests retry the load
