@@ -113,6 +113,7 @@ class Desk:
         # landed: a refresh must not overwrite what memory has ahead of the
         # database, nor a value its read raced.
         self._agents_in_flight: dict[str, int] = {}
+        self._load_in_flight: dict[str, int] = {}  # agent id -> uncommitted load deltas
         self._agent_commits: dict[str, int] = {}
         # Changed by other instances, to read afresh (changed_elsewhere).
         self._stale_conversations: set[str] = set()
@@ -341,6 +342,8 @@ class Desk:
         agent_ids = self._agents_of(changes)
         for aid in agent_ids:
             self._agents_in_flight[aid] = self._agents_in_flight.get(aid, 0) + 1
+        for aid, d in changes.load_deltas.items():
+            self._load_in_flight[aid] = self._load_in_flight.get(aid, 0) + d
         try:
             await self.store.commit(changes)
         except DuplicateMessage:
@@ -361,6 +364,8 @@ class Desk:
                     self._in_flight[cid] = n
                 else:
                     self._in_flight.pop(cid, None)
+            for aid, d in changes.load_deltas.items():
+                self._load_in_flight[aid] -= d
             for aid in agent_ids:
                 self._agent_commits[aid] = self._agent_commits.get(aid, 0) + 1
                 n = self._agents_in_flight.get(aid, 0) - 1
@@ -416,7 +421,13 @@ class Desk:
         for a in agents:
             if self._agents_in_flight.get(a.id) or self._agent_commits.get(a.id, 0) != landed[a.id]:
                 # Memory is ahead of what was read, or a commit of ours raced
-                # the read: read again once ours have landed.
+                # the read: read again once ours have landed. Meanwhile never
+                # count fewer conversations than the database says the agent
+                # holds plus ours on the way: counting too few is what gets
+                # an assignment refused (too many only delays one until then).
+                mine = self.dispatcher.agents.get(a.id)
+                if mine is not None:
+                    mine.open_count = max(mine.open_count, a.open_count + self._load_in_flight.get(a.id, 0))
                 if self._agents_in_flight.get(a.id):
                     self._deferred_agents.add(a.id)
                 else:

@@ -3,6 +3,7 @@ what the other's commits changed, as the PostgreSQL relay tells them."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -27,8 +28,12 @@ class RelayedStore:
         self.shared = shared
         self.peers: list[Desk] = []
         self.relaying = True
+        self.gate: asyncio.Event | None = None  # set: the next commit waits for it
 
     async def commit(self, changes: Changes) -> None:
+        if self.gate is not None:
+            gate, self.gate = self.gate, None
+            await gate.wait()
         await self.shared.commit(changes)
         if not self.relaying:
             return
@@ -137,3 +142,25 @@ async def test_a_decision_on_a_stale_copy_is_refused_and_the_retry_succeeds(inst
     assert r["action"] == "handoff"
     state = shared.conversation_state(WEB, "c1")
     assert (state.version, state.status) == (3, ConversationStatus.QUEUED)
+
+
+async def test_a_load_taken_elsewhere_counts_while_this_instance_has_its_own_on_the_way(instances, shared) -> None:
+    one, two, _, two_view = await instances()
+    ann = await one.create_agent("Ann", ["billing"], 2, AgentStatus.ONLINE)
+    await settled(two)
+    # Two gives ann a conversation; its commit is slow to land.
+    two_view.gate = gate = asyncio.Event()
+    slow = asyncio.create_task(send(two, "c1", REFUND, "m1"))
+    await asyncio.sleep(0)
+    assert two.agent(ann.id).open_count == 1
+    # Meanwhile one gives her another: her second and last slot.
+    assert (await send(one, "c2", REFUND, "m2"))["agent_id"] == ann.id
+    await settled(two)
+    # Two counts both: a handoff it routed now would wait rather than take a
+    # third slot the database would refuse.
+    assert two.agent(ann.id).open_count == 2
+    gate.set()
+    assert (await slow)["agent_id"] == ann.id
+    await settled(one, two)
+    assert shared.attempts == len(shared.commits)
+    assert shared.open_count(ann.id) == 2 and two.agent(ann.id).open_count == 2
