@@ -124,6 +124,7 @@ class Desk:
         # failed commit left ahead of the database (the dirty ids).
         self._ready = False
         self._whole = True
+        self._drops = 0
         self._dirty_conversations: set[str] = set()
         self._dirty_agents: set[str] = set()
         self._reload_lock = asyncio.Lock()
@@ -145,14 +146,14 @@ class Desk:
             async with self._reload_lock:
                 if self._ready:
                     break  # another request did it while this one waited
-                generation = self.generation
+                drops = self._drops
                 if self._whole:
                     await self._load_everything()
                 else:
                     await self._repair()
                 repaired = True
                 # A failure while reading: what it dropped is read next time round.
-                self._ready = generation == self.generation
+                self._ready = drops == self._drops
         if repaired:
             await self._rebalance()
 
@@ -206,22 +207,27 @@ class Desk:
             await self._commit(changes, touched, effects)
 
     def invalidate(self) -> None:
-        """Anything in memory may be wrong (changes by others were missed, a
-        message was stored by someone else): read everything again before
-        the next use case."""
+        """Anything in memory may be wrong (changes by others were missed, the
+        database was away): read everything again before the next use case,
+        and commit nothing decided before."""
         self.generation += 1
+        self._drops += 1
         self._ready = False
         self._whole = True
 
     def commit_failed(self) -> None:
-        """Called synchronously by the store when a commit fails, before any
-        waiter wakes: that change and every one queued behind it failed, so
-        what they touched (all that is in flight) is read again, and nothing
-        decided on the old state can be committed after it."""
+        """Called synchronously by the store when a batch fails (not a
+        refusal: the database failed), before any waiter wakes: every change
+        in flight failed, so what they touched is read again, and nothing
+        decided on the old state is committed after it."""
+        self.generation += 1
         self._drop(self._in_flight, self._agents_in_flight)
 
     def _drop(self, conversation_ids: Iterable[str], agent_ids: Iterable[str]) -> None:
-        self.generation += 1
+        """These are ahead of the database: read them again before the next
+        use case. What else was decided meanwhile stands or falls by the
+        database's own guards (versions, capacity)."""
+        self._drops += 1
         self._ready = False
         self._dirty_conversations.update(conversation_ids)
         self._dirty_agents.update(agent_ids)
@@ -496,12 +502,17 @@ class Desk:
             while conv.tier is Tier.BOT and prediction is None:
                 # Loop: the conversation may have moved on while we waited.
                 prediction = await self.classifier.classify(msg.text)
-            current = self._by_id.get(conv.id)
-            if gen != self.generation or current is None:
+            if gen != self.generation:
                 raise Unavailable("state was reloaded; retry")  # nothing was changed yet
+            if not self._ready:
+                await self._ensure_ready()  # a refused change left something to read again
+                continue
+            current = self._by_id.get(conv.id)
+            if current is None:
+                raise Unavailable("state was reloaded; retry")
             if current is conv:
                 break
-            conv = current  # another instance changed it meanwhile: decide on the new copy
+            conv = current  # changed meanwhile (another instance, a refusal): decide on the new copy
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
         response = self._apply_customer_message(conv, msg, prediction, received_at, now, changes, effects)

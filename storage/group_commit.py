@@ -8,7 +8,12 @@ the next batch, so batches grow exactly as much as the load requires and an
 idle service commits each request at once.
 
 If a batch fails, every change queued behind it fails too: it may have been
-decided on state that the failed batch was meant to persist.
+decided on state that the failed batch was meant to persist. A refusal is
+different: the database said no to one change (an agent's capacity, a
+conversation another instance changed first) and the rest of the batch is
+as valid as it was, so its changes are written again one by one and only
+the refused ones fail; anything decided on a refused change is refused in
+turn by the same guards.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import structlog
 
 from router.changes import Changes
 from router.ports import DuplicateMessage
-from tierdesk.errors import Unavailable
+from tierdesk.errors import Conflict, Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +48,7 @@ class GroupCommitter:
         self.generation_floor = 0
         self.batches = 0
         self.committed = 0
+        self.refused = 0
 
     def on_failure(self, listener: Callable[[], None]) -> None:
         """Called synchronously when a batch fails, before any waiter wakes."""
@@ -92,17 +98,44 @@ class GroupCommitter:
             del self._queue[: len(batch)]
             try:
                 duplicates = await self._write([c for c, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every failure fails the batch
+            except Conflict as exc:
+                if len(batch) == 1:
+                    self._refuse(batch[0][1], exc)
+                else:
+                    await self._write_one_by_one(batch)
+                continue
+            except Exception as exc:  # noqa: BLE001 - every other failure fails the batch
                 self._fail(batch, exc)
                 continue
-            self.batches += 1
-            self.committed += len(batch)
-            for (_, fut), dup in zip(batch, duplicates, strict=True):
-                if not fut.done():
-                    if dup:
-                        fut.set_exception(DuplicateMessage())
-                    else:
-                        fut.set_result(None)
+            self._settle(batch, duplicates)
+
+    def _settle(self, batch: list[tuple[Changes, asyncio.Future[None]]], duplicates: list[bool]) -> None:
+        self.batches += 1
+        self.committed += len(batch)
+        for (_, fut), dup in zip(batch, duplicates, strict=True):
+            if not fut.done():
+                if dup:
+                    fut.set_exception(DuplicateMessage())
+                else:
+                    fut.set_result(None)
+
+    async def _write_one_by_one(self, batch: list[tuple[Changes, asyncio.Future[None]]]) -> None:
+        for i, (changes, fut) in enumerate(batch):
+            try:
+                duplicates = await self._write([changes])
+            except Conflict as exc:
+                self._refuse(fut, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                self._fail(batch[i:], exc)
+                return
+            self._settle([(changes, fut)], duplicates)
+
+    def _refuse(self, fut: asyncio.Future[None], exc: Conflict) -> None:
+        self.refused += 1
+        log.warning("change_refused", error=repr(exc))
+        if not fut.done():
+            fut.set_exception(Unavailable(f"{exc.message}; retry"))
 
     def _fail(self, batch: list[tuple[Changes, asyncio.Future[None]]], exc: Exception) -> None:
         behind, self._queue = self._queue, []

@@ -3,6 +3,7 @@ with a handful of statements each."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
@@ -79,6 +80,8 @@ class SqlStore:
         except ConversationChanged as e:
             raise Conflict(f"conversation {e.conversation_id!r} was changed by another instance",
                            code="conversation_changed") from e
+        except sqlite3.IntegrityError as e:  # PostgreSQL's become a Conflict in engine.writing()
+            raise Conflict("that would clash with existing data") from e
 
     def _write_postgresql(self, conn: Connection, batch: Sequence[ChangeRows]) -> list[bool]:
         sql = self._sql

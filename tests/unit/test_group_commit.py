@@ -1,0 +1,72 @@
+"""What a failed or refused batch does to the changes in it and behind it
+(the group committer over a scripted write)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from router.changes import Changes
+from storage.group_commit import GroupCommitter
+from tierdesk.errors import CapacityExceeded, Unavailable
+
+
+class ScriptedWrite:
+    """Writes batches; refuses (a Conflict) any batch holding a change marked
+    refused, fails (the database is away) any holding one marked broken."""
+
+    def __init__(self) -> None:
+        self.refused: set[int] = set()
+        self.broken: set[int] = set()
+        self.written: list[int] = []
+        self.batches: list[int] = []
+
+    async def __call__(self, batch: Sequence[Changes]) -> list[bool]:
+        await asyncio.sleep(0)
+        self.batches.append(len(batch))
+        ids = [id(c) for c in batch]
+        if self.broken & set(ids):
+            raise OSError("connection lost")
+        if self.refused & set(ids):
+            raise CapacityExceeded("agent 'a1' would exceed capacity")
+        self.written += ids
+        return [False] * len(batch)
+
+
+async def _all(committer: GroupCommitter, changes: list[Changes]) -> list[BaseException | None]:
+    return await asyncio.gather(*(committer.commit(c) for c in changes), return_exceptions=True)
+
+
+async def test_a_refused_change_fails_alone_and_the_rest_of_its_batch_is_written() -> None:
+    write = ScriptedWrite()
+    committer = GroupCommitter(write)
+    failures: list[int] = []
+    committer.on_failure(lambda: failures.append(1))
+    changes = [Changes() for _ in range(6)]
+    write.refused.add(id(changes[3]))
+    results = await _all(committer, changes)
+    assert [i for i, r in enumerate(results) if r is not None] == [3]
+    assert isinstance(results[3], Unavailable) and "capacity" in str(results[3])
+    assert sorted(write.written) == sorted(id(c) for i, c in enumerate(changes) if i != 3)
+    assert failures == [] and committer.refused == 1 and committer.generation_floor == 0
+    await committer.close()
+
+
+async def test_a_batch_the_database_fails_fails_everything_queued_behind_it() -> None:
+    write = ScriptedWrite()
+    committer = GroupCommitter(write)
+    failures: list[int] = []
+    committer.on_failure(lambda: failures.append(1))
+    first = [Changes(generation=2) for _ in range(3)]
+    write.broken.add(id(first[1]))
+    results = await _all(committer, first)
+    assert all(isinstance(r, Unavailable) for r in results)
+    assert write.written == [] and failures == [1]
+    # Decided before the failure: refused; decided after it: written.
+    with pytest.raises(Unavailable):
+        await committer.commit(Changes(generation=2))
+    await committer.commit(Changes(generation=committer.generation_floor))
+    assert len(write.written) == 1
+    await committer.close()
