@@ -4,15 +4,17 @@ The Desk owns the in-memory working set (agents, the waiting queue, the
 conversations in play) and is the only writer of it. Each use case runs its
 decision synchronously on the event loop, so no two requests interleave
 inside one, records what changed in a Changes, and awaits the store's group
-commit before answering. A commit that fails leaves memory ahead of the
-database, so the working set is dropped and reloaded (the generation moves on
-and changes built on the old one are refused).
+commit before answering. A change the database refuses (an agent's
+capacity, a conversation changed by another instance) leaves memory ahead
+of it for what that change touched: those are read again before the next
+use case. A database failure fails every change in flight: what they
+touched is read again, and the generation moves on so that nothing decided
+before is committed.
 
 With several instances on one database, each is told which conversations and
 agents the others' commits changed (``changed_elsewhere``) and reads those
 afresh. A decision made on a copy that was stale all the same is refused by
-the database (conversation versions, agents' capacity) and retried by the
-client after the reload.
+the database and retried by the client.
 """
 
 from __future__ import annotations
