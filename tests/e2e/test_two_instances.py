@@ -251,3 +251,65 @@ async def test_routing_stays_right_when_both_instances_route(aiohttp_client, pg_
     assert [r[0] for r in await db(select(t.agents.c.open_count))] == [0, 0, 0]
     assigned = await db(select(func.count()).select_from(t.events).where(t.events.c.kind == "assigned"))
     assert assigned[0][0] == 30
+
+
+async def test_a_conversation_written_to_on_both_instances_loses_nothing(aiohttp_client, pg_url, clock,
+                                                                        demo_model) -> None:
+    """The customer writes through one instance while the agent replies and
+    then ends the conversation through the other: every message is stored
+    once, in order, and the conversation ends resolved with the agent's
+    slot free, whichever instance's copy was behind."""
+    one = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    channel = await one.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
+    one.channel_token = channel["token"]
+    ann = await one.add_agent("ann", ["billing"], capacity=1)
+    two = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    two.agents = one.agents
+    assert (await one.send("c1", BILLING, message_id="m0"))["agent_id"] == ann["id"]
+
+    async def two_has_it() -> list:
+        return (await two.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
+
+    [conv] = await _eventually(two_has_it)
+
+    async def retried(call):  # type: ignore[no-untyped-def]
+        for _ in range(50):
+            r = await call()
+            if not (isinstance(r, dict) and r.get("error", {}).get("code") == "unavailable"):
+                return r
+            await asyncio.sleep(0.02)
+        raise AssertionError(r)
+
+    async def customer() -> None:
+        for i in range(1, 11):
+            r = await retried(lambda i=i: one.send("c1", f"message {i}", message_id=f"m{i}", expect=None))
+            assert r["action"] == "forwarded", r
+
+    async def agent() -> None:
+        for i in range(10):
+            r = await retried(lambda i=i: two.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/replies",
+                                                      json={"text": f"reply {i}"}, expect=None))
+            assert r["sender"] == "agent", r
+
+    await asyncio.gather(customer(), agent())
+    r = await retried(lambda: two.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/resolve", expect=None))
+    assert r == {"ok": True}
+    history = await one.admin("GET", f"/v1/conversations/{conv['id']}")
+    texts = [m["text"] for m in history["messages"]]
+    assert sorted(t for t in texts if t.startswith("message")) == sorted(f"message {i}" for i in range(1, 11))
+    assert sorted(t for t in texts if t.startswith("reply")) == sorted(f"reply {i}" for i in range(10))
+    assert len(texts) == len(set(texts)) == 21
+
+    async def resolved_on_one() -> bool:
+        # Instance one learns of the end from the relay, a moment after.
+        return (await one.admin("GET", f"/v1/conversations/{conv['id']}"))["conversation"]["status"] == "resolved"
+
+    assert await _eventually(resolved_on_one)
+
+    async def slot_free_everywhere() -> bool:
+        loads = [a["open_conversations"] for api in (one, two)
+                 for a in (await api.admin("GET", "/v1/admin/agents"))["agents"]]
+        return loads == [0, 0]
+
+    assert await _eventually(slot_free_everywhere), [
+        (await api.admin("GET", "/v1/admin/agents"))["agents"] for api in (one, two)]
