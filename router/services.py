@@ -190,7 +190,11 @@ class Desk:
             if old is not None:
                 if old.handoff is not None:
                     self.dispatcher.dequeue(old.handoff)
-                self._conversations.pop((old.channel_id, old.external_id), None)
+                key = (old.channel_id, old.external_id)
+                # The key may hold another copy by now: the same conversation
+                # as another instance created it, which is the one stored.
+                if self._conversations.get(key) is old:
+                    del self._conversations[key]
             c = stored.get(cid)
             if c is not None:
                 self._remember(c)

@@ -158,6 +158,9 @@ class FakeStore:
             new.agents[p.id].profile = p
         for s in changes.conversations.values():
             stored = new.conversations.get(s.id)
+            if stored is None and any((o.channel_id, o.external_id) == (s.channel_id, s.external_id)
+                                      for o in new.conversations.values()):
+                raise Conflict("that would clash with existing data")
             if (stored.version if stored else 0) != s.version - 1:
                 raise Conflict(f"conversation {s.id!r} was changed by another instance", code="conversation_changed")
             new.conversations[s.id] = s

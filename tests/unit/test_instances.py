@@ -164,3 +164,27 @@ async def test_a_load_taken_elsewhere_counts_while_this_instance_has_its_own_on_
     await settled(one, two)
     assert shared.attempts == len(shared.commits)
     assert shared.open_count(ann.id) == 2 and two.agent(ann.id).open_count == 2
+
+
+async def test_a_conversation_started_on_both_instances_at_once_is_stored_once(instances, shared) -> None:
+    one, two, _, two_view = await instances()
+    # Two takes the customer's first message as a new conversation; its
+    # commit is slow to land. Meanwhile the customer's next message, through
+    # one, starts the same conversation there and hands it to a person.
+    two_view.gate = gate = asyncio.Event()
+    slow = asyncio.create_task(send(two, "c1", RESET, "m1"))
+    await asyncio.sleep(0)
+    assert (await send(one, "c1", REFUND, "m2"))["queue_position"] == 1
+    await settled(two)
+    gate.set()
+    with pytest.raises(Unavailable):
+        await slow  # the database holds one conversation per channel and id: one's
+    # Two keeps one's conversation, queued, and decides on it from now on.
+    assert (await send(two, "c1", RESET, "m1"))["action"] == "handoff"
+    assert [h.conversation_id for h in two.queue()] == [shared.conversation_id(WEB, "c1")]
+    assert len(shared.t.conversations) == 1
+    # One copy of it in two's memory: the agent who comes online gets it,
+    # and the customer's next message goes to her.
+    ann = await two.create_agent("Ann", ["billing"], 1, AgentStatus.ONLINE)
+    assert shared.handoff_of(WEB, "c1").agent_id == ann.id
+    assert (await send(two, "c1", "still there?", "m3")) == {"action": "forwarded", "agent_id": ann.id}
