@@ -103,6 +103,29 @@ async def test_many_pushes_at_once_are_all_relayed(aiohttp_client, pg_url, clock
     await ws.close()
 
 
+async def _pair_with_ann(aiohttp_client, pg_url: str, clock, model):  # type: ignore[no-untyped-def]
+    """Instance one with a channel and ann (billing, one slot), then
+    instance two, which learns of her at start."""
+    one = await _instance(aiohttp_client, pg_url, clock, model)
+    channel = await one.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
+    one.channel_token = channel["token"]
+    ann = await one.add_agent("ann", ["billing"], capacity=1)
+    two = await _instance(aiohttp_client, pg_url, clock, model)
+    two.agents = one.agents
+    return one, two, ann
+
+
+async def _retried(call):  # type: ignore[no-untyped-def]
+    """A decision on a copy another instance had just changed is refused
+    (503) and retried, as channels and agent apps do."""
+    for _ in range(50):
+        r = await call()
+        if not (isinstance(r, dict) and r.get("error", {}).get("code") == "unavailable"):
+            return r
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"still refused: {r}")
+
+
 async def _eventually(check, timeout: float = 5.0):  # type: ignore[no-untyped-def]
     """Poll ``check`` (an async callable) until it returns something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -132,12 +155,7 @@ async def test_an_agent_created_on_one_instance_is_routed_to_by_the_other(aiohtt
 
 async def test_a_handoff_waiting_on_one_instance_is_routed_by_the_other(aiohttp_client, pg_url, clock,
                                                                         demo_model) -> None:
-    one = await _instance(aiohttp_client, pg_url, clock, demo_model)
-    channel = await one.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
-    one.channel_token = channel["token"]
-    ann = await one.add_agent("ann", ["billing"], capacity=1)
-    two = await _instance(aiohttp_client, pg_url, clock, demo_model)
-    two.agents = one.agents
+    one, two, ann = await _pair_with_ann(aiohttp_client, pg_url, clock, demo_model)
     ws = await two.client.ws_connect("/v1/agents/ws", headers={"Authorization": f"Bearer {ann['token']}"})
     assert (await ws.receive_json(timeout=5))["type"] == "hello"
 
@@ -184,21 +202,11 @@ async def test_routing_stays_right_when_both_instances_route(aiohttp_client, pg_
     two.agents = one.agents
     both = (one, two)
 
-    async def retried(call):  # type: ignore[no-untyped-def]
-        # A decision on a copy another instance had just changed is refused
-        # (503) and retried, as channels and agent apps do.
-        for _ in range(50):
-            r = await call()
-            if not (isinstance(r, dict) and r.get("error", {}).get("code") == "unavailable"):
-                return r
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"still refused: {r}")
-
     async def two_knows_them() -> bool:
         return len((await two.admin("GET", "/v1/admin/agents"))["agents"]) == 3
 
     assert await _eventually(two_knows_them)
-    await asyncio.gather(*(retried(lambda i=i: both[i % 2].send(f"c{i}", BILLING, message_id=f"m{i}", expect=None))
+    await asyncio.gather(*(_retried(lambda i=i: both[i % 2].send(f"c{i}", BILLING, message_id=f"m{i}", expect=None))
                            for i in range(30)))
 
     from sqlalchemy import func, select
@@ -234,7 +242,7 @@ async def test_routing_stays_right_when_both_instances_route(aiohttp_client, pg_
             api = both[(resolved + n) % 2]
             mine = (await api.as_agent(agent["name"], "GET", "/v1/agents/me/conversations"))["conversations"]
             for c in mine[:1]:
-                r = await retried(lambda c=c, api=api, agent=agent: api.as_agent(
+                r = await _retried(lambda c=c, api=api, agent=agent: api.as_agent(
                     agent["name"], "POST", f"/v1/conversations/{c['id']}/resolve", expect=None))
                 # Forbidden: this instance's copy was a moment behind (already resolved).
                 assert r == {"ok": True} or r["error"]["code"] == "not_your_conversation", r
@@ -257,14 +265,9 @@ async def test_a_conversation_written_to_on_both_instances_loses_nothing(aiohttp
                                                                         demo_model) -> None:
     """The customer writes through one instance while the agent replies and
     then ends the conversation through the other: every message is stored
-    once, in order, and the conversation ends resolved with the agent's
+    once, and the conversation ends resolved with the agent's
     slot free, whichever instance's copy was behind."""
-    one = await _instance(aiohttp_client, pg_url, clock, demo_model)
-    channel = await one.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
-    one.channel_token = channel["token"]
-    ann = await one.add_agent("ann", ["billing"], capacity=1)
-    two = await _instance(aiohttp_client, pg_url, clock, demo_model)
-    two.agents = one.agents
+    one, two, ann = await _pair_with_ann(aiohttp_client, pg_url, clock, demo_model)
     assert (await one.send("c1", BILLING, message_id="m0"))["agent_id"] == ann["id"]
 
     async def two_has_it() -> list:
@@ -272,27 +275,19 @@ async def test_a_conversation_written_to_on_both_instances_loses_nothing(aiohttp
 
     [conv] = await _eventually(two_has_it)
 
-    async def retried(call):  # type: ignore[no-untyped-def]
-        for _ in range(50):
-            r = await call()
-            if not (isinstance(r, dict) and r.get("error", {}).get("code") == "unavailable"):
-                return r
-            await asyncio.sleep(0.02)
-        raise AssertionError(r)
-
     async def customer() -> None:
         for i in range(1, 11):
-            r = await retried(lambda i=i: one.send("c1", f"message {i}", message_id=f"m{i}", expect=None))
+            r = await _retried(lambda i=i: one.send("c1", f"message {i}", message_id=f"m{i}", expect=None))
             assert r["action"] == "forwarded", r
 
     async def agent() -> None:
         for i in range(10):
-            r = await retried(lambda i=i: two.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/replies",
+            r = await _retried(lambda i=i: two.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/replies",
                                                       json={"text": f"reply {i}"}, expect=None))
             assert r["sender"] == "agent", r
 
     await asyncio.gather(customer(), agent())
-    r = await retried(lambda: two.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/resolve", expect=None))
+    r = await _retried(lambda: two.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/resolve", expect=None))
     assert r == {"ok": True}
     history = await one.admin("GET", f"/v1/conversations/{conv['id']}")
     texts = [m["text"] for m in history["messages"]]
