@@ -122,6 +122,7 @@ class Desk:
         self._stale_agents: set[str] = set()
         self._deferred_agents: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._stopped = False
         # Until the working set is read: all of it (_whole), or only what a
         # failed commit left ahead of the database (the dirty ids).
         self._ready = False
@@ -401,11 +402,13 @@ class Desk:
         self._stale_conversations.update(c for c in conversations if c in self._by_id)
         self._stale_conversations.update(held)
         self._stale_agents.update(agents)
-        if (self._stale_conversations or self._stale_agents) and (
+        if (self._stale_conversations or self._stale_agents) and not self._stopped and (
                 self._refresher is None or self._refresher.done()):
             self._refresher = asyncio.create_task(self._refresh(), name="desk-refresh")
 
     async def stop_refreshing(self) -> None:
+        """At shutdown: the relay may still deliver while the store closes."""
+        self._stopped = True
         if self._refresher is not None:
             self._refresher.cancel()
             await asyncio.wait([self._refresher])
