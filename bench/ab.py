@@ -1,0 +1,76 @@
+"""Compare two source trees of tierdesk on one database, alternating, with
+the same harness as bench/run.py: the way to tell a change's cost from this
+machine's run-to-run noise (±10 %).
+
+    git worktree add /tmp/old <commit>
+    .venv/bin/python bench/ab.py /tmp/old . --db postgresql --rounds 2
+
+Each round starts each tree's server on a fresh database, warms it up, then
+drives the FAQ path and the handoff path with wrk (64 connections) for
+--duration seconds each. Prints req/s, p99 and server CPU per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as B  # noqa: E402 - the harness of `make bench`
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("trees", nargs="+", help="source trees to compare (a checkout or git worktree each)")
+    p.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    cli = p.parse_args()
+    args = argparse.Namespace(wrk=B.check_wrk(), threads=2, connections=64, agents=20, capacity=5,
+                              sqlite_synchronous=None, pg_workers=1)
+    tmp = Path(tempfile.mkdtemp(prefix="tierdesk-ab-"))
+    models = B.train_model(None, tmp)
+    base_env = B.tierdesk_env
+    # Each tree's own code: run as a module from the tree, not the installed script.
+    B.tierdesk_argv = lambda: [sys.executable, "-m", "tierdesk.cli", "serve"]
+    results: dict[tuple[str, str], list[float]] = {}
+    for rnd in range(cli.rounds):
+        for tree in (str(Path(t).resolve()) for t in cli.trees):
+            B.ROOT = Path(tree)
+            B.tierdesk_env = lambda a, d, ad, m, port, tree=tree: base_env(a, d, ad, m, port) | {"PYTHONPATH": tree}
+            name = f"tierdesk_ab_{rnd}"
+            if cli.db == "postgresql":
+                B.pg_drop(cli.pg_admin_url, name)
+                B.pg_create(cli.pg_admin_url, name)
+                url = B.pg_url(cli.pg_admin_url, name)
+            else:
+                url = f"sqlite:///{tmp / f'{name}_{abs(hash(tree))}.db'}"
+            servers: list[B.Server] = []
+            try:
+                tg = B.start_target(args, cli.db, tmp, models, url, servers)
+                for mode in ("faq", "handoff"):
+                    B.run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=f"w{rnd}{mode}{time.time()}",
+                              duration=2, server_pid=None)
+                    r = B.run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=f"r{rnd}{mode}{time.time()}",
+                                  duration=cli.duration, server_pid=tg.server.pid, db_pids=tg.db_pids())
+                    B.per_request(r)
+                    results.setdefault((tree, mode), []).append(r["req_s"])
+                    print(f"round {rnd + 1} {tree} {mode}: {r['req_s']:.0f} req/s, p99 {r['p99_ms']} ms, "
+                          f"non-2xx {r['non2xx']}, server CPU {r.get('server_cpu_ms_per_req')} ms/req", flush=True)
+            finally:
+                B.stop_servers(servers)
+                if cli.db == "postgresql":
+                    B.pg_drop(cli.pg_admin_url, name)
+    for (tree, mode), values in results.items():
+        print(f"{tree} {mode}: " + " / ".join(f"{v:,.0f}" for v in values) + " req/s")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
