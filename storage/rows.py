@@ -16,7 +16,7 @@ from typing import Any
 
 from router import rollups
 from router.changes import AgentProfile, Changes, ConversationState, MessageRecord, OutboxItem
-from router.model import Handoff
+from router.model import ConversationStatus, Handoff
 from router.tracker import TrackerEvent
 
 Row = tuple[Any, ...]
@@ -121,7 +121,7 @@ class BatchRows:
 
     def held(self) -> list[str]:
         """The conversations the human tier holds after the batch."""
-        return [r[0] for r in self.conversations if r[CONVERSATION_STATUS] in ("queued", "assigned")]
+        return [r[0] for r in self.conversations if r[CONVERSATION_STATUS] in _HELD]
 
     def marks(self) -> list[tuple[str, float | None, str | None]]:
         """Replies and verdicts as one row per message, (id, replied_at,
@@ -174,6 +174,12 @@ def agent_rows(live: Sequence[ChangeRows]) -> tuple[list[Row], list[Row]]:
     return [a for c in live for a in c.new_agents], list(profiles.values())
 
 
+def touched_agents(new_agents: Sequence[Row], profiles: Sequence[Row], load: Sequence[tuple[str, int]]) -> list[str]:
+    """The agents a batch created, re-set or moved the load of (agent_rows'
+    rows: the id first in a new agent's, last in a profile's)."""
+    return list({*(a[0] for a in new_agents), *(a[-1] for a in profiles), *(a for a, _ in load)})
+
+
 def check_capacity(load: Sequence[tuple[str, int]], moved: set[str]) -> None:
     """Raises CapacityRefused if an addition to an agent's load was refused
     (it would have gone over capacity): the database, not only the
@@ -224,6 +230,7 @@ def conversation_row(s: ConversationState) -> Row:
 
 
 CONVERSATION_STATUS = 6
+_HELD = (ConversationStatus.QUEUED.value, ConversationStatus.ASSIGNED.value)
 CONVERSATION_VERSION = 13
 
 

@@ -38,7 +38,7 @@ from .group_commit import GroupCommitter
 from .lookup import conversation_keys
 from .notify import sync_notices
 from .rows import (EMPTY_HISTOGRAM, BatchRows, CapacityRefused, ChangeRows, ConversationChanged, added, agent_rows,
-                   check_capacity, check_conversations, live_changes)
+                   check_capacity, check_conversations, live_changes, touched_agents)
 from .sqlite_writer import SqliteWriter
 from .statements import Statements
 
@@ -96,7 +96,7 @@ class SqlStore:
         rows = BatchRows.of(live)
         notices = [] if self.origin is None else sync_notices(
             self.origin, [r[0] for r in rows.conversations], rows.held(),
-            list({*(a[0] for a in new_agents), *(a[-1] for a in profiles), *(a for a, _ in rows.load)}))
+            touched_agents(new_agents, profiles, rows.load))
         moved, written = sql.write_rest(conn, rows, self._histogram_rows(conn, rows.histograms), notices)
         check_conversations(rows, written)
         check_capacity(rows.load, moved)
