@@ -286,6 +286,8 @@ def scrape(base: str) -> dict[str, float]:
 def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
     batches = after.get("tierdesk_group_commit_batches", 0) - before.get("tierdesk_group_commit_batches", 0)
     changes = after.get("tierdesk_group_commit_changes", 0) - before.get("tierdesk_group_commit_changes", 0)
+    stepwise = (after.get("tierdesk_group_commit_stepwise_batches", 0)
+                - before.get("tierdesk_group_commit_stepwise_batches", 0))
     actions: dict[str, int] = {}
     for key, v in after.items():
         m = re.fullmatch(r'tierdesk_messages_total\{action="([^"]+)"\}', key)
@@ -297,6 +299,7 @@ def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
         "group_commit_batches": int(batches),
         "group_commit_changes": int(changes),
         "group_commit_mean_batch": round(changes / batches, 1) if batches else None,
+        "group_commit_stepwise_batches": int(stepwise),
         "actions": actions,
     }
 

@@ -203,6 +203,10 @@ def message_row(m: MessageRecord) -> Row:
             m.replied_at)
 
 
+# The position of replied_at in message_row's rows.
+MESSAGE_REPLIED_AT = 14
+
+
 def event_row(e: TrackerEvent) -> Row:
     return (e.at, e.kind.value, e.channel_id, e.conversation_id, e.message_id, e.handoff_id, e.agent_id,
             json.dumps(dict(e.data)))

@@ -142,10 +142,12 @@ def configure(conn: sqlite3.Connection, synchronous: str) -> None:
     # failing to upgrade a read lock under contention.
     conn.isolation_level = None
     cur = conn.cursor()
+    # First: the journal mode pragma waits for a lock too, and would fail at
+    # once ("database is locked") while another connection writes.
+    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode survives a process crash; FULL also survives a
     # power cut, at a cost per commit (TIERDESK_SQLITE_SYNCHRONOUS).
     cur.execute(f"PRAGMA synchronous={synchronous}")
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()

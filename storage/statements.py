@@ -11,11 +11,11 @@ serializer (``None`` too, as JSON ``null``). SQLite's writer runs the text
 on a plain sqlite3 connection (storage/sqlite_batch.py).
 
 On PostgreSQL the writer runs on the event loop thread, where every round
-trip costs socket and epoll CPU that requests are waiting for, so a batch
-there is at most three statements however many changes it holds (agent
-settings aside, which are rare): the inbound insert, the histogram rows'
-lock, and one statement of data-modifying CTEs for the rest
-(``Statements.write_rest``). Rows go as one array per column through
+trip waits for the loop's turn, so a batch is one statement however many
+changes it holds (``Statements.write_whole``, storage/pg_writer.py); when
+that statement refuses itself, the batch takes three: the inbound insert,
+the histogram rows' lock, and one statement of data-modifying CTEs for the
+rest (``Statements.write_rest``). Rows go as one array per column through
 ``unnest``, so each statement's text, and prepared statement, is fixed.
 """
 
@@ -46,7 +46,9 @@ EVENT_COLUMNS = ("at", "kind", "channel_id", "conversation_id", "message_id", "h
 OUTBOX_COLUMNS = ("idempotency_key", "channel_id", "conversation_id", "kind", "payload", "created_at", "status",
                   "attempts", "next_attempt_at")
 ROLLUP_COLUMNS = ("hour", "channel_id", "name", "value")
+# SQLite's one writer leaves ``writer`` at its default, ''.
 HISTOGRAM_COLUMNS = ("hour", "channel_id", "stat", "counts")
+PG_HISTOGRAM_COLUMNS = ("hour", "channel_id", "stat", "writer", "counts")
 
 
 class Statements:
@@ -113,10 +115,9 @@ class Statements:
                                     set_={"value": t.metric_rollups.c.value + r.excluded.value}),
             ROLLUP_COLUMNS)
         h = t.metric_histograms
-        self.insert_histograms = insert_text(
-            insert(h).on_conflict_do_nothing(index_elements=["hour", "channel_id", "stat"]), HISTOGRAM_COLUMNS)
+        self.insert_histograms = insert_text(insert(h).on_conflict_do_nothing(), HISTOGRAM_COLUMNS)
         key = (h.c.hour == bindparam("hour")) & (h.c.channel_id == bindparam("channel_id")) & (
-            h.c.stat == bindparam("stat"))
+            h.c.stat == bindparam("stat")) & (h.c.writer == literal_column("''"))
         self.lock_histogram = text(select(h.c.counts).where(key).with_for_update(), HISTOGRAM_COLUMNS[:3])
         self.set_histogram = text(update(h).where(key).values(counts=bindparam("counts")),
                                   ("counts", *HISTOGRAM_COLUMNS[:3]))
@@ -128,6 +129,7 @@ class Statements:
         if dialect.name == "postgresql":
             self._inbound = _PgText(dialect).insert(t.messages, MESSAGE_COLUMNS) + tail
             self._write_rest = _write_rest_text(dialect)
+            self.write_whole = _write_rest_text(dialect, whole=True)
             # The rows to add to are made and locked in key order (the rows'
             # order, the same on every instance, so two writers cannot
             # deadlock on them) and read as they are now, committed by
@@ -135,8 +137,8 @@ class Statements:
             # where a SELECT after an INSERT ... DO NOTHING in one statement
             # would see the statement's snapshot.
             self._lock_histograms = (
-                _PgText(dialect).insert(h, HISTOGRAM_COLUMNS)
-                + " ON CONFLICT (hour, channel_id, stat) DO UPDATE SET counts = metric_histograms.counts"
+                _PgText(dialect).insert(h, PG_HISTOGRAM_COLUMNS)
+                + " ON CONFLICT (hour, channel_id, stat, writer) DO UPDATE SET counts = metric_histograms.counts"
                 " RETURNING hour, channel_id, stat, counts")
         else:
             self._inbound = insert_text(t.messages.insert(), MESSAGE_COLUMNS) + tail
@@ -160,12 +162,12 @@ class Statements:
             set_histogram=self.set_histogram, add_rollups=self.add_rollups, set_replied_at=self.set_replied_at,
             set_verdict=self.set_verdict)
 
-    def lock_histograms(self, conn: Connection, keys: list[tuple[float, str, str]],
+    def lock_histograms(self, conn: Connection, keys: list[tuple[float, str, str]], writer: str,
                         empty: bytes) -> dict[tuple[float, str, str], bytes]:
-        """PostgreSQL: creates the missing histogram rows (as empty) and locks
-        them all, in the order of keys; returns their counts."""
-        rows = [(*k, empty) for k in keys]
-        result = conn.exec_driver_sql(self._lock_histograms, _columns(rows, len(HISTOGRAM_COLUMNS)))
+        """PostgreSQL: creates ``writer``'s missing histogram rows (as empty)
+        and locks them all, in the order of keys; returns their counts."""
+        rows = [(*k, writer, empty) for k in keys]
+        result = conn.exec_driver_sql(self._lock_histograms, _columns(rows, len(PG_HISTOGRAM_COLUMNS)))
         return {(hour, channel, stat): counts for hour, channel, stat, counts in result}
 
     def write_rest(self, conn: Connection, rows: BatchRows, histograms: list[tuple[Any, ...]],
@@ -181,7 +183,7 @@ class Statements:
             *_columns(rows.messages, len(MESSAGE_COLUMNS)),
             *_columns(rows.events, len(EVENT_COLUMNS)),
             *_columns(rows.outbox, len(OUTBOX_COLUMNS)),
-            *_columns(histograms, len(HISTOGRAM_COLUMNS)),
+            *_columns(histograms, len(PG_HISTOGRAM_COLUMNS)),
             *_columns(rows.rollups, len(ROLLUP_COLUMNS)),
             *_columns(rows.marks(), 3),
             notices,
@@ -194,6 +196,32 @@ class Statements:
             elif kind == "conversation":
                 written.add(key)
         return moved, written
+
+
+def whole_args(inbound: Sequence[tuple[Any, ...]], rows: BatchRows, marks: Sequence[tuple[Any, ...]],
+               new_histograms: Sequence[tuple[Any, ...]], written_histograms: Sequence[tuple[Any, ...]],
+               notices: list[str]) -> tuple[Any, ...]:
+    """The arguments of ``Statements.write_whole``, in its parameters' order.
+    ``written_histograms``: (key..., writer, counts, the counts written before)."""
+    return (
+        *_columns(inbound, len(MESSAGE_COLUMNS)),
+        *_columns(rows.conversations, len(CONVERSATION_COLUMNS)),
+        rows.conversation_bases,
+        *_columns(rows.handoffs, len(HANDOFF_COLUMNS)),
+        *_columns(rows.load, 2),
+        *_columns(rows.messages, len(MESSAGE_COLUMNS)),
+        *_columns(rows.events, len(EVENT_COLUMNS)),
+        *_columns(rows.outbox, len(OUTBOX_COLUMNS)),
+        *_columns(new_histograms, len(PG_HISTOGRAM_COLUMNS)),
+        *_columns(written_histograms, len(PG_HISTOGRAM_COLUMNS) + 1),
+        *_columns(rows.rollups, len(ROLLUP_COLUMNS)),
+        *_columns(marks, 3),
+        notices,
+        len(inbound),
+        len(rows.conversations),
+        sum(1 for _, d in rows.load if d > 0),
+        len(new_histograms) + len(written_histograms),
+    )
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:
@@ -229,17 +257,27 @@ class _PgText:
             f"{self.quote(c)} = excluded.{self.quote(c)}" for c in columns if c != "id")
 
 
-def _write_rest_text(dialect: Dialect) -> str:
+def _write_rest_text(dialect: Dialect, *, whole: bool = False) -> str:
+    """``whole``: the batch's inbound messages too, the histogram rows as
+    compare-and-set writes of rows the writer knows, and a guard that rolls
+    the statement back unless every row was written as expected."""
     # The sub-statements of one statement share a snapshot and run in no set
     # order, so each table is written by one of them, and nothing here reads
     # what another writes: the inbound messages the marks update and the
-    # histogram rows were written by the statements before, and a
-    # conversation's closed handoff precedes its next one within the
-    # handoffs' own insert, row by row as the partial unique index needs.
+    # histogram rows were written by the statements before (in the whole
+    # batch's statement, marks of its own inbound messages are in their
+    # rows), and a conversation's closed handoff precedes its next one
+    # within the handoffs' own insert, row by row as the partial unique
+    # index needs.
     p = _PgText(dialect)
     a, h = t.agents, t.metric_histograms
     conv_columns = ", ".join(map(p.quote, CONVERSATION_COLUMNS))
-    parts = {
+    hist_key = " AND ".join(f"metric_histograms.{c} = v.{c}" for c in PG_HISTOGRAM_COLUMNS[:4])
+    parts = {}
+    if whole:
+        parts["inbound_inserted"] = (p.insert(t.messages, MESSAGE_COLUMNS)
+                                     + " ON CONFLICT (channel_id, external_id) DO NOTHING RETURNING messages.id")
+    parts.update({
         # With the version each row must be written over (0: insert it).
         "conversation_rows": (
             f"SELECT * FROM {p.arrays(t.conversations, CONVERSATION_COLUMNS, 'INTEGER')} "
@@ -261,14 +299,25 @@ def _write_rest_text(dialect: Dialect) -> str:
             f"UPDATE agents SET open_count = greatest(agents.open_count + v.d, 0) "
             f"FROM {p.arrays(a, ('id', 'open_count'))} AS v(id, d) "
             "WHERE agents.id = v.id AND (v.d < 0 OR agents.open_count + v.d <= agents.capacity) "
-            "RETURNING agents.id"),
+            "RETURNING agents.id, v.d"),
         "messages_written": p.insert(t.messages, MESSAGE_COLUMNS),
         "events_written": p.insert(t.events, EVENT_COLUMNS),
         "outbox_written": p.insert(t.outbox, OUTBOX_COLUMNS),
-        "histograms_written": (
-            f"UPDATE metric_histograms SET counts = v.counts FROM {p.arrays(h, HISTOGRAM_COLUMNS)} "
-            "AS v(hour, channel_id, stat, counts) WHERE metric_histograms.hour = v.hour "
-            "AND metric_histograms.channel_id = v.channel_id AND metric_histograms.stat = v.stat"),
+    })
+    if whole:
+        # Rows the writer has not written yet, and rows it wrote, over the
+        # counts it wrote there (another writer of the same name cannot
+        # exist; a rebuild of the rollups can have changed them).
+        parts["histograms_inserted"] = (p.insert(h, PG_HISTOGRAM_COLUMNS) + " ON CONFLICT DO NOTHING RETURNING 1")
+        parts["histograms_updated"] = (
+            f"UPDATE metric_histograms SET counts = v.counts FROM {p.arrays(h, PG_HISTOGRAM_COLUMNS, 'BYTEA')} "
+            f"AS v(hour, channel_id, stat, writer, counts, old) WHERE {hist_key} "
+            "AND metric_histograms.counts = v.old RETURNING 1")
+    else:
+        parts["histograms_written"] = (
+            f"UPDATE metric_histograms SET counts = v.counts FROM {p.arrays(h, PG_HISTOGRAM_COLUMNS)} "
+            f"AS v(hour, channel_id, stat, writer, counts) WHERE {hist_key}")
+    parts.update({
         "rollups_written": p.insert(t.metric_rollups, ROLLUP_COLUMNS) + (
             " ON CONFLICT (hour, channel_id, name) DO UPDATE SET value = metric_rollups.value + excluded.value"),
         "marks_written": (
@@ -276,8 +325,21 @@ def _write_rest_text(dialect: Dialect) -> str:
             f"verdict = coalesce(v.verdict, messages.verdict) "
             f"FROM {p.arrays(t.messages, ('id', 'replied_at', 'verdict'))} AS v(id, replied_at, verdict) "
             "WHERE messages.id = v.id"),
-    }
+    })
     ctes = ", ".join(f"{name} AS ({sql})" for name, sql in parts.items())
-    return (f"WITH {ctes} SELECT 'load', id FROM load_moved UNION ALL SELECT 'conversation', id "
+    text = (f"WITH {ctes} SELECT 'load', id FROM load_moved UNION ALL SELECT 'conversation', id "
             "FROM conversations_inserted UNION ALL SELECT 'conversation', id FROM conversations_updated "
             f"UNION ALL SELECT 'notice', pg_notify('{CHANNEL}', body)::text FROM unnest({p.param('TEXT[]')}) AS n(body)")
+    if whole:
+        # Takes the number of inbound messages, conversations, additions to a
+        # load and histogram rows the batch holds.
+        def count(*ctes: str, where: str = "") -> str:
+            return " + ".join(f"(SELECT count(*) FROM {c}{where})" for c in ctes)
+
+        text += (
+            " UNION ALL SELECT 'refused', tierdesk_refuse('the batch was not written as decided') WHERE "
+            f"{count('inbound_inserted')} <> {p.param('INTEGER')} "
+            f"OR {count('conversations_inserted', 'conversations_updated')} <> {p.param('INTEGER')} "
+            f"OR {count('load_moved', where=' WHERE d > 0')} <> {p.param('INTEGER')} "
+            f"OR {count('histograms_inserted', 'histograms_updated')} <> {p.param('INTEGER')}")
+    return text

@@ -10,7 +10,6 @@ import numpy as np
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.changes import Changes, MessageRecord
@@ -36,9 +35,8 @@ from .batch_loader import BatchLoader
 from .engine import Engines
 from .group_commit import GroupCommitter
 from .lookup import conversation_keys
-from .notify import sync_notices
-from .rows import (EMPTY_HISTOGRAM, BatchRows, CapacityRefused, ChangeRows, ConversationChanged, added, agent_rows,
-                   check_capacity, check_conversations, live_changes, touched_agents)
+from .pg_writer import PgWriter
+from .rows import CapacityRefused, ConversationChanged
 from .sqlite_writer import SqliteWriter
 from .statements import Statements
 
@@ -54,6 +52,7 @@ class SqlStore:
         self.committer = GroupCommitter(self._write_batch, max_batch=max_batch)
         self._sqlite = (SqliteWriter(engines.sqlite_path, engines.sqlite_synchronous, self._sql.sqlite_texts())
                         if engines.sqlite_path is not None else None)
+        self._postgresql = None if self._sqlite is not None else PgWriter(engines, self._sql, origin=origin)
         self._conversation_loader: BatchLoader[tuple[str, str], Conversation] = BatchLoader(
             self._load_conversations
         )
@@ -63,7 +62,14 @@ class SqlStore:
         await self.committer.close()
         if self._sqlite is not None:
             await self._sqlite.close()
+        if self._postgresql is not None:
+            await self._postgresql.close()
         await self._conversation_keys.close()
+
+    @property
+    def stepwise_batches(self) -> int:
+        """PostgreSQL batches that were not written as one statement."""
+        return self._postgresql.stepwise_batches if self._postgresql is not None else 0
 
     # ------------------------------------------------------------------ write
     async def commit(self, changes: Changes) -> None:
@@ -73,8 +79,8 @@ class SqlStore:
         try:
             if self._sqlite is not None:
                 return await self._sqlite.write(batch)
-            async with self.engines.writing() as conn:
-                return await conn.run_sync(self._write_postgresql, [ChangeRows.of(c) for c in batch])
+            assert self._postgresql is not None
+            return await self._postgresql.write(batch)
         except CapacityRefused as e:
             raise CapacityExceeded(f"agent {e.agent_id!r} would exceed capacity") from e
         except ConversationChanged as e:
@@ -82,35 +88,6 @@ class SqlStore:
                            code="conversation_changed") from e
         except sqlite3.IntegrityError as e:  # PostgreSQL's become a Conflict in engine.writing()
             raise Conflict("that would clash with existing data") from e
-
-    def _write_postgresql(self, conn: Connection, batch: Sequence[ChangeRows]) -> list[bool]:
-        sql = self._sql
-        inbound = [c.inbound for c in batch if c.inbound is not None]
-        stored = sql.insert_inbound(conn, inbound) if inbound else set()
-        duplicates, live = live_changes(batch, stored)
-        new_agents, profiles = agent_rows(live)
-        if new_agents:
-            conn.exec_driver_sql(sql.insert_agents, new_agents)
-        if profiles:
-            conn.exec_driver_sql(sql.update_agents, profiles)
-        rows = BatchRows.of(live)
-        notices = [] if self.origin is None else sync_notices(
-            self.origin, [r[0] for r in rows.conversations], rows.held(),
-            touched_agents(new_agents, profiles, rows.load))
-        moved, written = sql.write_rest(conn, rows, self._histogram_rows(conn, rows.histograms), notices)
-        check_conversations(rows, written)
-        check_capacity(rows.load, moved)
-        return duplicates
-
-    def _histogram_rows(self, conn: Connection, hist: dict[tuple[float, str, str], dict[int, int]]
-                        ) -> list[tuple[float, str, str, bytes]]:
-        # Read-modify-write under a row lock: a histogram is a blob, which SQL
-        # cannot add to.
-        if not hist:
-            return []
-        keys = sorted(hist)
-        current = self._sql.lock_histograms(conn, keys, EMPTY_HISTOGRAM)
-        return [(*key, added(current[key], hist[key])) for key in keys]
 
     # ------------------------------------------------------------------- read
     async def load_agents(self, ids: Collection[str] | None = None) -> list[Agent]:

@@ -185,6 +185,11 @@ metric_histograms = Table(
     Column("hour", Double, primary_key=True),
     Column("channel_id", String(64), primary_key=True),
     Column("stat", String(32), primary_key=True),
+    # The instance whose increments these are ('' on SQLite, which has one):
+    # each PostgreSQL instance writes only its own rows, so none waits on
+    # another's row lock, and each knows its rows' counts without reading
+    # them (storage/pg_writer.py). Readers add the rows up.
+    Column("writer", String(64), primary_key=True, server_default=""),
     Column("counts", LargeBinary, nullable=False),
 )
 

@@ -122,6 +122,9 @@ def _registry(app: web.Application) -> Registry:
             lambda: app[keys.STORE].committer.batches if keys.STORE in app else 0)
     r.gauge("tierdesk_group_commit_changes", "Changes committed by group commit",
             lambda: app[keys.STORE].committer.committed if keys.STORE in app else 0)
+    r.gauge("tierdesk_group_commit_stepwise_batches",
+            "PostgreSQL batches written in steps (the one-statement write was refused or not possible)",
+            lambda: app[keys.STORE].stepwise_batches if keys.STORE in app else 0)
     r.gauge("tierdesk_classifier_batches", "Micro-batched classifier calls",
             lambda: app[keys.MODEL].batcher.batches_run)
     r.gauge("tierdesk_classifier_messages", "Messages classified",

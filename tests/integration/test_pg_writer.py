@@ -1,0 +1,191 @@
+"""PostgreSQL's writer: a batch in one statement, and the long way when that
+statement refuses itself (storage/pg_writer.py), on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select, text, update
+
+from router.changes import Changes, MessageRecord, OutboxItem
+from router.model import Sender, Tier
+from router.rollups import bin_of, decode, dense, encode, hour_of
+from storage import tables as t
+from storage.engine import create_engines
+from storage.store import SqlStore
+from tierdesk.errors import Unavailable
+
+from ..conftest import _truncate_postgres
+from .test_store import message_changes
+
+AT = 1_767_225_600.0 + 10
+
+
+@pytest.fixture
+def pg_url(postgres_database: str) -> str:
+    """The test PostgreSQL database, emptied (the one-statement writer is PostgreSQL's)."""
+    _truncate_postgres(postgres_database)
+    return postgres_database
+
+
+@pytest.fixture
+async def store(pg_url: str):  # type: ignore[no-untyped-def]
+    engines = create_engines(pg_url)
+    s = SqlStore(engines, origin="test-instance")
+    yield s
+    await s.close()
+    await engines.dispose()
+
+
+def answered(n: int, rt: float = 0.5) -> Changes:
+    """What the bot tier's answer to one new conversation's first message writes."""
+    c = message_changes(f"c{n}", f"x{n}", f"m{n}")
+    c.message(MessageRecord(f"msg-r{n}", "ch", f"c{n}", Sender.BOT, "the answer", AT + rt, in_reply_to=f"msg-m{n}",
+                            tier=Tier.BOT))
+    c.rollup.add(AT, "ch", "bot.messages")
+    c.rollup.sample(AT, "ch", "bot.rt", rt)
+    c.rollup.replied.append((f"msg-m{n}", AT + rt))
+    c.outbox.append(OutboxItem(f"k{n}", "ch", f"c{n}", "reply", {"text": "the answer"}, AT))
+    return c
+
+
+async def snapshot(store: SqlStore) -> dict[str, Any]:
+    """Every table's rows, histograms added up over their writers."""
+    out: dict[str, Any] = {}
+    async with store.engines.reading() as conn:
+        for table in (t.conversations, t.messages, t.events, t.outbox, t.metric_rollups, t.handoffs, t.agents):
+            # Less the serial numbers, which the database hands out.
+            cols = [c for c in table.c if f"{table.name}.{c.name}" not in ("events.seq", "outbox.id")]
+            out[table.name] = sorted(tuple(map(repr, r)) for r in (await conn.execute(select(*cols))).all())
+        hists: dict[tuple[Any, ...], Any] = {}
+        h = t.metric_histograms
+        for hour, ch, stat, counts in (await conn.execute(select(h.c.hour, h.c.channel_id, h.c.stat, h.c.counts))):
+            key = (hour, ch, stat)
+            hists[key] = hists[key] + decode(counts) if key in hists else decode(counts)
+        out["histograms"] = {k: v.tolist() for k, v in hists.items()}
+    return out
+
+
+async def test_a_batch_of_answers_is_written_in_one_statement(store: SqlStore) -> None:
+    writer = store._postgresql
+    assert writer is not None
+    assert await store._write_batch([answered(1), answered(2, rt=2.0), answered(3)]) == [False] * 3
+    assert (writer.one_statement_batches, writer.stepwise_batches) == (1, 0)
+    async with store.engines.reading() as conn:
+        m = t.messages
+        got = (await conn.execute(select(m.c.id, m.c.replied_at).order_by(m.c.id))).all()
+    # The replies' marks on the messages inserted by the same statement.
+    assert [tuple(r) for r in got] == [("msg-m1", AT + 0.5), ("msg-m2", AT + 2.0), ("msg-m3", AT + 0.5),
+                                       ("msg-r1", None), ("msg-r2", None), ("msg-r3", None)]
+    _, hists = await store.rollup_rows(0, AT + 3600)
+    [(_, _, stat, counts)] = hists
+    assert stat == "bot.rt" and counts[bin_of(0.5)] == 2 and counts[bin_of(2.0)] == 1
+    # The next batch adds to the row it knows, without reading it.
+    await store._write_batch([answered(4)])
+    assert (writer.one_statement_batches, writer.stepwise_batches) == (2, 0)
+    _, hists = await store.rollup_rows(0, AT + 3600)
+    assert [c.sum() for *_, c in hists] == [4]
+
+
+async def test_one_statement_stores_what_the_long_way_stores(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    batches = [[answered(1), answered(2, rt=3.0)], [answered(3), message_changes("c4", "x4", "m4")]]
+    for batch in batches:
+        await store._write_batch(batch)
+    assert store._postgresql is not None and store._postgresql.stepwise_batches == 0
+    whole = await snapshot(store)
+    async with store.engines.writing() as conn:
+        for table in t.metadata.sorted_tables:
+            await conn.execute(delete(table))
+
+    async def never(_rows: Any) -> bool:
+        return False
+
+    monkeypatch.setattr(store._postgresql, "_write_whole", never)
+    for batch in [[answered(1), answered(2, rt=3.0)], [answered(3), message_changes("c4", "x4", "m4")]]:
+        await store._write_batch(batch)
+    assert store._postgresql.stepwise_batches == 2
+    assert await snapshot(store) == whole
+
+
+async def test_a_batch_with_a_repeated_message_refuses_its_statement_and_is_written_the_long_way(
+        store: SqlStore) -> None:
+    await store._write_batch([answered(1)])
+    again = answered(1)
+    assert await store._write_batch([answered(2), again, answered(3)]) == [False, True, False]
+    writer = store._postgresql
+    assert writer is not None and (writer.one_statement_batches, writer.stepwise_batches) == (1, 1)
+    assert await store.count("messages") == 6
+    # The refused statement added nothing: the histogram holds one sample per answer.
+    _, hists = await store.rollup_rows(0, AT + 3600)
+    assert sum(int(c.sum()) for *_, c in hists) == 3
+    await store._write_batch([answered(4)])
+    _, hists = await store.rollup_rows(0, AT + 3600)
+    assert sum(int(c.sum()) for *_, c in hists) == 4
+
+
+@pytest.mark.parametrize("behind_its_back", ["deleted", "changed"])
+async def test_histogram_counts_changed_behind_the_writer_are_added_to_not_overwritten(
+        store: SqlStore, behind_its_back: str) -> None:
+    await store._write_batch([answered(1), answered(2)])
+    h = t.metric_histograms
+    async with store.engines.writing() as conn:
+        if behind_its_back == "deleted":  # as `tierdesk metrics rebuild` does first
+            await conn.execute(delete(h))
+        else:
+            await conn.execute(update(h).values(counts=encode(dense({bin_of(9.0): 5}))))
+    await store._write_batch([answered(3)])
+    writer = store._postgresql
+    assert writer is not None and writer.stepwise_batches == 1
+    _, hists = await store.rollup_rows(0, AT + 3600)
+    [(_, _, _, counts)] = hists
+    expected = {"deleted": 1, "changed": 6}[behind_its_back]
+    assert counts.sum() == expected and counts[bin_of(0.5)] == 1
+    # Known again: the next batch is one statement.
+    await store._write_batch([answered(4)])
+    assert (writer.one_statement_batches, writer.stepwise_batches) == (2, 1)
+
+
+async def test_each_instance_adds_to_histogram_rows_of_its_own(pg_url: str) -> None:
+    stores = [SqlStore(create_engines(pg_url), origin=f"instance-{i}") for i in range(2)]
+    try:
+        for i in range(6):
+            await stores[i % 2]._write_batch([answered(i)])
+        async with stores[0].engines.reading() as conn:
+            h = t.metric_histograms
+            rows = (await conn.execute(select(h.c.writer, h.c.counts).order_by(h.c.writer))).all()
+        assert [(w, int(decode(c).sum())) for w, c in rows] == [("instance-0", 3), ("instance-1", 3)]
+        assert all(s._postgresql is not None and s._postgresql.stepwise_batches == 0 for s in stores)
+    finally:
+        for s in stores:
+            await s.close()
+            await s.engines.dispose()
+
+
+async def test_a_lost_connection_fails_a_batch_at_most_and_the_writer_reconnects(store: SqlStore) -> None:
+    await store._write_batch([answered(1)])
+    writer = store._postgresql
+    assert writer is not None and writer._driver is not None
+    pid = writer._driver.get_server_pid()
+    async with store.engines.writing() as conn:
+        await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    stored = 1
+    try:
+        await store._write_batch([answered(2)])
+        stored += 1
+    except Unavailable:
+        pass  # the statement went out on the dead connection: its outcome is unknown, the batch fails
+    await store._write_batch([answered(3)])
+    stored += 1
+    assert writer._driver.get_server_pid() != pid
+    assert await store.count("conversations") >= stored
+    _, hists = await store.rollup_rows(0, AT + 3600)
+    assert sum(int(c.sum()) for *_, c in hists) == await store.count("conversations")
+
+
+async def test_an_hour_of_samples_lands_in_that_hours_row(store: SqlStore) -> None:
+    later = answered(1)
+    later.rollup.sample(AT + 3600, "ch", "bot.rt", 1.0)
+    await store._write_batch([later])
+    _, hists = await store.rollup_rows(0, AT + 7200)
+    assert sorted((hour, int(c.sum())) for hour, _, _, c in hists) == [(hour_of(AT), 1), (hour_of(AT + 3600), 1)]
