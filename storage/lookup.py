@@ -7,21 +7,28 @@ empty answer cost ~1 ms of CPU per batch (statement compilation and cache
 keys, a greenlet, several thread hops through aiosqlite): the largest single
 cost of a message at a quiet hour. Here it is one prepared statement: on
 SQLite on a connection that only reads, in a thread of its own (one hop per batch;
-WAL readers never wait for the writer), on PostgreSQL straight on asyncpg.
+WAL readers never wait for the writer), and only for keys a filter of the
+stored ones cannot rule out; on PostgreSQL straight on asyncpg.
 Only the keys found are then loaded in full (storage/store.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+import structlog
+
 from tierdesk.errors import Unavailable
 
 from .engine import Engines
+from .key_filter import KeyFilter
+
+log = structlog.get_logger(__name__)
 
 Key = tuple[str, str]  # (channel id, the channel's conversation id)
 
@@ -38,21 +45,88 @@ def _by_channel(keys: Iterable[Key]) -> dict[str, list[str]]:
 
 
 class SqliteConversationKeys:
+    """On SQLite, whose one writer is this process, a filter of every stored
+    key (storage/key_filter.py) answers most questions without the hop."""
+
+    # The filter is sized for at least this many keys (1.2 MB), and rebuilt
+    # four times larger once outgrown.
+    MIN_CAPACITY = 1_000_000
+
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-lookup")
+        self._filter: KeyFilter | None = None
+        # Keys noted while a build scans the table, added to what it built.
+        self._noted: list[Key] | None = None
+        self._build: asyncio.Task[None] | None = None
+        self.queries = 0  # look-ups that went to the database
+
+    async def prepare(self) -> None:
+        """Builds the filter (before serving: until it is built, every
+        look-up goes to the database)."""
+        self._start_build()
+        if self._build is not None:
+            await asyncio.shield(self._build)
 
     async def existing(self, keys: list[Key]) -> set[Key]:
+        known = self._filter
+        if known is None or known.full:
+            self._start_build()
+        if known is not None:
+            keys = [k for k in keys if k in known]
+            if not keys:
+                return set()
+        self.queries += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._thread, self._query, keys)
         except sqlite3.Error as exc:
             raise Unavailable("the database is unavailable; retry") from exc
 
-    def _query(self, keys: list[Key]) -> set[Key]:
+    def note(self, keys: Iterable[Key]) -> None:
+        """Keys whose conversations were just written (or refused: they may
+        exist). Called after every write, so no stored key is ever missing."""
+        keys = list(keys)
+        if self._filter is not None:
+            self._filter.update(keys)
+        if self._noted is not None:
+            self._noted.extend(keys)
+
+    def _start_build(self) -> None:
+        if self._build is None:
+            self._noted = []
+            self._build = asyncio.get_running_loop().create_task(self._rebuild(), name="conversation-key-filter")
+
+    async def _rebuild(self) -> None:
+        capacity = max(self.MIN_CAPACITY, 4 * (self._filter.count if self._filter is not None else 0))
+        try:
+            built = await asyncio.get_running_loop().run_in_executor(self._thread, self._scan, capacity)
+        except sqlite3.Error as exc:
+            log.warning("key_filter_not_built", error=repr(exc))  # look-ups go to the database; tried again later
+            self._noted = None
+            return
+        finally:
+            self._build = None
+        built.update(self._noted or ())
+        self._noted = None
+        self._filter = built
+
+    def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA busy_timeout=10000")
+        return self._conn
+
+    def _scan(self, capacity: int) -> KeyFilter:
+        conn = self._connection()
+        (count,) = conn.execute("SELECT count(*) FROM conversations").fetchone()
+        built = KeyFilter(max(capacity, 4 * count))
+        built.update(conn.execute("SELECT channel_id, external_id FROM conversations"))
+        return built
+
+    def _query(self, keys: list[Key]) -> set[Key]:
+        self._connection()
+        assert self._conn is not None
         found: set[Key] = set()
         for channel_id, ids in _by_channel(keys).items():
             for i in range(0, len(ids), CHUNK):
@@ -63,6 +137,11 @@ class SqliteConversationKeys:
         return found
 
     async def close(self) -> None:
+        if self._build is not None:
+            self._build.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._build
+
         def _close() -> None:
             if self._conn is not None:
                 self._conn.close()
@@ -73,6 +152,9 @@ class SqliteConversationKeys:
 
 
 class PostgresConversationKeys:
+    """No filter: other instances create conversations too, and a message
+    can reach this one before the notice of its conversation does."""
+
     SQL = "SELECT external_id FROM conversations WHERE channel_id = $1 AND external_id = ANY($2::text[])"
 
     def __init__(self, engines: Engines) -> None:
@@ -92,6 +174,12 @@ class PostgresConversationKeys:
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 raise Unavailable("the database is unavailable; retry") from exc
         return found
+
+    async def prepare(self) -> None:
+        pass
+
+    def note(self, keys: Iterable[Key]) -> None:
+        pass
 
     async def close(self) -> None:
         pass

@@ -142,10 +142,14 @@ def configure(conn: sqlite3.Connection, synchronous: str) -> None:
     # failing to upgrade a read lock under contention.
     conn.isolation_level = None
     cur = conn.cursor()
-    # First: the journal mode pragma waits for a lock too, and would fail at
-    # once ("database is locked") while another connection writes.
     cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA journal_mode=WAL")
+    # Set only when it is not WAL yet (once per file): setting it, even to
+    # what it is, can fail at once with "database is locked" while another
+    # connection writes, without waiting for the busy timeout.
+    cur.execute("PRAGMA journal_mode")
+    (mode,) = cur.fetchone()
+    if str(mode).lower() != "wal":
+        cur.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode survives a process crash; FULL also survives a
     # power cut, at a cost per commit (TIERDESK_SQLITE_SYNCHRONOUS).
     cur.execute(f"PRAGMA synchronous={synchronous}")

@@ -58,6 +58,11 @@ class SqlStore:
         )
         self._conversation_keys = conversation_keys(engines)
 
+    async def prepare(self) -> None:
+        """What is worth doing before serving: on SQLite, the filter of the
+        stored conversation keys (storage/key_filter.py)."""
+        await self._conversation_keys.prepare()
+
     async def close(self) -> None:
         await self.committer.close()
         if self._sqlite is not None:
@@ -78,7 +83,13 @@ class SqlStore:
     async def _write_batch(self, batch: Sequence[Changes]) -> list[bool]:
         try:
             if self._sqlite is not None:
-                return await self._sqlite.write(batch)
+                try:
+                    return await self._sqlite.write(batch)
+                finally:
+                    # Written or refused (then they may exist): either way
+                    # the look-up must ask the database about them from now on.
+                    self._conversation_keys.note(
+                        (s.channel_id, s.external_id) for c in batch for s in c.conversations.values())
             assert self._postgresql is not None
             return await self._postgresql.write(batch)
         except CapacityRefused as e:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -399,3 +401,54 @@ async def test_an_over_long_value_is_refused_not_cut(store: SqlStore) -> None:
     with pytest.raises(Unavailable):
         await store.commit(too_long)
     assert await store.count("conversations") == 0
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """The key filter is SQLite's: on PostgreSQL other instances create
+    conversations too, so every look-up asks the database."""
+    path = tmp_path / "tierdesk.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+async def test_sqlite_asks_the_database_only_about_keys_it_may_hold(sqlite_url: str) -> None:
+    db_url = sqlite_url
+    first = SqlStore(create_engines(db_url))
+    for i in range(3):
+        await first.commit(message_changes(f"c{i}", f"x{i}", f"m{i}"))
+    await first.close()
+    await first.engines.dispose()
+
+    store = SqlStore(create_engines(db_url))
+    try:
+        await store.prepare()
+        keys = store._conversation_keys
+        found = await asyncio.gather(*(store.load_conversation("ch", f"x{i}") for i in range(3)))
+        assert [c.id if c else None for c in found] == ["c0", "c1", "c2"]
+        asked = keys.queries
+        assert [await store.load_conversation("ch", f"new{i}") for i in range(20)] == [None] * 20
+        assert keys.queries - asked <= 1  # 20 new keys: a false positive or so at 1 %
+        await store.commit(message_changes("c9", "new0", "m9"))
+        found = await store.load_conversation("ch", "new0")
+        assert found is not None and found.id == "c9"
+    finally:
+        await store.close()
+        await store.engines.dispose()
+
+
+async def test_a_key_stored_behind_sqlites_back_costs_one_refusal_then_is_found(sqlite_url: str) -> None:
+    db_url = sqlite_url
+    store, other = SqlStore(create_engines(db_url)), SqlStore(create_engines(db_url))
+    try:
+        await store.prepare()
+        await other.commit(message_changes("c1", "x1", "m1"))  # unknown to store's filter
+        assert await store.load_conversation("ch", "x1") is None
+        with pytest.raises(Unavailable):  # the conversation it would start is refused
+            await store.commit(message_changes("c1-again", "x1", "m2"))
+        found = await store.load_conversation("ch", "x1")
+        assert found is not None and found.id == "c1"
+    finally:
+        for s in (store, other):
+            await s.close()
+            await s.engines.dispose()

@@ -142,6 +142,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.ENGINES] = engines
     store = SqlStore(engines, origin=app[keys.ORIGIN] if engines.dialect == "postgresql" else None)
     app[keys.STORE] = store
+    try:
+        await store.prepare()
+    except Exception as exc:  # noqa: BLE001 - serve anyway: the database may come up later
+        log.warning("store_not_prepared", error=repr(exc))
     app[keys.ACCOUNTS] = Accounts(engines)
     app[keys.OUTBOX] = Outbox(engines)
     app[keys.FAQ] = FaqRepository(engines)
