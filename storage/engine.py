@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, event, exc
 from sqlalchemy.engine import make_url
@@ -101,3 +102,38 @@ def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "N
         connect_args={"timeout": 2, "command_timeout": 30},
     )
     return Engines(write=engine, read=engine, dialect=u.get_backend_name())
+
+
+class HeldConnection:
+    """A PostgreSQL connection taken from the pool once and kept for one job
+    (the group commit's writer, the conversation look-up), used through the
+    driver: a check-out per use would cost a round trip of its own (the
+    pool's pre-ping) on top of the one the job needs."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+        self._driver: Any = None
+
+    async def driver(self) -> Any:
+        """The asyncpg connection, taken (again) if there is none or it closed."""
+        if self._driver is None or self._driver.is_closed():
+            await self.drop()
+            try:
+                conn = await self._engine.connect()
+                raw = await conn.get_raw_connection()
+            except Exception as exc:  # noqa: BLE001 - the pool's errors, SQLAlchemy's and the driver's
+                raise Unavailable("the database is unavailable; retry") from exc
+            self._conn, self._driver = conn, raw.driver_connection
+        return self._driver
+
+    async def drop(self) -> None:
+        """Throws the connection away (after a failure that may have left it
+        in any state); the next use takes a fresh one."""
+        conn, self._conn, self._driver = self._conn, None, None
+        if conn is not None:
+            try:
+                await conn.invalidate()
+                await conn.close()
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass

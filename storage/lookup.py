@@ -19,13 +19,14 @@ import contextlib
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
 from tierdesk.errors import Unavailable
 
-from .engine import Engines
+from .engine import Engines, HeldConnection
 from .key_filter import KeyFilter
 
 log = structlog.get_logger(__name__)
@@ -153,26 +154,46 @@ class SqliteConversationKeys:
 
 class PostgresConversationKeys:
     """No filter: other instances create conversations too, and a message
-    can reach this one before the notice of its conversation does."""
+    can reach this one before the notice of its conversation does. The
+    question goes out on a connection of its own (storage/engine.py's
+    HeldConnection): one round trip, not a pool check-out's ping and then
+    the query."""
 
     SQL = "SELECT external_id FROM conversations WHERE channel_id = $1 AND external_id = ANY($2::text[])"
 
     def __init__(self, engines: Engines) -> None:
         self._engines = engines
+        self._held = HeldConnection(engines.read)
+        self._held_busy = False
+        self.queries = 0
 
     async def existing(self, keys: list[Key]) -> set[Key]:
         import asyncpg
 
-        found: set[Key] = set()
-        async with self._engines.reading() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
+        self.queries += 1
+        try:
+            if self._held_busy:
+                # Under load the questions overlap: the others take pooled
+                # connections, as many at once as they need.
+                async with self._engines.reading() as conn:
+                    return await self._fetch((await conn.get_raw_connection()).driver_connection, keys)
+            self._held_busy = True
             try:
-                for channel_id, ids in _by_channel(keys).items():
-                    # asyncpg prepares and caches the statement per connection.
-                    rows = await raw.fetch(self.SQL, channel_id, ids)
-                    found.update((channel_id, r[0]) for r in rows)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                raise Unavailable("the database is unavailable; retry") from exc
+                return await self._fetch(await self._held.driver(), keys)
+            except BaseException:
+                await self._held.drop()  # failed or cancelled mid-query: its state is unknown
+                raise
+            finally:
+                self._held_busy = False
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise Unavailable("the database is unavailable; retry") from exc
+
+    async def _fetch(self, raw: Any, keys: list[Key]) -> set[Key]:
+        found: set[Key] = set()
+        for channel_id, ids in _by_channel(keys).items():
+            # asyncpg prepares and caches the statement per connection.
+            rows = await raw.fetch(self.SQL, channel_id, ids)
+            found.update((channel_id, r[0]) for r in rows)
         return found
 
     async def prepare(self) -> None:
@@ -182,7 +203,7 @@ class PostgresConversationKeys:
         pass
 
     async def close(self) -> None:
-        pass
+        await self._held.drop()
 
 
 def conversation_keys(engines: Engines) -> SqliteConversationKeys | PostgresConversationKeys:

@@ -34,12 +34,11 @@ from typing import Any
 import asyncpg
 import structlog
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.changes import Changes
 from tierdesk.errors import Unavailable
 
-from .engine import Engines
+from .engine import Engines, HeldConnection
 from .notify import sync_notices
 from .rows import (EMPTY_HISTOGRAM, MESSAGE_REPLIED_AT, BatchRows, ChangeRows, RollupKey, added, agent_rows,
                    check_capacity, check_conversations, live_changes, touched_agents)
@@ -64,8 +63,7 @@ class PgWriter:
         # Unique to this process: the name of the histogram rows it owns.
         self.writer = origin or f"{os.getpid()}-{os.urandom(4).hex()}"
         self._histograms: dict[RollupKey, bytes] = {}
-        self._conn: AsyncConnection | None = None
-        self._driver: Any = None
+        self._held = HeldConnection(engines.write)
         # The group committer writes one batch at a time; this keeps any
         # other caller from interleaving with the counts the writer knows.
         self._lock = asyncio.Lock()
@@ -73,7 +71,7 @@ class PgWriter:
         self.stepwise_batches = 0
 
     async def close(self) -> None:
-        await self._drop_connection()
+        await self._held.drop()
 
     async def write(self, batch: Sequence[Changes]) -> list[bool]:
         """Per change, whether its inbound message was a duplicate (and so
@@ -115,7 +113,7 @@ class PgWriter:
         notices = [] if self.origin is None else sync_notices(
             self.origin, [r[0] for r in rows.conversations], rows.held(), touched_agents([], [], rows.load))
         args = whole_args(inbound, rows, marks, fresh, known, notices)
-        driver = await self._connection()
+        driver = await self._held.driver()
         try:
             await driver.fetch(self._sql.write_whole, *args)
         except asyncpg.PostgresError as exc:
@@ -138,30 +136,10 @@ class PgWriter:
         # so the counts this writer knows may be wrong (the next
         # compare-and-set will tell) and the batch fails like any batch the
         # database could not take.
-        await self._drop_connection()
+        await self._held.drop()
         for key in written:
             self._histograms.pop(key, None)
         raise Unavailable("the database is unavailable; retry") from exc
-
-    async def _connection(self) -> Any:
-        if self._driver is None or self._driver.is_closed():
-            await self._drop_connection()
-            try:
-                conn = await self.engines.write.connect()
-                raw = await conn.get_raw_connection()
-            except Exception as exc:  # noqa: BLE001 - the pool's errors, SQLAlchemy's and the driver's
-                raise Unavailable("the database is unavailable; retry") from exc
-            self._conn, self._driver = conn, raw.driver_connection
-        return self._driver
-
-    async def _drop_connection(self) -> None:
-        conn, self._conn, self._driver = self._conn, None, None
-        if conn is not None:
-            try:
-                await conn.invalidate()
-                await conn.close()
-            except Exception:  # noqa: BLE001 - it is being thrown away
-                pass
 
     def _remember(self, written: dict[RollupKey, bytes]) -> None:
         if len(self._histograms) + len(written) > MAX_KNOWN_HISTOGRAMS:

@@ -165,8 +165,8 @@ async def test_each_instance_adds_to_histogram_rows_of_its_own(pg_url: str) -> N
 async def test_a_lost_connection_fails_a_batch_at_most_and_the_writer_reconnects(store: SqlStore) -> None:
     await store._write_batch([answered(1)])
     writer = store._postgresql
-    assert writer is not None and writer._driver is not None
-    pid = writer._driver.get_server_pid()
+    assert writer is not None
+    pid = (await writer._held.driver()).get_server_pid()
     async with store.engines.writing() as conn:
         await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     stored = 1
@@ -177,7 +177,7 @@ async def test_a_lost_connection_fails_a_batch_at_most_and_the_writer_reconnects
         pass  # the statement went out on the dead connection: its outcome is unknown, the batch fails
     await store._write_batch([answered(3)])
     stored += 1
-    assert writer._driver.get_server_pid() != pid
+    assert (await writer._held.driver()).get_server_pid() != pid
     assert await store.count("conversations") >= stored
     _, hists = await store.rollup_rows(0, AT + 3600)
     assert sum(int(c.sum()) for *_, c in hists) == await store.count("conversations")
