@@ -81,6 +81,10 @@ class Store(Protocol):
 
     async def idle_conversations(self, before: float, limit: int) -> list[str]: ...
 
+    async def leads_idle_sweep(self) -> bool:
+        """Whether this instance is the one that ends idle conversations
+        (another instance's changes to the same ones would be refused)."""
+
     async def events_between(self, start: float, end: float) -> Sequence[TrackerEvent]: ...
 
 

@@ -697,7 +697,10 @@ class Desk:
         await self._commit(changes, touched, effects)
 
     async def close_idle(self, idle_for: float, limit: int = 500) -> int:
-        """End conversations nobody wrote in for ``idle_for`` seconds."""
+        """End conversations nobody wrote in for ``idle_for`` seconds (when
+        this instance is the one that does)."""
+        if not await self.store.leads_idle_sweep():
+            return 0
         await self._ensure_ready()
         now = self.clock.now()
         ids = await self.store.idle_conversations(now - idle_for, limit)

@@ -34,6 +34,7 @@ from . import tables as t
 from .batch_loader import BatchLoader
 from .engine import Engines
 from .group_commit import GroupCommitter
+from .lease import SweepLease
 from .lookup import conversation_keys
 from .pg_writer import PgWriter
 from .rows import CapacityRefused, ConversationChanged
@@ -57,6 +58,7 @@ class SqlStore:
             self._load_conversations
         )
         self._conversation_keys = conversation_keys(engines)
+        self._sweep_lease = SweepLease(engines)
 
     async def prepare(self) -> None:
         """What is worth doing before serving: on SQLite, the filter of the
@@ -70,6 +72,7 @@ class SqlStore:
         if self._postgresql is not None:
             await self._postgresql.close()
         await self._conversation_keys.close()
+        await self._sweep_lease.close()
 
     @property
     def stepwise_batches(self) -> int:
@@ -221,6 +224,9 @@ class SqlStore:
         # as its question still follows it.
         out.reverse()
         return out
+
+    async def leads_idle_sweep(self) -> bool:
+        return await self._sweep_lease.held()
 
     async def idle_conversations(self, before: float, limit: int) -> list[str]:
         async with self.engines.reading() as conn:

@@ -102,6 +102,7 @@ class FakeStore:
         self.commits: list[Changes] = []
         self.attempts = 0
         self._failures: list[BaseException] = []
+        self.leads_sweep = True  # False: another instance ends idle conversations
 
     # ---------------------------------------------------------- test helpers
     def seed_agent(self, agent_id: str, skills: Sequence[str] = ("general",), capacity: int = 2, *,
@@ -229,6 +230,9 @@ class FakeStore:
     async def history(self, conversation_id: str, limit: int) -> list[MessageRecord]:
         mine = [m for m in self.t.messages if m.conversation_id == conversation_id]
         return mine[-limit:]
+
+    async def leads_idle_sweep(self) -> bool:
+        return self.leads_sweep
 
     async def idle_conversations(self, before: float, limit: int) -> list[str]:
         idle = [s for s in self.t.conversations.values()

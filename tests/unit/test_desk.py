@@ -334,6 +334,18 @@ async def test_idle_conversations_are_closed(desk: Desk, store: FakeStore, clock
     assert resolved.data == {"by": "idle", "abandoned": True}
 
 
+async def test_idle_conversations_are_left_to_the_instance_that_leads_the_sweep(
+        desk: Desk, store: FakeStore, clock: FakeClock) -> None:
+    await desk.start()
+    await send(desk, "old", RESET)
+    clock.advance(2000)
+    store.leads_sweep = False
+    assert await desk.close_idle(idle_for=1800) == 0
+    assert store.conversation_state(WEB, "old").status is ConversationStatus.BOT
+    store.leads_sweep = True
+    assert await desk.close_idle(idle_for=1800) == 1
+
+
 async def test_feedback_marks_resolved_and_records_the_rating(desk: Desk, store: FakeStore) -> None:
     await send(desk, "c1", RESET)
     await desk.feedback(WEB, "c1", rating=5, resolved=True)
