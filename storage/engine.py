@@ -99,7 +99,17 @@ def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "N
         pool_pre_ping=True,
         pool_timeout=3,
         # Fail fast when the server is gone instead of hanging requests.
-        connect_args={"timeout": 2, "command_timeout": 30},
+        # Every execution planned for the tables as they are: asyncpg
+        # prepares each statement once per connection, and a generic plan
+        # PostgreSQL caches while a table is nearly empty (a new deployment,
+        # a benchmark) keeps scanning it whole once it is large, until an
+        # ANALYZE happens to invalidate it. That took the conversation
+        # look-up from 0.02 to 6 ms per query within a minute of load
+        # (docs/performance.md, session 5). The group commit's statement,
+        # too large to plan every time, is kept on key paths instead
+        # (storage/pg_writer.py).
+        connect_args={"timeout": 2, "command_timeout": 30,
+                      "server_settings": {"plan_cache_mode": "force_custom_plan"}},
     )
     return Engines(write=engine, read=engine, dialect=u.get_backend_name())
 
@@ -110,8 +120,10 @@ class HeldConnection:
     driver: a check-out per use would cost a round trip of its own (the
     pool's pre-ping) on top of the one the job needs."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, settings: dict[str, str] | None = None) -> None:
+        """``settings``: session settings set on each connection taken."""
         self._engine = engine
+        self._settings = settings or {}
         self._conn: AsyncConnection | None = None
         self._driver: Any = None
 
@@ -121,10 +133,14 @@ class HeldConnection:
             await self.drop()
             try:
                 conn = await self._engine.connect()
-                raw = await conn.get_raw_connection()
+                self._conn = conn
+                driver = (await conn.get_raw_connection()).driver_connection
+                for name, value in self._settings.items():
+                    await driver.execute("SELECT set_config($1, $2, false)", name, value)
             except Exception as exc:  # noqa: BLE001 - the pool's errors, SQLAlchemy's and the driver's
+                await self.drop()
                 raise Unavailable("the database is unavailable; retry") from exc
-            self._conn, self._driver = conn, raw.driver_connection
+            self._driver = driver
         return self._driver
 
     async def drop(self) -> None:

@@ -3,6 +3,8 @@ statement refuses itself (storage/pg_writer.py), on the real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -189,3 +191,46 @@ async def test_an_hour_of_samples_lands_in_that_hours_row(store: SqlStore) -> No
     await store._write_batch([later])
     _, hists = await store.rollup_rows(0, AT + 7200)
     assert sorted((hour, int(c.sum())) for hour, _, _, c in hists) == [(hour_of(AT), 1), (hour_of(AT + 3600), 1)]
+
+
+async def _seq_scans(store: SqlStore) -> dict[str, int]:
+    async with store.engines.reading() as conn:
+        await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        rows = (await conn.execute(text(
+            "SELECT relname, seq_scan FROM pg_stat_user_tables "
+            "WHERE relname IN ('conversations', 'messages', 'agents', 'handoffs')"))).all()
+    return {name: n for name, n in rows}
+
+
+async def test_plans_made_on_empty_tables_do_not_scan_them_once_they_have_grown(store: SqlStore) -> None:
+    # The statements are prepared (and PostgreSQL settles on a plan for
+    # them) while the tables are nearly empty...
+    for i in range(8):
+        await store._write_batch([answered(i)])
+        assert await store.load_conversation("ch", f"new{i}") is None
+    # ...then the tables grow, faster than autovacuum's ANALYZE comes round.
+    async with store.engines.writing() as conn:
+        await conn.execute(text(
+            "INSERT INTO conversations (id, channel_id, external_id, customer_id, customer_vip, status, created_at,"
+            " updated_at, bot_streak, handoff_count, version) SELECT 'bulk' || i, 'ch', 'bulk' || i, 'u', false,"
+            " 'bot', 1, 1, 0, 0, 1 FROM generate_series(1, 20000) AS i"))
+        await conn.execute(text(
+            "INSERT INTO messages (id, channel_id, conversation_id, sender, text, at, external_id, response)"
+            " SELECT 'msg-bulk' || i, 'ch', 'bulk' || i, 'customer', 'hi', 1, 'bulk' || i, 'null'"
+            " FROM generate_series(1, 20000) AS i"))
+    before = await _seq_scans(store)
+    for i in range(8, 16):
+        stored = await store.load_conversation("ch", f"bulk{i}")  # found: loaded in full
+        assert stored is not None
+        later = answered(i)
+        later.conversation(dataclasses.replace(stored, updated_at=2.0))  # over its stored version
+        later.rollup.replied.append((f"msg-bulk{i}", 3.0))  # a mark on a stored message
+        await store._write_batch([later])
+        assert await store.load_conversation("ch", f"new{i}") is None
+    # Backends report their counters when idle, at most once a second: ask
+    # the two that held the statements to report now.
+    assert store._postgresql is not None
+    for held in (store._postgresql._held, store._conversation_keys._held):
+        await (await held.driver()).execute("SELECT pg_stat_force_next_flush()")
+    await asyncio.sleep(0.2)
+    assert await _seq_scans(store) == before
