@@ -48,6 +48,9 @@ from .rollups import ConversationTally
 from .routing import Assignment, Dispatcher
 from .tracker import EndedBy, EventKind, TrackerEvent
 
+# The most cached conversations one new conversation looks at to make room.
+EVICTION_SCAN = 16
+
 
 @dataclass(frozen=True, slots=True)
 class IncomingMessage:
@@ -111,6 +114,7 @@ class Desk:
         self._loading: dict[tuple[str, str], asyncio.Future[Conversation | None]] = {}
         self._pending: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self._in_flight: dict[str, int] = {}  # conversation id -> uncommitted changes
+        self._in_use: dict[str, int] = {}  # conversation id -> messages being decided on it
         # Per agent, uncommitted changes touching them, and commits of them
         # landed: a refresh must not overwrite what memory has ahead of the
         # database, nor a value its read raced.
@@ -248,9 +252,9 @@ class Desk:
         self._conversations[key] = c
         self._conversations.move_to_end(key)
         self._by_id[c.id] = c
-        self._evict()
+        self._evict(keep=key)
 
-    def _evict(self) -> None:
+    def _evict(self, keep: tuple[str, str]) -> None:
         # Conversations with a person involved or a commit in flight stay: the
         # dispatcher holds their handoffs, and memory is ahead of the database.
         excess = len(self._conversations) - self.config.conversation_cache_size
@@ -259,10 +263,13 @@ class Desk:
         # Look at the oldest few only, and send the ones that must stay to the
         # back: a head of queued conversations would otherwise be re-scanned
         # (the whole cache copied, even) on every new conversation once the
-        # cache is full, which made each message O(cache size).
-        for key in list(itertools.islice(self._conversations, excess * 2)):
+        # cache is full, which made each message O(cache size). "Few" has a
+        # ceiling: once more conversations must stay than the cache holds
+        # (a queue of 90,000 for 100 agents), the excess itself is O(cache
+        # size), and scanning twice it per message stalled the service.
+        for key in list(itertools.islice(self._conversations, min(excess * 2, EVICTION_SCAN))):
             c = self._conversations[key]
-            if c.tier is Tier.BOT and not self._in_flight.get(c.id):
+            if key != keep and c.tier is Tier.BOT and not self._in_flight.get(c.id) and not self._in_use.get(c.id):
                 del self._conversations[key]
                 self._by_id.pop(c.id, None)
                 excess -= 1
@@ -484,6 +491,8 @@ class Desk:
             return await asyncio.shield(pending)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[key] = fut
+        # Kept in memory while the message is decided on it.
+        self._in_use[conv.id] = self._in_use.get(conv.id, 0) + 1
         try:
             response = await self._process_customer_message(gen, conv, msg, received_at)
             fut.set_result(response)
@@ -502,6 +511,11 @@ class Desk:
             raise
         finally:
             self._pending.pop(key, None)
+            n = self._in_use[conv.id] - 1
+            if n:
+                self._in_use[conv.id] = n
+            else:
+                del self._in_use[conv.id]
 
     async def _process_customer_message(
         self, gen: int, conv: Conversation, msg: IncomingMessage, received_at: float

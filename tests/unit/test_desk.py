@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import OrderedDict
 from typing import Any
 
 import pytest
 
-from router import metrics
+from router import metrics, services
 from router.model import AgentStatus, ConversationStatus, Customer, HandoffReason, Sender, Tier
 from router.ports import FakeClock
 from router.services import Desk, DeskConfig, IncomingMessage
@@ -603,3 +604,29 @@ async def test_a_full_cache_evicts_bot_conversations_and_keeps_queued_ones(make_
     # An evicted conversation comes back from the store with its history.
     again = await send(desk, "bot0", RESET)
     assert again["action"] == "answer" and len({c.id for c in desk._by_id.values()}) == len(desk._conversations)
+
+
+class _CountingCache(OrderedDict):  # type: ignore[type-arg]
+    """The Desk's cache, counting the entries eviction sends to the back."""
+
+    moved = 0
+
+    def move_to_end(self, key: Any, last: bool = True) -> None:
+        type(self).moved += 1
+        super().move_to_end(key, last)
+
+
+async def test_making_room_stays_cheap_when_more_must_stay_than_the_cache_holds(make_desk, store: FakeStore) -> None:  # type: ignore[no-untyped-def]
+    desk = await make_desk(conversation_cache_size=5)
+    for i in range(300):  # no agent online: all of them wait, and must stay in memory
+        assert (await send(desk, f"queued{i}", "refund my order"))["action"] == "handoff"
+    desk._conversations = _CountingCache(desk._conversations)
+    for i in range(100):
+        assert (await send(desk, f"bot{i}", RESET))["action"] == "answer"
+    # Each new conversation looked at a bounded few (not twice the 300 over the size)...
+    assert _CountingCache.moved <= 100 * (1 + services.EVICTION_SCAN)
+    # ...and the cache holds what must stay and little else: the newest bot
+    # conversations, until the scan's lap through the queued ones reaches them.
+    held = {key[1] for key in desk._conversations}
+    assert {f"queued{i}" for i in range(300)} <= held
+    assert len(held) <= 300 + 300 // services.EVICTION_SCAN + 2 and "bot0" not in held

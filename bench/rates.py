@@ -1,0 +1,120 @@
+"""Where the CPU of a request goes at a given rate: one tierdesk server (or
+the bare handler) driven open loop at each of several rates, with the
+harness of `make bench`.
+
+    .venv/bin/python bench/rates.py --db sqlite --rates 200,800,1600
+    .venv/bin/python bench/rates.py --db postgresql --rates 800
+    .venv/bin/python bench/rates.py --db bare --rates 200,2000
+
+Per rate: the rate achieved, p50/p99, the server's user and system CPU per
+request and its context switches per request (all threads, from /proc),
+the mean group-commit batch; on PostgreSQL also the CPU per request of each
+backend of the target's database, named by the last statement it ran.
+How session 5 found that a request at a quiet hour costs several times its
+CPU at saturation on this machine, and that a cached generic plan made
+PostgreSQL scan a whole table per look-up (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as B  # noqa: E402 - the harness of `make bench`
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def threads_of(pid: int) -> tuple[int, int, int, int]:
+    """User and system ticks, voluntary and involuntary context switches,
+    summed over the process's threads."""
+    user = system = voluntary = involuntary = 0
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            fields = open(task + "/stat").read().rsplit(")", 1)[1].split()
+            user, system = user + int(fields[11]), system + int(fields[12])
+            for line in open(task + "/status"):
+                if line.startswith("voluntary_ctxt_switches"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches"):
+                    involuntary += int(line.split()[1])
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return user, system, voluntary, involuntary
+
+
+def backends(db: B.Db) -> dict[int, tuple[str, int]]:
+    """The target database's backends: pid -> (last statement, CPU ticks)."""
+    out = {}
+    for pid, query in db.query("SELECT pid, query FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND pid <> pg_backend_pid()"):
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(pid)] = ((query or "").replace("\n", " ")[:70], int(fields[11]) + int(fields[12]))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--db", choices=("sqlite", "postgresql", "bare"), default="sqlite")
+    p.add_argument("--rates", default="200,800,1600", help="comma-separated requests per second")
+    p.add_argument("--mode", choices=("faq", "handoff"), default="faq")
+    p.add_argument("--duration", type=float, default=6.0)
+    p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    cli = p.parse_args()
+    args = argparse.Namespace(wrk=B.check_wrk(), threads=2, connections=64, agents=20, capacity=5,
+                              sqlite_synchronous=None, pg_workers=1)
+    tmp = Path(tempfile.mkdtemp(prefix="tierdesk-rates-"))
+    models = B.train_model(None, tmp) if cli.db != "bare" else tmp
+    servers: list[B.Server] = []
+    database = None
+    url = None
+    if cli.db == "postgresql":
+        database = "tierdesk_rates_" + secrets.token_hex(4)
+        B.pg_create(cli.pg_admin_url, database)
+        url = B.pg_url(cli.pg_admin_url, database)
+    elif cli.db == "sqlite":
+        url = f"sqlite:///{tmp / 'rates.db'}"
+    try:
+        tg = B.start_target(args, cli.db, tmp, models, url, servers)
+        B.run_wrk(args, tg.server.base, mode=cli.mode, token=tg.token, run_id="w" + secrets.token_hex(3),
+                  duration=2, server_pid=tg.server.pid)
+        for rate in (float(r) for r in cli.rates.split(",")):
+            m0 = B.scrape(tg.server.base) if tg.is_tierdesk else {}
+            t0 = threads_of(tg.server.pid)
+            b0 = backends(tg.db) if tg.db is not None and cli.db == "postgresql" else {}
+            r = B.run_loadgen(args, tg.server.base, mode=cli.mode, token=tg.token, run_id="r" + secrets.token_hex(3),
+                              rate=rate, duration=cli.duration, server_pid=tg.server.pid,
+                              acked_out=tmp / "acked.ids")
+            t1 = threads_of(tg.server.pid)
+            n = r.get("completed") or 1
+            user, system, vol, invol = (b - a for a, b in zip(t0, t1))
+            batch = B.metrics_delta(m0, B.scrape(tg.server.base)).get("group_commit_mean_batch") if m0 else None
+            print(f"{cli.db} {cli.mode} at {rate:.0f}/s: achieved {r['req_s']}/s, p50 {r.get('p50_ms')} ms, "
+                  f"p99 {r.get('p99_ms')} ms, commit batch {batch}; server CPU per request "
+                  f"{user * 1000 / HZ / n:.3f} ms user + {system * 1000 / HZ / n:.3f} ms system, "
+                  f"context switches per request {vol / n:.2f} voluntary, {invol / n:.2f} involuntary", flush=True)
+            if b0:
+                b1 = backends(tg.db)  # type: ignore[arg-type]
+                spent = sorted(((ticks - b0.get(pid, ("", 0))[1], query, pid) for pid, (query, ticks) in b1.items()),
+                               reverse=True)
+                for ticks, query, pid in spent:
+                    if ticks > 0:
+                        print(f"    PostgreSQL backend {pid}: {ticks * 1000 / HZ / n:.3f} ms per request  {query}")
+    finally:
+        B.stop_servers(servers)
+        if database is not None:
+            B.pg_drop(cli.pg_admin_url, database)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
