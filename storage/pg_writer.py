@@ -49,11 +49,12 @@ log = structlog.get_logger(__name__)
 # The statement's own refusal (storage/migrations/versions/0006).
 REFUSED = "TD001"
 # The batch statement is planned once per connection (planning it costs
-# ~0.6 ms, as much as running it for a batch of 16), so its generic plan is
-# kept, and made safe: every table it reads it reaches by key, and a plan
-# made while a table was nearly empty (seq scan, hash join) would scan it
-# whole on every batch once it has grown.
-WRITER_SETTINGS = {"plan_cache_mode": "auto", "enable_seqscan": "off", "enable_hashjoin": "off",
+# ~0.6 ms, as much as running it for a batch of 16; left to choose,
+# PostgreSQL kept planning it for every batch), and that one plan is made
+# safe: every table it reads it reaches by key, and a plan made while a
+# table was nearly empty (seq scan, hash join) would scan it whole on every
+# batch once it has grown.
+WRITER_SETTINGS = {"plan_cache_mode": "force_generic_plan", "enable_seqscan": "off", "enable_hashjoin": "off",
                    "enable_mergejoin": "off"}
 # Counts of the writer's histogram rows kept in memory; past this many
 # (rows of hours long gone) they are forgotten, and read again if needed.
