@@ -31,8 +31,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
     cli = p.parse_args()
-    args = argparse.Namespace(wrk=B.check_wrk(), threads=2, connections=64, agents=20, capacity=5,
-                              sqlite_synchronous=None, pg_workers=1)
+    args = B.probe_args()
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-ab-"))
     models = B.train_model(None, tmp)
     base_env = B.tierdesk_env

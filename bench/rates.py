@@ -70,8 +70,7 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=6.0)
     p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     cli = p.parse_args()
-    args = argparse.Namespace(wrk=B.check_wrk(), threads=2, connections=64, agents=20, capacity=5,
-                              sqlite_synchronous=None, pg_workers=1)
+    args = B.probe_args()
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-rates-"))
     models = B.train_model(None, tmp) if cli.db != "bare" else tmp
     servers: list[B.Server] = []

@@ -779,6 +779,14 @@ def tierdesk_argv() -> list[str]:
     return [sys.executable, "-m", "tierdesk.cli", "serve"]
 
 
+def probe_args() -> argparse.Namespace:
+    """What the helpers below need from the command line, as `make bench`
+    runs them, for the tools that drive one target at a time
+    (bench/ab.py, bench/rates.py)."""
+    return argparse.Namespace(wrk=check_wrk(), threads=2, connections=64, agents=20, capacity=5,
+                              sqlite_synchronous=None, pg_workers=1)
+
+
 def train_model(models_dir: str | None, tmp: Path) -> Path:
     d = Path(models_dir).resolve() if models_dir else tmp / "models"
     if (d / "ACTIVE").exists():
