@@ -126,15 +126,14 @@ class SqliteConversationKeys:
         return built
 
     def _query(self, keys: list[Key]) -> set[Key]:
-        self._connection()
-        assert self._conn is not None
+        conn = self._connection()
         found: set[Key] = set()
         for channel_id, ids in _by_channel(keys).items():
             for i in range(0, len(ids), CHUNK):
                 chunk = ids[i : i + CHUNK]
                 sql = ("SELECT external_id FROM conversations WHERE channel_id = ? AND external_id IN ("
                        + ",".join("?" * len(chunk)) + ")")
-                found.update((channel_id, row[0]) for row in self._conn.execute(sql, (channel_id, *chunk)))
+                found.update((channel_id, row[0]) for row in conn.execute(sql, (channel_id, *chunk)))
         return found
 
     async def close(self) -> None:

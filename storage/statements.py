@@ -175,19 +175,7 @@ class Statements:
         """PostgreSQL: everything of a batch after the inbound messages and the
         agents, in one statement, with the relay's ``notices`` (sent on commit);
         returns the agents whose load moved and the conversations written."""
-        args = (
-            *_columns(rows.conversations, len(CONVERSATION_COLUMNS)),
-            rows.conversation_bases,
-            *_columns(rows.handoffs, len(HANDOFF_COLUMNS)),
-            *_columns(rows.load, 2),
-            *_columns(rows.messages, len(MESSAGE_COLUMNS)),
-            *_columns(rows.events, len(EVENT_COLUMNS)),
-            *_columns(rows.outbox, len(OUTBOX_COLUMNS)),
-            *_columns(histograms, len(PG_HISTOGRAM_COLUMNS)),
-            *_columns(rows.rollups, len(ROLLUP_COLUMNS)),
-            *_columns(rows.marks(), 3),
-            notices,
-        )
+        args = _rest_args(rows, _columns(histograms, len(PG_HISTOGRAM_COLUMNS)), rows.marks(), notices)
         moved: set[str] = set()
         written: set[str] = set()
         for kind, key in conn.exec_driver_sql(self._write_rest, args):
@@ -203,8 +191,24 @@ def whole_args(inbound: Sequence[tuple[Any, ...]], rows: BatchRows, marks: Seque
                notices: list[str]) -> tuple[Any, ...]:
     """The arguments of ``Statements.write_whole``, in its parameters' order.
     ``written_histograms``: (key..., writer, counts, the counts written before)."""
+    histograms = (*_columns(new_histograms, len(PG_HISTOGRAM_COLUMNS)),
+                  *_columns(written_histograms, len(PG_HISTOGRAM_COLUMNS) + 1))
     return (
         *_columns(inbound, len(MESSAGE_COLUMNS)),
+        *_rest_args(rows, histograms, marks, notices),
+        len(inbound),
+        len(rows.conversations),
+        sum(1 for _, d in rows.load if d > 0),
+        len(new_histograms) + len(written_histograms),
+    )
+
+
+def _rest_args(rows: BatchRows, histograms: tuple[list[Any], ...], marks: Sequence[tuple[Any, ...]],
+               notices: list[str]) -> tuple[Any, ...]:
+    """The arguments both texts of ``_write_rest_text`` take after their own
+    first ones, in the order it writes their parameters; ``histograms``: the
+    histogram arrays of the text at hand."""
+    return (
         *_columns(rows.conversations, len(CONVERSATION_COLUMNS)),
         rows.conversation_bases,
         *_columns(rows.handoffs, len(HANDOFF_COLUMNS)),
@@ -212,15 +216,10 @@ def whole_args(inbound: Sequence[tuple[Any, ...]], rows: BatchRows, marks: Seque
         *_columns(rows.messages, len(MESSAGE_COLUMNS)),
         *_columns(rows.events, len(EVENT_COLUMNS)),
         *_columns(rows.outbox, len(OUTBOX_COLUMNS)),
-        *_columns(new_histograms, len(PG_HISTOGRAM_COLUMNS)),
-        *_columns(written_histograms, len(PG_HISTOGRAM_COLUMNS) + 1),
+        *histograms,
         *_columns(rows.rollups, len(ROLLUP_COLUMNS)),
         *_columns(marks, 3),
         notices,
-        len(inbound),
-        len(rows.conversations),
-        sum(1 for _, d in rows.load if d > 0),
-        len(new_histograms) + len(written_histograms),
     )
 
 
