@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,15 +144,29 @@ def configure(conn: sqlite3.Connection, synchronous: str) -> None:
     conn.isolation_level = None
     cur = conn.cursor()
     cur.execute("PRAGMA busy_timeout=10000")
-    # Set only when it is not WAL yet (once per file): setting it, even to
-    # what it is, can fail at once with "database is locked" while another
-    # connection writes, without waiting for the busy timeout.
-    cur.execute("PRAGMA journal_mode")
-    (mode,) = cur.fetchone()
-    if str(mode).lower() != "wal":
-        cur.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cur)
     # NORMAL in WAL mode survives a process crash; FULL also survives a
     # power cut, at a cost per commit (TIERDESK_SQLITE_SYNCHRONOUS).
     cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _use_wal(cur: Any) -> None:
+    """WAL mode, set once per file. Setting it (even to what it is) fails at
+    once with "database is locked" while another connection holds the file,
+    without waiting for the busy timeout: so it is read first, and the
+    switch of a new file retried for as long as the busy timeout."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        cur.execute("PRAGMA journal_mode")
+        (mode,) = cur.fetchone()
+        if str(mode).lower() == "wal":
+            return
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
