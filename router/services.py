@@ -20,13 +20,14 @@ the database and retried by the client.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from tierdesk.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from tierdesk.errors import ChangeRefused, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 
 from . import policy as hp
 from .changes import AgentProfile, Changes, MessageRecord, OutboxItem
@@ -50,6 +51,16 @@ from .tracker import EndedBy, EventKind, TrackerEvent
 
 # The most cached conversations one new conversation looks at to make room.
 EVICTION_SCAN = 16
+
+# How many times one request's use case is decided at most. A change the
+# database refuses (another instance changed the conversation or took the
+# agent's last slot first) stored nothing, and what it touched is read again
+# before the next decision, which is then made on what is stored and almost
+# always goes through: the caller need not see the refusal.
+DECISIONS_PER_REQUEST = 3
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,24 @@ class _Effects:
 
     def to_agent(self, agent_id: str, payload: dict[str, Any]) -> None:
         self.notices.append((agent_id, payload))
+
+
+def _decided_again_if_refused(
+    use_case: Callable[Concatenate[Desk, P], Awaitable[T]],
+) -> Callable[Concatenate[Desk, P], Awaitable[T]]:
+    @functools.wraps(use_case)
+    async def decide(desk: Desk, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        decisions = 1
+        while True:
+            try:
+                return await use_case(desk, *args, **kwargs)
+            except ChangeRefused:
+                if decisions >= DECISIONS_PER_REQUEST:
+                    raise
+                decisions += 1
+                desk.decided_again += 1
+
+    return decide
 
 
 class NullNotifier:
@@ -135,6 +164,7 @@ class Desk:
         self._dirty_conversations: set[str] = set()
         self._dirty_agents: set[str] = set()
         self._reload_lock = asyncio.Lock()
+        self.decided_again = 0  # use cases decided anew after a refusal
 
     # ------------------------------------------------------------------ state
     async def start(self) -> None:
@@ -478,6 +508,7 @@ class Desk:
             self.dispatcher.enqueue(stored.handoff)
 
     # ------------------------------------------------------------- customers
+    @_decided_again_if_refused
     async def receive_message(self, channel_id: str, msg: IncomingMessage) -> dict[str, Any]:
         received_at = self.clock.now()
         key = (channel_id, msg.message_id)
@@ -678,6 +709,7 @@ class Desk:
             touched.append(self._by_id[a.handoff.conversation_id])
         return touched
 
+    @_decided_again_if_refused
     async def feedback(self, channel_id: str, external_id: str, rating: int | None, resolved: bool) -> None:
         gen = await self._begin()
         conv = await self._existing_conversation(channel_id, external_id)
@@ -699,6 +731,7 @@ class Desk:
         changes.conversation(conv)
         await self._commit(changes, touched, effects)
 
+    @_decided_again_if_refused
     async def close(self, channel_id: str, external_id: str) -> None:
         """The channel reports the customer left."""
         gen = await self._begin()
@@ -772,6 +805,7 @@ class Desk:
     def agents(self) -> list[Agent]:
         return sorted(self.dispatcher.agents.values(), key=lambda a: a.id)
 
+    @_decided_again_if_refused
     async def create_agent(self, name: str, skills: Iterable[str], capacity: int, status: AgentStatus,
                            agent_id: str | None = None) -> Agent:
         gen = await self._begin()
@@ -785,6 +819,7 @@ class Desk:
         await self._commit(changes, touched, effects)
         return agent
 
+    @_decided_again_if_refused
     async def update_agent(self, agent_id: str, *, status: AgentStatus | None = None,
                            skills: Iterable[str] | None = None, capacity: int | None = None,
                            name: str | None = None) -> Agent:
@@ -826,6 +861,7 @@ class Desk:
         messages = await self.store.history(conv.id, self.config.history_limit)
         return conv, messages
 
+    @_decided_again_if_refused
     async def agent_reply(self, agent_id: str, conversation_id: str, text: str) -> MessageRecord:
         gen = await self._begin()
         conv = await self._agents_conversation(agent_id, conversation_id)
@@ -853,6 +889,7 @@ class Desk:
         await self._commit(changes, [conv], effects)
         return message
 
+    @_decided_again_if_refused
     async def resolve(self, agent_id: str, conversation_id: str) -> None:
         gen = await self._begin()
         conv = await self._agents_conversation(agent_id, conversation_id)
@@ -861,6 +898,7 @@ class Desk:
         touched = [conv, *self._end(conv, EndedBy.AGENT, now, changes, effects)]
         await self._commit(changes, touched, effects)
 
+    @_decided_again_if_refused
     async def transfer(self, agent_id: str, conversation_id: str, *, skill: str | None = None,
                        to_agent: str | None = None) -> Conversation:
         if (skill is None) == (to_agent is None):

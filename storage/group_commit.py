@@ -26,7 +26,7 @@ import structlog
 
 from router.changes import Changes
 from router.ports import DuplicateMessage
-from tierdesk.errors import Conflict, Unavailable
+from tierdesk.errors import ChangeRefused, Conflict, Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -135,7 +135,7 @@ class GroupCommitter:
         self.refused += 1
         log.warning("change_refused", error=repr(exc))
         if not fut.done():
-            fut.set_exception(Unavailable(f"{exc.message}; retry"))
+            fut.set_exception(ChangeRefused(f"{exc.message}; retry"))
 
     def _fail(self, batch: list[tuple[Changes, asyncio.Future[None]]], exc: Exception) -> None:
         behind, self._queue = self._queue, []

@@ -62,6 +62,13 @@ class Unavailable(TierdeskError):
     code = "unavailable"
 
 
+class ChangeRefused(Unavailable):
+    """The database refused one change: decided on a copy another instance
+    had changed since, or it would have taken an agent past capacity.
+    Nothing of it was stored, so deciding again on what is stored now is
+    safe (the Desk does so itself before the caller sees this)."""
+
+
 class RateLimited(TierdeskError):
     code = "rate_limited"
 

@@ -59,8 +59,9 @@ async def test_capacity_holds_across_instances(aiohttp_client, pg_url, clock, de
 
     async def send_until_stored(api: Api, i: int) -> dict:
         # Each instance decides on its own view of the agents; when the other
-        # instance took the slot first, the database refuses the commit (503)
-        # and the client retries, as channels do.
+        # instance took the slot first, the database refuses the commit and
+        # the instance decides again; refused three times in a row, it
+        # answers 503 and the client retries, as channels do.
         for _ in range(20):
             r = await api.send(f"c{i}", BILLING, message_id=f"m{i}", expect=None)
             if isinstance(r, dict) and "action" in r:
@@ -116,8 +117,9 @@ async def _pair_with_ann(aiohttp_client, pg_url: str, clock, model):  # type: ig
 
 
 async def _retried(call):  # type: ignore[no-untyped-def]
-    """A decision on a copy another instance had just changed is refused
-    (503) and retried, as channels and agent apps do."""
+    """A decision on a copy another instance had just changed is refused and
+    decided again; refused three times in a row, it is answered 503 and
+    retried, as channels and agent apps do."""
     for _ in range(50):
         r = await call()
         if not (isinstance(r, dict) and r.get("error", {}).get("code") == "unavailable"):

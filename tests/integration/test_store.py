@@ -33,7 +33,7 @@ from storage.engine import create_engines
 from storage import tables as t
 from storage.store import SqlStore
 from storage.tables import metadata
-from tierdesk.errors import CapacityExceeded, Unavailable
+from tierdesk.errors import CapacityExceeded, ChangeRefused, Unavailable
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ async def test_capacity_is_enforced_by_the_database(store: SqlStore) -> None:
     await store.commit(first)
     over = message_changes("c9", "x9", "m9")
     over.load("a1", +1)
-    with pytest.raises(Unavailable):
+    with pytest.raises(ChangeRefused):
         await store.commit(over)
     assert failures == []  # a refusal, not a failure of the database: nothing else is dropped
     # Nothing of the refused change was written.
@@ -125,7 +125,7 @@ async def test_one_open_handoff_per_conversation_is_enforced(store: SqlStore) ->
     await store.commit(ok)
     second = Changes()
     second.handoff(handoff("h2", 2))
-    with pytest.raises(Unavailable):
+    with pytest.raises(ChangeRefused):
         await store.commit(second)
     assert await store.count("handoffs") == 1
 
@@ -144,7 +144,7 @@ async def test_a_change_decided_on_an_older_version_of_a_conversation_is_refused
     two.status = ConversationStatus.RESOLVED
     second.conversation(two)
     second.message(MessageRecord("msg-late", "ch", "c1", Sender.BOT, "late", 2.0))
-    with pytest.raises(Unavailable):
+    with pytest.raises(ChangeRefused):
         await store.commit(second)
     # Nothing of the refused change was written; the winner's stands.
     stored = await store.load_conversation_by_id("c1")
@@ -167,7 +167,7 @@ async def test_a_change_decided_on_an_older_version_of_a_conversation_is_refused
 async def test_a_conversation_created_twice_is_stored_once(store: SqlStore) -> None:
     # Two instances took the same new conversation as theirs, with ids of their own.
     await store.commit(message_changes("c1", "x1", "m1"))
-    with pytest.raises(Unavailable):
+    with pytest.raises(ChangeRefused):
         await store.commit(message_changes("c1-other", "x1", "m2"))
     assert await store.count("conversations") == 1
     assert await store.count("messages") == 1
@@ -189,7 +189,7 @@ async def test_a_refused_change_fails_alone(store: SqlStore) -> None:
     changes[9].load("a1", +1)  # the second one over capacity: refused
     results = await asyncio.gather(*(store.commit(c) for c in changes), return_exceptions=True)
     assert [i for i, r in enumerate(results) if isinstance(r, Exception)] == [9]
-    assert isinstance(results[9], Unavailable)
+    assert isinstance(results[9], ChangeRefused)
     assert await store.count("messages") == 19
     [agent] = await store.load_agents()
     assert agent.open_count == 1
@@ -444,7 +444,7 @@ async def test_a_key_stored_behind_sqlites_back_costs_one_refusal_then_is_found(
         await store.prepare()
         await other.commit(message_changes("c1", "x1", "m1"))  # unknown to store's filter
         assert await store.load_conversation("ch", "x1") is None
-        with pytest.raises(Unavailable):  # the conversation it would start is refused
+        with pytest.raises(ChangeRefused):  # the conversation it would start is refused
             await store.commit(message_changes("c1-again", "x1", "m2"))
         found = await store.load_conversation("ch", "x1")
         assert found is not None and found.id == "c1"

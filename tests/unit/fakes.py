@@ -4,8 +4,9 @@ FakeStore keeps what a commit wrote the way the SQL store does (tables of
 rows, copies rather than the Desk's live objects) and enforces the same
 guarantees: a commit is all or nothing, an inbound message id is stored once
 (DuplicateMessage), an agent's open count never goes over capacity and a
-conversation has at most one open handoff (both refused as Unavailable, as
-the group committer reports a failed batch).
+conversation has at most one open handoff; a change over a stale copy of a
+conversation is refused too. Refusals raise ChangeRefused, as the group
+committer reports a change the database refused.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from router.changes import AgentProfile, Changes, ConversationState, MessageReco
 from router.model import Agent, AgentStatus, Conversation, ConversationStatus, Handoff
 from router.ports import DuplicateMessage
 from router.tracker import EventKind, TrackerEvent
-from tierdesk.errors import Conflict, Unavailable
+from tierdesk.errors import ChangeRefused, Unavailable
 
 
 # ---------------------------------------------------------------- classifier
@@ -161,22 +162,22 @@ class FakeStore:
             stored = new.conversations.get(s.id)
             if stored is None and any((o.channel_id, o.external_id) == (s.channel_id, s.external_id)
                                       for o in new.conversations.values()):
-                raise Conflict("that would clash with existing data")
+                raise ChangeRefused("that would clash with existing data; retry")
             if (stored.version if stored else 0) != s.version - 1:
-                raise Conflict(f"conversation {s.id!r} was changed by another instance", code="conversation_changed")
+                raise ChangeRefused(f"conversation {s.id!r} was changed by another instance; retry")
             new.conversations[s.id] = s
         new.handoffs.update({h.id: dataclasses.replace(h) for h in changes.handoffs.values()})
         for agent_id, d in changes.load_deltas.items():
             row = new.agents[agent_id]
             if d > 0 and row.open_count + d > row.profile.capacity:
-                raise Unavailable(f"agent {agent_id!r} would exceed capacity")
+                raise ChangeRefused(f"agent {agent_id!r} would exceed capacity; retry")
             row.open_count = max(0, row.open_count + d)
         open_per_conversation: dict[str, int] = {}
         for h in new.handoffs.values():
             if h.resolved_at is None:
                 open_per_conversation[h.conversation_id] = open_per_conversation.get(h.conversation_id, 0) + 1
         if any(n > 1 for n in open_per_conversation.values()):
-            raise Unavailable("a conversation would have two open handoffs")
+            raise ChangeRefused("a conversation would have two open handoffs; retry")
         if changes.inbound is not None:
             new.inbound[(changes.inbound.channel_id, changes.inbound.external_id or "")] = changes.inbound
             new.messages.append(changes.inbound)

@@ -4,6 +4,7 @@ what the other's commits changed, as the PostgreSQL relay tells them."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from router.changes import Changes
 from router.model import AgentStatus, ConversationStatus, Customer
 from router.ports import FakeClock
-from router.services import Desk, IncomingMessage
+from router.services import DECISIONS_PER_REQUEST, Desk, IncomingMessage
 from tierdesk.errors import Unavailable
 from tests.unit.fakes import FakeClassifier, FakeStore, faq, needs_person
 
@@ -127,21 +128,39 @@ async def test_a_conversation_changed_elsewhere_is_decided_on_its_new_state(inst
     assert shared.attempts == len(shared.commits)
 
 
-async def test_a_decision_on_a_stale_copy_is_refused_and_the_retry_succeeds(instances, shared) -> None:
+async def test_a_decision_on_a_stale_copy_is_refused_and_decided_again(instances, shared) -> None:
     one, two, one_view, _ = await instances()
     await send(two, "c1", RESET, "m1")
     one_view.relaying = False  # the news of one's change never reaches two
     await send(one, "c1", RESET, "m2")
-    with pytest.raises(Unavailable):
-        await send(two, "c1", RESET, "m3")
-    assert len(shared.commits) == 2  # the refused change wrote nothing
-    # Refused, two read everything afresh: the channel's retry goes through,
-    # decided on the conversation as one left it: two bot answers already
-    # (two's own copy counted one), so this one goes to a person.
     r = await send(two, "c1", RESET, "m3")
+    # Refused (the refused change wrote nothing), two read the conversation
+    # afresh and decided again, on it as one left it: two bot answers
+    # already (two's own copy counted one), so this one goes to a person.
+    assert shared.attempts == len(shared.commits) + 1 and two.decided_again == 1
     assert r["action"] == "handoff"
     state = shared.conversation_state(WEB, "c1")
     assert (state.version, state.status) == (3, ConversationStatus.QUEUED)
+
+
+async def test_a_request_refused_every_time_it_is_decided_is_unavailable(instances, shared) -> None:
+    one, two, _, two_view = await instances()
+    await send(two, "c1", RESET, "m1")
+    refusals = 0
+    commit = shared.commit
+
+    async def stale_every_time(changes: Changes) -> None:
+        nonlocal refusals
+        # Another instance changes the conversation just before each commit.
+        state = shared.t.conversations[shared.conversation_id(WEB, "c1")]
+        shared.t.conversations[state.id] = dataclasses.replace(state, version=state.version + 1)
+        refusals += 1
+        await commit(changes)
+
+    shared.commit = stale_every_time  # type: ignore[method-assign]
+    with pytest.raises(Unavailable):
+        await send(two, "c1", RESET, "m2")
+    assert refusals == DECISIONS_PER_REQUEST and two.decided_again == DECISIONS_PER_REQUEST - 1
 
 
 async def test_a_load_taken_elsewhere_counts_while_this_instance_has_its_own_on_the_way(instances, shared) -> None:
@@ -177,10 +196,11 @@ async def test_a_conversation_started_on_both_instances_at_once_is_stored_once(i
     assert (await send(one, "c1", REFUND, "m2"))["queue_position"] == 1
     await settled(two)
     gate.set()
-    with pytest.raises(Unavailable):
-        await slow  # the database holds one conversation per channel and id: one's
-    # Two keeps one's conversation, queued, and decides on it from now on.
-    assert (await send(two, "c1", RESET, "m1"))["action"] == "handoff"
+    # The database holds one conversation per channel and id: one's. Two's
+    # creation is refused, and the message decided again on one's
+    # conversation, queued: it waits with it.
+    assert (await slow)["action"] == "handoff"
+    assert two.decided_again == 1
     assert [h.conversation_id for h in two.queue()] == [shared.conversation_id(WEB, "c1")]
     assert len(shared.t.conversations) == 1
     # One copy of it in two's memory: the agent who comes online gets it,

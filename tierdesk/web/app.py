@@ -125,6 +125,10 @@ def _registry(app: web.Application) -> Registry:
     r.gauge("tierdesk_group_commit_stepwise_batches",
             "PostgreSQL batches written in steps (the one-statement write was refused or not possible)",
             lambda: app[keys.STORE].stepwise_batches if keys.STORE in app else 0)
+    r.gauge("tierdesk_changes_refused", "Changes the database refused (another instance changed the same "
+            "conversation or agent first)", lambda: app[keys.STORE].committer.refused if keys.STORE in app else 0)
+    r.gauge("tierdesk_decisions_made_again", "Requests decided again after the database refused their change",
+            lambda: app[keys.DESK].decided_again if keys.DESK in app else 0)
     r.gauge("tierdesk_classifier_batches", "Micro-batched classifier calls",
             lambda: app[keys.MODEL].batcher.batches_run)
     r.gauge("tierdesk_classifier_messages", "Messages classified",
