@@ -33,9 +33,11 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 def threads_of(pid: int) -> tuple[int, int, int, int]:
     """User and system ticks, voluntary and involuntary context switches,
-    summed over the process's threads."""
+    summed over the threads of the server and of its child processes (the
+    SQLite writer's, workers)."""
     user = system = voluntary = involuntary = 0
-    for task in glob.glob(f"/proc/{pid}/task/*"):
+    tasks = [t for p in B.process_tree(pid) for t in glob.glob(f"/proc/{p}/task/*")]
+    for task in tasks:
         try:
             fields = open(task + "/stat").read().rsplit(")", 1)[1].split()
             user, system = user + int(fields[11]), system + int(fields[12])

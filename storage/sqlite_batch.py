@@ -1,5 +1,5 @@
 """A group-commit batch written to SQLite through a plain sqlite3 connection,
-on the writer's thread (storage/sqlite_writer.py).
+in the writer's process (storage/writer_process.py).
 
 The SQL text is compiled by SQLAlchemy once, at start-up
 (storage/statements.py), and arrives here as strings: per statement,
@@ -134,6 +134,25 @@ class SqliteBatchWriter:
                 text = self._multi[(single, n)] = f"{head}VALUES {', '.join([rest[:end]] * n)}{rest[end:]}"
             yield text, tuple(itertools.chain.from_iterable(rows[i : i + n]))
             i += n
+
+
+def open_connection(path: str, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, cached_statements=256)
+    configure(conn, synchronous)
+    return conn
+
+
+def commit_batch(conn: sqlite3.Connection, writer: SqliteBatchWriter, batch: Sequence[ChangeRows]) -> list[bool]:
+    """One batch, one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        duplicates = writer.write(conn, batch)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return duplicates
 
 
 def configure(conn: sqlite3.Connection, synchronous: str) -> None:

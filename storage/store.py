@@ -61,8 +61,11 @@ class SqlStore:
         self._sweep_lease = SweepLease(engines)
 
     async def prepare(self) -> None:
-        """What is worth doing before serving: on SQLite, the filter of the
-        stored conversation keys (storage/key_filter.py)."""
+        """What is worth doing before serving: on SQLite, the writer's
+        process and the filter of the stored conversation keys
+        (storage/key_filter.py)."""
+        if self._sqlite is not None:
+            await self._sqlite.start()
         await self._conversation_keys.prepare()
 
     async def close(self) -> None:
