@@ -143,6 +143,20 @@ async def test_a_decision_on_a_stale_copy_is_refused_and_decided_again(instances
     assert (state.version, state.status) == (3, ConversationStatus.QUEUED)
 
 
+async def test_an_agent_reply_on_a_stale_copy_is_decided_again(instances, shared) -> None:
+    one, two, one_view, _ = await instances()
+    ann = await one.create_agent("Ann", ["billing"], 2, AgentStatus.ONLINE)
+    await send(one, "c1", REFUND, "m1")  # ann takes c1
+    await settled(two)
+    conversation = shared.conversation_id(WEB, "c1")
+    one_view.relaying = False  # two never hears of the customer's next message
+    await send(one, "c1", "are you there?", "m2")
+    reply = await two.agent_reply(ann.id, conversation, "Yes, looking at it now.")
+    assert two.decided_again == 1 and shared.attempts == len(shared.commits) + 1
+    assert [m.id for m in shared.t.messages if m.sender.value == "agent"] == [reply.id]
+    assert shared.conversation_state(WEB, "c1").version == 3  # m1, m2, the reply: each once
+
+
 async def test_a_request_refused_every_time_it_is_decided_is_unavailable(instances, shared) -> None:
     one, two, _, two_view = await instances()
     await send(two, "c1", RESET, "m1")
