@@ -79,8 +79,11 @@ def main() -> None:
                 outcome: tuple[str, Any] = ("written", commit_batch(conn, writer, rows))
             except Exception as exc:  # noqa: BLE001 - the server decides what each one means
                 outcome = ("raised", exc)
-            answers.write(_answer(outcome))
-            answers.flush()
+            try:
+                answers.write(_answer(outcome))
+                answers.flush()
+            except BrokenPipeError:
+                return  # the server is gone: nobody awaits the answer
     finally:
         conn.close()
 
