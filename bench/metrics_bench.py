@@ -13,7 +13,7 @@ What it does, per database:
 1. Gets a database holding ``--messages`` (1,000,000) synthetic messages
    over ``--days`` (7) days, made by ``tierdesk metrics seed`` (messages,
    events and the hourly rollups/histograms maintained on write). Seeding a
-   million takes ~12 min on SQLite and ~6 min on PostgreSQL on the
+   million took 105 s on SQLite and 176 s on PostgreSQL (2026-11-30) on the
    benchmark machine, so the data is cached and reused:
    * SQLite: ``bench/results/metrics-1m.db`` (bench/results is git-ignored);
    * PostgreSQL: database ``tierdesk_bench_metrics_1m`` on ``--pg-admin-url``
@@ -267,7 +267,7 @@ class Data:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIERDESK_") and k != "DATABASE_URL"}
         env["TIERDESK_DATABASE_URL"] = target_url
         log(f"{self.backend}: seeding {want:,} messages over {days:g} days into {target_url.split('/')[-1]} "
-            f"(`{' '.join(cmd[-6:])}`; ~12 min on SQLite, ~6 min on PostgreSQL for a million) ...")
+            f"(`{' '.join(cmd[-6:])}`; 2-3 min for a million) ...")
         t0 = time.perf_counter()
         seed_log = RESULTS / f"metrics-seed-{self.backend}.log"
         with open(seed_log, "wb") as fh:
