@@ -156,6 +156,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.AUTH] = Authenticator(app[keys.ACCOUNTS], s.admin_token,
                                    signature_tolerance=s.signature_tolerance_seconds)
     yield
+    await app[keys.AUTH].close()
     await store.close()  # writes what is queued before the engines go
     await engines.dispose()
 

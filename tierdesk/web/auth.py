@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import time
 
 from aiohttp import web
 
@@ -13,55 +12,42 @@ from tierdesk.errors import Forbidden, Unauthenticated
 from tierdesk.signing import HEADER, verify
 from tierdesk.tokens import token_hash
 
+from .read_through import ReadThrough
+
 
 class Authenticator:
-    """Resolves tokens with a short-lived cache: the hot path must not pay a
-    database read per request, and a revocation is honoured within ``ttl``
-    seconds everywhere (at once on the instance that revoked)."""
+    """Resolves tokens through a short-lived cache (tierdesk/web/read_through.py):
+    the hot path must not pay a database read per request, and a revocation
+    is honoured within ``ttl`` seconds (and one read) everywhere, at once on
+    the instance that revoked."""
 
     def __init__(self, accounts: Accounts, admin_token: str | None, ttl: float = 30.0,
                  signature_tolerance: float = 300.0) -> None:
         self.accounts = accounts
         self.signature_tolerance = signature_tolerance
-        self._channels: dict[str, tuple[float, Channel | None]] = {}
         self._admin_hash = token_hash(admin_token) if admin_token else None
-        self._ttl = ttl
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._principals: ReadThrough[str, Principal | None] = ReadThrough(accounts.principal, ttl)
+        self._channels: ReadThrough[str, Channel | None] = ReadThrough(accounts.channel, ttl)
 
     def forget(self, principal: Principal | None = None) -> None:
-        if principal is None:
-            self._cache.clear()
-            return
-        for key, (_, p) in list(self._cache.items()):
-            if p == principal:
-                del self._cache[key]
+        self._principals.forget(None if principal is None else (lambda p: p == principal))
+
+    async def close(self) -> None:
+        await self._principals.close()
+        await self._channels.close()
 
     async def principal(self, request: web.Request) -> Principal:
         token = bearer_token(request)
         digest = token_hash(token)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
             return Principal(Role.ADMIN)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            principal = hit[1]
-        else:
-            principal = await self.accounts.principal(digest)
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[digest] = (now + self._ttl, principal)
+        principal = await self._principals.get(digest)
         if principal is None:
             raise Unauthenticated("unknown or revoked token")
         return principal
 
     async def channel(self, channel_id: str) -> Channel | None:
-        now = time.monotonic()
-        hit = self._channels.get(channel_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        channel = await self.accounts.channel(channel_id)
-        self._channels[channel_id] = (now + self._ttl, channel)
-        return channel
+        return await self._channels.get(channel_id)
 
     async def channel_request(self, request: web.Request, clock_now: float) -> tuple[Principal, bytes]:
         """Authenticate a channel, read the body and check its signature if
