@@ -48,16 +48,27 @@ class Engines:
             await self.read.dispose()
 
 
+# PostgreSQL gave up on the transaction because of another one, not because
+# of the data: a deadlock, a serialization failure, a lock not available.
+CONTENTION_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:
     """Database trouble becomes the product's errors: a clash with existing
-    data is a Conflict; anything else (server down, pool exhausted, timeout)
-    is Unavailable, which callers may retry."""
+    data, or with another instance's transaction, is a Conflict (the group
+    committer then writes the batch change by change, and the Desk decides
+    a refused change again); anything else (server down, pool exhausted,
+    timeout) is Unavailable, which callers may retry."""
     try:
         yield
     except exc.IntegrityError as e:
         raise Conflict("that would clash with existing data") from e
-    except (exc.DBAPIError, exc.TimeoutError, OSError, TimeoutError) as e:
+    except exc.DBAPIError as e:
+        if getattr(e.orig, "sqlstate", None) in CONTENTION_SQLSTATES:
+            raise Conflict("another instance's transaction was in the way", code="write_contention") from e
+        raise Unavailable("the database is unavailable; retry") from e
+    except (exc.TimeoutError, OSError, TimeoutError) as e:
         raise Unavailable("the database is unavailable; retry") from e
 
 

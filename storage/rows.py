@@ -109,7 +109,9 @@ class BatchRows:
             conversations=list(conversations.values()),
             conversation_bases=[bases[cid] for cid in conversations],
             handoffs=sorted(handoffs.values(), key=lambda h: h[HANDOFF_RESOLVED_AT] is None),
-            load=[(a, d) for a, d in sorted(net.items(), key=lambda kv: kv[1]) if d != 0],
+            # By agent id: every writer locks agents' rows in one order, so two
+            # instances' batches cannot deadlock on them.
+            load=[(a, d) for a, d in sorted(net.items()) if d != 0],
             messages=[m for c in live for m in c.messages],
             events=[e for c in live for e in c.events],
             outbox=[o for c in live for o in c.outbox],
