@@ -1100,6 +1100,13 @@ def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict
             f"in {during['samples']} samples during the handoff runs: {len(during['violations'])}")
         tg.out["rss_mib_end"] = rss_mib(tg.server.pid)
         tg.out["log_problems"] = tg.server.log_problems()
+        if any(k.startswith(("error", "critical", "unstructured")) for k in tg.out["log_problems"]):
+            # Kept where the results are: the scratch directory goes at the end.
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            kept = RESULTS / f"server-{tg.name}.log"
+            shutil.copyfile(tg.server.log_path, kept)
+            tg.out["server_log"] = str(kept.relative_to(ROOT))
+            log(f"  {tg.name} logged errors: its log is kept in {tg.out['server_log']}")
         # Durability: kill -9 first, then every message answered 2xx must be stored.
         tg.server.stop(kill=True)
         tg.out["durability"] = check_durability(tg)
