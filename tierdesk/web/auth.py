@@ -18,7 +18,7 @@ from .read_through import ReadThrough
 class Authenticator:
     """Resolves tokens through a short-lived cache (tierdesk/web/read_through.py):
     the hot path must not pay a database read per request, and a revocation
-    is honoured within ``ttl`` seconds (and one read) everywhere, at once on
+    is honoured within ``ttl`` seconds everywhere, at once on
     the instance that revoked."""
 
     def __init__(self, accounts: Accounts, admin_token: str | None, ttl: float = 30.0,

@@ -1,13 +1,13 @@
 """A read-through cache with expiring entries, for what the hot path reads
 on every request (a token's principal, a channel).
 
-An entry past its time is read again once, in the background, while
-requests keep the value they have: when it expired for everyone at once, a
-busy channel's concurrent requests all queued behind database reads every
-``ttl`` (64 requests, up to ~470 ms, docs/performance.md, session 6). An
-entry twice its age is not served (the database may be away: better an
-error than an answer from long ago), and a key not yet known is read once
-however many requests ask for it at the same time.
+No entry is served older than ``ttl`` (a revoked token stops working
+within it). Past half of it, an entry is read again once, in the
+background, while requests keep the value they have: when it expired for
+everyone at once, a busy channel's concurrent requests all queued behind
+database reads every ``ttl`` (64 requests, up to ~470 ms,
+docs/performance.md, session 6). A key not yet known, or an entry too old
+to serve, is read once however many requests ask for it at the same time.
 """
 
 from __future__ import annotations
@@ -42,9 +42,8 @@ class ReadThrough(Generic[K, V]):
         if hit is not None:
             age = self._clock() - hit[0]
             if age < self._ttl:
-                return hit[1]
-            if age < 2 * self._ttl:
-                self._read(key)
+                if age >= self._ttl / 2:
+                    self._read(key)
                 return hit[1]
         # shield: a request that gives up must not cancel a read others await.
         return await asyncio.shield(self._read(key))
