@@ -711,8 +711,8 @@ def run_profile(args: argparse.Namespace, server: Server, token: str, run_id: st
     svg_dur = args.profile_seconds
     wrk_duration = svg_dur + 3
     # --gil: sample only the thread holding the GIL, i.e. where the Python
-    # CPU time goes (the server is one process; everything Python in it,
-    # the writer thread's SQLAlchemy work included, shares one GIL).
+    # CPU time goes (everything Python in the server process shares one
+    # GIL; SQLite's writer is a process of its own, not sampled here).
     # py-spy's idle detection is not used: in this VM it counted threads
     # blocked on a queue as busy.
     cmd = [pyspy, "record", "-p", str(server.pid), "-d", str(int(svg_dur)), "-r", "100", "--nolineno",

@@ -14,7 +14,8 @@ before is committed.
 With several instances on one database, each is told which conversations and
 agents the others' commits changed (``changed_elsewhere``) and reads those
 afresh. A decision made on a copy that was stale all the same is refused by
-the database and retried by the client.
+the database, stores nothing, and is decided again on what is stored
+(``DECISIONS_PER_REQUEST``).
 """
 
 from __future__ import annotations

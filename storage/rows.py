@@ -1,8 +1,8 @@
 """A batch's changes as the rows the group commit writes: tuples of plain
 values in the order of the columns in storage/statements.py.
 
-Both writers take them: SQLite's builds them on its own thread, off the
-event loop, and runs them through a plain sqlite3 connection
+Both writers take them, built on the event loop: SQLite's sends them to its
+own process, which runs them through a plain sqlite3 connection
 (storage/sqlite_batch.py, which, like this module, imports no SQLAlchemy);
 PostgreSQL's turns them into one array per column.
 """

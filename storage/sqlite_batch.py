@@ -112,9 +112,9 @@ class SqliteBatchWriter:
 
     def insert_rows(self, conn: sqlite3.Connection, single: str, rows: list[Row]) -> None:
         """Runs a one-row INSERT text for many rows as multi-row VALUES
-        statements: executemany steps the statement once per row, and
-        sqlite3 lets go of the GIL around every step, so a writer thread
-        queues for the GIL behind the event loop a hundred times a batch."""
+        statements: executemany steps the statement once per row, a round
+        of Python and of sqlite3's bookkeeping per row; a chunk of rows is
+        one step."""
         for text, args in self._multi_row(single, rows):
             conn.execute(text, args)
 
