@@ -37,7 +37,8 @@ Also recorded: server RSS after the FAQ run, group-commit batch sizes (from
 /metrics), server CPU per thread and per request, the CPU of the PostgreSQL
 backends, the CPU other processes used during each measurement and the load
 average (a busy machine makes every figure worse), the commit measured.
-With ``--profile``: py-spy (``--gil``) during extra runs of tierdesk/SQLite
+With ``--profile``: py-spy (``--gil``) during extra runs of tierdesk on SQLite (or on
+the database ``--profile-target`` names)
 (FAQ saturated, FAQ at half rate, handoff saturated), summarised by category
 and by inclusive frame.
 """
@@ -1056,17 +1057,17 @@ def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict
     for tg in targets:
         rate = tg.out["faq"]["saturated"]["req_s"] * 0.5
         tg.out["faq"]["half"] = measure_half(args, tg, "faq", f"{tag}-{tg.name}-faq-half", rate, tmp)
-    prof = next((tg for tg in tierdesk if tg.name == "sqlite"), None)
+    prof = next((tg for tg in tierdesk if tg.name == args.profile_target), None)
     if args.profile and prof is not None:
-        log("  profiling tierdesk/sqlite (py-spy) during an extra saturated FAQ run ...")
-        prof.out["profile_faq"] = run_profile(args, prof.server, prof.token, f"{tag}-sqlite-faq-prof", "faq",
-                                              "sqlite")
+        log(f"  profiling tierdesk/{prof.name} (py-spy) during an extra saturated FAQ run ...")
+        prof.out["profile_faq"] = run_profile(args, prof.server, prof.token, f"{tag}-{prof.name}-faq-prof", "faq",
+                                              prof.name)
         log(f"  (profiled run: {prof.out['profile_faq']['load_during_profile'].get('req_s')} req/s; "
             "not used for the targets)")
         half_rate = prof.out["faq"]["half"]["target_rate"]
-        log(f"  profiling tierdesk/sqlite (py-spy) during an extra open-loop FAQ run at {half_rate:.0f}/s ...")
-        prof.out["profile_faq_half"] = run_profile(args, prof.server, prof.token, f"{tag}-sqlite-faq-profhalf",
-                                                   "faq", "sqlite", rate=half_rate, tmp=tmp)
+        log(f"  profiling tierdesk/{prof.name} (py-spy) during an extra open-loop FAQ run at {half_rate:.0f}/s ...")
+        prof.out["profile_faq_half"] = run_profile(args, prof.server, prof.token, f"{tag}-{prof.name}-faq-profhalf",
+                                                   "faq", prof.name, rate=half_rate, tmp=tmp)
 
     if tierdesk:
         for tg in tierdesk:
@@ -1082,9 +1083,9 @@ def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict
                 tg.out["handoff"]["half"] = measure_half(args, tg, "handoff", f"{tag}-{tg.name}-handoff-half",
                                                          rate, tmp)
             if args.profile and prof is not None:
-                log("  profiling tierdesk/sqlite (py-spy) during an extra saturated handoff run ...")
+                log(f"  profiling tierdesk/{prof.name} (py-spy) during an extra saturated handoff run ...")
                 prof.out["profile_handoff"] = run_profile(args, prof.server, prof.token,
-                                                          f"{tag}-sqlite-handoff-prof", "handoff", "sqlite")
+                                                          f"{tag}-{prof.name}-handoff-prof", "handoff", prof.name)
         finally:
             for tg in tierdesk:
                 if tg.sampler is not None:
@@ -1306,12 +1307,13 @@ def markdown(results: dict[str, Any]) -> str:
     lines += extra
     for key, what in (("profile_faq", "saturated FAQ"), ("profile_faq_half", "FAQ at half rate, open loop"),
                       ("profile_handoff", "saturated handoff")):
-        prof = t.get("sqlite", {}).get(key)
-        if not prof:
+        profiled = next((name for name, _ in DB_TARGETS if t.get(name, {}).get(key)), None)
+        if profiled is None:
             continue
+        prof = t[profiled][key]
         threads = ", ".join(f"{x['thread'].split(': ', 1)[-1]} {x['samples'] / max(1, prof['samples']):.0%}"
                             for x in prof["threads"][:3])
-        lines += ["", f"Profile, tierdesk/SQLite, {what} (py-spy --gil, {prof['samples']} samples; "
+        lines += ["", f"Profile, tierdesk/{dict(DB_TARGETS)[profiled]}, {what} (py-spy --gil, {prof['samples']} samples; "
                       f"GIL held by: {threads}; `{prof['raw_file']}`):", "",
                   "| who holds the GIL (innermost matching frame) | share |", "|---|---:|"]
         lines += [f"| {c['category']} | {c['share']:.0%} |" for c in prof.get("categories", [])]
@@ -1369,6 +1371,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="also record py-spy profiles of tierdesk/SQLite during extra saturated runs")
     p.add_argument("--profile-seconds", type=float, default=8.0)
+    p.add_argument("--profile-target", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="which tierdesk target --profile samples")
     p.add_argument("--output", default=str(RESULTS / "latest.json"))
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md")
     args = p.parse_args(argv)

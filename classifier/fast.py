@@ -11,7 +11,7 @@ probabilities agree to floating-point rounding.
 
 from __future__ import annotations
 
-from itertools import repeat
+from itertools import chain, repeat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +33,10 @@ WORD_CACHE_SIZE = 20_000
 # Longer "words" (URLs, pasted junk, whole Chinese sentences) seldom recur and
 # would make entries large, so they are analysed every time instead.
 MAX_CACHED_WORD_CHARS = 32
+# Distinct windows of max_n characters kept per char_wb block (_WindowColumns):
+# far fewer than words (digits and syllables recur); an entry is ~0.2 KiB, so
+# ~4 MiB at the cap.
+WINDOW_CACHE_SIZE = 20_000
 
 
 @dataclass(frozen=True)
@@ -303,12 +307,12 @@ class _WordCache(dict):
     def __init__(self, blocks: Sequence[FeatureBlock]) -> None:
         super().__init__()
         self.blocks = tuple(blocks)
+        self._windows = tuple(_WindowColumns(b) for b in self.blocks)
 
     def __missing__(self, word: str) -> np.ndarray:
         cols: list[int] = []
-        for block in self.blocks:
-            grams = char_wb_word_ngrams(word, block.analyzer.min_n, block.analyzer.max_n)
-            cols += [c for c in map(block.vocabulary.get, grams) if c is not None]
+        for windows in self._windows:
+            cols += windows.of_word(word)
         # int32 halves the cache; column ids fit (coef_T would be > 32 GiB otherwise).
         ids = np.array(cols, dtype=np.int32)
         ids.flags.writeable = False
@@ -322,6 +326,43 @@ class _WordCache(dict):
                 self.clear()
             self[word] = ids
         return ids
+
+
+class _WindowColumns(dict):
+    """A block's char_wb n-grams of a word, taken by window: the n-grams that
+    start at one position of the padded word are the prefixes of the
+    ``max_n`` characters from there, so a word is its windows' columns.
+
+    Most messages carry a word never seen before (an order number, a
+    reference, a typo), and listing its ~60 n-grams one slice at a time was
+    most of the classifier's CPU under load; its windows, though, recur
+    (digits, common syllables), and a window is one look-up. Entries are
+    tuples of ints, which the garbage collector stops tracking.
+    """
+
+    def __init__(self, block: FeatureBlock) -> None:
+        super().__init__()
+        self.vocabulary = block.vocabulary
+        self.min_n = block.analyzer.min_n
+        self.max_n = block.analyzer.max_n
+
+    def of_word(self, word: str) -> list[int]:
+        padded = f" {word} "
+        if len(padded) < self.min_n:
+            # char_wb's own rule for a word shorter than every n.
+            return [c for c in map(self.vocabulary.get, char_wb_word_ngrams(word, self.min_n, self.max_n))
+                    if c is not None]
+        width = self.max_n
+        windows = [padded[i : i + width] for i in range(len(padded) - self.min_n + 1)]
+        return list(chain.from_iterable(map(self.__getitem__, windows)))
+
+    def __missing__(self, window: str) -> tuple[int, ...]:
+        get = self.vocabulary.get
+        cols = tuple(c for c in (get(window[:n]) for n in range(self.min_n, len(window) + 1)) if c is not None)
+        if len(self) >= WINDOW_CACHE_SIZE:
+            self.clear()  # as the word cache: no bookkeeping on hits
+        self[window] = cols
+        return cols
 
 
 def _softmax_row(scores: np.ndarray) -> np.ndarray:

@@ -94,8 +94,8 @@ def test_predict_many_matches_single_and_validates(trained_demo_model):
     many = trained_demo_model.predict_many(texts)
     singles = [trained_demo_model.predict(t) for t in texts]
     # The batch and single paths differ only in summation order.
-    assert [replace(p, confidence=0.0) for p in many] == [
-        replace(p, confidence=0.0) for p in singles
+    assert [p._replace(confidence=0.0) for p in many] == [
+        p._replace(confidence=0.0) for p in singles
     ]
     assert [p.confidence for p in many] == pytest.approx([p.confidence for p in singles], abs=1e-12)
     assert all(isinstance(p, Prediction) for p in many)

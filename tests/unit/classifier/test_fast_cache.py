@@ -50,6 +50,20 @@ def test_words_seen_in_one_batch_are_reused_by_later_ones(demo_model):
     assert_same_as_sklearn(demo_model, compiled, later[::-1])
 
 
+@pytest.mark.parametrize("char_ngram_range", [(1, 4), (2, 5), (4, 6)])
+def test_unseen_words_by_window_equal_sklearn_for_any_ngram_range(demo_kb, char_ngram_range, monkeypatch):
+    # Words never seen (references, numbers, typos) take the window path;
+    # with n from 4, "a" and "ok" are shorter than every n once padded.
+    monkeypatch.setattr(fast, "WINDOW_CACHE_SIZE", 7)
+    texts, labels = demo_kb.training_data()
+    model = IntentClassifier(char_ngram_range=char_ngram_range).fit(texts, labels)
+    compiled = CompiledClassifier.from_fitted(model)
+    queries = [f"a refund ok for order #{i * 7919} ref-{i}x passwrod" for i in range(30)] + ["a", "ok", "x y"]
+    for start in range(0, len(queries), 8):
+        assert_same_as_sklearn(model, compiled, queries[start : start + 8])
+    assert all(0 < len(w) <= 7 for w in compiled._word_cache._windows)
+
+
 def test_cache_stays_under_its_cap(demo_model, monkeypatch):
     monkeypatch.setattr(fast, "WORD_CACHE_SIZE", 5)
     compiled = CompiledClassifier.from_fitted(demo_model)
