@@ -1,4 +1,12 @@
-"""Look-ups that arrive in the same event-loop turn share one query."""
+"""Look-ups that arrive together share one query, and one query runs at a
+time: those that arrive while it runs share the next one.
+
+Under load a new query would otherwise start every event-loop turn, each on
+a connection of its own: on PostgreSQL, each one a pool check-out (with its
+ping, a round trip of its own) and SQLAlchemy's bookkeeping, ~4 % of the
+loop's samples on the FAQ path (docs/performance.md, session 7); on SQLite
+they queued for the one look-up thread anyway.
+"""
 
 from __future__ import annotations
 
@@ -16,21 +24,26 @@ class BatchLoader(Generic[K, V]):
         # Each caller waits on a future of its own, so one caller giving up
         # (a client hanging up) cancels nothing for the others.
         self._pending: dict[K, list[asyncio.Future[V | None]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._running: asyncio.Task[None] | None = None
 
     async def get(self, key: K) -> V | None:
         loop = asyncio.get_running_loop()
-        if not self._pending:
+        if not self._pending and self._running is None:
             loop.call_soon(self._flush)
         fut: asyncio.Future[V | None] = loop.create_future()
         self._pending.setdefault(key, []).append(fut)
         return await fut
 
     def _flush(self) -> None:
+        if not self._pending or self._running is not None:
+            return
         batch, self._pending = self._pending, {}
-        task = asyncio.get_running_loop().create_task(self._run(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._running = asyncio.get_running_loop().create_task(self._run(batch))
+        self._running.add_done_callback(self._next)
+
+    def _next(self, _done: asyncio.Task[None]) -> None:
+        self._running = None
+        self._flush()  # what arrived meanwhile
 
     async def _run(self, batch: dict[K, list[asyncio.Future[V | None]]]) -> None:
         try:

@@ -156,36 +156,27 @@ class PostgresConversationKeys:
     can reach this one before the notice of its conversation does. The
     question goes out on a connection of its own (storage/engine.py's
     HeldConnection): one round trip, not a pool check-out's ping and then
-    the query."""
+    the query. Questions come one at a time (storage/batch_loader.py)."""
 
     SQL = "SELECT external_id FROM conversations WHERE channel_id = $1 AND external_id = ANY($2::text[])"
 
     def __init__(self, engines: Engines) -> None:
-        self._engines = engines
         self._held = HeldConnection(engines.read)
-        self._held_busy = False
+        self._lock = asyncio.Lock()  # one query at a time on the one connection
         self.queries = 0
 
     async def existing(self, keys: list[Key]) -> set[Key]:
         import asyncpg
 
         self.queries += 1
-        try:
-            if self._held_busy:
-                # Under load the questions overlap: the others take pooled
-                # connections, as many at once as they need.
-                async with self._engines.reading() as conn:
-                    return await self._fetch((await conn.get_raw_connection()).driver_connection, keys)
-            self._held_busy = True
+        async with self._lock:
             try:
                 return await self._fetch(await self._held.driver(), keys)
-            except BaseException:
+            except BaseException as exc:
                 await self._held.drop()  # failed or cancelled mid-query: its state is unknown
+                if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)):
+                    raise Unavailable("the database is unavailable; retry") from exc
                 raise
-            finally:
-                self._held_busy = False
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise Unavailable("the database is unavailable; retry") from exc
 
     async def _fetch(self, raw: Any, keys: list[Key]) -> set[Key]:
         found: set[Key] = set()
