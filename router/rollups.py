@@ -10,20 +10,20 @@ represented within 1% of its true value, so every percentile is too. SLA compari
 force when the reply happened (`tierdesk metrics rebuild` recomputes).
 
 The replay (metrics.compute) stays the reference: tests check that both
-give the same report.
+give the same report. Reading the rollups back into a report is
+router/rollup_report.py's; this module needs no numpy, so the SQLite
+writer's process, which imports it, does without.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
-
-from .metrics import SLA, Bucket, _iso, ratio, report_header
+from .metrics import SLA
 from .model import Tier
 from .tracker import EventKind, TrackerEvent
 
@@ -57,29 +57,27 @@ def bin_value(b: int) -> float:
     return 2 * lo * hi / (lo + hi)
 
 
-def dense(bins: Mapping[int, int]) -> np.ndarray:
-    counts = np.zeros(N_BINS, dtype=np.int64)
-    for b, n in bins.items():
-        counts[b] += n
-    return counts
+# A stored histogram (metric_histograms.counts) is the span of occupied bins:
+# the first bin's number as 2 bytes little-endian, then one little-endian
+# int64 count per bin up to the last occupied one; b"\x00\x00" when empty.
+# Written here, in plain Python (the writer's process adds to stored ones
+# and has no use for numpy's ~19 MiB); read as arrays by
+# router/rollup_report.py.
+EMPTY_HISTOGRAM = b"\x00\x00"
 
 
-def encode(counts: np.ndarray) -> bytes:
-    """Only the span of occupied bins is stored: a response-time histogram
-    covers a few hundred of the N_BINS."""
-    nz = np.flatnonzero(counts)
-    if nz.size == 0:
-        return b"\x00\x00"
-    first, last = int(nz[0]), int(nz[-1])
-    return first.to_bytes(2, "little") + counts[first : last + 1].astype("<i8").tobytes()
-
-
-def decode(blob: bytes) -> np.ndarray:
-    counts = np.zeros(N_BINS, dtype=np.int64)
+def add_to_histogram(blob: bytes, bins: Mapping[int, int]) -> bytes:
+    """A stored histogram with counts added to some of its bins."""
     first = int.from_bytes(blob[:2], "little")
-    span = np.frombuffer(blob, dtype="<i8", offset=2)
-    counts[first : first + span.size] = span
-    return counts
+    span = (len(blob) - 2) // 8
+    counts = dict(enumerate(struct.unpack(f"<{span}q", blob[2:]), start=first))
+    for b, n in bins.items():
+        counts[b] = counts.get(b, 0) + n
+    occupied = [b for b, n in counts.items() if n]
+    if not occupied:
+        return EMPTY_HISTOGRAM
+    lo, hi = min(occupied), max(occupied)
+    return lo.to_bytes(2, "little") + struct.pack(f"<{hi - lo + 1}q", *(counts.get(b, 0) for b in range(lo, hi + 1)))
 
 
 @dataclass(slots=True)
@@ -232,123 +230,3 @@ def tally_events(events: Iterable[TrackerEvent], sla: SLA) -> tuple[dict[str, Co
             tally = tallies[e.conversation_id] = ConversationTally(e.channel_id)
         tally.apply(e, sla, out)
     return tallies, out
-
-
-# ------------------------------------------------------------------ reading
-def histogram_percentile(bins: Sequence[float], n: float, q: float, cumulative: np.ndarray | None = None
-                         ) -> float | None:
-    """The q-quantile as metrics.percentile computes it exactly (linear
-    interpolation between the two closest ranks), from bin counts: each rank
-    is read as its bin's value, within 1% of the true sample, and so is the
-    interpolation between two of them. Pass ``cumulative`` (the running
-    total of ``bins``) to ask for several quantiles of one histogram."""
-    if n <= 0:
-        return None
-    if cumulative is None:
-        cumulative = np.cumsum(np.asarray(bins))
-    pos = (n - 1) * q
-    lo_rank, hi_rank = math.floor(pos), math.ceil(pos)
-    lo_v = bin_value(int(np.searchsorted(cumulative, lo_rank, side="right")))
-    if hi_rank == lo_rank:
-        return lo_v
-    hi_v = bin_value(int(np.searchsorted(cumulative, hi_rank, side="right")))
-    return lo_v + (hi_v - lo_v) * (pos - lo_rank)
-
-
-def _stats(c: Mapping[str, float], hists: Mapping[str, np.ndarray], stat: str) -> dict[str, Any]:
-    n = c.get(f"{stat}.n", 0.0)
-    total = c.get(f"{stat}.sum", 0.0)
-    bins = hists.get(stat)
-    p50 = p90 = None
-    if bins is not None:
-        cumulative = np.cumsum(bins)
-        p50 = histogram_percentile(bins, n, 0.5, cumulative)
-        p90 = histogram_percentile(bins, n, 0.9, cumulative)
-    return {
-        "count": int(n),
-        "sum": round(total, 6),
-        "avg": round(total / n, 6) if n else None,
-        "p50": None if p50 is None else round(p50, 6),
-        "p90": None if p90 is None else round(p90, 6),
-    }
-
-
-def _figures(c: Mapping[str, float], hists: Mapping[str, np.ndarray], pending: Mapping[str, int]) -> dict[str, Any]:
-    def i(name: str) -> int:
-        return int(round(c.get(name, 0.0)))
-
-    out: dict[str, Any] = {}
-    for tier in ("bot", "human"):
-        messages = i(f"{tier}.messages")
-        waiting = pending.get(tier, 0)
-        f: dict[str, Any] = {
-            "messages": messages,
-            "pending": waiting,
-            "response_rate_within_sla": ratio(i(f"{tier}.within_sla"), messages - waiting),
-            "response_time": _stats(c, hists, f"{tier}.rt"),
-        }
-        out[tier] = f
-    bot, human = out["bot"], out["human"]
-    started = i("episodes.started")
-    bot["conversations_started"] = started
-    bot["containment"] = ratio(i("bot.contained"), started)
-    bot["resolution_time"] = _stats(c, hists, "bot.resolution")
-    bot["satisfaction"] = ratio(i("bot.ratings_good"), i("bot.ratings"))
-    handoffs = i("human.handoffs")
-    human["handoffs"] = handoffs
-    human["handoff_rate"] = ratio(i("episodes.handoffs"), started)
-    human["handoff_reasons"] = dict(sorted(
-        (k[len("human.reason."):], int(round(v))) for k, v in c.items() if k.startswith("human.reason.") and v
-    ))
-    human["first_response_time"] = _stats(c, hists, "human.first")
-    human["first_response_within_sla"] = ratio(i("human.first_within"), handoffs - pending.get("first", 0))
-    human["reply_interval"] = _stats(c, hists, "human.interval")
-    human["queue_wait"] = _stats(c, hists, "human.queue_wait")
-    human["resolution_time"] = _stats(c, hists, "human.resolution")
-    human["abandonment"] = ratio(i("human.abandoned"), handoffs)
-    human["satisfaction"] = ratio(i("human.ratings_good"), i("human.ratings"))
-    return out
-
-
-def report(
-    rows: Iterable[tuple[float, str, str, float]],
-    histograms: Iterable[tuple[float, str, str, np.ndarray]],
-    pending: Mapping[tuple[float, str], Mapping[str, int]],
-    *,
-    start: float,
-    end: float,
-    now: float,
-    sla: SLA,
-    group_by: str = "tier",
-    bucket: Bucket = None,
-) -> dict[str, Any]:
-    """The metrics report (same shape as metrics.compute) from rollup rows
-    (hour, channel, name, value) and histograms (hour, channel, stat, bin
-    counts) of hours in [start, end), and the pending counts (messages and
-    first responses still inside their SLA) per (hour, channel)."""
-    groups: dict[tuple[str | None, float | None], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    waiting: dict[tuple[str | None, float | None], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-
-    def gkey(hour: float, channel: str) -> tuple[str | None, float | None]:
-        b = None if bucket is None else (hour if bucket == "hour" else math.floor(hour / 86400) * 86400)
-        return (channel if group_by == "channel" else None, b)
-
-    hists: dict[tuple[str | None, float | None], dict[str, np.ndarray]] = defaultdict(dict)
-    for hour, channel, name, value in rows:
-        groups[gkey(hour, channel)][name] += value
-    for hour, channel, stat, counts in histograms:
-        slot = hists[gkey(hour, channel)]
-        slot[stat] = slot[stat] + counts if stat in slot else counts.astype(np.int64)
-    for (hour, channel), counts in pending.items():
-        for k, v in counts.items():
-            waiting[gkey(hour, channel)][k] += v
-            groups[gkey(hour, channel)]  # make the group exist
-    keys = sorted(groups, key=lambda k: (k[0] or "", k[1] or 0.0)) or [(None, None)]
-    return {
-        **report_header(start=start, end=end, now=now, sla=sla, group_by=group_by, bucket=bucket),
-        "groups": [
-            {"key": {} if group_by == "tier" else {group_by: k[0]}, "bucket": _iso(k[1]),
-             **_figures(groups.get(k, {}), hists.get(k, {}), waiting.get(k, {}))}
-            for k in keys
-        ],
-    }

@@ -36,11 +36,12 @@ import structlog
 from sqlalchemy.engine import Connection
 
 from router.changes import Changes
+from router.rollups import EMPTY_HISTOGRAM, add_to_histogram
 from tierdesk.errors import Unavailable
 
 from .engine import Engines, HeldConnection
 from .notify import sync_notices
-from .rows import (EMPTY_HISTOGRAM, MESSAGE_REPLIED_AT, BatchRows, ChangeRows, RollupKey, added, agent_rows,
+from .rows import (MESSAGE_REPLIED_AT, BatchRows, ChangeRows, RollupKey, agent_rows,
                    check_capacity, check_conversations, live_changes, touched_agents)
 from .statements import Statements, whole_args
 
@@ -113,7 +114,7 @@ class PgWriter:
         written: dict[RollupKey, bytes] = {}
         for key in sorted(rows.histograms):
             before = self._histograms.get(key)
-            counts = written[key] = added(before or EMPTY_HISTOGRAM, rows.histograms[key])
+            counts = written[key] = add_to_histogram(before or EMPTY_HISTOGRAM, rows.histograms[key])
             if before is None:
                 fresh.append((*key, self.writer, counts))
             else:
@@ -185,7 +186,7 @@ class PgWriter:
         keys = sorted(hist)
         current = self._sql.lock_histograms(conn, keys, self.writer, EMPTY_HISTOGRAM)
         for key in keys:
-            written[key] = added(current[key], hist[key])
+            written[key] = add_to_histogram(current[key], hist[key])
         return [(*key, self.writer, written[key]) for key in keys]
 
 

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from router import rollups
 from router.changes import AgentProfile, Changes, ConversationState, MessageRecord, OutboxItem
 from router.model import ConversationStatus, Handoff
 from router.tracker import TrackerEvent
@@ -191,18 +190,10 @@ def check_capacity(load: Sequence[tuple[str, int]], moved: set[str]) -> None:
             raise CapacityRefused(agent_id)
 
 
-EMPTY_HISTOGRAM = rollups.encode(rollups.dense({}))
-
-
 def _json(value: Any) -> str:
     # orjson: rows are built on the event loop, and json.dumps was 3.8 % of
     # its samples on the PostgreSQL FAQ path (py-spy, session 6).
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def added(blob: bytes, bins: dict[int, int]) -> bytes:
-    """A stored histogram with bins added: a blob, which SQL cannot add to."""
-    return rollups.encode(rollups.decode(blob) + rollups.dense(bins))
 
 
 def message_row(m: MessageRecord) -> Row:

@@ -15,7 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .rows import (EMPTY_HISTOGRAM, BatchRows, ChangeRows, Row, added, agent_rows, check_capacity, check_conversations,
+from router.rollups import EMPTY_HISTOGRAM, add_to_histogram
+
+from .rows import (BatchRows, ChangeRows, Row, agent_rows, check_capacity, check_conversations,
                    live_changes)
 
 # SQLite's default limit is 32,766 bound variables per statement; longer
@@ -101,7 +103,7 @@ class SqliteBatchWriter:
             updates = []
             for key in keys:
                 (current,) = conn.execute(sql.lock_histogram, key).fetchone()
-                updates.append((added(current, rows.histograms[key]), *key))
+                updates.append((add_to_histogram(current, rows.histograms[key]), *key))
             conn.executemany(sql.set_histogram, updates)
         self.insert_rows(conn, sql.add_rollups, rows.rollups)
         if rows.replied:

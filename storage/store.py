@@ -25,7 +25,7 @@ from router.model import (
     Tier,
 )
 from router.metrics import SLA
-from router import rollups
+from router import rollup_report
 from router.rollups import ConversationTally, hour_of, tally_events
 from router.tracker import EventKind, TrackerEvent
 from tierdesk.errors import CapacityExceeded, Conflict
@@ -267,7 +267,7 @@ class SqlStore:
             hists = (await conn.execute(select(h.c.hour, h.c.channel_id, h.c.stat, h.c.counts)
                                         .where(h.c.hour >= start, h.c.hour < end))).all()
         return ([tuple(row) for row in rows],  # type: ignore[misc]
-                [(hour, ch, stat, rollups.decode(blob)) for hour, ch, stat, blob in hists])
+                [(hour, ch, stat, rollup_report.decode(blob)) for hour, ch, stat, blob in hists])
 
     async def pending(self, now: float, sla: SLA, start: float, end: float) -> dict[tuple[float, str], dict[str, int]]:
         """Messages and first responses still inside their SLA with no reply:

@@ -181,7 +181,7 @@ metric_histograms = Table(
     "metric_histograms",
     metadata,
     # Response-time histograms per hour, channel and statistic, in
-    # router.rollups.encode's compact form (the span of occupied bins).
+    # the compact form of router/rollups.py (the span of occupied bins).
     Column("hour", Double, primary_key=True),
     Column("channel_id", String(64), primary_key=True),
     Column("stat", String(32), primary_key=True),

@@ -12,7 +12,8 @@ from sqlalchemy import delete, select, text, update
 
 from router.changes import Changes, MessageRecord, OutboxItem
 from router.model import Sender, Tier
-from router.rollups import bin_of, decode, dense, encode, hour_of
+from router.rollup_report import decode, dense, encode
+from router.rollups import bin_of, hour_of
 from storage import tables as t
 from storage.engine import create_engines
 from storage.store import SqlStore

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from router import metrics, rollups
+from router import metrics, rollup_report, rollups
 from router.metrics import SLA
 from router.model import AgentStatus, Customer
 from router.ports import FakeClock
@@ -36,8 +36,8 @@ def report_via_rollups(events: list[TrackerEvent], start: float, end: float, now
         if not due and start <= h.requested_at < end:
             slot = pending.setdefault((rollups.hour_of(h.requested_at), h.channel), {})
             slot["first"] = slot.get("first", 0) + 1
-    hists = [(h, ch, stat, rollups.dense(b)) for (h, ch, stat), b in deltas.hist.items() if start <= h < end]
-    return rollups.report(rows, hists, pending, start=start, end=end, now=now, sla=SLA_, group_by=group_by,
+    hists = [(h, ch, stat, rollup_report.dense(b)) for (h, ch, stat), b in deltas.hist.items() if start <= h < end]
+    return rollup_report.report(rows, hists, pending, start=start, end=end, now=now, sla=SLA_, group_by=group_by,
                           bucket=bucket)
 
 
@@ -94,10 +94,10 @@ def test_histogram_percentiles_are_within_one_percent() -> None:
     bins: dict[int, int] = {}
     for v in values:
         bins[rollups.bin_of(v)] = bins.get(rollups.bin_of(v), 0) + 1
-    dense = rollups.dense(bins)
+    dense = rollup_report.dense(bins)
     for q in (0.1, 0.5, 0.9, 0.99):
         exact = metrics.percentile(values, q)
-        assert rollups.histogram_percentile(dense, len(values), q) == pytest.approx(exact, rel=0.01)
+        assert rollup_report.histogram_percentile(dense, len(values), q) == pytest.approx(exact, rel=0.01)
     for v in values[::97]:  # every sample is represented within 1%
         assert rollups.bin_value(rollups.bin_of(v)) == pytest.approx(v, rel=0.01)
 
@@ -162,8 +162,27 @@ async def test_random_traffic_gives_the_same_report(seed: int, group_by: str, bu
 
 
 def test_histogram_encoding_round_trips() -> None:
-    counts = rollups.dense({0: 3, 17: 1, 400: 9, rollups.N_BINS - 1: 2})
-    assert (rollups.decode(rollups.encode(counts)) == counts).all()
-    empty = rollups.dense({})
-    assert (rollups.decode(rollups.encode(empty)) == empty).all()
-    assert len(rollups.encode(rollups.dense({300: 1, 310: 2}))) == 2 + 11 * 8
+    counts = rollup_report.dense({0: 3, 17: 1, 400: 9, rollups.N_BINS - 1: 2})
+    assert (rollup_report.decode(rollup_report.encode(counts)) == counts).all()
+    empty = rollup_report.dense({})
+    assert (rollup_report.decode(rollup_report.encode(empty)) == empty).all()
+    assert len(rollup_report.encode(rollup_report.dense({300: 1, 310: 2}))) == 2 + 11 * 8
+
+
+def test_adding_to_a_stored_histogram_in_plain_python_equals_adding_arrays() -> None:
+    # The writer's process adds without numpy; the report reads with it.
+    rng = random.Random(7)
+    blob = rollups.EMPTY_HISTOGRAM
+    total = rollup_report.dense({})
+    for _ in range(300):
+        bins = {rng.randrange(rollups.N_BINS) if rng.random() < 0.2 else rng.randrange(280, 320): rng.randrange(1, 5)
+                for _ in range(rng.randrange(0, 6))}
+        blob = rollups.add_to_histogram(blob, bins)
+        total = total + rollup_report.dense(bins)
+        assert blob == rollup_report.encode(total)
+    assert (rollup_report.decode(blob) == total).all()
+    assert rollups.add_to_histogram(rollups.EMPTY_HISTOGRAM, {}) == rollups.EMPTY_HISTOGRAM
+    # Counts taken back out (a rebuild's correction) shrink the span again.
+    only = rollups.add_to_histogram(rollups.EMPTY_HISTOGRAM, {5: 2, 900: 1})
+    assert rollups.add_to_histogram(only, {900: -1}) == rollup_report.encode(rollup_report.dense({5: 2}))
+    assert rollups.add_to_histogram(only, {5: -2, 900: -1}) == rollups.EMPTY_HISTOGRAM

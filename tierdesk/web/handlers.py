@@ -15,7 +15,7 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from router import metrics as tiered
-from router import rollups
+from router import rollup_report
 from router.changes import MessageRecord
 from router.ids import new_id
 from router.model import AgentStatus, Channel, Customer, Principal, Role
@@ -372,7 +372,7 @@ async def get_metrics(request: web.Request) -> web.Response:
             and start % 3600 == 0 and end % 3600 == 0):
         rows, histograms = await store.rollup_rows(start, end)
         pending = await store.pending(now, sla, start, end)
-        report = rollups.report(rows, histograms, pending, start=start, end=end, now=now, sla=sla, group_by=group_by,
+        report = rollup_report.report(rows, histograms, pending, start=start, end=end, now=now, sla=sla, group_by=group_by,
                                 bucket=bucket)  # type: ignore[arg-type]
         report["source"] = "rollups"
     else:
