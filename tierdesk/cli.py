@@ -49,7 +49,12 @@ def _serve(args: argparse.Namespace) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover - uvloop is optional on other platforms
         pass
-    app = create_app(settings)
+    worker = None
+    if args.worker_metrics_dir is not None:
+        from tierdesk.web.worker_metrics import WorkerMetrics
+
+        worker = WorkerMetrics(args.worker_metrics_dir, args.worker)
+    app = create_app(settings, worker=worker)
     app.on_startup.append(_settle_heap)
     web.run_app(app, host=settings.host, port=settings.port, access_log=None, reuse_port=args.reuse_port or None,
                 print=lambda s: print(s, flush=True), shutdown_timeout=10.0)
@@ -217,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="first set up the demo (database, model, channel, agents) and print tokens")
     # How a worker of TIERDESK_WORKERS > 1 is started (tierdesk/workers.py).
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-metrics-dir", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
     sub.add_parser("migrate", help="bring the database to the current schema").set_defaults(func=_migrate)
     sub.add_parser("demo", help="set up the demo channel, agents and model; print tokens").set_defaults(func=_demo)

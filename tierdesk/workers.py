@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from types import FrameType
 
@@ -37,7 +39,16 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 
 def supervise(workers: int, host: str, port: int) -> int:
-    argv = [sys.executable, "-m", "tierdesk.cli", "serve", "--host", host, "--port", str(port), "--reuse-port"]
+    # Where the workers publish their /metrics series to one another
+    # (tierdesk/web/worker_metrics.py): one directory per run.
+    metrics_dir = tempfile.mkdtemp(prefix="tierdesk-metrics-")
+    try:
+        return _supervise(workers, host, port, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(workers: int, host: str, port: int, metrics_dir: str) -> int:
     stopping = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -47,10 +58,13 @@ def supervise(workers: int, host: str, port: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    def start() -> subprocess.Popen[bytes]:
+    def start(index: int) -> subprocess.Popen[bytes]:
+        # A replacement takes the number of the worker it replaces.
+        argv = [sys.executable, "-m", "tierdesk.cli", "serve", "--host", host, "--port", str(port), "--reuse-port",
+                "--worker", str(index), "--worker-metrics-dir", metrics_dir]
         return subprocess.Popen(argv, preexec_fn=_die_with_parent)
 
-    running = [start() for _ in range(workers)]
+    running = [start(i) for i in range(workers)]
     print(f"tierdesk: {workers} workers on http://{host}:{port}", flush=True)
     while not stopping:
         time.sleep(0.2)
@@ -58,7 +72,7 @@ def supervise(workers: int, host: str, port: int) -> int:
             if proc.poll() is not None and not stopping:
                 log.error("worker_exited", pid=proc.pid, code=proc.returncode)
                 time.sleep(RESTART_DELAY_SECONDS)
-                running[i] = start()
+                running[i] = start(i)
     for proc in running:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

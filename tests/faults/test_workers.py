@@ -1,17 +1,21 @@
 """TIERDESK_WORKERS=2 on PostgreSQL: two server processes share the port
 and the work; a worker that dies is replaced while the other serves; every
-acknowledged message is stored; SIGTERM stops them all. On SQLite the
-setting is refused."""
+acknowledged message is stored; whichever worker answers /metrics shows
+both workers' series; SIGTERM stops them all. On SQLite the setting is
+refused."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from sqlalchemy import create_engine, func, select
@@ -63,12 +67,27 @@ def test_two_workers_share_the_port_survive_a_crash_and_stop_on_sigterm(
         used = {pid: _cpu_s(pid) - before[pid] for pid in workers}
         assert all(s > 0.1 for s in used.values()), used  # the kernel spread the connections over both
 
+        # Whichever worker a scrape reaches, it shows both workers' counts
+        # (published every second), and each worker's only go up.
+        time.sleep(1.5)
+        scrapes = [_scrape(server.url) for _ in range(8)]
+        for scrape in scrapes:
+            assert set(scrape["answers"]) == {"0", "1"}, scrape
+            assert sum(scrape["answers"].values()) == len(acked)
+            assert scrape["type_lines"] == scrape["families"]  # one header per metric
+        metrics_dir = _worker_metrics_dir(workers[0])
+        assert os.path.isdir(metrics_dir)
+
         # One worker dies mid-load: the other keeps answering, the
         # supervisor starts a replacement, nothing acknowledged is lost.
         acked += asyncio.run(_load(server.url, token, n=600, kill=workers[0], first_id=600))
         replaced = _wait_for(lambda: workers[0] not in _children(server.proc.pid)
                              and len(_children(server.proc.pid)) == 2 and _children(server.proc.pid))
         assert workers[1] in replaced
+        time.sleep(1.5)
+        after = _scrape(server.url)
+        assert set(after["answers"]) == {"0", "1"}  # the replacement took the number of the worker it replaced
+        assert after["answers"]["1"] > scrapes[-1]["answers"]["1"]
         engine = create_engine(_sync(postgres_database))
         with engine.connect() as conn:
             stored = set(conn.execute(select(t.messages.c.external_id)
@@ -81,11 +100,33 @@ def test_two_workers_share_the_port_survive_a_crash_and_stop_on_sigterm(
 
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(30) == 0
+        assert not os.path.exists(metrics_dir)
         for pid in replaced:
             assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read()
     finally:
         if server.proc.poll() is None:
             server.kill()  # its workers get SIGTERM when it dies (tierdesk/workers.py)
+
+
+def _scrape(base: str) -> dict[str, Any]:
+    """One /metrics scrape on a connection of its own (so any worker may
+    answer): FAQ answers per worker, and the metric families' headers."""
+    request = urllib.request.Request(f"{base}/metrics", headers={"Connection": "close"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        text = r.read().decode()
+    answers: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r'tierdesk_messages_total\{worker="(\d+)",action="answer"\} (\S+)', line)
+        if m:
+            answers[m.group(1)] = float(m.group(2))
+    return {"answers": answers, "type_lines": len(re.findall(r"^# TYPE ", text, re.M)),
+            "families": len(set(re.findall(r"^# TYPE (\S+)", text, re.M)))}
+
+
+def _worker_metrics_dir(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        argv = fh.read().decode().split("\0")
+    return argv[argv.index("--worker-metrics-dir") + 1]
 
 
 async def _channel(base: str) -> str:

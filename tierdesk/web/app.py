@@ -37,6 +37,7 @@ from .auth import Authenticator
 from .errors import error_middleware
 from .prom import Registry
 from .ratelimit import RateLimiter
+from .worker_metrics import PUBLISH_SECONDS, WorkerMetrics
 from .ws import AgentSockets
 
 log = structlog.get_logger(__name__)
@@ -81,7 +82,9 @@ async def ip_rate_limit(
     return await handler(request)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveModel | None = None) -> web.Application:
+def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveModel | None = None,
+               worker: WorkerMetrics | None = None) -> web.Application:
+    """``worker``: set in each worker of TIERDESK_WORKERS > 1 (tierdesk/workers.py)."""
     app = web.Application(
         middlewares=[context_middleware, error_middleware, ip_rate_limit],
         client_max_size=settings.max_body_bytes,
@@ -91,7 +94,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app[keys.SOCKETS] = AgentSockets()
     # This instance's name on the PostgreSQL relay (storage/notify.py).
     app[keys.ORIGIN] = f"{os.getpid()}-{os.urandom(4).hex()}"
-    app[keys.PROM] = _registry(app)
+    app[keys.PROM] = _registry(app, worker)
+    if worker is not None:
+        app[keys.WORKER_METRICS] = worker
+        app.cleanup_ctx.append(_publish_worker_metrics)
     app[keys.OPENAPI] = OPENAPI_PATH.read_bytes()
     app[keys.MODEL] = model or LiveModel(settings.models_dir, settings.knowledge_base,
                                          max_batch=settings.classifier_max_batch)
@@ -107,8 +113,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     return app
 
 
-def _registry(app: web.Application) -> Registry:
-    r = Registry()
+def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
+    r = Registry(None if worker is None else {"worker": str(worker.index)})
     r.counter("tierdesk_messages_total", "Customer messages by what tierdesk did with them")
     r.counter("tierdesk_agent_replies_total", "Agent replies accepted")
     r.counter("tierdesk_http_requests_total", "HTTP requests by route and status")
@@ -260,6 +266,24 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     for task in (sweeper, delivery):
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _publish_worker_metrics(app: web.Application) -> AsyncIterator[None]:
+    worker, prom = app[keys.WORKER_METRICS], app[keys.PROM]
+
+    async def publish() -> None:
+        while True:
+            try:
+                await worker.publish(prom.families())
+            except OSError as exc:  # the run's directory is gone (the server is stopping)
+                log.warning("worker_metrics_not_published", error=repr(exc))
+            await asyncio.sleep(PUBLISH_SECONDS)
+
+    task = asyncio.create_task(publish(), name="worker-metrics")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _sweep(app: web.Application) -> None:

@@ -402,7 +402,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def prometheus(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[keys.PROM].render(), content_type="text/plain", charset="utf-8",
+    worker = request.app.get(keys.WORKER_METRICS)
+    others = await worker.others() if worker is not None else []
+    return web.Response(text=request.app[keys.PROM].render(others), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 
 

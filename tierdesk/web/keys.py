@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .auth import Authenticator
     from .prom import Registry
     from .ratelimit import RateLimiter
+    from .worker_metrics import WorkerMetrics
     from .ws import AgentSockets
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -43,3 +44,4 @@ FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
 DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
 # This instance's name among the instances sharing a database.
 ORIGIN: web.AppKey[str] = web.AppKey("origin", str)
+WORKER_METRICS: web.AppKey[WorkerMetrics] = web.AppKey("worker_metrics")
