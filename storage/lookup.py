@@ -36,6 +36,10 @@ Key = tuple[str, str]  # (channel id, the channel's conversation id)
 # Bound parameters per statement: SQLite's limit is 32,766 since 3.32, but
 # small statements keep sqlite3's statement cache useful.
 CHUNK = 256
+# Look-ups go one at a time (storage/batch_loader.py), so one that hangs (a
+# connection gone silent) holds up every message of a conversation not in
+# memory: it is given up after this long, and the next one reconnects.
+LOOKUP_TIMEOUT_SECONDS = 5.0
 
 
 def _by_channel(keys: Iterable[Key]) -> dict[str, list[str]]:
@@ -182,7 +186,7 @@ class PostgresConversationKeys:
         found: set[Key] = set()
         for channel_id, ids in _by_channel(keys).items():
             # asyncpg prepares and caches the statement per connection.
-            rows = await raw.fetch(self.SQL, channel_id, ids)
+            rows = await raw.fetch(self.SQL, channel_id, ids, timeout=LOOKUP_TIMEOUT_SECONDS)
             found.update((channel_id, r[0]) for r in rows)
         return found
 

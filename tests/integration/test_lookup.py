@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from router.changes import Changes
 from storage.engine import create_engines
+from storage import lookup
 from storage.lookup import CHUNK, conversation_keys
 from storage.store import SqlStore
 from tests.integration.test_store import conversation
@@ -52,6 +55,33 @@ async def test_an_unreadable_sqlite_file_is_unavailable(tmp_path: Path) -> None:
     try:
         with pytest.raises(Unavailable):
             await keys.existing([("web", "x1")])
+    finally:
+        await keys.close()
+        await engines.dispose()
+
+
+async def test_a_postgresql_look_up_that_hangs_is_given_up_and_the_next_reconnects(
+        postgres_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One look-up at a time: a hung one must not hold up the others for long.
+    from tests.conftest import _truncate_postgres
+
+    _truncate_postgres(postgres_database)
+    await _store_conversations(postgres_database, [("web", "x1")])
+    monkeypatch.setattr(lookup, "LOOKUP_TIMEOUT_SECONDS", 0.5)
+    engines = create_engines(postgres_database)
+    keys = conversation_keys(engines)
+    try:
+        assert await keys.existing([("web", "x1")]) == {("web", "x1")}
+        async with engines.write.connect() as blocker:
+            # A reader waits for this lock, as it would for an answer that never comes.
+            await blocker.execute(text("BEGIN"))
+            await blocker.execute(text("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE"))
+            started = time.monotonic()
+            with pytest.raises(Unavailable):
+                await keys.existing([("web", "x1")])
+            assert time.monotonic() - started < 3.0
+            await blocker.execute(text("ROLLBACK"))
+        assert await keys.existing([("web", "x1"), ("web", "x2")]) == {("web", "x1")}
     finally:
         await keys.close()
         await engines.dispose()
