@@ -75,6 +75,8 @@ RESULTS = BENCH / "results"
 DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 HOST = "127.0.0.1"
+# Workers publish their /metrics series to one another every second.
+WORKER_METRICS_LAG_SECONDS = 1.2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Targets of the performance issue.
@@ -270,15 +272,21 @@ def http(method: str, url: str, body: Any = None, token: str | None = None, time
     return json.loads(raw) if "json" in ctype else raw.decode()
 
 
-def scrape(base: str) -> dict[str, float]:
-    """The Prometheus text at /metrics as {'name{labels}': value}."""
+def scrape(base: str, workers: int = 1) -> dict[str, float]:
+    """The Prometheus text at /metrics as {'name{labels}': value}, summed
+    over workers. With several, each shows the others' series as they were
+    up to a second ago (tierdesk/web/worker_metrics.py), so this waits that
+    long first."""
+    if workers > 1:
+        time.sleep(WORKER_METRICS_LAG_SECONDS)
     out: dict[str, float] = {}
     for line in http("GET", base + "/metrics").splitlines():
         if not line or line.startswith("#"):
             continue
         key, _, value = line.rpartition(" ")
+        key = re.sub(r'worker="\d+",?', "", key).replace("{}", "")
         try:
-            out[key] = float(value)
+            out[key] = out.get(key, 0.0) + float(value)
         except ValueError:
             pass
     return out
@@ -903,12 +911,11 @@ def per_request(r: dict[str, Any]) -> None:
 
 def measure_saturated(args: argparse.Namespace, tg: Target, mode: str, run_id: str,
                       duration: float) -> dict[str, Any]:
-    m0 = scrape(tg.server.base) if tg.is_tierdesk and tg.workers == 1 else None
+    m0 = scrape(tg.server.base, tg.workers) if tg.is_tierdesk else None
     r = run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=run_id, duration=duration,
                 server_pid=tg.server.pid, db_pids=tg.db_pids())
     if m0 is not None:
-        # /metrics is per process: with several workers it would be one worker's.
-        r.update(metrics_delta(m0, scrape(tg.server.base)))
+        r.update(metrics_delta(m0, scrape(tg.server.base, tg.workers)))
     if tg.is_tierdesk:
         tg.counted[run_id] = r["ok_2xx"]
     per_request(r)
@@ -918,12 +925,12 @@ def measure_saturated(args: argparse.Namespace, tg: Target, mode: str, run_id: s
 
 def measure_half(args: argparse.Namespace, tg: Target, mode: str, run_id: str, rate: float,
                  tmp: Path) -> dict[str, Any]:
-    m0 = scrape(tg.server.base) if tg.is_tierdesk and tg.workers == 1 else None
+    m0 = scrape(tg.server.base, tg.workers) if tg.is_tierdesk else None
     path = tmp / f"{run_id}.ids"
     r = run_loadgen(args, tg.server.base, mode=mode, token=tg.token, run_id=run_id, rate=rate,
                     duration=args.duration, server_pid=tg.server.pid, acked_out=path, db_pids=tg.db_pids())
     if m0 is not None:
-        r.update(metrics_delta(m0, scrape(tg.server.base)))
+        r.update(metrics_delta(m0, scrape(tg.server.base, tg.workers)))
     if tg.is_tierdesk:
         tg.acked_files[run_id] = path
     per_request(r)
