@@ -41,14 +41,21 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 def supervise(workers: int, host: str, port: int) -> int:
     # Where the workers publish their /metrics series to one another
     # (tierdesk/web/worker_metrics.py): one directory per run.
-    metrics_dir = tempfile.mkdtemp(prefix="tierdesk-metrics-")
+    try:
+        metrics_dir: str | None = tempfile.mkdtemp(prefix="tierdesk-metrics-")
+    except OSError as exc:
+        # No writable temporary directory (a read-only container without
+        # TMPDIR): serve anyway, each worker's /metrics its own.
+        log.warning("worker_metrics_not_shared", error=repr(exc))
+        metrics_dir = None
     try:
         return _supervise(workers, host, port, metrics_dir)
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _supervise(workers: int, host: str, port: int, metrics_dir: str) -> int:
+def _supervise(workers: int, host: str, port: int, metrics_dir: str | None) -> int:
     stopping = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -60,8 +67,9 @@ def _supervise(workers: int, host: str, port: int, metrics_dir: str) -> int:
 
     def start(index: int) -> subprocess.Popen[bytes]:
         # A replacement takes the number of the worker it replaces.
-        argv = [sys.executable, "-m", "tierdesk.cli", "serve", "--host", host, "--port", str(port), "--reuse-port",
-                "--worker", str(index), "--worker-metrics-dir", metrics_dir]
+        argv = [sys.executable, "-m", "tierdesk.cli", "serve", "--host", host, "--port", str(port), "--reuse-port"]
+        if metrics_dir is not None:
+            argv += ["--worker", str(index), "--worker-metrics-dir", metrics_dir]
         return subprocess.Popen(argv, preexec_fn=_die_with_parent)
 
     running = [start(i) for i in range(workers)]
