@@ -306,8 +306,7 @@ class _WordCache(dict):
 
     def __init__(self, blocks: Sequence[FeatureBlock]) -> None:
         super().__init__()
-        self.blocks = tuple(blocks)
-        self._windows = tuple(_WindowColumns(b) for b in self.blocks)
+        self._windows = tuple(_WindowColumns(b) for b in blocks)
 
     def __missing__(self, word: str) -> np.ndarray:
         cols: list[int] = []

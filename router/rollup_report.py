@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .metrics import SLA, Bucket, _iso, ratio, report_header
-from .rollups import N_BINS, bin_value
+from .rollups import EMPTY_HISTOGRAM, N_BINS, bin_value
 
 
 def dense(bins: Mapping[int, int]) -> np.ndarray:
@@ -32,7 +32,7 @@ def encode(counts: np.ndarray) -> bytes:
     covers a few hundred of the N_BINS."""
     nz = np.flatnonzero(counts)
     if nz.size == 0:
-        return b"\x00\x00"
+        return EMPTY_HISTOGRAM
     first, last = int(nz[0]), int(nz[-1])
     return first.to_bytes(2, "little") + counts[first : last + 1].astype("<i8").tobytes()
 
