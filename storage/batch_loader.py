@@ -3,7 +3,7 @@ time: those that arrive while it runs share the next one.
 
 Under load a new query would otherwise start every event-loop turn, each on
 a connection of its own: on PostgreSQL, each one a pool check-out (with its
-ping, a round trip of its own) and SQLAlchemy's bookkeeping, ~4 % of the
+ping, a round trip of its own) and SQLAlchemy's bookkeeping, ~6 % of the
 loop's samples on the FAQ path (docs/performance.md, session 7); on SQLite
 they queued for the one look-up thread anyway.
 """

@@ -372,8 +372,8 @@ async def get_metrics(request: web.Request) -> web.Response:
             and start % 3600 == 0 and end % 3600 == 0):
         rows, histograms = await store.rollup_rows(start, end)
         pending = await store.pending(now, sla, start, end)
-        report = rollup_report.report(rows, histograms, pending, start=start, end=end, now=now, sla=sla, group_by=group_by,
-                                bucket=bucket)  # type: ignore[arg-type]
+        report = rollup_report.report(rows, histograms, pending, start=start, end=end, now=now, sla=sla,
+                                      group_by=group_by, bucket=bucket)  # type: ignore[arg-type]
         report["source"] = "rollups"
     else:
         events = await store.events_between(start, end)
