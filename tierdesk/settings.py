@@ -70,6 +70,10 @@ class Settings:
     classifier_max_batch: int = 64
     # How often the server checks models/ACTIVE for an activation made elsewhere.
     model_watch_seconds: float = 2.0
+    # The garbage collector (tierdesk/heap.py): keep what survives young
+    # collections out of later scans, and free the cycles among it this often.
+    gc_freeze_survivors: bool = True
+    gc_reclaim_seconds: float = 600.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -96,7 +100,8 @@ class Settings:
             raise InvalidInput("TIERDESK_LOG_FORMAT must be json or console")
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
             raise InvalidInput("TIERDESK_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
-        for name in ("max_text_bytes", "max_body_bytes", "max_bot_answers", "outbox_max_attempts", "port"):
+        for name in ("max_text_bytes", "max_body_bytes", "max_bot_answers", "outbox_max_attempts", "port",
+                     "gc_reclaim_seconds"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{_env_name(name)} must not be negative")
         if self.workers < 1:

@@ -39,11 +39,12 @@ class Api:
         return api
 
     @classmethod
-    async def start_deployed(cls, aiohttp_client: Any, *, db_url: str, clock: FakeClock, models: Path) -> Api:
+    async def start_deployed(cls, aiohttp_client: Any, *, db_url: str, clock: FakeClock, models: Path,
+                             **settings_overrides: Any) -> Api:
         """The server as deployed: models and knowledge base read from disk."""
         settings = Settings.from_env({}, database_url=db_url, admin_token=ADMIN_TOKEN, models_dir=models,
                                      knowledge_base=KNOWLEDGE_BASE, sweep_interval_seconds=3600.0,
-                                     model_watch_seconds=3600.0)
+                                     model_watch_seconds=3600.0, **settings_overrides)
         api = cls(client=await aiohttp_client(create_app(settings, clock=clock)), clock=clock)
         channel = await api.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
         api.channel_token, api.channel_id = channel["token"], channel["id"]

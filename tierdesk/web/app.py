@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import os
 import secrets
@@ -25,6 +26,7 @@ from storage.notify import PgRelay
 from storage.outbox import Outbox
 from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
+from tierdesk.heap import HeapPolicy
 from tierdesk.models import LiveModel
 from tierdesk.errors import RateLimited
 from tierdesk.logging import begin_request
@@ -83,8 +85,10 @@ async def ip_rate_limit(
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveModel | None = None,
-               worker: WorkerMetrics | None = None) -> web.Application:
-    """``worker``: set in each worker of TIERDESK_WORKERS > 1 (tierdesk/workers.py)."""
+               worker: WorkerMetrics | None = None, manage_heap: bool = False) -> web.Application:
+    """``worker``: set in each worker of TIERDESK_WORKERS > 1 (tierdesk/workers.py).
+    ``manage_heap``: the process is this server's own (`tierdesk serve`), so
+    the garbage collector's policy is installed (tierdesk/heap.py)."""
     app = web.Application(
         middlewares=[context_middleware, error_middleware, ip_rate_limit],
         client_max_size=settings.max_body_bytes,
@@ -109,6 +113,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app.cleanup_ctx.append(_relay)  # listening before the desk loads: no change is missed
     app.cleanup_ctx.append(_desk)
     app.cleanup_ctx.append(_background)
+    if manage_heap:
+        app.cleanup_ctx.append(_heap)  # last: what the others loaded is frozen
     _routes(app)
     return app
 
@@ -284,6 +290,36 @@ async def _publish_worker_metrics(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _heap(app: web.Application) -> AsyncIterator[None]:
+    s, prom = app[keys.SETTINGS], app[keys.PROM]
+    policy = HeapPolicy(freeze_survivors=s.gc_freeze_survivors)
+    policy.settle()
+    prom.gauge("tierdesk_gc_frozen_objects", "Objects out of the garbage collector's sight (tierdesk/heap.py)",
+               gc.get_freeze_count)
+    prom.counter("tierdesk_gc_reclaims_total", "Full collections run to free cycles among frozen objects")
+    prom.counter("tierdesk_gc_reclaimed_objects_total", "Objects those collections freed")
+    prom.histogram("tierdesk_gc_reclaim_duration_seconds", "How long each of them held the process")
+
+    async def reclaim_every(seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            r = policy.reclaim()
+            prom.inc("tierdesk_gc_reclaims_total")
+            prom.inc("tierdesk_gc_reclaimed_objects_total", r.collected)
+            prom.observe("tierdesk_gc_reclaim_duration_seconds", r.seconds)
+            log.info("heap_reclaimed", collected=r.collected, seconds=round(r.seconds, 4), frozen=r.frozen)
+
+    task = None
+    if s.gc_freeze_survivors and s.gc_reclaim_seconds > 0:
+        task = asyncio.create_task(reclaim_every(s.gc_reclaim_seconds), name="heap-reclaim")
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    policy.remove()
 
 
 async def _sweep(app: web.Application) -> None:
