@@ -76,6 +76,28 @@ print(json.dumps({"alive": ref() is not None, "fewer_frozen": gc.get_freeze_coun
     assert r == {"alive": False, "fewer_frozen": True}
 
 
+def test_a_full_cache_starves_young_collections_and_the_timer_does_not() -> None:
+    # Each new object frees a frozen one, as a full conversation cache does:
+    # CPython's allocation count stays near zero and no young collection
+    # runs, however many objects pile up unscanned. collect_young scans them
+    # and freezes the survivors.
+    r = run("""
+policy = HeapPolicy()
+old = [Node() for _ in range(20_000)]
+policy.settle()
+young = []
+for i in range(20_000):
+    old.pop()
+    young.append(Node())
+piled = len(gc.get_objects(0)) + len(gc.get_objects(1))
+policy.collect_young()
+left = len(gc.get_objects(0)) + len(gc.get_objects(1))
+print(json.dumps({"count": gc.get_count()[0], "piled": piled, "left": left}))
+""")
+    assert r["piled"] >= 19_000, r  # CPython's own schedule never looked at them
+    assert r["left"] < 100, r
+
+
 def test_remove_puts_the_collector_back() -> None:
     r = run("""
 before = gc.get_threshold(), len(gc.callbacks)

@@ -26,7 +26,7 @@ from storage.notify import PgRelay
 from storage.outbox import Outbox
 from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
-from tierdesk.heap import HeapPolicy
+from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
 from tierdesk.models import LiveModel
 from tierdesk.errors import RateLimited
 from tierdesk.logging import begin_request
@@ -311,11 +311,18 @@ async def _heap(app: web.Application) -> AsyncIterator[None]:
             prom.observe("tierdesk_gc_reclaim_duration_seconds", r.seconds)
             log.info("heap_reclaimed", collected=r.collected, seconds=round(r.seconds, 4), frozen=r.frozen)
 
-    task = None
-    if s.gc_freeze_survivors and s.gc_reclaim_seconds > 0:
-        task = asyncio.create_task(reclaim_every(s.gc_reclaim_seconds), name="heap-reclaim")
+    async def collect_young() -> None:
+        while True:
+            await asyncio.sleep(YOUNG_SECONDS)
+            policy.collect_young()
+
+    tasks = []
+    if s.gc_freeze_survivors:
+        tasks.append(asyncio.create_task(collect_young(), name="heap-young"))
+        if s.gc_reclaim_seconds > 0:
+            tasks.append(asyncio.create_task(reclaim_every(s.gc_reclaim_seconds), name="heap-reclaim"))
     yield
-    if task is not None:
+    for task in tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
