@@ -21,6 +21,7 @@ import argparse
 import glob
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -114,6 +115,7 @@ def main() -> int:
         B.stop_servers(servers)
         if database is not None:
             B.pg_drop(cli.pg_admin_url, database)
+        shutil.rmtree(tmp, ignore_errors=True)  # the SQLite file grows by ~70 MB a run
     return 0
 
 
