@@ -40,6 +40,10 @@ MIDDLE_THRESHOLD = 2
 # thousands of objects (a 60 ms pause at 2,700 FAQ messages/s, probe with
 # gc.callbacks). On a timer the young generations stay small whatever the count.
 YOUNG_SECONDS = 0.1
+# With the policy off (TIERDESK_GC_FREEZE_SURVIVORS=false): CPython's schedule,
+# young collections only less often than its 700, so that most of a
+# request's short-lived objects are gone before one runs (session 6).
+UNFROZEN_YOUNG_THRESHOLD = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,7 @@ class HeapPolicy:
             gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, self._thresholds[2])
             gc.callbacks.append(self._after_collection)
         else:
-            gc.set_threshold(10_000, *self._thresholds[1:])
+            gc.set_threshold(UNFROZEN_YOUNG_THRESHOLD, *self._thresholds[1:])
         self._installed = True
 
     def _after_collection(self, phase: str, info: dict[str, Any]) -> None:
