@@ -6,7 +6,7 @@ collected once a quarter of it is new. A server keeps tens of thousands of
 conversations in memory (five tracked objects each), so those full
 collections grew to 0.2-0.4 s, every ten seconds or so at a busy hour, and
 the middle generation's took 20-35 ms every two seconds: they were most of
-the p99 of the FAQ path (docs/performance.md, "The collector").
+the p99 of the FAQ path (docs/performance.md, session 8).
 
 So what survives a middle collection is frozen (``gc.freeze``): it leaves the
 collector's sight, as the model and the start-up working set already did.
@@ -59,7 +59,7 @@ class HeapPolicy:
 
     def __init__(self, freeze_survivors: bool = True) -> None:
         self.freeze_survivors = freeze_survivors
-        self._installed = False
+        # The collector's thresholds before settle(); None when not installed.
         self._thresholds: tuple[int, int, int] | None = None
 
     def settle(self) -> None:
@@ -72,7 +72,6 @@ class HeapPolicy:
             gc.callbacks.append(self._after_collection)
         else:
             gc.set_threshold(UNFROZEN_YOUNG_THRESHOLD, *self._thresholds[1:])
-        self._installed = True
 
     def _after_collection(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "stop" and info["generation"] >= 1:
@@ -93,11 +92,10 @@ class HeapPolicy:
         return Reclaimed(collected, time.perf_counter() - start, gc.get_freeze_count())
 
     def remove(self) -> None:
-        if not self._installed:
+        if self._thresholds is None:
             return
         if self._after_collection in gc.callbacks:
             gc.callbacks.remove(self._after_collection)
-        if self._thresholds is not None:
-            gc.set_threshold(*self._thresholds)
+        gc.set_threshold(*self._thresholds)
         gc.unfreeze()
-        self._installed = False
+        self._thresholds = None
