@@ -111,3 +111,23 @@ print(json.dumps({"before": before, "during": during, "after": after, "frozen": 
     assert r["during"] != r["before"]
     assert r["after"] == r["before"]
     assert r["frozen"] == 0
+
+
+def test_the_frozen_count_is_taken_at_settle_and_reclaim_not_on_each_read() -> None:
+    r = run("""
+policy = HeapPolicy()
+before = policy.frozen_counted
+policy.settle()
+at_settle = policy.frozen_counted
+exact_at_settle = gc.get_freeze_count()
+keep = [survivor(cyclic=False) for _ in range(500)]  # frozen by the middle collections
+between = policy.frozen_counted
+got = policy.reclaim()
+print(json.dumps({"before": before, "at_settle": at_settle, "exact_at_settle": exact_at_settle,
+                  "between": between, "after_reclaim": policy.frozen_counted, "reported": got.frozen,
+                  "exact_after_reclaim": gc.get_freeze_count()}))
+""")
+    assert r["before"] == 0
+    assert r["at_settle"] == r["exact_at_settle"] > 0
+    assert r["between"] == r["at_settle"]  # reading it walks nothing, so it moves only when counted
+    assert r["after_reclaim"] == r["reported"] == r["exact_after_reclaim"] >= r["at_settle"] + 500

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import itertools
 import os
 import secrets
@@ -296,8 +295,9 @@ async def _heap(app: web.Application) -> AsyncIterator[None]:
     s, prom = app[keys.SETTINGS], app[keys.PROM]
     policy = HeapPolicy(freeze_survivors=s.gc_freeze_survivors)
     policy.settle()
-    prom.gauge("tierdesk_gc_frozen_objects", "Objects out of the garbage collector's sight (tierdesk/heap.py)",
-               gc.get_freeze_count)
+    prom.gauge("tierdesk_gc_frozen_objects",
+               "Objects out of the garbage collector's sight, counted at start-up and at each reclaim "
+               "(tierdesk/heap.py)", lambda: policy.frozen_counted)
     prom.counter("tierdesk_gc_reclaims_total", "Full collections run to free cycles among frozen objects")
     prom.counter("tierdesk_gc_reclaimed_objects_total", "Objects those collections freed")
     prom.histogram("tierdesk_gc_reclaim_duration_seconds", "How long each of them held the process")
