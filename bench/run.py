@@ -193,11 +193,11 @@ class CpuMeter:
                 pass
         return out
 
-    def _server(self) -> tuple[float, float]:
+    def _server(self) -> tuple[float, float, float]:
         # Summed over the server's workers, if it has any: "main thread" is
         # then each worker's event loop thread.
         if self.pid is None:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         main = total = 0.0
         for pid in process_tree(self.pid):
             try:
@@ -205,7 +205,12 @@ class CpuMeter:
                 main += _proc_cpu_s(f"/proc/{pid}/task/{pid}/stat")
             except (OSError, ValueError):
                 pass
-        return main, total
+        try:
+            # One server process: its event loop's thread (with workers, the supervisor's).
+            loop = _proc_cpu_s(f"/proc/{self.pid}/task/{self.pid}/stat")
+        except (OSError, ValueError):
+            loop = 0.0
+        return main, total, loop
 
     def __enter__(self) -> CpuMeter:
         import resource
@@ -246,6 +251,8 @@ class CpuMeter:
             "server_total_s": round(server_all, 3),
             "database_backends_s": round(db, 3),
             "other_processes_s": round(max(0.0, busy - server_all - gen - db), 3),
+            "load_generator_s": round(gen, 3),
+            "server_root_main_thread_s": round(s1[2] - self.s0[2], 3),
         }
 
 
@@ -965,6 +972,8 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     main_s = sum(r["cpu"]["server_main_thread_s"] for r in rounds)
     other_s = sum(r["cpu"]["other_processes_s"] for r in rounds)
     db_s = sum(r["cpu"].get("database_backends_s", 0) for r in rounds)
+    gen_s = sum(r["cpu"].get("load_generator_s", 0) for r in rounds)
+    loop_s = sum(r["cpu"].get("server_root_main_thread_s", 0) for r in rounds)
     actions: Counter[str] = Counter()
     for r in rounds:
         actions.update(r.get("actions", {}))
@@ -990,6 +999,8 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "server_cpu_ms_per_req": round(total_s * 1000 / requests, 3) if requests else None,
         "server_main_thread_cpu_ms_per_req": round(main_s * 1000 / requests, 3) if requests else None,
         "database_cpu_ms_per_req": round(db_s * 1000 / requests, 3) if requests and db_s else None,
+        "load_generator_cpu_ms_per_req": round(gen_s * 1000 / requests, 4) if requests and gen_s else None,
+        "server_root_main_thread_cpu_ms_per_req": round(loop_s * 1000 / requests, 3) if requests else None,
         "cpu": {
             "wall_s": round(wall, 2),
             "server_main_thread_cores": round(main_s / wall, 2) if wall else None,
@@ -1189,6 +1200,37 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     return checks
 
 
+def cpu_budget(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """What each throughput-ratio target would take in CPU: the required
+    rate times the CPU per request measured at saturation (server, its
+    database backends, and the load generator, which shares the machine).
+    An extrapolation, at the batch sizes reached here; if it needs more cores
+    than the machine has, no scheduling of the same work reaches the target."""
+    t = results["targets"]
+    bare = t.get("bare", {}).get("faq", {}).get("saturated", {}).get("req_s")
+    out: list[dict[str, Any]] = []
+    if not bare:
+        return out
+    wanted = [("sqlite", "SQLite", "faq", TARGETS["sqlite_faq_ratio"])]
+    wanted += [(name, label, "faq", TARGETS["postgresql_faq_ratio"]) for name, label in PG_TARGETS]
+    wanted += [(name, label, "handoff", TARGETS["handoff_ratio"]) for name, label in DB_TARGETS]
+    for name, label, path, ratio in wanted:
+        r = t.get(name, {}).get(path, {}).get("saturated")
+        if not r or not r.get("server_cpu_ms_per_req"):
+            continue
+        server, db = r["server_cpu_ms_per_req"], r.get("database_cpu_ms_per_req") or 0.0
+        gen = r.get("load_generator_cpu_ms_per_req") or 0.0
+        loop = r.get("server_root_main_thread_cpu_ms_per_req") or 0.0
+        rate = ratio * bare
+        out.append({"target": f"{label} {path}", "ratio": ratio, "rate": round(rate), "server_ms": server,
+                    "database_ms": db, "load_generator_ms": gen,
+                    "cores_needed": round(rate * (server + db + gen) / 1000, 2),
+                    "cores": results["machine"]["nproc"],
+                    # One thread runs all of it, so it can give at most one core.
+                    "loop_ms": loop, "loop_cores_needed": round(rate * loop / 1000, 2)})
+    return out
+
+
 # ----------------------------------------------------------------- reporting
 def fmt(v: Any, nd: int = 1) -> str:
     if v is None:
@@ -1270,6 +1312,18 @@ def markdown(results: dict[str, Any]) -> str:
     for c in results["checks"]:
         lines.append(f"| {c['check']} | {show(c['value'], c['unit'])} | {c['op']} {show(c['threshold'], c['unit'])} "
                      f"| {'PASS' if c['pass'] else '**FAIL**'} |")
+    if results.get("cpu_budget"):
+        lines += ["", "What the ratio targets would take at the CPU per request measured above (saturated; "
+                      "server + PostgreSQL + load generator, which all share the machine):", "",
+                  "| target | rate required | CPU ms per request | cores needed | cores here "
+                  "| of which the event loop's thread: ms per request | its cores needed (one at most) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for b in results["cpu_budget"]:
+            parts = f"{b['server_ms']:.3f}" + (f" + {b['database_ms']:.3f}" if b["database_ms"] else "") \
+                + f" + {b['load_generator_ms']:.3f}"
+            lines.append(f"| {b['target']} | {b['ratio']:.0%} of bare = {b['rate']:,}/s | {parts} | "
+                         f"{b['cores_needed']:.2f} | {b['cores']} | {b['loop_ms']:.3f} | "
+                         f"{b['loop_cores_needed']:.2f} |")
     extra = [""]
     for name in ALL_TARGETS[1:]:
         if name in t:
@@ -1488,6 +1542,7 @@ def main(argv: list[str] | None = None) -> int:
     results["other_processes_cores_max"] = max(others) if others else None
     results["other_processes_cores_mean"] = round(statistics.mean(others), 2) if others else None
     results["checks"] = evaluate(results)
+    results["cpu_budget"] = cpu_budget(results)
     out_path = Path(args.output).resolve()
     results["output"] = str(out_path.relative_to(ROOT)) if out_path.is_relative_to(ROOT) else str(out_path)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
