@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -75,9 +76,15 @@ class Dispatcher:
         except KeyError:
             raise NotFound(f"agent {agent_id!r} does not exist") from None
 
-    def waiting(self) -> list[Handoff]:
-        keys = heapq.merge(*self._by_skill.values())
+    def waiting(self, limit: int | None = None) -> list[Handoff]:
+        """The first ``limit`` waiting handoffs (all of them if None), in
+        queue order; merged lazily, so the first few of a long queue cost
+        what they are, not what the queue is."""
+        keys = itertools.islice(heapq.merge(*self._by_skill.values()), limit)
         return [self._waiting[k[2]] for k in keys]
+
+    def waiting_count(self) -> int:
+        return len(self._waiting)
 
     def queue_position(self, handoff: Handoff) -> int | None:
         """1-based position among handoffs waiting for the same skill."""

@@ -964,5 +964,8 @@ class Desk:
             },
         }
 
-    def queue(self) -> list[Handoff]:
-        return self.dispatcher.waiting()
+    def queue(self, limit: int | None = None) -> list[Handoff]:
+        return self.dispatcher.waiting(limit)
+
+    def queue_length(self) -> int:
+        return self.dispatcher.waiting_count()

@@ -78,6 +78,24 @@ async def test_vip_waits_ahead_of_regular(app_client) -> None:
     assert now_open["customer"]["vip"] is True
 
 
+async def test_the_queue_lists_its_head_and_counts_the_rest(app_client) -> None:
+    api = app_client
+    await api.add_agent("solo", ["billing"], capacity=1)
+    for name in ("busy", "w1", "w2", "w3"):
+        await api.send(name, BILLING)
+        api.clock.advance(1)
+    head = await api.admin("GET", "/v1/queue?limit=2")
+    assert head["total"] == 3
+    assert [w["position"] for w in head["waiting"]] == [1, 2]
+    everything = await api.admin("GET", "/v1/queue")
+    assert everything["total"] == 3
+    assert everything["waiting"][:2] == head["waiting"]
+    assert [w["position"] for w in everything["waiting"]] == [1, 2, 3]
+    for bad in ("limit=0", "limit=5001", "limit=two", "page=2"):
+        error = await api.admin("GET", f"/v1/queue?{bad}", expect=422)
+        assert error["error"]["code"] == "validation_failed", bad
+
+
 async def test_agent_coming_online_takes_the_oldest_waiting(app_client) -> None:
     api = app_client
     away = await api.add_agent("late", ["billing"], capacity=2, status="offline")

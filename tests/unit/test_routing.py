@@ -105,6 +105,8 @@ def test_queue_is_vip_first_then_oldest_first() -> None:
     for h in (new, vip_later, old, vip_late):  # request order does not matter
         assert d.request(h, h.requested_at) is None
     assert [h.id for h in d.waiting()] == [vip_late.id, vip_later.id, old.id, new.id]
+    assert [h.id for h in d.waiting(limit=3)] == [vip_late.id, vip_later.id, old.id]
+    assert d.waiting_count() == 4
     # Each freed slot goes to the head of the queue.
     served = []
     current = held

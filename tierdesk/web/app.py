@@ -125,7 +125,7 @@ def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
     r.counter("tierdesk_http_requests_total", "HTTP requests by route and status")
     r.histogram("tierdesk_http_request_duration_seconds", "HTTP request latency")
     r.gauge("tierdesk_queue_waiting", "Handoffs waiting for an agent",
-            lambda: len(app[keys.DESK].queue()) if keys.DESK in app else 0)
+            lambda: app[keys.DESK].queue_length() if keys.DESK in app else 0)
     r.gauge("tierdesk_agents_online", "Agents online",
             lambda: sum(1 for a in app[keys.DESK].agents() if a.status.value == "online") if keys.DESK in app else 0)
     r.gauge("tierdesk_agent_websockets", "Agent WebSockets connected", lambda: app[keys.SOCKETS].count())

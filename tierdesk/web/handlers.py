@@ -29,6 +29,12 @@ from . import schemas as s
 
 log = structlog.get_logger(__name__)
 
+# GET /v1/queue lists the head of the queue: at a flooded hour it holds tens
+# of thousands, and listing all 58,000 of a bench run took 0.3 s of the
+# event loop and 13 MB (500: 2-3 ms).
+QUEUE_LIMIT_DEFAULT = 500
+QUEUE_LIMIT_MAX = 5000
+
 
 def json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
@@ -295,10 +301,17 @@ async def list_channels(request: web.Request) -> web.Response:
 
 async def get_queue(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    only_params(request, "limit")
+    try:
+        limit = int(request.query.get("limit", str(QUEUE_LIMIT_DEFAULT)))
+    except ValueError:
+        raise InvalidInput("limit must be a whole number", code="validation_failed") from None
+    if not 1 <= limit <= QUEUE_LIMIT_MAX:
+        raise InvalidInput(f"limit must be in [1, {QUEUE_LIMIT_MAX}]", code="validation_failed")
     desk = request.app[keys.DESK]
     await desk.ensure_ready()
-    waiting = desk.queue()
-    return json({"waiting": [
+    waiting = desk.queue(limit)
+    return json({"total": desk.queue_length(), "waiting": [
         {"handoff_id": h.id, "conversation_id": h.conversation_id, "skill": h.skill, "vip": h.vip,
          "reason": h.reason.value, "requested_at": iso(h.requested_at), "position": desk.dispatcher.queue_position(h)}
         for h in waiting
