@@ -62,9 +62,10 @@ class HeapPolicy:
         # The collector's thresholds before settle(); None when not installed.
         self._thresholds: tuple[int, int, int] | None = None
         # Objects frozen, counted at settle() and at each reclaim() only:
-        # gc.get_freeze_count() walks every frozen object (5-17 ms for the
-        # 300,000-600,000 of a server), which once a second on /metrics or a
-        # worker's published metrics was a stall of the loop and ~2 % of a core.
+        # gc.get_freeze_count() walks every frozen object (5 ms for 600,000
+        # freshly allocated ones, more in a server's scattered heap), which
+        # each worker's metrics, published once a second, paid: ~2 % of a
+        # core per idle worker, and a stall of its loop each time.
         self.frozen_counted = 0
 
     def settle(self) -> None:
