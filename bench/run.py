@@ -1220,14 +1220,15 @@ def cpu_budget(results: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         server, db = r["server_cpu_ms_per_req"], r.get("database_cpu_ms_per_req") or 0.0
         gen = r.get("load_generator_cpu_ms_per_req") or 0.0
-        loop = r.get("server_root_main_thread_cpu_ms_per_req") or 0.0
+        # With workers the root process is their supervisor: each worker has a loop of its own.
+        loop = r.get("server_root_main_thread_cpu_ms_per_req") if t[name].get("workers", 1) == 1 else None
         rate = ratio * bare
         out.append({"target": f"{label} {path}", "ratio": ratio, "rate": round(rate), "server_ms": server,
                     "database_ms": db, "load_generator_ms": gen,
                     "cores_needed": round(rate * (server + db + gen) / 1000, 2),
                     "cores": results["machine"]["nproc"],
                     # One thread runs all of it, so it can give at most one core.
-                    "loop_ms": loop, "loop_cores_needed": round(rate * loop / 1000, 2)})
+                    "loop_ms": loop, "loop_cores_needed": round(rate * loop / 1000, 2) if loop is not None else None})
     return out
 
 
@@ -1322,8 +1323,8 @@ def markdown(results: dict[str, Any]) -> str:
             parts = f"{b['server_ms']:.3f}" + (f" + {b['database_ms']:.3f}" if b["database_ms"] else "") \
                 + f" + {b['load_generator_ms']:.3f}"
             lines.append(f"| {b['target']} | {b['ratio']:.0%} of bare = {b['rate']:,}/s | {parts} | "
-                         f"{b['cores_needed']:.2f} | {b['cores']} | {b['loop_ms']:.3f} | "
-                         f"{b['loop_cores_needed']:.2f} |")
+                         f"{b['cores_needed']:.2f} | {b['cores']} | {fmt(b['loop_ms'], 3)} | "
+                         f"{fmt(b['loop_cores_needed'], 2)} |")
     extra = [""]
     for name in ALL_TARGETS[1:]:
         if name in t:
