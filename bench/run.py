@@ -198,18 +198,17 @@ class CpuMeter:
         # then each worker's event loop thread.
         if self.pid is None:
             return 0.0, 0.0, 0.0
-        main = total = 0.0
+        main = total = loop = 0.0
         for pid in process_tree(self.pid):
             try:
                 total += _proc_cpu_s(f"/proc/{pid}/stat")
-                main += _proc_cpu_s(f"/proc/{pid}/task/{pid}/stat")
+                thread = _proc_cpu_s(f"/proc/{pid}/task/{pid}/stat")
             except (OSError, ValueError):
-                pass
-        try:
-            # One server process: its event loop's thread (with workers, the supervisor's).
-            loop = _proc_cpu_s(f"/proc/{self.pid}/task/{self.pid}/stat")
-        except (OSError, ValueError):
-            loop = 0.0
+                continue
+            main += thread
+            if pid == self.pid:
+                # One server process: its event loop's thread (with workers, the supervisor's).
+                loop = thread
         return main, total, loop
 
     def __enter__(self) -> CpuMeter:
