@@ -402,7 +402,7 @@ class Desk:
             # another instance stored it first); the store kept the original.
             self._drop(ids, agent_ids)
             raise
-        except Unavailable:
+        except (Unavailable, InvalidInput):
             self._drop(ids, agent_ids)
             raise
         except Exception as exc:

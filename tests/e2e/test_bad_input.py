@@ -242,6 +242,23 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
     ("faq-unknown-intent", "PATCH", "/v1/faq/intents/nope", "admin", {"answer": "x"}, 404, "not_found"),
     ("faq-supervisor-token", "PATCH", INTENT, "supervisor", {"answer": "x"}, 403, "forbidden"),
     ("faq-reset-unknown-intent", "DELETE", "/v1/faq/intents/nope/answer", "admin", None, 422, "validation_failed"),
+    # NUL (U+0000): one rule for every text field and parameter on both
+    # databases (PostgreSQL cannot store it): refused, naming the field.
+    ("msg-nul-text", "POST", MESSAGES, "channel", msg(text="a\u0000b"), 422, "validation_failed"),
+    ("msg-nul-customer-name", "POST", MESSAGES, "channel", msg(customer={"id": "c", "name": "D\u0000"}), 422,
+     "validation_failed"),
+    ("reply-nul-text", "POST", REPLIES, "ann", {"text": "sorry\u0000"}, 422, "validation_failed"),
+    ("agent-nul-name", "POST", AGENTS, "admin", {"name": "d\u0000", "skills": [], "capacity": 1}, 422,
+     "validation_failed"),
+    ("patch-nul-name", "PATCH", AGENT, "admin", {"name": "\u0000"}, 422, "validation_failed"),
+    ("channel-nul-name", "POST", "/v1/admin/channels", "admin", {"name": "c\u0000"}, 422, "validation_failed"),
+    ("faq-nul-answer", "PATCH", INTENT, "admin", {"answer": "a\u0000"}, 422, "validation_failed"),
+    ("close-nul-id", "POST", "/v1/conversations/a%00b/close", "channel", None, 422, "validation_failed"),
+    ("feedback-nul-id", "POST", "/v1/conversations/a%00b/feedback", "channel", {"rating": 5}, 422,
+     "validation_failed"),
+    ("reply-nul-id", "POST", "/v1/conversations/a%00b/replies", "ann", {"text": "hi"}, 422, "validation_failed"),
+    ("patch-nul-agent-id", "PATCH", "/v1/admin/agents/a%00b", "admin", {"capacity": 3}, 422, "validation_failed"),
+    ("faq-nul-intent-id", "PATCH", "/v1/faq/intents/a%00b", "admin", {"answer": "x"}, 422, "validation_failed"),
 ]
 
 
@@ -300,6 +317,8 @@ METRICS_CASES = [
     ("bad-bucket", {"bucket": "week"}),
     ("unknown-param", {"group": "skill"}),
     ("case-sensitive-group-by", {"group_by": "Skill"}),
+    ("nul-in-a-value", {"group_by": "skill\u0000"}),
+    ("nul-in-a-name", {"group_by\u0000": "skill"}),
 ]
 
 

@@ -34,6 +34,7 @@ from tierdesk.settings import Settings
 from . import faq_handlers as faq
 from . import handlers as h
 from . import keys
+from . import schemas
 from .auth import Authenticator
 from .errors import error_middleware
 from .prom import Registry
@@ -83,13 +84,23 @@ async def ip_rate_limit(
     return await handler(request)
 
 
+@web.middleware
+async def parameters_without_nul(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    schemas.refuse_nul(request.match_info, "path")
+    if "\x00" in request.query_string or "%00" in request.query_string:
+        schemas.refuse_nul(request.query, "query")
+    return await handler(request)
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveModel | None = None,
                worker: WorkerMetrics | None = None, manage_heap: bool = False) -> web.Application:
     """``worker``: set in each worker of TIERDESK_WORKERS > 1 (tierdesk/workers.py).
     ``manage_heap``: the process is this server's own (`tierdesk serve`), so
     the garbage collector's policy is installed (tierdesk/heap.py)."""
     app = web.Application(
-        middlewares=[context_middleware, error_middleware, ip_rate_limit],
+        middlewares=[context_middleware, error_middleware, ip_rate_limit, parameters_without_nul],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings

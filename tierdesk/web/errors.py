@@ -38,7 +38,7 @@ STATUS: tuple[tuple[type[TierdeskError], int], ...] = (
     (ModelError, 422),
     (Unavailable, 503),
 )
-CODE_STATUS = {"validation_failed": 422, "text_too_long": 422, "empty_text": 422}
+CODE_STATUS = {"validation_failed": 422, "text_too_long": 422, "empty_text": 422, "unstorable": 422}
 
 
 def status_of(exc: TierdeskError) -> int:
