@@ -33,8 +33,7 @@ from tierdesk.settings import Settings
 
 from . import faq_handlers as faq
 from . import handlers as h
-from . import keys
-from . import schemas
+from . import keys, protocol_errors, schemas
 from .auth import Authenticator
 from .errors import error_middleware
 from .prom import Registry
@@ -99,6 +98,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     """``worker``: set in each worker of TIERDESK_WORKERS > 1 (tierdesk/workers.py).
     ``manage_heap``: the process is this server's own (`tierdesk serve`), so
     the garbage collector's policy is installed (tierdesk/heap.py)."""
+    protocol_errors.install()
     app = web.Application(
         middlewares=[context_middleware, error_middleware, ip_rate_limit, parameters_without_nul],
         client_max_size=settings.max_body_bytes,

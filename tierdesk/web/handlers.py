@@ -7,6 +7,7 @@ authenticates, validates, calls the Desk, and renders.
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,22 +45,32 @@ def iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
+# Times a request may name: 1970-01-01 to 9999-12-31 (what a date can show);
+# outside it, or not a number at all (nan, inf), is a bad request.
+LATEST_TIME = 253402300799.0
+
+
 def parse_time(value: str | float | None, name: str) -> float | None:
     if value is None:
         return None
+    t: float | None = None
     if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(value)  # epoch seconds, as a query string carries them
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{name} must be an ISO 8601 time or epoch seconds", code="validation_failed") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+        t = float(value)
+    else:
+        try:
+            t = float(value)  # epoch seconds, as a query string carries them
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if dt.tzinfo is None:
+                    dt = dt.replace(tzinfo=UTC)
+                t = dt.timestamp()
+            except (ValueError, OverflowError):
+                raise InvalidInput(f"{name} must be an ISO 8601 time or epoch seconds",
+                                   code="validation_failed") from None
+    if not (math.isfinite(t) and 0.0 <= t <= LATEST_TIME):
+        raise InvalidInput(f"{name} must be a time between 1970-01-01 and 9999-12-31", code="validation_failed")
+    return t
 
 
 def check_text(request: web.Request, text: str) -> str:

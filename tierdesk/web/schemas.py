@@ -100,6 +100,9 @@ class TransferIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 T = TypeVar("T")
+# No request body of this API nests more than a few levels; msgspec gives up
+# far deeper than that, with a RecursionError.
+TOO_DEEP = "malformed JSON: nested too deeply"
 
 
 def _readable(message: str) -> str:
@@ -126,9 +129,13 @@ def decode(body: bytes, kind: type[T]) -> T:
             msgspec.json.decode(body)
         except msgspec.DecodeError as bad:
             raise InvalidInput(f"malformed JSON: {bad}", code="invalid_json") from None
+        except RecursionError:
+            raise InvalidInput(TOO_DEEP, code="invalid_json") from None
         raise InvalidInput(_readable(str(exc)), code="validation_failed") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"malformed JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidInput(TOO_DEEP, code="invalid_json") from None
 
 
 class AnswerPatch(msgspec.Struct, forbid_unknown_fields=True):
