@@ -46,7 +46,9 @@ class Settings:
     sweep_interval_seconds: float = 30.0
     # Outbound delivery to channel webhooks.
     webhook_timeout_seconds: float = 5.0
-    outbox_max_attempts: int = 8
+    outbox_max_attempts: int = 16
+    outbox_backoff_base_seconds: float = 1.0
+    outbox_backoff_cap_seconds: float = 300.0
     outbox_poll_seconds: float = 0.5
     # Logging: json in production, console for people at a terminal.
     log_format: str = "json"

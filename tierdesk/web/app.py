@@ -159,6 +159,8 @@ def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
             lambda: app[keys.DELIVERY].sent if keys.DELIVERY in app else 0)
     r.gauge("tierdesk_delivery_retries", "Webhook deliveries scheduled for another try",
             lambda: app[keys.DELIVERY].retries if keys.DELIVERY in app else 0)
+    r.gauge("tierdesk_delivery_dead_letters", "Webhook deliveries given up after their last try (dead letters)",
+            lambda: app[keys.DELIVERY].dead if keys.DELIVERY in app else 0)
     return r
 
 
@@ -265,7 +267,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
     worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK],
                             max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
-                            poll=s.outbox_poll_seconds)
+                            poll=s.outbox_poll_seconds, base_delay=s.outbox_backoff_base_seconds,
+                            max_delay=s.outbox_backoff_cap_seconds)
     app[keys.DELIVERY_WAKE] = worker.wake
     app[keys.DELIVERY] = worker
     delivery = asyncio.create_task(worker.run(), name="delivery")

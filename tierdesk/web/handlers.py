@@ -351,7 +351,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
         raise InvalidInput("status must be pending, delivered or dead", code="validation_failed")
     items = await request.app[keys.OUTBOX].list(status)
     return json({"deliveries": [
-        {"id": d.id, "idempotency_key": d.idempotency_key, "channel_id": d.channel_id, "kind": d.kind,
+        {"id": d.id, "idempotency_key": d.idempotency_key, "channel_id": d.channel_id,
+         "conversation_id": d.conversation_id, "kind": d.kind,
          "attempts": d.attempts, "status": d.status, "last_error": d.last_error, "created_at": iso(d.created_at)}
         for d in items
     ]})
