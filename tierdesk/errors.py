@@ -32,6 +32,12 @@ class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
 
 
+class BodyTooSlow(InvalidInput):
+    """The request body did not arrive within the time allowed for it."""
+
+    code = "request_timeout"
+
+
 class Unstorable(InvalidInput):
     """The database cannot hold a value of this change (a character or a
     number it has no room for). Validation at the edge refuses every such

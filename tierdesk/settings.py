@@ -33,6 +33,9 @@ class Settings:
     # Request limits: text in UTF-8 bytes, the whole body in bytes.
     max_text_bytes: int = 4096
     max_body_bytes: int = 65536
+    # The longest a request body may take to arrive (a client trickling one
+    # in holds a connection): over it, 408 and the connection is closed.
+    body_timeout_seconds: float = 10.0
     # Service levels per tier (seconds).
     sla_bot_seconds: float = 2.0
     sla_human_seconds: float = 60.0

@@ -27,7 +27,7 @@ from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
 from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
 from tierdesk.models import LiveModel
-from tierdesk.errors import RateLimited
+from tierdesk.errors import BodyTooSlow, RateLimited
 from tierdesk.logging import begin_request
 from tierdesk.settings import Settings
 
@@ -84,6 +84,22 @@ async def ip_rate_limit(
 
 
 @web.middleware
+async def body_deadline(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Read the whole body first, within its time: the handlers' reads then
+    return what is already here."""
+    if request.body_exists and not request.content.is_eof():
+        try:
+            async with asyncio.timeout(request.app[keys.SETTINGS].body_timeout_seconds):
+                await request.read()
+        except TimeoutError:
+            raise BodyTooSlow(f"the request body did not arrive within "
+                              f"{request.app[keys.SETTINGS].body_timeout_seconds:g} s") from None
+    return await handler(request)
+
+
+@web.middleware
 async def parameters_without_nul(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
@@ -100,7 +116,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     the garbage collector's policy is installed (tierdesk/heap.py)."""
     protocol_errors.install()
     app = web.Application(
-        middlewares=[context_middleware, error_middleware, ip_rate_limit, parameters_without_nul],
+        middlewares=[context_middleware, error_middleware, ip_rate_limit, parameters_without_nul, body_deadline],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
