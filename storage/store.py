@@ -341,4 +341,5 @@ def _conversation_from(c: Sequence[Any], h: Sequence[Any] | None) -> Conversatio
         customer=Customer(cc["customer_id"], cc["customer_name"], bool(cc["customer_vip"])),
         created_at=cc["created_at"], status=ConversationStatus(cc["status"]), updated_at=cc["updated_at"],
         bot_streak=cc["bot_streak"], handoff_count=cc["handoff_count"], handoff=handoff, version=cc["version"],
+        rating=cc["rating"],
     )

@@ -103,18 +103,25 @@ class DeliveryWorker:
 
     async def _deliver(self, session: aiohttp.ClientSession, d: Delivery) -> None:
         channel = await self._channel(d.channel_id)
-        if channel is None or not channel.webhook_url:
-            await self.outbox.failed(d.id, error="channel has no webhook_url", retry_at=None)
+        undeliverable = ("channel does not exist" if channel is None else
+                         "channel is disabled" if channel.disabled_at is not None else
+                         "channel has no webhook_url" if not channel.webhook_url else None)
+        if undeliverable is not None:
+            await self.outbox.failed(d.id, error=undeliverable, retry_at=None)
             self.dead += 1
             log.warning("delivery_dead_letter", delivery=d.id, channel=d.channel_id, conversation=d.conversation_id,
-                        attempts=d.attempts + 1, error="channel has no webhook_url")
+                        attempts=d.attempts + 1, error=undeliverable)
             return
+        assert channel is not None and channel.webhook_url is not None
         body = orjson.dumps(d.payload)
         ts = int(self.clock.now())
         headers = {"Content-Type": "application/json", "Idempotency-Key": d.idempotency_key,
                    "X-Tierdesk-Delivery": str(d.id)}
-        if channel.webhook_secret:
-            headers[HEADER] = sign(channel.webhook_secret, ts, body)
+        secrets = channel.secrets(self.clock.now())
+        if secrets:
+            # While a rotation overlaps, one digest per secret: the receiver
+            # verifies with whichever it has.
+            headers[HEADER] = sign(secrets, ts, body)
         error: str | None = None
         try:
             async with session.post(channel.webhook_url, data=body, headers=headers) as resp:
