@@ -93,10 +93,11 @@ class AgentProfile:
     capacity: int
     status: str
     idle_since: float
+    disabled_at: float | None = None
 
     @classmethod
     def of(cls, a: Agent) -> AgentProfile:
-        return cls(a.id, a.name, a.skills, a.capacity, a.status.value, a.idle_since)
+        return cls(a.id, a.name, a.skills, a.capacity, a.status.value, a.idle_since, a.disabled_at)
 
 
 @dataclass(slots=True)

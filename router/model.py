@@ -59,13 +59,15 @@ class Agent:
     # When the agent last took a conversation (or came online): ties in load go
     # to whoever has waited longest, so work spreads evenly over a shift.
     idle_since: float = 0.0
+    # A disabled agent is offline for good: never assigned, kept for history.
+    disabled_at: float | None = None
 
     @property
     def load(self) -> float:
         return self.open_count / self.capacity if self.capacity > 0 else float("inf")
 
     def has_free_slot(self) -> bool:
-        return self.status is AgentStatus.ONLINE and self.open_count < self.capacity
+        return self.status is AgentStatus.ONLINE and self.open_count < self.capacity and self.disabled_at is None
 
     def can_take(self, skill: str) -> bool:
         return self.has_free_slot() and skill in self.skills

@@ -133,6 +133,7 @@ class Dispatcher:
             return
         agent.name, agent.skills, agent.capacity = stored.name, stored.skills, stored.capacity
         agent.status, agent.open_count, agent.idle_since = stored.status, stored.open_count, stored.idle_since
+        agent.disabled_at = stored.disabled_at
 
     def set_status(self, agent_id: str, status: AgentStatus, now: float) -> list[Assignment]:
         agent = self.agent(agent_id)

@@ -843,6 +843,8 @@ class Desk:
                            skills: Iterable[str] | None = None, capacity: int | None = None,
                            name: str | None = None) -> Agent:
         gen = await self._begin()
+        if self.dispatcher.agent(agent_id).disabled_at is not None:
+            raise Conflict(f"agent {agent_id!r} is disabled", code="agent_disabled")
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
         made = []
@@ -855,6 +857,55 @@ class Desk:
         touched = self._record_assignments(made, changes, effects)
         await self._commit(changes, touched, effects)
         return agent
+
+    @_decided_again_if_refused
+    async def disable_agent(self, agent_id: str) -> tuple[Agent, int]:
+        """The agent leaves for good: offline, never assigned again, and
+        every conversation they hold goes back to the queue (keeping its
+        place by when the customer asked). Returns the agent and how many
+        conversations were requeued."""
+        gen = await self._begin()
+        agent = self.dispatcher.agent(agent_id)
+        if agent.disabled_at is not None:
+            return agent, 0
+        now = self.clock.now()
+        changes, effects = Changes(generation=gen), _Effects()
+        agent.disabled_at = now
+        made = self.dispatcher.set_status(agent_id, AgentStatus.OFFLINE, now)
+        touched = self._record_assignments(made, changes, effects)
+        held = [c for c in self._by_id.values()
+                if c.agent_id == agent_id and c.handoff is not None and c.handoff.is_open]
+        for conv in sorted(held, key=lambda c: c.handoff.requested_at):  # type: ignore[union-attr]
+            touched += self._requeue(conv, "agent_disabled", now, changes, effects)
+        changes.agent(agent)
+        await self._commit(changes, touched, effects)
+        return agent, len(held)
+
+    def _requeue(self, conv: Conversation, reason: str, now: float, changes: Changes,
+                 effects: _Effects) -> list[Conversation]:
+        """Take a conversation from its agent and route it again (another
+        agent now, or the queue, in its place by request time)."""
+        h = conv.handoff
+        assert h is not None and h.agent_id is not None
+        from_agent = h.agent_id
+        changes.load(from_agent, -1)
+        effects.to_agent(from_agent, {"type": "conversation_requeued", "conversation_id": conv.id, "reason": reason})
+        changes.event(TrackerEvent(EventKind.REQUEUED, now, conv.channel_id, conv.id, handoff_id=h.id,
+                                   agent_id=from_agent, data={"reason": reason, "skill": h.skill}))
+        made = self.dispatcher.release(h, now)
+        h.agent_id = None
+        conv.status = ConversationStatus.QUEUED
+        touched = [conv, *self._record_assignments(made, changes, effects)]
+        assignment = self.dispatcher.request(h, now, exclude=from_agent)
+        if assignment is not None:
+            self._record_assignment(assignment, changes, effects)
+        else:
+            changes.event(TrackerEvent(EventKind.QUEUED, now, conv.channel_id, conv.id, handoff_id=h.id,
+                                       data={"skill": h.skill}))
+            changes.handoff(h)
+        conv.updated_at = now
+        changes.conversation(conv)
+        return touched
 
     def agent(self, agent_id: str) -> Agent:
         return self.dispatcher.agent(agent_id)

@@ -216,11 +216,12 @@ def outbox_row(o: OutboxItem) -> Row:
 
 
 def new_agent_row(a: AgentProfile) -> Row:
-    return (a.id, a.name, _json(sorted(a.skills)), a.capacity, _status(a), 0, a.idle_since, a.idle_since)
+    return (a.id, a.name, _json(sorted(a.skills)), a.capacity, _status(a), 0, a.idle_since, a.idle_since,
+            a.disabled_at)
 
 
 def profile_row(a: AgentProfile) -> Row:
-    return (a.name, _json(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.id)
+    return (a.name, _json(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.disabled_at, a.id)
 
 
 def _status(a: Any) -> str:

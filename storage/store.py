@@ -119,7 +119,8 @@ class SqlStore:
             rows = (await conn.execute(q)).mappings().all()
         return [
             Agent(id=r["id"], name=r["name"], skills=frozenset(r["skills"]), capacity=r["capacity"],
-                  status=AgentStatus(r["status"]), open_count=r["open_count"], idle_since=r["idle_since"])
+                  status=AgentStatus(r["status"]), open_count=r["open_count"], idle_since=r["idle_since"],
+                  disabled_at=r["disabled_at"])
             for r in rows
         ]
 

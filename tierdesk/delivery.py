@@ -70,6 +70,10 @@ class DeliveryWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    def forget_channel(self, channel_id: str) -> None:
+        """The channel changed (webhook URL, secret, disabled): read it anew."""
+        self._channels.pop(channel_id, None)
+
     def stop(self) -> None:
         """Finish the deliveries in hand, then return from run()."""
         self._stopping = True

@@ -72,6 +72,10 @@ class Settings:
     # Agent WebSockets: close one that sent nothing (not even "ping") for this long.
     ws_idle_timeout_seconds: float = 120.0
     ws_max_message_bytes: int = 65536
+    # How often open agent sockets are checked against revoked tokens (a
+    # socket opened with a token revoked on another instance is closed by
+    # then; the instance that revokes closes its own at once).
+    ws_revalidate_seconds: float = 15.0
     classifier_max_batch: int = 64
     # How often the server checks models/ACTIVE for an activation made elsewhere.
     model_watch_seconds: float = 2.0

@@ -253,12 +253,15 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     """With PostgreSQL, instances share pushes (agents connected elsewhere)
     and what their commits changed (storage/notify.py)."""
     relay = None
+    revalidating: set[asyncio.Task[int]] = set()
     if app[keys.ENGINES].dialect == "postgresql":
         sockets = app[keys.SOCKETS]
 
         def received(message: dict[str, Any]) -> None:
             if message.get("kind") == "push":
                 sockets.from_relay(message)
+            elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
+                revalidating.add(asyncio.create_task(sockets.revalidate(app[keys.ACCOUNTS].live_token_hashes)))
             elif message.get("kind") == "sync" and keys.DESK in app:
                 app[keys.DESK].changed_elsewhere(*(_ids(message.get(k)) for k in ("conversations", "held", "agents")))
 
@@ -289,8 +292,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     app[keys.DELIVERY] = worker
     delivery = asyncio.create_task(worker.run(), name="delivery")
     sweeper = asyncio.create_task(_sweep(app), name="idle-sweeper")
+    revalidator = asyncio.create_task(_revalidate_sockets(app), name="socket-revalidator")
     yield
     sweeper.cancel()
+    revalidator.cancel()
     # Let the worker finish the deliveries it holds (bounded by the webhook
     # timeout); what it never got to stays in the outbox for the next start.
     worker.stop()
@@ -298,7 +303,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(delivery, s.webhook_timeout_seconds + 1.0)
     except TimeoutError:
         log.warning("delivery_worker_stopped_mid_batch")
-    for task in (sweeper, delivery):
+    for task in (sweeper, delivery, revalidator):
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -359,6 +364,18 @@ async def _heap(app: web.Application) -> AsyncIterator[None]:
     policy.remove()
 
 
+async def _revalidate_sockets(app: web.Application) -> None:
+    """Close agent sockets whose token was revoked on any instance, within
+    TIERDESK_WS_REVALIDATE_SECONDS (the relay usually does it at once)."""
+    s = app[keys.SETTINGS]
+    while True:
+        await asyncio.sleep(s.ws_revalidate_seconds)
+        try:
+            await app[keys.SOCKETS].revalidate(app[keys.ACCOUNTS].live_token_hashes)
+        except Exception as exc:  # noqa: BLE001 - try again next round
+            log.warning("socket_revalidation_failed", error=repr(exc))
+
+
 async def _sweep(app: web.Application) -> None:
     s = app[keys.SETTINGS]
     while True:
@@ -387,10 +404,16 @@ def _routes(app: web.Application) -> None:
     r.add_post("/v1/admin/agents", h.create_agent)
     r.add_get("/v1/admin/agents", h.list_agents)
     r.add_patch("/v1/admin/agents/{agent_id}", h.patch_agent)
+    r.add_delete("/v1/admin/agents/{agent_id}", h.disable_agent)
     r.add_post("/v1/admin/{kind:agents|channels}/{subject_id}/token", h.rotate_token)
     r.add_post("/v1/admin/channels", h.create_channel)
     r.add_get("/v1/admin/channels", h.list_channels)
+    r.add_patch("/v1/admin/channels/{channel_id}", h.patch_channel)
+    r.add_delete("/v1/admin/channels/{channel_id}", h.disable_channel)
     r.add_post("/v1/admin/supervisor-tokens", h.create_supervisor_token)
+    r.add_post("/v1/admin/admin-tokens", h.create_admin_token)
+    r.add_get("/v1/admin/tokens", h.list_tokens)
+    r.add_delete("/v1/admin/tokens/{token_id}", h.revoke_token)
     r.add_get("/v1/admin/deliveries", h.list_deliveries)
     r.add_post("/v1/admin/deliveries/replay", h.replay_deliveries)
     r.add_get("/v1/queue", h.get_queue)

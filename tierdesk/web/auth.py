@@ -32,6 +32,9 @@ class Authenticator:
     def forget(self, principal: Principal | None = None) -> None:
         self._principals.forget(None if principal is None else (lambda p: p == principal))
 
+    def forget_channel(self, channel_id: str) -> None:
+        self._channels.forget(lambda c: c is not None and c.id == channel_id)
+
     async def close(self) -> None:
         await self._principals.close()
         await self._channels.close()

@@ -11,6 +11,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -21,12 +22,13 @@ from router.changes import MessageRecord
 from router.ids import new_id
 from router.model import AgentStatus, Channel, Customer, Principal, Role
 from router.services import IncomingMessage
-from tierdesk.errors import InvalidInput, NotFound, RateLimited
+from tierdesk.errors import Conflict, InvalidInput, NotFound, RateLimited
 from tierdesk.logging import bind
 from tierdesk.tokens import new_token, token_hash
 
 from . import keys
 from . import schemas as s
+from .auth import bearer_token
 
 log = structlog.get_logger(__name__)
 
@@ -128,7 +130,7 @@ async def post_close(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------- agents
 def agent_view(a: Any) -> dict[str, Any]:
     return {"id": a.id, "name": a.name, "skills": sorted(a.skills), "capacity": a.capacity,
-            "status": a.status.value, "open_conversations": a.open_count}
+            "status": a.status.value, "open_conversations": a.open_count, "disabled": a.disabled_at is not None}
 
 
 def message_view(m: MessageRecord) -> dict[str, Any]:
@@ -215,7 +217,7 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=settings.ws_max_message_bytes)
     await ws.prepare(request)
     sockets = request.app[keys.SOCKETS]
-    sockets.add(agent_id, ws)
+    sockets.add(agent_id, ws, token_hash(bearer_token(request)))
     try:
         convs = await desk.open_conversations(agent_id)
         await ws.send_json({"type": "hello", "agent_id": agent_id,
@@ -274,17 +276,161 @@ async def rotate_token(request: web.Request) -> web.Response:
     role = {"agents": Role.AGENT, "channels": Role.CHANNEL}[kind]
     if role is Role.AGENT:
         await request.app[keys.DESK].ensure_ready()
-        request.app[keys.DESK].agent(subject)
-    elif await request.app[keys.ACCOUNTS].channel(subject) is None:
-        raise NotFound(f"channel {subject!r} does not exist")
+        if request.app[keys.DESK].agent(subject).disabled_at is not None:
+            raise Conflict(f"agent {subject!r} is disabled", code="agent_disabled")
+    else:
+        channel = await request.app[keys.ACCOUNTS].channel(subject)
+        if channel is None:
+            raise NotFound(f"channel {subject!r} does not exist")
+        if channel.disabled_at is not None:
+            raise Conflict(f"channel {subject!r} is disabled", code="channel_disabled")
     principal = Principal(role, subject)
     now = request.app[keys.CLOCK].now()
     accounts = request.app[keys.ACCOUNTS]
     await accounts.revoke_credentials(principal, now)
     token = new_token(role)
     await accounts.add_credential(token_hash(token), principal, now)
-    request.app[keys.AUTH].forget(principal)
+    await _tokens_revoked(request, principal)
     return json({"token": token}, status=201)
+
+
+async def disable_agent(request: web.Request) -> web.Response:
+    """DELETE an agent: disabled for good (history and metrics keep them),
+    their tokens revoked, their sockets closed, their conversations requeued."""
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    agent_id = request.match_info["agent_id"]
+    agent, requeued = await request.app[keys.DESK].disable_agent(agent_id)
+    await _revoke(request, Principal(Role.AGENT, agent_id))
+    return json(agent_view(agent) | {"requeued": requeued})
+
+
+async def _revoke(request: web.Request, principal: Principal) -> None:
+    """Revoke every token of ``principal`` and end what they hold open."""
+    app = request.app
+    await app[keys.ACCOUNTS].revoke_credentials(principal, app[keys.CLOCK].now())
+    await _tokens_revoked(request, principal)
+
+
+async def _tokens_revoked(request: web.Request, principal: Principal) -> None:
+    app = request.app
+    app[keys.AUTH].forget(principal)
+    if principal.role is Role.AGENT:
+        # At once here, and on the other instances through the relay; their
+        # own periodic check is the backstop (docs/reliability.md).
+        await app[keys.SOCKETS].revalidate(app[keys.ACCOUNTS].live_token_hashes)
+        app[keys.SOCKETS].announce_revocation()
+
+
+def channel_view(c: Channel, now: float) -> dict[str, Any]:
+    return {"id": c.id, "name": c.name, "webhook_url": c.webhook_url, "require_signature": c.require_signature,
+            "disabled": c.disabled_at is not None,
+            "previous_secret_until": iso(c.previous_secret_until)
+            if c.previous_webhook_secret and (c.previous_secret_until or 0) > now else None}
+
+
+async def patch_channel(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    patch = s.decode(await body(request), s.ChannelPatch)
+    channel_id = request.match_info["channel_id"]
+    accounts = request.app[keys.ACCOUNTS]
+    channel = await accounts.channel(channel_id)
+    if channel is None:
+        raise NotFound(f"channel {channel_id!r} does not exist")
+    if channel.disabled_at is not None:
+        raise Conflict(f"channel {channel_id!r} is disabled", code="channel_disabled")
+    now = request.app[keys.CLOCK].now()
+    values: dict[str, Any] = {}
+    if patch.name is not msgspec.UNSET:
+        values["name"] = patch.name
+    if patch.webhook_url is not msgspec.UNSET:
+        values["webhook_url"] = patch.webhook_url
+    if patch.require_signature is not msgspec.UNSET:
+        values["require_signature"] = patch.require_signature
+    secret = None
+    if patch.rotate_webhook_secret:
+        secret = _webhook_secret()
+        values |= {"webhook_secret": secret, "previous_webhook_secret": channel.webhook_secret,
+                   "previous_secret_until": now + patch.secret_overlap_seconds}
+    if values:
+        updated = await accounts.update_channel(channel_id, **values)
+        assert updated is not None
+        channel = updated
+        request.app[keys.AUTH].forget_channel(channel_id)
+        if keys.DELIVERY in request.app:
+            request.app[keys.DELIVERY].forget_channel(channel_id)
+    view = channel_view(channel, now)
+    if secret is not None:
+        view["webhook_secret"] = secret  # shown once
+    return json(view)
+
+
+async def disable_channel(request: web.Request) -> web.Response:
+    """DELETE a channel: its tokens revoked, its requests refused, its
+    undelivered replies dead-lettered; its conversations stay in the metrics."""
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    channel_id = request.match_info["channel_id"]
+    accounts = request.app[keys.ACCOUNTS]
+    now = request.app[keys.CLOCK].now()
+    channel = await accounts.channel(channel_id)
+    if channel is None:
+        raise NotFound(f"channel {channel_id!r} does not exist")
+    if channel.disabled_at is None:
+        channel = await accounts.update_channel(channel_id, disabled_at=now) or channel
+        await _revoke(request, Principal(Role.CHANNEL, channel_id))
+        request.app[keys.AUTH].forget_channel(channel_id)
+        if keys.DELIVERY in request.app:
+            request.app[keys.DELIVERY].forget_channel(channel_id)
+    return json(channel_view(channel, now))
+
+
+TOKEN_ROLES = {"channel": Role.CHANNEL, "agent": Role.AGENT, "supervisor": Role.SUPERVISOR, "admin": Role.ADMIN}
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    only_params(request, "role", "subject_id", "include_revoked")
+    q = request.query
+    role = q.get("role")
+    if role is not None and role not in TOKEN_ROLES:
+        raise InvalidInput("role must be channel, agent, supervisor or admin", code="validation_failed")
+    include_revoked = q.get("include_revoked", "false")
+    if include_revoked not in ("true", "false"):
+        raise InvalidInput("include_revoked must be true or false", code="validation_failed")
+    found = await request.app[keys.ACCOUNTS].credentials(
+        TOKEN_ROLES[role] if role else None, q.get("subject_id"), include_revoked == "true")
+    return json({"tokens": [
+        {"token_id": c.token_id, "role": c.role.value, "subject_id": c.subject_id, "created_at": iso(c.created_at),
+         "revoked_at": iso(c.revoked_at)} for c in found
+    ]})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    token_id = request.match_info["token_id"]
+    if not (8 <= len(token_id) <= 64) or any(c not in "0123456789abcdef" for c in token_id):
+        raise InvalidInput("token_id is 8-64 lowercase hex digits, as GET /v1/admin/tokens lists it",
+                           code="validation_failed")
+    principal = await request.app[keys.ACCOUNTS].revoke_token(token_id, request.app[keys.CLOCK].now())
+    if principal is None:
+        raise NotFound(f"no live token {token_id!r} (or the id is ambiguous: give more of it)")
+    await _tokens_revoked(request, principal)
+    return json({"token_id": token_id, "role": principal.role.value, "subject_id": principal.subject_id,
+                 "revoked": True})
+
+
+async def create_admin_token(request: web.Request) -> web.Response:
+    """An admin token kept in the database: listable and revocable, unlike
+    TIERDESK_ADMIN_TOKEN (docs/api.md, rotating the admin token)."""
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    token = new_token(Role.ADMIN)
+    subject = new_id("adm")
+    await request.app[keys.ACCOUNTS].add_credential(token_hash(token), Principal(Role.ADMIN, subject),
+                                                    request.app[keys.CLOCK].now())
+    return json({"token": token, "subject_id": subject}, status=201)
+
+
+def _webhook_secret() -> str:
+    return new_token(Role.CHANNEL).replace("td_channel_", "whsec_")
 
 
 async def create_channel(request: web.Request) -> web.Response:
@@ -292,7 +438,7 @@ async def create_channel(request: web.Request) -> web.Response:
     c = s.decode(await body(request), s.ChannelIn)
     now = request.app[keys.CLOCK].now()
     channel = Channel(id=new_id("chn"), name=c.name, webhook_url=c.webhook_url,
-                      webhook_secret=new_token(Role.CHANNEL).replace("td_channel_", "whsec_"), created_at=now,
+                      webhook_secret=_webhook_secret(), created_at=now,
                       require_signature=c.require_signature)
     accounts = request.app[keys.ACCOUNTS]
     await accounts.create_channel(channel)
@@ -306,8 +452,8 @@ async def create_channel(request: web.Request) -> web.Response:
 async def list_channels(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN)
     channels = await request.app[keys.ACCOUNTS].channels()
-    return json({"channels": [{"id": c.id, "name": c.name, "webhook_url": c.webhook_url,
-                               "require_signature": c.require_signature} for c in channels]})
+    now = request.app[keys.CLOCK].now()
+    return json({"channels": [channel_view(c, now) for c in channels]})
 
 
 async def get_queue(request: web.Request) -> web.Response:

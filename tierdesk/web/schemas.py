@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
+from yarl import URL
 
 from tierdesk.errors import InvalidInput
 
@@ -84,10 +85,45 @@ class StatusIn(msgspec.Struct, forbid_unknown_fields=True):
     status: Literal["online", "away", "offline"]
 
 
+WebhookUrl = Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")]
+
+
+def _check_webhook_url(url: str | None) -> None:
+    if url is None:
+        return
+    try:
+        parsed = URL(url)
+    except ValueError:
+        raise ValueError("webhook_url is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host or any(c.isspace() for c in url):
+        raise ValueError("webhook_url must be an http(s) URL with a host")
+
+
 class ChannelIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
-    webhook_url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")] | None = None
+    webhook_url: WebhookUrl | None = None
     require_signature: bool = False
+
+    def __post_init__(self) -> None:
+        _check_webhook_url(self.webhook_url)
+
+
+# The longest a rotated-out webhook secret may stay good: 30 days.
+MAX_SECRET_OVERLAP_SECONDS = 30 * 86400
+
+
+class ChannelPatch(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    webhook_url: WebhookUrl | None | msgspec.UnsetType = msgspec.UNSET
+    require_signature: bool | msgspec.UnsetType = msgspec.UNSET
+    rotate_webhook_secret: bool = False
+    # How long the old secret still verifies inbound requests (and signs
+    # outbound ones beside the new) after a rotation; 0 ends it at once.
+    secret_overlap_seconds: Annotated[float, msgspec.Meta(ge=0, le=MAX_SECRET_OVERLAP_SECONDS)] = 86400.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.webhook_url, str):
+            _check_webhook_url(self.webhook_url)
 
 
 class ReplyIn(msgspec.Struct, forbid_unknown_fields=True):
