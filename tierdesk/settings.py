@@ -67,6 +67,9 @@ class Settings:
     rate_limit_channel_burst: float = 1000.0
     rate_limit_ip_per_second: float = 1000.0
     rate_limit_ip_burst: float = 2000.0
+    # Addresses and networks (comma-separated) of the load balancers in
+    # front: only from them is X-Forwarded-For believed (per-address limits).
+    trusted_proxies: str = ""
     # Signed inbound requests: how far a signature's timestamp may be from now.
     signature_tolerance_seconds: float = 300.0
     # Agent WebSockets: close one that sent nothing (not even "ping") for this long.
@@ -113,6 +116,9 @@ class Settings:
                      "gc_reclaim_seconds"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{_env_name(name)} must not be negative")
+        from .web.client_address import trusted_networks
+
+        trusted_networks(self.trusted_proxies)
         if self.workers < 1:
             raise InvalidInput("TIERDESK_WORKERS must be at least 1")
         if self.workers > 1 and self.is_sqlite:

@@ -139,3 +139,42 @@ async def test_a_body_sent_at_a_trickle_is_cut_off_with_408(aiohttp_client, db_u
     assert await api.app[keys.STORE].count("messages") == 0
     # a whole body is unaffected
     assert (await api.send("c2", "how do I reset my password"))["action"] == "answer"
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_own_address_bucket(aiohttp_client, db_url, clock,
+                                                                             demo_model) -> None:
+    """X-Forwarded-For is believed from TIERDESK_TRUSTED_PROXIES only: then
+    each client behind the load balancer has its own bucket; from anywhere
+    else the header changes nothing."""
+    async def codes(api: Api, forwarded: str, n: int) -> list[int]:
+        return [(await api.client.get("/v1/queue", headers={"Authorization": "Bearer x",
+                                                            "X-Forwarded-For": forwarded})).status
+                for _ in range(n)]
+
+    behind = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model,
+                             rate_limit_ip_per_second=0.01, rate_limit_ip_burst=2.0,
+                             trusted_proxies="127.0.0.0/8, ::1")
+    assert await codes(behind, "203.0.113.5", 3) == [401, 401, 429]
+    # another client, through the same proxy (and a spoofed hop on the left, which is not believed)
+    assert await codes(behind, "198.51.100.1, 203.0.113.6", 2) == [401, 401]
+    assert await codes(behind, "203.0.113.6", 1) == [429]
+
+
+async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(aiohttp_client, db_url, clock,
+                                                                 demo_model) -> None:
+    api = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model,
+                          rate_limit_ip_per_second=0.01, rate_limit_ip_burst=3.0)
+    codes = [(await api.client.get("/v1/queue", headers={"Authorization": "Bearer x",
+                                                         "X-Forwarded-For": f"203.0.113.{i}"})).status
+             for i in range(3)]
+    assert codes == [401, 401, 429]  # one bucket: start-up used one request
+
+
+def test_a_bad_trusted_proxies_setting_is_refused() -> None:
+    import pytest
+
+    from tierdesk.errors import InvalidInput
+    from tierdesk.settings import Settings
+
+    with pytest.raises(InvalidInput, match="TRUSTED_PROXIES"):
+        Settings.from_env({"TIERDESK_TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"})

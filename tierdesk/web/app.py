@@ -35,6 +35,7 @@ from . import faq_handlers as faq
 from . import handlers as h
 from . import keys, protocol_errors, schemas
 from .auth import Authenticator
+from .client_address import ClientAddress, trusted_networks
 from .errors import error_middleware
 from .prom import Registry
 from .ratelimit import RateLimiter
@@ -77,7 +78,7 @@ async def ip_rate_limit(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     if request.path not in ("/healthz", "/readyz", "/metrics"):
-        wait = request.app[keys.IP_LIMIT].acquire(request.remote or "")
+        wait = request.app[keys.IP_LIMIT].acquire(request.app[keys.CLIENT_ADDRESS].of(request))
         if wait:
             raise RateLimited("too many requests from this address; slow down", retry_after=wait)
     return await handler(request)
@@ -134,6 +135,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app[keys.DELIVERY_WAKE] = lambda: None
     app[keys.CHANNEL_LIMIT] = RateLimiter(settings.rate_limit_channel_per_second, settings.rate_limit_channel_burst)
     app[keys.IP_LIMIT] = RateLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst)
+    app[keys.CLIENT_ADDRESS] = ClientAddress(trusted_networks(settings.trusted_proxies))
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_model)
     app.cleanup_ctx.append(_relay)  # listening before the desk loads: no change is missed

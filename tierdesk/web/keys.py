@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tierdesk.settings import Settings
 
     from .auth import Authenticator
+    from .client_address import ClientAddress
     from .prom import Registry
     from .ratelimit import RateLimiter
     from .worker_metrics import WorkerMetrics
@@ -40,6 +41,7 @@ DELIVERY_WAKE: web.AppKey[Callable[[], None]] = web.AppKey("delivery_wake")
 OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
 CHANNEL_LIMIT: web.AppKey[RateLimiter] = web.AppKey("channel_limit")
 IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
+CLIENT_ADDRESS: web.AppKey[ClientAddress] = web.AppKey("client_address")
 FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
 DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
 # This instance's name among the instances sharing a database.
