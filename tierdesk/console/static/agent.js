@@ -67,7 +67,9 @@
         el('strong', {text: t('conv.handoff')}), ' · ', parts.join(' · '));
     };
     for (const m of msgs) {
-      if (h && !divided && m.at > h.requested_at) { items.push(divider()); divided = true; }
+      // After what led to the handoff: before the first later message, or
+      // the first agent reply (times can tie to the millisecond).
+      if (h && !divided && (m.at > h.requested_at || m.sender === 'agent')) { items.push(divider()); divided = true; }
       items.push(el('li', {class: 'msg ' + m.sender, 'data-id': m.id},
         el('span', {class: 'who', text: senderLabel(m) + (m.sender === 'bot' && m.faq_id ? ' · ' + m.faq_id : '')}),
         el('span', {class: 'text', text: m.text}),
