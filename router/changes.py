@@ -31,6 +31,7 @@ class ConversationState:
     handoff_id: str | None
     agent_id: str | None
     version: int
+    rating: int | None
 
     @classmethod
     def of(cls, c: Conversation) -> ConversationState:
@@ -47,6 +48,7 @@ class ConversationState:
             handoff_id=c.handoff.id if c.handoff else None,
             agent_id=c.agent_id,
             version=c.version,
+            rating=c.rating,
         )
 
 

@@ -183,6 +183,12 @@ def replay(events: Iterable[TrackerEvent]) -> _Replay:
             rating = e.data.get("rating")
             episode = st.episode or st.last_episode
             if rating is not None and episode is not None:
+                if e.data.get("replaces") is not None:
+                    # One rating per episode: the new one takes the old one's place.
+                    for i in range(len(out.ratings) - 1, -1, -1):
+                        if out.ratings[i].episode is episode:
+                            del out.ratings[i]
+                            break
                 out.ratings.append(_Rating(at=e.at, rating=int(rating), episode=episode, tier=episode.tier))
     return out
 

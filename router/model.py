@@ -130,6 +130,9 @@ class Conversation:
     # is stored only over the version it was decided on, so two instances
     # deciding on the same conversation cannot both win.
     version: int = 0
+    # The customer's rating of the current episode (or of the one just
+    # ended): the same rating again changes nothing, another replaces it.
+    rating: int | None = None
 
     @property
     def agent_id(self) -> str | None:
@@ -150,6 +153,18 @@ class Channel:
     webhook_secret: str | None = None
     created_at: float = 0.0
     require_signature: bool = False
+    disabled_at: float | None = None
+    # The secret a rotation replaced, still good until previous_secret_until.
+    previous_webhook_secret: str | None = None
+    previous_secret_until: float | None = None
+
+    def secrets(self, now: float) -> list[str]:
+        """The secrets that sign and verify now: the current one, and the
+        previous one while a rotation overlaps."""
+        current = [self.webhook_secret] if self.webhook_secret else []
+        if self.previous_webhook_secret and (self.previous_secret_until or 0.0) > now:
+            return current + [self.previous_webhook_secret]
+        return current
 
 
 class Role(enum.StrEnum):

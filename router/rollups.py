@@ -126,7 +126,7 @@ class ConversationTally:
     """The incremental twin of metrics.replay for one conversation."""
 
     __slots__ = ("channel", "episode_start", "episode_handoffs", "last_tier", "handoff", "awaiting_bot",
-                 "awaiting_human")
+                 "awaiting_human", "rated")
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
@@ -137,6 +137,8 @@ class ConversationTally:
         self.awaiting_bot: dict[str, float] = {}
         # (message id, received at, after the handoff's first reply)
         self.awaiting_human: list[tuple[str | None, float, bool]] = []
+        # The episode's counted rating (when, tier, value), taken back if replaced.
+        self.rated: tuple[float, str, int] | None = None
 
     def apply(self, e: TrackerEvent, sla: SLA, out: Deltas) -> None:
         ch = self.channel
@@ -146,6 +148,7 @@ class ConversationTally:
                 self.episode_start = e.at
                 self.episode_handoffs = 0
                 self.last_tier = Tier.BOT
+                self.rated = None
                 out.add(e.at, ch, "episodes.started")
             tier = e.data.get("tier", "bot")
             out.add(e.at, ch, f"{tier}.messages")
@@ -207,10 +210,17 @@ class ConversationTally:
         elif kind is EventKind.FEEDBACK:
             rating = e.data.get("rating")
             if rating is not None:
+                if e.data.get("replaces") is not None and self.rated is not None:
+                    # Taken back in the hour it was counted in.
+                    at, tier, old = self.rated
+                    out.add(at, ch, f"{tier}.ratings", -1)
+                    if old >= 4:
+                        out.add(at, ch, f"{tier}.ratings_good", -1)
                 tier = self.last_tier.value
                 out.add(e.at, ch, f"{tier}.ratings")
                 if int(rating) >= 4:
                     out.add(e.at, ch, f"{tier}.ratings_good")
+                self.rated = (e.at, tier, int(rating))
 
     def _replied(self, received: float, at: float, tier: str, sla_seconds: float, out: Deltas) -> None:
         rt = at - received

@@ -402,7 +402,7 @@ class Desk:
             # another instance stored it first); the store kept the original.
             self._drop(ids, agent_ids)
             raise
-        except Unavailable:
+        except (Unavailable, InvalidInput):
             self._drop(ids, agent_ids)
             raise
         except Exception as exc:
@@ -594,6 +594,7 @@ class Desk:
         if conv.status is ConversationStatus.RESOLVED:
             conv.status = ConversationStatus.BOT
             conv.bot_streak = 0
+            conv.rating = None  # a new episode, to be rated on its own
             changes.event(TrackerEvent(EventKind.REOPENED, received_at, **base))
         message_id = new_id("msg")
         conv.updated_at = now
@@ -712,22 +713,39 @@ class Desk:
 
     @_decided_again_if_refused
     async def feedback(self, channel_id: str, external_id: str, rating: int | None, resolved: bool) -> None:
+        """The customer rated the conversation and/or said it is resolved.
+
+        One rating per episode: the same rating sent again (a retry, a
+        replayed request) records nothing, and a different one replaces the
+        episode's rating (its event says which it replaces), so the
+        satisfaction figure cannot be inflated by repetition."""
         gen = await self._begin()
         conv = await self._existing_conversation(channel_id, external_id)
+        new_rating = rating if rating is not None and rating != conv.rating else None
+        ends = resolved and conv.status is not ConversationStatus.RESOLVED
+        if new_rating is None and not ends:
+            return  # nothing new: the episode already has this rating (or ended)
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
         base = dict(channel_id=conv.channel_id, conversation_id=conv.id)
         open_handoff = conv.handoff if conv.handoff is not None and conv.handoff.is_open else None
+        data: dict[str, Any] = {"rating": new_rating, "resolved": resolved}
+        if new_rating is not None and conv.rating is not None:
+            data["replaces"] = conv.rating
         changes.event(TrackerEvent(EventKind.FEEDBACK, now, **base, handoff_id=open_handoff.id if open_handoff else None,
-                                   data={"rating": rating, "resolved": resolved}))
-        if rating is not None and rating <= 2:
-            self._mark_miss(conv, "thumbs_down", now, changes)
-        elif conv.last_bot_answered is not None and ((rating is not None and rating >= 4) or resolved):
-            # The customer is content with the bot's last answer: a labelled
-            # example for judging the next model (shadow evaluation).
+                                   data=data))
+        if new_rating is not None:
+            conv.rating = new_rating
+            if new_rating <= 2:
+                self._mark_miss(conv, "thumbs_down", now, changes)
+            elif conv.last_bot_answered is not None and new_rating >= 4:
+                # The customer is content with the bot's last answer: a labelled
+                # example for judging the next model (shadow evaluation).
+                changes.verdicts.append((conv.last_bot_answered, "confirmed"))
+        elif conv.last_bot_answered is not None and resolved and (conv.rating is None or conv.rating >= 4):
             changes.verdicts.append((conv.last_bot_answered, "confirmed"))
         touched = [conv]
-        if resolved and conv.status is not ConversationStatus.RESOLVED:
+        if ends:
             touched += self._end(conv, EndedBy.FEEDBACK, now, changes, effects)
         changes.conversation(conv)
         await self._commit(changes, touched, effects)

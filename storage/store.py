@@ -28,7 +28,7 @@ from router.metrics import SLA
 from router import rollup_report
 from router.rollups import ConversationTally, hour_of, tally_events
 from router.tracker import EventKind, TrackerEvent
-from tierdesk.errors import CapacityExceeded, Conflict
+from tierdesk.errors import CapacityExceeded, Conflict, Unstorable
 
 from . import tables as t
 from .batch_loader import BatchLoader
@@ -105,6 +105,10 @@ class SqlStore:
                            code="conversation_changed") from e
         except sqlite3.IntegrityError as e:  # PostgreSQL's become a Conflict in engine.writing()
             raise Conflict("that would clash with existing data") from e
+        except (UnicodeError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError) as e:
+            # A value the driver could not bind (a lone surrogate, an integer
+            # past 64 bits): about the change, not the database.
+            raise Unstorable(f"the database cannot store a value of this change ({type(e).__name__})") from e
 
     # ------------------------------------------------------------------- read
     async def load_agents(self, ids: Collection[str] | None = None) -> list[Agent]:
@@ -337,4 +341,5 @@ def _conversation_from(c: Sequence[Any], h: Sequence[Any] | None) -> Conversatio
         customer=Customer(cc["customer_id"], cc["customer_name"], bool(cc["customer_vip"])),
         created_at=cc["created_at"], status=ConversationStatus(cc["status"]), updated_at=cc["updated_at"],
         bot_streak=cc["bot_streak"], handoff_count=cc["handoff_count"], handoff=handoff, version=cc["version"],
+        rating=cc["rating"],
     )

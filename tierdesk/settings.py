@@ -33,6 +33,9 @@ class Settings:
     # Request limits: text in UTF-8 bytes, the whole body in bytes.
     max_text_bytes: int = 4096
     max_body_bytes: int = 65536
+    # The longest a request body may take to arrive (a client trickling one
+    # in holds a connection): over it, 408 and the connection is closed.
+    body_timeout_seconds: float = 10.0
     # Service levels per tier (seconds).
     sla_bot_seconds: float = 2.0
     sla_human_seconds: float = 60.0
@@ -46,7 +49,9 @@ class Settings:
     sweep_interval_seconds: float = 30.0
     # Outbound delivery to channel webhooks.
     webhook_timeout_seconds: float = 5.0
-    outbox_max_attempts: int = 8
+    outbox_max_attempts: int = 16
+    outbox_backoff_base_seconds: float = 1.0
+    outbox_backoff_cap_seconds: float = 300.0
     outbox_poll_seconds: float = 0.5
     # Logging: json in production, console for people at a terminal.
     log_format: str = "json"

@@ -371,18 +371,20 @@ async def test_a_realistic_session_matches_the_document(app_client: Api) -> None
     for token in (carl_token, tokens[holder], tokens[other]):
         assert (await c.call("GET", "/v1/agents/me/conversations", token, expect=200))["conversations"] == []
 
-    # replies to a channel without a webhook become dead letters; replay them
+    # replies to a channel without a webhook become dead letters, the first
+    # of a conversation holding back its later ones; replay them
     deliveries: list[Any] = []
     for _ in range(100):
         deliveries = (await c.call("GET", "/v1/admin/deliveries", admin, expect=200))["deliveries"]
-        if len(deliveries) == 3:
+        if len({d["conversation_id"] for d in deliveries}) == 2:
             break
         await asyncio.sleep(0.02)
     assert [(d["status"], d["kind"], d["last_error"]) for d in deliveries] == [
-        ("dead", "agent_message", "channel has no webhook_url")] * 3
+        ("dead", "agent_message", "channel has no webhook_url")] * 2
     pending = await c.call("GET", "/v1/admin/deliveries", admin, expect=200, params={"status": "pending"})
-    assert pending == {"deliveries": []}
-    assert await c.call("POST", "/v1/admin/deliveries/replay", admin, expect=200) == {"replayed": 3}
+    assert len(pending["deliveries"]) == 1
+    assert pending["deliveries"][0]["conversation_id"] in {d["conversation_id"] for d in deliveries}
+    assert await c.call("POST", "/v1/admin/deliveries/replay", admin, expect=200) == {"replayed": 2}
 
     # metrics, every grouping, with and without buckets
     clock.advance(120)

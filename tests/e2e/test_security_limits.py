@@ -116,3 +116,26 @@ async def test_message_text_logging_is_opt_in(aiohttp_client, db_url, clock, dem
     with structlog.testing.capture_logs() as logs:
         await api.send("c1", "how do I reset my password", message_id="t1")
     assert any(e.get("text") == "how do I reset my password" for e in logs)
+
+
+async def test_a_body_sent_at_a_trickle_is_cut_off_with_408(aiohttp_client, db_url, clock, demo_model) -> None:
+    """A token holder sending a body slowly does not keep the connection: past
+    TIERDESK_BODY_TIMEOUT_SECONDS it gets 408 request_timeout and is closed,
+    and nothing of the request is stored."""
+    api = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model, body_timeout_seconds=0.5)
+    server = api.client.server
+    body = _body("m-slow")
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.channel_token}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+    await writer.drain()
+    # The rest never comes; the server answers on its own (the bound here
+    # is only how long the test waits for it, far above the setting).
+    raw = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"408", head
+    assert json.loads(payload)["error"]["code"] == "request_timeout"
+    assert await api.app[keys.STORE].count("messages") == 0
+    # a whole body is unaffected
+    assert (await api.send("c2", "how do I reset my password"))["action"] == "answer"

@@ -28,14 +28,14 @@ from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
 from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
 from tierdesk.models import LiveModel
-from tierdesk.errors import RateLimited
+from tierdesk.errors import BodyTooSlow, RateLimited
 from tierdesk.logging import begin_request
 from tierdesk.settings import Settings
 
 from . import faq_handlers as faq
 from . import handlers as h
+from . import keys, protocol_errors, schemas
 from . import people_handlers as people
-from . import keys
 from .auth import Authenticator
 from .errors import error_middleware
 from .prom import Registry
@@ -86,13 +86,40 @@ async def ip_rate_limit(
     return await handler(request)
 
 
+@web.middleware
+async def body_deadline(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Read the whole body first, within its time: the handlers' reads then
+    return what is already here."""
+    if request.body_exists and not request.content.is_eof():
+        try:
+            async with asyncio.timeout(request.app[keys.SETTINGS].body_timeout_seconds):
+                await request.read()
+        except TimeoutError:
+            raise BodyTooSlow(f"the request body did not arrive within "
+                              f"{request.app[keys.SETTINGS].body_timeout_seconds:g} s") from None
+    return await handler(request)
+
+
+@web.middleware
+async def parameters_without_nul(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    schemas.refuse_nul(request.match_info, "path")
+    if "\x00" in request.query_string or "%00" in request.query_string:
+        schemas.refuse_nul(request.query, "query")
+    return await handler(request)
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveModel | None = None,
                worker: WorkerMetrics | None = None, manage_heap: bool = False) -> web.Application:
     """``worker``: set in each worker of TIERDESK_WORKERS > 1 (tierdesk/workers.py).
     ``manage_heap``: the process is this server's own (`tierdesk serve`), so
     the garbage collector's policy is installed (tierdesk/heap.py)."""
+    protocol_errors.install()
     app = web.Application(
-        middlewares=[context_middleware, error_middleware, ip_rate_limit],
+        middlewares=[context_middleware, error_middleware, ip_rate_limit, parameters_without_nul, body_deadline],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
@@ -154,6 +181,8 @@ def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
             lambda: app[keys.DELIVERY].sent if keys.DELIVERY in app else 0)
     r.gauge("tierdesk_delivery_retries", "Webhook deliveries scheduled for another try",
             lambda: app[keys.DELIVERY].retries if keys.DELIVERY in app else 0)
+    r.gauge("tierdesk_delivery_dead_letters", "Webhook deliveries given up after their last try (dead letters)",
+            lambda: app[keys.DELIVERY].dead if keys.DELIVERY in app else 0)
     return r
 
 
@@ -262,7 +291,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
     worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK],
                             max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
-                            poll=s.outbox_poll_seconds)
+                            poll=s.outbox_poll_seconds, base_delay=s.outbox_backoff_base_seconds,
+                            max_delay=s.outbox_backoff_cap_seconds)
     app[keys.DELIVERY_WAKE] = worker.wake
     app[keys.DELIVERY] = worker
     delivery = asyncio.create_task(worker.run(), name="delivery")

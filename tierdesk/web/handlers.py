@@ -46,22 +46,32 @@ def iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
+# Times a request may name: 1970-01-01 to 9999-12-31 (what a date can show);
+# outside it, or not a number at all (nan, inf), is a bad request.
+LATEST_TIME = 253402300799.0
+
+
 def parse_time(value: str | float | None, name: str) -> float | None:
     if value is None:
         return None
+    t: float | None = None
     if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(value)  # epoch seconds, as a query string carries them
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{name} must be an ISO 8601 time or epoch seconds", code="validation_failed") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+        t = float(value)
+    else:
+        try:
+            t = float(value)  # epoch seconds, as a query string carries them
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if dt.tzinfo is None:
+                    dt = dt.replace(tzinfo=UTC)
+                t = dt.timestamp()
+            except (ValueError, OverflowError):
+                raise InvalidInput(f"{name} must be an ISO 8601 time or epoch seconds",
+                                   code="validation_failed") from None
+    if not (math.isfinite(t) and 0.0 <= t <= LATEST_TIME):
+        raise InvalidInput(f"{name} must be a time between 1970-01-01 and 9999-12-31", code="validation_failed")
+    return t
 
 
 def check_text(request: web.Request, text: str) -> str:
@@ -391,7 +401,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
         raise InvalidInput("status must be pending, delivered or dead", code="validation_failed")
     items = await request.app[keys.OUTBOX].list(status)
     return json({"deliveries": [
-        {"id": d.id, "idempotency_key": d.idempotency_key, "channel_id": d.channel_id, "kind": d.kind,
+        {"id": d.id, "idempotency_key": d.idempotency_key, "channel_id": d.channel_id,
+         "conversation_id": d.conversation_id, "kind": d.kind,
          "attempts": d.attempts, "status": d.status, "last_error": d.last_error, "created_at": iso(d.created_at)}
         for d in items
     ]})

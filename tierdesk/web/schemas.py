@@ -3,14 +3,20 @@ are strict, and every failure names the field at fault."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
 from tierdesk.errors import InvalidInput
 
+# One rule for every text field, whichever database is behind: no NUL
+# (U+0000). PostgreSQL cannot store it in text or JSON, and no channel
+# sends it on purpose; refusing it at the edge keeps the databases alike.
+NO_NUL = r"^[^\x00]*$"
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Text = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
 Skill = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
@@ -42,7 +48,7 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     message_id: Id
     conversation_id: Id
     customer: CustomerIn
-    text: str
+    text: Text
     sent_at: str | float | None = None
 
 
@@ -85,7 +91,7 @@ class ChannelIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ReplyIn(msgspec.Struct, forbid_unknown_fields=True):
-    text: str
+    text: Text
 
 
 class TransferIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -95,7 +101,7 @@ class TransferIn(msgspec.Struct, forbid_unknown_fields=True):
 
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+$")]
 # Long enough to resist guessing; the ceiling keeps hashing cheap to refuse.
-Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200)]
+Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200, pattern=NO_NUL)]
 
 
 class PersonIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -113,6 +119,21 @@ class PersonPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 
 T = TypeVar("T")
+# No request body of this API nests more than a few levels; msgspec gives up
+# far deeper than that, with a RecursionError.
+TOO_DEEP = "malformed JSON: nested too deeply"
+
+
+def _readable(message: str) -> str:
+    return message.replace(f"matching regex {NO_NUL!r}", "without NUL characters (U+0000)")
+
+
+def refuse_nul(params: Mapping[str, str], where: str) -> None:
+    """Path and query parameters follow the same rule as body text."""
+    for name, value in params.items():
+        if "\x00" in value or "\x00" in name:
+            raise InvalidInput(f"{where} parameter {name!r} must not contain NUL characters (U+0000)",
+                               code="validation_failed")
 
 
 def decode(body: bytes, kind: type[T]) -> T:
@@ -127,10 +148,14 @@ def decode(body: bytes, kind: type[T]) -> T:
             msgspec.json.decode(body)
         except msgspec.DecodeError as bad:
             raise InvalidInput(f"malformed JSON: {bad}", code="invalid_json") from None
-        raise InvalidInput(str(exc), code="validation_failed") from None
+        except RecursionError:
+            raise InvalidInput(TOO_DEEP, code="invalid_json") from None
+        raise InvalidInput(_readable(str(exc)), code="validation_failed") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"malformed JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidInput(TOO_DEEP, code="invalid_json") from None
 
 
 class AnswerPatch(msgspec.Struct, forbid_unknown_fields=True):
-    answer: Annotated[str, msgspec.Meta(min_length=1, max_length=8000)]
+    answer: Annotated[str, msgspec.Meta(min_length=1, max_length=8000, pattern=NO_NUL)]
