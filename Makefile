@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EMBEDDINGS := $(VENV)/.embeddings-stamp
 
-.PHONY: serve test test-unit faults bench embeddings clean-demo
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: serve test test-unit faults bench embeddings clean-demo screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tierdesk needs Python 3.11+"'
@@ -23,8 +25,17 @@ serve: $(STAMP)
 
 ## test: every test, on SQLite and on the PostgreSQL at 127.0.0.1:5432
 ## (with the optional embedding extra, so its tests run too)
-test: $(STAMP) $(EMBEDDINGS)
+test: $(STAMP) $(EMBEDDINGS) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
+
+# The console's browser tests drive Debian's Chromium (never a downloaded
+# browser build); installed only when it is missing.
+$(CHROMIUM):
+	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
+
+## screenshots: the console's views, saved under docs/screenshots/ by its browser tests
+screenshots: $(STAMP) $(CHROMIUM)
+	TIERDESK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e/test_console_browser.py
 
 ## faults: kill the server under load (SIGKILL) on both databases and check
 ## that no acknowledged message is lost; a few minutes

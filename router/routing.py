@@ -86,6 +86,17 @@ class Dispatcher:
     def waiting_count(self) -> int:
         return len(self._waiting)
 
+    def waiting_by_skill(self) -> dict[str, tuple[int, float]]:
+        """Per skill: how many wait, and since when the oldest has waited
+        (VIPs come first in the queue, so it is the older of the first VIP
+        and the first other handoff)."""
+        out = {}
+        for skill, keys in self._by_skill.items():
+            first_regular = bisect.bisect_left(keys, (True,))
+            oldest = min(k[1] for k in (keys[0], keys[min(first_regular, len(keys) - 1)]))
+            out[skill] = (len(keys), oldest)
+        return out
+
     def queue_position(self, handoff: Handoff) -> int | None:
         """1-based position among handoffs waiting for the same skill."""
         if handoff.id not in self._waiting:

@@ -1038,3 +1038,6 @@ class Desk:
 
     def queue_length(self) -> int:
         return self.dispatcher.waiting_count()
+
+    def queue_by_skill(self) -> dict[str, tuple[int, float]]:
+        return self.dispatcher.waiting_by_skill()

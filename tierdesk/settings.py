@@ -86,6 +86,15 @@ class Settings:
     # collections out of later scans, and free the cycles among it this often.
     gc_freeze_survivors: bool = True
     gc_reclaim_seconds: float = 600.0
+    # Console sign-in (tierdesk/console): how long a signed-in browser stays
+    # signed in, and how many wrong passwords per email or per address within
+    # the lockout window before sign-in is refused for the rest of it.
+    session_lifetime_seconds: float = 43200.0
+    signin_max_failures: int = 5
+    signin_lockout_seconds: float = 300.0
+    # Secure flag of the session cookie: auto (when the request came over
+    # TLS), true (always: behind a TLS-terminating proxy) or false.
+    session_cookie_secure: str = "auto"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -119,6 +128,11 @@ class Settings:
         from .web.client_address import trusted_networks
 
         trusted_networks(self.trusted_proxies)
+        if self.session_cookie_secure not in ("auto", "true", "false"):
+            raise InvalidInput("TIERDESK_SESSION_COOKIE_SECURE must be auto, true or false")
+        if self.session_lifetime_seconds <= 0 or self.signin_lockout_seconds < 0 or self.signin_max_failures < 1:
+            raise InvalidInput("TIERDESK_SESSION_LIFETIME_SECONDS must be positive, TIERDESK_SIGNIN_MAX_FAILURES "
+                               "at least 1 and TIERDESK_SIGNIN_LOCKOUT_SECONDS not negative")
         if self.workers < 1:
             raise InvalidInput("TIERDESK_WORKERS must be at least 1")
         if self.workers > 1 and self.is_sqlite:

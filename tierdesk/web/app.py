@@ -23,6 +23,7 @@ from storage.engine import create_engines
 from storage.faq import FaqRepository
 from storage.notify import PgRelay
 from storage.outbox import Outbox
+from storage.people import People
 from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
 from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
@@ -34,11 +35,13 @@ from tierdesk.settings import Settings
 from . import faq_handlers as faq
 from . import handlers as h
 from . import keys, protocol_errors, schemas
+from . import people_handlers as people
 from .auth import Authenticator
 from .client_address import ClientAddress, trusted_networks
 from .errors import error_middleware
 from .prom import Registry
 from .ratelimit import RateLimiter
+from .sessions import Sessions
 from .worker_metrics import PUBLISH_SECONDS, WorkerMetrics
 from .ws import AgentSockets
 
@@ -144,6 +147,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     if manage_heap:
         app.cleanup_ctx.append(_heap)  # last: what the others loaded is frozen
     _routes(app)
+    from tierdesk import console  # the pages sit on the API, at its edge
+
+    console.setup(app)
     return app
 
 
@@ -197,6 +203,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.FAQ] = FaqRepository(engines)
     app[keys.AUTH] = Authenticator(app[keys.ACCOUNTS], s.admin_token,
                                    signature_tolerance=s.signature_tolerance_seconds)
+    app[keys.PEOPLE] = People(engines)
+    app[keys.SESSIONS] = app[keys.AUTH].sessions = Sessions(app[keys.PEOPLE], s, app[keys.CLOCK])
     yield
     await app[keys.AUTH].close()
     await store.close()  # writes what is queued before the engines go
@@ -260,7 +268,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         sockets = app[keys.SOCKETS]
 
         def received(message: dict[str, Any]) -> None:
-            if message.get("kind") == "push":
+            if message.get("kind") in ("push", "signed_out"):
                 sockets.from_relay(message)
             elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
                 revalidating.add(asyncio.create_task(sockets.revalidate(app[keys.ACCOUNTS].live_token_hashes)))
@@ -398,6 +406,8 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/agents/me", h.get_me)
     r.add_put("/v1/agents/me/status", h.put_status)
     r.add_get("/v1/agents/me/conversations", h.list_my_conversations)
+    r.add_get("/v1/agents/me/metrics", h.my_metrics)
+    r.add_get("/v1/agents/team", h.list_team)
     r.add_get("/v1/agents/ws", h.agent_ws)
     r.add_get("/v1/conversations/{conversation_id}", h.get_conversation)
     r.add_post("/v1/conversations/{conversation_id}/replies", h.post_reply)
@@ -416,6 +426,9 @@ def _routes(app: web.Application) -> None:
     r.add_post("/v1/admin/admin-tokens", h.create_admin_token)
     r.add_get("/v1/admin/tokens", h.list_tokens)
     r.add_delete("/v1/admin/tokens/{token_id}", h.revoke_token)
+    r.add_get("/v1/admin/people", people.list_people)
+    r.add_post("/v1/admin/people", people.create_person)
+    r.add_patch("/v1/admin/people/{person_id}", people.patch_person)
     r.add_get("/v1/admin/deliveries", h.list_deliveries)
     r.add_post("/v1/admin/deliveries/replay", h.replay_deliveries)
     r.add_get("/v1/queue", h.get_queue)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from storage.engine import Engines
     from storage.faq import FaqRepository
     from storage.outbox import Outbox
+    from storage.people import People
     from storage.store import SqlStore
     from tierdesk.delivery import DeliveryWorker
     from tierdesk.models import LiveModel
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .client_address import ClientAddress
     from .prom import Registry
     from .ratelimit import RateLimiter
+    from .sessions import Sessions
     from .worker_metrics import WorkerMetrics
     from .ws import AgentSockets
 
@@ -47,3 +49,5 @@ DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
 # This instance's name among the instances sharing a database.
 ORIGIN: web.AppKey[str] = web.AppKey("origin", str)
 WORKER_METRICS: web.AppKey[WorkerMetrics] = web.AppKey("worker_metrics")
+PEOPLE: web.AppKey[People] = web.AppKey("people")
+SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
