@@ -126,7 +126,10 @@ def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "N
         # (docs/performance.md, session 5). The group commit's statement,
         # too large to plan every time, is kept on key paths instead
         # (storage/pg_writer.py).
-        connect_args={"timeout": 2, "command_timeout": 30,
+        # Connecting gives up after 5 s: a refused connection fails at once
+        # anyway, and a busy server (a checkpoint's fsync on a loaded disk)
+        # took over 2 s to accept one, which turned a slow moment into 503s.
+        connect_args={"timeout": 5, "command_timeout": 30,
                       "server_settings": {"plan_cache_mode": "force_custom_plan"}},
     )
     return Engines(write=engine, read=engine, dialect=u.get_backend_name())
