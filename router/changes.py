@@ -94,10 +94,13 @@ class AgentProfile:
     status: str
     idle_since: float
     disabled_at: float | None = None
+    presence_lost_at: float | None = None
+    missed_reservations: int = 0
 
     @classmethod
     def of(cls, a: Agent) -> AgentProfile:
-        return cls(a.id, a.name, a.skills, a.capacity, a.status.value, a.idle_since, a.disabled_at)
+        return cls(a.id, a.name, a.skills, a.capacity, a.status.value, a.idle_since, a.disabled_at,
+                   a.presence_lost_at, a.missed_reservations)
 
 
 @dataclass(slots=True)

@@ -61,13 +61,19 @@ class Agent:
     idle_since: float = 0.0
     # A disabled agent is offline for good: never assigned, kept for history.
     disabled_at: float | None = None
+    # Set when the agent's last connection has been gone for the grace
+    # period: nothing is assigned to them until they are back.
+    presence_lost_at: float | None = None
+    # Assignments in a row the agent let lapse (router/attendance.py).
+    missed_reservations: int = 0
 
     @property
     def load(self) -> float:
         return self.open_count / self.capacity if self.capacity > 0 else float("inf")
 
     def has_free_slot(self) -> bool:
-        return self.status is AgentStatus.ONLINE and self.open_count < self.capacity and self.disabled_at is None
+        return (self.status is AgentStatus.ONLINE and self.open_count < self.capacity and self.disabled_at is None
+                and self.presence_lost_at is None)
 
     def can_take(self, skill: str) -> bool:
         return self.has_free_slot() and skill in self.skills

@@ -217,11 +217,12 @@ def outbox_row(o: OutboxItem) -> Row:
 
 def new_agent_row(a: AgentProfile) -> Row:
     return (a.id, a.name, _json(sorted(a.skills)), a.capacity, _status(a), 0, a.idle_since, a.idle_since,
-            a.disabled_at)
+            a.disabled_at, a.presence_lost_at, a.missed_reservations)
 
 
 def profile_row(a: AgentProfile) -> Row:
-    return (a.name, _json(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.disabled_at, a.id)
+    return (a.name, _json(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.disabled_at,
+            a.presence_lost_at, a.missed_reservations, a.id)
 
 
 def _status(a: Any) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Sequence
 import numpy as np
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.changes import Changes, MessageRecord
@@ -120,7 +120,8 @@ class SqlStore:
         return [
             Agent(id=r["id"], name=r["name"], skills=frozenset(r["skills"]), capacity=r["capacity"],
                   status=AgentStatus(r["status"]), open_count=r["open_count"], idle_since=r["idle_since"],
-                  disabled_at=r["disabled_at"])
+                  disabled_at=r["disabled_at"], presence_lost_at=r["presence_lost_at"],
+                  missed_reservations=r["missed_reservations"])
             for r in rows
         ]
 
@@ -235,6 +236,26 @@ class SqlStore:
 
     async def leads_idle_sweep(self) -> bool:
         return await self._sweep_lease.held()
+
+    async def keep_present(self, agent_ids: Collection[str], until: float) -> None:
+        """These agents have a connection to this instance: their presence
+        holds until ``until`` unless renewed (by this or another instance)."""
+        if not agent_ids:
+            return
+        a = t.agents
+        async with self.engines.writing() as conn:
+            # Never shorten what another instance holding a connection set.
+            await conn.execute(update(a).where(a.c.id.in_(sorted(agent_ids)),
+                                               (a.c.present_until.is_(None)) | (a.c.present_until < until))
+                               .values(present_until=until))
+
+    async def presence_lapsed(self, now: float) -> list[str]:
+        """Agents whose presence ran out and who are not yet marked gone."""
+        a = t.agents
+        q = select(a.c.id).where(a.c.present_until < now, a.c.presence_lost_at.is_(None),
+                                 a.c.disabled_at.is_(None)).order_by(a.c.id)
+        async with self.engines.reading() as conn:
+            return [r[0] for r in (await conn.execute(q)).all()]
 
     async def idle_conversations(self, before: float, limit: int) -> list[str]:
         async with self.engines.reading() as conn:

@@ -77,6 +77,12 @@ agents = Table(
     Column("created_at", Double, nullable=False),
     # A disabled agent is never assigned, cannot sign in, keeps their history.
     Column("disabled_at", Double),
+    # Presence (router/attendance.py): an instance holding one of the
+    # agent's connections keeps present_until ahead of now; once it lapses
+    # the leading instance sets presence_lost_at until they are back.
+    Column("present_until", Double),
+    Column("presence_lost_at", Double),
+    Column("missed_reservations", Integer, nullable=False, server_default=text("0")),
     CheckConstraint("capacity >= 1", name="capacity_positive"),
     CheckConstraint("open_count >= 0", name="open_count_nonnegative"),
 )

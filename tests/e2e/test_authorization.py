@@ -85,6 +85,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "list_deliveries": Endpoint("GET", "/v1/admin/deliveries", frozenset({"admin"})),
     "replay_deliveries": Endpoint("POST", "/v1/admin/deliveries/replay", frozenset({"admin"})),
     "get_queue": Endpoint("GET", "/v1/queue", frozenset({"admin", "supervisor"})),
+    "get_live": Endpoint("GET", "/v1/live", frozenset({"admin", "supervisor"})),
     "get_metrics": Endpoint("GET", "/v1/metrics", frozenset({"supervisor", "admin"})),
     # FAQ tuning. This fixture's model has no versions on disk, so activate,
     # shadow and rollback end in 404 once past the authorization check.

@@ -465,6 +465,9 @@ async def test_a_realistic_session_matches_the_document(app_client: Api) -> None
     await c.call("GET", "/v1/agents/ws", carl_token, expect=400, code="bad_request")
     await c.call("GET", "/v1/agents/ws", supervisor, expect=403, code="forbidden")
 
+    live = await c.call("GET", "/v1/live", supervisor, expect=200)
+    assert {a["name"] for a in live["agents"]} >= {"Ann", "Bob"}
+
     # identity: channels changed, secrets rotated, tokens listed and revoked, agents and channels disabled
     rotated = await c.call("PATCH", f"/v1/admin/channels/{partner['id']}", admin, expect=200,
                            json_body={"webhook_url": "https://partner.example/v2", "rotate_webhook_secret": True,

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from router.attendance import AttendanceRules
 from router.metrics import SLA
 from router.ports import Clock, SystemClock
 from router.services import Desk, DeskConfig
@@ -34,7 +35,7 @@ from tierdesk.settings import Settings
 
 from . import faq_handlers as faq
 from . import handlers as h
-from . import keys, protocol_errors, schemas
+from . import attendance, keys, protocol_errors, schemas
 from . import people_handlers as people
 from .auth import Authenticator
 from .client_address import ClientAddress, trusted_networks
@@ -144,6 +145,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app.cleanup_ctx.append(_relay)  # listening before the desk loads: no change is missed
     app.cleanup_ctx.append(_desk)
     app.cleanup_ctx.append(_background)
+    app[keys.PRESENCE] = attendance.Presence(app)
+    app.cleanup_ctx.append(attendance.run)
     if manage_heap:
         app.cleanup_ctx.append(_heap)  # last: what the others loaded is frozen
     _routes(app)
@@ -246,7 +249,13 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
     config = DeskConfig(default_skill=s.default_skill, max_bot_answers=s.max_bot_answers,
                         vip_to_human=s.vip_to_human,
-                        sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds))
+                        sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds),
+                        attendance=AttendanceRules(
+                            presence_grace_seconds=s.presence_grace_seconds,
+                            requeue_answered_on_leave=s.requeue_answered_on_leave,
+                            reservation_timeout_seconds=s.reservation_timeout_seconds,
+                            reservation_timeout_by_skill=s.reservation_timeouts_by_skill(),
+                            misses_before_away=s.reservation_misses_before_away))
     desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS])
     app[keys.STORE].committer.on_failure(desk.commit_failed)
     try:
@@ -432,6 +441,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/admin/deliveries", h.list_deliveries)
     r.add_post("/v1/admin/deliveries/replay", h.replay_deliveries)
     r.add_get("/v1/queue", h.get_queue)
+    r.add_get("/v1/live", h.get_live)
     r.add_get("/v1/metrics", h.get_metrics)
     r.add_get("/v1/faq/models", faq.list_models)
     r.add_post("/v1/faq/models/rollback", faq.rollback_model)

@@ -265,7 +265,12 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
         sockets.add(agent_id, ws, session=signed_in.id_hash)
     else:  # a token: revoking it ends it
         sockets.add(agent_id, ws, token_hash=token_hash(bearer_token(request)))
+    presence = request.app[keys.PRESENCE]
     try:
+        try:
+            await presence.connected(agent_id)
+        except Exception as exc:  # noqa: BLE001 - the socket still serves; presence catches up on renewal
+            log.warning("presence_not_recorded", agent=agent_id, error=repr(exc))
         convs = await desk.open_conversations(agent_id)
         await ws.send_json({"type": "hello", "agent_id": agent_id,
                             "conversations": [conversation_view(request, c) for c in convs]})
@@ -284,6 +289,10 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
                 break
     finally:
         sockets.discard(agent_id, ws)
+        try:
+            await presence.disconnected(agent_id)
+        except Exception as exc:  # noqa: BLE001 - presence then runs out on its own, a little later
+            log.warning("presence_not_recorded", agent=agent_id, error=repr(exc))
     return ws
 
 
@@ -534,6 +543,17 @@ async def create_supervisor_token(request: web.Request) -> web.Response:
     await request.app[keys.ACCOUNTS].add_credential(token_hash(token), Principal(Role.SUPERVISOR, new_id("sup")),
                                                     request.app[keys.CLOCK].now())
     return json({"token": token}, status=201)
+
+
+async def get_live(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    only_params(request)
+    desk = request.app[keys.DESK]
+    await desk.ensure_ready()
+    view = desk.live(request.app[keys.SETTINGS].sla_warning_margin)
+    return json({"generated_at": iso(request.app[keys.CLOCK].now()),
+                 "first_response_sla_seconds": desk.config.sla.human_first_response_seconds,
+                 "warning_margin": request.app[keys.SETTINGS].sla_warning_margin, **view, "alerts": []})
 
 
 def only_params(request: web.Request, *allowed: str) -> None:

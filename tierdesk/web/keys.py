@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tierdesk.models import LiveModel
     from tierdesk.settings import Settings
 
+    from .attendance import Presence
     from .auth import Authenticator
     from .client_address import ClientAddress
     from .prom import Registry
@@ -44,6 +45,7 @@ OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
 CHANNEL_LIMIT: web.AppKey[RateLimiter] = web.AppKey("channel_limit")
 IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
 CLIENT_ADDRESS: web.AppKey[ClientAddress] = web.AppKey("client_address")
+PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
 DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
 # This instance's name among the instances sharing a database.

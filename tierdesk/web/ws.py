@@ -85,6 +85,10 @@ class AgentSockets:
         if self.relay is not None:
             self._spawn(self.relay({"kind": "revoked"}))
 
+    def agents(self) -> set[str]:
+        """The agents with an open socket on this instance."""
+        return {a for a, sockets in self._by_agent.items() if any(not ws.closed for ws in sockets)}
+
     def count(self) -> int:
         return sum(len(s) for s in self._by_agent.values())
 
