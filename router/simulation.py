@@ -100,6 +100,20 @@ class SkillTraffic:
     vip_share: float = 0.0
 
 
+def day_shape(slot: int) -> float:
+    """Relative arrival rate of a quarter hour of a contact centre's day
+    (slot 0 = 00:00): a quiet night, peaks at 10:30 and 15:00."""
+    h = slot / 4 + 0.125
+    return 0.04 + math.exp(-((h - 10.5) / 1.8) ** 2) + 0.8 * math.exp(-((h - 15.0) / 2.2) ** 2)
+
+
+def daily_profile(peak: float) -> tuple[float, ...]:
+    """96 quarter-hour rates following day_shape, the busiest one ``peak``."""
+    shape = [day_shape(i) for i in range(96)]
+    top = max(shape)
+    return tuple(peak * x / top for x in shape)
+
+
 def poisson_arrivals(traffic: Sequence[SkillTraffic], *, seed: int, until: float | None = None,
                      count: int | None = None, start: float = 0.0,
                      slot_seconds: float = 900.0) -> Iterator[Arrival]:
@@ -231,6 +245,7 @@ class Result:
     slots: dict[tuple[int, str], list[float]] = field(default_factory=dict)
     slot_seconds: float | None = None
     violations: int = 0  # checked runs: a handoff waiting while an eligible agent had a free slot
+    handoffs: list[Handoff] = field(default_factory=list)  # every one, when the run keeps them
 
     @property
     def duration(self) -> float:
@@ -314,11 +329,13 @@ class Simulation:
     ``warmup``: seconds after the first arrival left out of every figure, so
     a run that starts empty measures the steady state. ``check``: after every
     event, count handoffs waiting while an eligible agent has a free slot
-    (there must be none) and compare the queue with the Dispatcher's."""
+    (there must be none) and compare the queue with the Dispatcher's.
+    ``keep``: keep every handoff (its request, assignment, agent and end) in
+    the result, as a history to store."""
 
     def __init__(self, agents: Sequence[AgentSpec], *, chooser: str | Chooser = "least-loaded", seed: int = 0,
                  within: float = 20.0, warmup: float = 0.0, slot_seconds: float | None = None,
-                 sample_every: float = 60.0, check: bool = False) -> None:
+                 sample_every: float = 60.0, check: bool = False, keep: bool = False) -> None:
         self.specs = list(agents)
         self.chooser_name = chooser if isinstance(chooser, str) else getattr(chooser, "__name__", "custom")
         self.choose = make_chooser(chooser, [a.id for a in self.specs], seed)
@@ -327,6 +344,7 @@ class Simulation:
         self.slot_seconds = slot_seconds
         self.sample_every = sample_every
         self.check = check
+        self.keep = keep
 
     def run(self, arrivals: Iterable[Arrival], *, until: float | None = None,
             progress: Progress | None = None, progress_every: int = 20_000) -> Result:
@@ -489,6 +507,8 @@ class Simulation:
                         else:
                             cell[0] += 1
                 meta[h.id] = (x.handle, measured, tally)
+                if self.keep:
+                    res.handoffs.append(h)
                 if dispatcher.request(h, t) is not None:
                     assigned(h, t, False)
                 else:

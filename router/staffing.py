@@ -121,15 +121,37 @@ def agents_needed(rate: float, handle: float, target: Target, *, patience: float
     first_response = target.first_response
     if first_response is not None and (reaction or 0.0) >= first_response:
         first_response = None  # out of reach however many agents: size for the service level alone
-    n = max(1, math.ceil(target.service_level * rate * handle / k - 1e-9))
-    while True:
+    def enough(n: int) -> tuple[bool, Performance]:
         p = performance(n * k, rate, mu, target.within, theta)
         ok = p.service_level >= target.service_level
         if ok and first_response is not None:
             ok = p.mean_answer_wait + (reaction or 0.0) <= first_response
-        if ok or n >= MAX_AGENTS:
-            return n, p
-        n += 1
+        # Once nobody waits (in all but a billionth of cases) more agents
+        # change nothing: a bound below that is out of reach.
+        return ok or p.p_wait < 1e-9, p
+
+    # Both bounds only get easier with more agents: gallop up from the
+    # least that could do, then bisect.
+    low = max(1, math.ceil(target.service_level * rate * handle / k - 1e-9))
+    ok, p = enough(low)
+    if ok:
+        return low, p
+    step = 1
+    while True:
+        high = min(MAX_AGENTS, low + step)
+        ok, p = enough(high)
+        if ok or high == MAX_AGENTS:
+            break
+        low, step = high, step * 2
+    best = (high, p)
+    while high - low > 1:  # enough(low) is false, enough(high) true
+        mid = (low + high) // 2
+        ok, p = enough(mid)
+        if ok:
+            high, best = mid, (mid, p)
+        else:
+            low = mid
+    return best
 
 
 def scheduled(agents: int, shrinkage: float) -> int:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from storage.accounts import Accounts
     from storage.engine import Engines
     from storage.faq import FaqRepository
+    from storage.history import HandoffHistory
     from storage.outbox import Outbox
     from storage.store import SqlStore
     from tierdesk.delivery import DeliveryWorker
@@ -41,6 +42,7 @@ OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
 CHANNEL_LIMIT: web.AppKey[RateLimiter] = web.AppKey("channel_limit")
 IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
 FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
+HISTORY: web.AppKey[HandoffHistory] = web.AppKey("history")
 DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
 # This instance's name among the instances sharing a database.
 ORIGIN: web.AppKey[str] = web.AppKey("origin", str)
