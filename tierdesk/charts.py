@@ -54,6 +54,7 @@ def simulation_charts(results: Mapping[str, Result], directory: Path) -> list[Pa
         ax.plot(xs, ys, label=f"{name} (SL {r.total.within / r.total.offered:.1%})" if r.total.offered else name)
     ax.axvline(within, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
     ax.set_xlabel("wait for an agent (s)")
     ax.set_ylabel("share of handoffs answered within")
     ax.set_title(f"Waits (service level: answered within {within:g} s)")
@@ -69,12 +70,14 @@ def simulation_charts(results: Mapping[str, Result], directory: Path) -> list[Pa
     for k, (name, r) in enumerate(results.items()):
         occ = r.occupancies()
         a1.bar([i + k * width for i in range(len(occ))], [100 * v for v in occ.values()], width=width, label=name)
+        if k == 0 and len(occ) <= 40:
+            a1.set_xticks([i + 0.4 - width / 2 for i in range(len(occ))], list(occ), rotation=60, fontsize=7,
+                          ha="right")
         summary = r.summary(samples=False, per_agent=False)["skills"]
         skills = sorted(summary)
         a2.bar([i + k * width for i in range(len(skills))],
                [100 * (summary[s]["occupancy_of_its_agents"] or 0) for s in skills], width=width, label=name)
         a2.set_xticks([i + 0.4 - width / 2 for i in range(len(skills))], skills, rotation=30)
-    a1.set_xlabel("agent")
     a1.set_ylabel("occupancy (% of staffed slot time)")
     a1.set_title("Occupancy per agent")
     a1.legend(loc="lower right")

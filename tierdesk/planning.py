@@ -40,7 +40,7 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(round(t), UTC).isoformat().replace("+00:00", "Z")
 
 
 def day_start(value: str) -> float:

@@ -5,13 +5,13 @@ that no handoff waits while an eligible agent has a free slot.
 Tolerances. A simulated mean wait at 85 % load is noisy: over 16 seeds the
 standard deviation of the mean wait of a 250,000-conversation run of the
 M/M/10 below was 4.6 % of it, and of its service level 0.65 points (Erlang A,
-patience 10 min, 100,000 conversations: 2.6 % and 0.58 points). The issue's
-tolerances (mean wait ±5 %, service level ±1.5 points) therefore need about
-four million conversations to hold with four standard errors to spare;
-`bench/simulate_bench.py` runs them (16 seeds each; its output is in
-docs/routing.md). The runs here are 200,000 conversations (about 2 s of CPU
-each) with tolerances of four standard deviations at that length, which a
-slot left idle, a queue served out of order or a lost customer still breaks.
+patience 10 min, 100,000 conversations: 2.6 % and 0.58 points). For the
+target tolerances (mean wait ±5 %, service level ±1.5 points) to be several
+standard errors wide takes millions of conversations: `bench/simulate_bench.py`
+runs them (16 seeds each; its output is in docs/routing.md). The runs here
+are 200,000 conversations (about 2 s of CPU each) with tolerances of four
+standard deviations at that length, which a slot left idle, a queue served
+out of order or a lost customer still breaks.
 """
 
 from __future__ import annotations
