@@ -197,6 +197,7 @@ class Tally:
 
     def as_dict(self, within_seconds: float) -> dict[str, Any]:
         n = self.offered
+        ordered = sorted(self.waits)
         return {
             "offered": n, "answered": self.answered, "abandoned": self.abandoned,
             "unanswered": n - self.answered - self.abandoned,
@@ -204,9 +205,9 @@ class Tally:
             "service_level": _ratio(self.within, n),
             "service_level_seconds": within_seconds,
             "mean_wait": _ratio(sum(self.waits), len(self.waits)),
-            "p50_wait": percentile(self.waits, 0.5), "p90_wait": percentile(self.waits, 0.9),
-            "p99_wait": percentile(self.waits, 0.99),
-            "max_wait": max(self.waits) if self.waits else None,
+            "p50_wait": percentile(ordered, 0.5, ordered=True), "p90_wait": percentile(ordered, 0.9, ordered=True),
+            "p99_wait": percentile(ordered, 0.99, ordered=True),
+            "max_wait": ordered[-1] if ordered else None,
             "mean_time_in_queue": _ratio(self.queue_time, n),
         }
 
@@ -299,12 +300,12 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
+def percentile(values: Sequence[float], q: float, *, ordered: bool = False) -> float | None:
     """Nearest rank: the smallest value with at least q of them at or below it."""
     if not values:
         return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+    xs = values if ordered else sorted(values)
+    return xs[max(0, math.ceil(q * len(xs)) - 1)]
 
 
 def gini(values: Sequence[float]) -> float:
@@ -549,9 +550,3 @@ class Simulation:
             if n and any(a.can_take(skill) for a in dispatcher.agents.values()):
                 bad += 1
         return bad
-
-
-def simulate(agents: Sequence[AgentSpec], arrivals: Iterable[Arrival], **options: Any) -> Result:
-    until = options.pop("until", None)
-    progress = options.pop("progress", None)
-    return Simulation(agents, **options).run(arrivals, until=until, progress=progress)

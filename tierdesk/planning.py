@@ -30,7 +30,7 @@ from router.simulation import (
     daily_profile,
     poisson_arrivals,
 )
-from router.staffing import SLOTS_PER_DAY, SkillDemand, Target, measure, plan, verify
+from router.staffing import SLOTS_PER_DAY, Target, measure, plan, verify
 from storage.history import HandoffHistory
 from tierdesk.errors import InvalidInput
 from tierdesk.progress import ProgressBar

@@ -21,7 +21,6 @@ about three standard deviations of the simulated means (see below).
 from __future__ import annotations
 
 import heapq
-import math
 import random
 from dataclasses import dataclass
 
