@@ -43,10 +43,12 @@ faults: $(STAMP)
 	$(BIN)/python -m pytest -q -s tests/faults
 
 ## bench: throughput and latency against bare aiohttp (SQLite and PostgreSQL),
-## metrics endpoint over 1M messages, idle WebSockets; writes docs/performance.md
+## metrics endpoint over 1M messages, idle WebSockets (docs/performance.md); the
+## routing simulator: speed, Erlang C/A at full length, routing quality (docs/routing.md)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py; a=$$?; $(BIN)/python bench/metrics_bench.py; b=$$?; \
-	$(BIN)/python bench/ws_bench.py; c=$$?; test $$a -eq 0 -a $$b -eq 0 -a $$c -eq 0
+	$(BIN)/python bench/ws_bench.py; c=$$?; $(BIN)/python bench/simulate_bench.py; d=$$?; \
+	test $$a -eq 0 -a $$b -eq 0 -a $$c -eq 0 -a $$d -eq 0
 
 ## embeddings: the optional MiniLM feature block (no torch); then
 ## `tierdesk faq train --embeddings` / `tierdesk faq eval --embeddings`

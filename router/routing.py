@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tierdesk.errors import Conflict, NotFound
@@ -29,6 +29,12 @@ class Assignment:
     handoff: Handoff
     agent: Agent
     at: float
+
+
+# Who among the agents takes a handoff of the skill (None: nobody eligible).
+# The least-loaded rule below serves traffic; the simulator
+# (router/simulation.py) also plugs in round-robin and random baselines.
+Chooser = Callable[[Iterable[Agent], str, str | None], Agent | None]
 
 
 def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None) -> Agent | None:
@@ -44,8 +50,10 @@ def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None
 
 
 class Dispatcher:
-    def __init__(self, agents: Iterable[Agent] = (), waiting: Iterable[Handoff] = ()) -> None:
+    def __init__(self, agents: Iterable[Agent] = (), waiting: Iterable[Handoff] = (),
+                 choose: Chooser = choose_agent) -> None:
         self.agents: dict[str, Agent] = {a.id: a for a in agents}
+        self._choose = choose
         self._waiting: dict[str, Handoff] = {}
         # Per skill, the waiting handoffs' queue keys in queue order: a
         # position is a binary search, not a walk of the whole queue (which
@@ -115,7 +123,7 @@ class Dispatcher:
 
         ``exclude``: the agent who just transferred it away must not get it
         straight back at once; it may come back to them later from the queue."""
-        agent = choose_agent(self.agents.values(), handoff.skill, exclude)
+        agent = self._choose(self.agents.values(), handoff.skill, exclude)
         if agent is None:
             self.enqueue(handoff)
             return None
@@ -123,7 +131,7 @@ class Dispatcher:
 
     def chooses(self, skill: str, exclude: str | None = None) -> Agent | None:
         """Who would take a handoff of ``skill`` now (nobody is changed)."""
-        return choose_agent(self.agents.values(), skill, exclude)
+        return self._choose(self.agents.values(), skill, exclude)
 
     def assign_to(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
         """A transfer to a named agent: skills don't matter, capacity does."""
@@ -181,8 +189,10 @@ class Dispatcher:
     def drain(self, now: float) -> list[Assignment]:
         """Assign waiting handoffs while some agent can take one, oldest first."""
         made: list[Assignment] = []
+        if not self._waiting:
+            return made
         free = [a for a in self.agents.values() if a.has_free_slot()]
-        if not self._waiting or not free:
+        if not free:
             return made
         # Oldest first across the skills some free agent has; the others
         # cannot be served now, so they are not even looked at.
@@ -190,7 +200,7 @@ class Dispatcher:
         keys = list(heapq.merge(*(v for k, v in self._by_skill.items() if k in servable)))
         for key in keys:
             handoff = self._waiting[key[2]]
-            agent = choose_agent(free, handoff.skill)
+            agent = self._choose(free, handoff.skill, None)
             if agent is not None:
                 made.append(self._assign(handoff, agent, now))
                 if not agent.has_free_slot():

@@ -143,6 +143,8 @@ handoffs = Table(
         sqlite_where=text("resolved_at IS NULL"),
         postgresql_where=text("resolved_at IS NULL"),
     ),
+    # The staffing forecast and the simulator's replay read chosen days.
+    Index("ix_handoffs_requested_at", "requested_at"),
 )
 
 messages = Table(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tierdesk import __version__
-from tierdesk.errors import TierdeskError
+from tierdesk.errors import InvalidInput, TierdeskError
 from tierdesk.settings import PROJECT_ROOT, Settings
 
 DEMO_STATE = PROJECT_ROOT / "var" / "demo.json"
@@ -99,7 +99,19 @@ def _metrics_seed(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     upgrade(settings.database_url)
-    result = asyncio.run(seed(settings.database_url, args.messages, args.days, _sla(settings), seed_value=args.seed))
+    if args.history:
+        from tierdesk.history_seed import seed_history
+
+        if args.weeks < 1:
+            raise InvalidInput("--weeks must be at least 1")
+        from tierdesk.planning import day_start
+
+        end = day_start(args.until) if args.until else None
+        result = asyncio.run(seed_history(settings.database_url, args.weeks, _sla(settings), seed=args.seed,
+                                          end=end))
+    else:
+        result = asyncio.run(seed(settings.database_url, args.messages, args.days, _sla(settings),
+                                  seed_value=args.seed))
     print(result)
     return 0
 
@@ -212,11 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
         dest="metrics_command", required=True)
     metrics.add_parser("rebuild", help="recompute the hourly rollups from the event log").set_defaults(
         func=_metrics_rebuild)
-    seed = metrics.add_parser("seed", help="fill the database with synthetic traffic (benchmarks)")
+    seed = metrics.add_parser("seed", help="fill the database with synthetic traffic (benchmarks), or with "
+                              "weeks of human-tier history (--history: for simulate --from-db and staffing)")
     seed.add_argument("--messages", type=int, default=1_000_000)
     seed.add_argument("--days", type=float, default=7.0)
+    seed.add_argument("--history", action="store_true",
+                      help="simulated handoffs of a staffed desk, up to the start of today (UTC)")
+    seed.add_argument("--weeks", type=int, default=4, help="with --history: how many weeks")
+    seed.add_argument("--until", metavar="YYYY-MM-DD", help="with --history: up to the start of that day "
+                                                            "(default today)")
     seed.add_argument("--seed", type=int, default=1)
     seed.set_defaults(func=_metrics_seed)
+    from tierdesk.planning import register as register_planning
+
+    register_planning(sub)
     from classifier.cli import register
 
     faq = register(sub)

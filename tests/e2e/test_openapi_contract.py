@@ -436,6 +436,15 @@ async def test_a_realistic_session_matches_the_document(app_client: Api) -> None
                          json_body={"disabled": True}))["disabled"] is True
     assert len((await c.call("GET", "/v1/admin/people", admin, expect=200))["people"]) == 1
     await c.call("GET", "/v1/admin/people", supervisor, expect=403, code="forbidden")
+    # staffing: today (what it had so far) and a week on (no complete day to learn from yet)
+    today = await c.call("GET", "/v1/staffing", supervisor, expect=200, params={"date": "2026-01-01"})
+    assert today["history"]["days"] == [] and today["slots"][0]["actual"]["offered"] == 2
+    later = await c.call("GET", "/v1/staffing", admin, expect=200,
+                         params={"date": "2026-01-08", "concurrency": "2", "shrinkage": "0.25"})
+    assert later["slots"][0]["actual"] is None and later["target"]["concurrency"] == 2
+    await c.call("GET", "/v1/staffing", supervisor, expect=422, code="validation_failed", request_valid=False)
+    await c.call("GET", "/v1/staffing", supervisor, expect=422, code="validation_failed",
+                 params={"date": "2026-02-30"})
 
     # a sample of errors, each in the documented shape
     await c.call("GET", "/v1/metrics", None, expect=401, code="unauthenticated", request_valid=False)

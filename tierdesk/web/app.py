@@ -22,6 +22,7 @@ from router.services import Desk, DeskConfig
 from storage.accounts import Accounts
 from storage.engine import create_engines
 from storage.faq import FaqRepository
+from storage.history import HandoffHistory
 from storage.notify import PgRelay
 from storage.outbox import Outbox
 from storage.people import People
@@ -204,6 +205,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.ACCOUNTS] = Accounts(engines)
     app[keys.OUTBOX] = Outbox(engines)
     app[keys.FAQ] = FaqRepository(engines)
+    app[keys.HISTORY] = HandoffHistory(engines)
     app[keys.AUTH] = Authenticator(app[keys.ACCOUNTS], s.admin_token,
                                    signature_tolerance=s.signature_tolerance_seconds)
     app[keys.PEOPLE] = People(engines)
@@ -443,6 +445,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/queue", h.get_queue)
     r.add_get("/v1/live", h.get_live)
     r.add_get("/v1/metrics", h.get_metrics)
+    r.add_get("/v1/staffing", h.get_staffing)
     r.add_get("/v1/faq/models", faq.list_models)
     r.add_post("/v1/faq/models/rollback", faq.rollback_model)
     r.add_post("/v1/faq/models/{version}/activate", faq.activate_model)

@@ -22,6 +22,8 @@ from router.changes import MessageRecord
 from router.ids import new_id
 from router.model import AgentStatus, Channel, Customer, Principal, Role
 from router.services import IncomingMessage
+from router.staffing import Target
+from tierdesk import planning
 from tierdesk.errors import Conflict, InvalidInput, NotFound, RateLimited
 from tierdesk.logging import bind
 from tierdesk.tokens import new_token, token_hash
@@ -624,6 +626,42 @@ async def get_metrics(request: web.Request) -> web.Response:
         report = tiered.compute(events, start=start, end=end, now=now, sla=sla, group_by=group_by,  # type: ignore[arg-type]
                                 bucket=bucket)  # type: ignore[arg-type]
         report["source"] = "replay"
+    return json(report)
+
+
+# ----------------------------------------------------------------- staffing
+def _number(request: web.Request, name: str, default: float | None, low: float, high: float, *,
+            low_open: bool = False, whole: bool = False) -> float | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a {'whole ' if whole else ''}number", code="validation_failed") from None
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+        bound = "(" if low_open else "["
+        raise InvalidInput(f"{name} must be in {bound}{low:g}, {high:g}]", code="validation_failed")
+    return value
+
+
+async def get_staffing(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.SUPERVISOR, Role.ADMIN)
+    only_params(request, "date", "weeks", "service_level", "within", "first_response", "concurrency", "shrinkage")
+    if "date" not in request.query:
+        raise InvalidInput("date is required (YYYY-MM-DD)", code="validation_failed")
+    start = planning.day_start(request.query["date"])
+    settings = request.app[keys.SETTINGS]
+    service_level = _number(request, "service_level", 0.8, 0.0, 0.999, low_open=True)
+    within = _number(request, "within", 20.0, 0.0, 3600.0, low_open=True)
+    first_response = _number(request, "first_response", settings.sla_human_first_response_seconds, 0.0,
+                             86400.0, low_open=True)
+    concurrency = _number(request, "concurrency", 0, 1, 100, whole=True)
+    shrinkage = _number(request, "shrinkage", 0.3, 0.0, 0.9)
+    weeks = _number(request, "weeks", 4, 1, 52, whole=True)
+    target = Target(service_level, within, first_response, int(concurrency), shrinkage)  # type: ignore[arg-type]
+    report = await planning.staffing_report(request.app[keys.HISTORY], start, target, weeks=int(weeks),  # type: ignore[arg-type]
+                                            now=request.app[keys.CLOCK].now())
     return json(report)
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from storage.accounts import Accounts
     from storage.engine import Engines
     from storage.faq import FaqRepository
+    from storage.history import HandoffHistory
     from storage.outbox import Outbox
     from storage.people import People
     from storage.store import SqlStore
@@ -47,6 +48,7 @@ IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
 CLIENT_ADDRESS: web.AppKey[ClientAddress] = web.AppKey("client_address")
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
+HISTORY: web.AppKey[HandoffHistory] = web.AppKey("history")
 DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
 # This instance's name among the instances sharing a database.
 ORIGIN: web.AppKey[str] = web.AppKey("origin", str)
