@@ -370,6 +370,8 @@ async def test_bad_metrics_query_is_refused(world: World, params: dict[str, str]
                  id="tokens-bad-flag"),
     pytest.param("/v1/admin/tokens", "admin", {"owner": "x"}, 422, "validation_failed", id="tokens-unknown-param"),
     pytest.param("/v1/admin/tokens", "supervisor", {}, 403, "forbidden", id="tokens-supervisor"),
+    pytest.param("/v1/live", "supervisor", {"skill": "billing"}, 422, "validation_failed", id="live-unknown-param"),
+    pytest.param("/v1/live", "ann", {}, 403, "forbidden", id="live-agent"),
 ])
 async def test_other_bad_reads(world: World, path: str, token: str, params: dict[str, str], status: int,
                                code: str) -> None:
