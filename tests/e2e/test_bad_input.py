@@ -416,6 +416,8 @@ async def test_bad_metrics_query_is_refused(world: World, params: dict[str, str]
     pytest.param("/v1/agents/me/metrics", "supervisor", {}, 403, "forbidden", id="my-metrics-supervisor"),
     pytest.param("/v1/agents/team", "supervisor", {}, 403, "forbidden", id="team-supervisor"),
     pytest.param("/v1/admin/people", "supervisor", {}, 403, "forbidden", id="people-supervisor"),
+    pytest.param("/v1/live", "supervisor", {"skill": "billing"}, 422, "validation_failed", id="live-unknown-param"),
+    pytest.param("/v1/live", "ann", {}, 403, "forbidden", id="live-agent"),
 ])
 async def test_other_bad_reads(world: World, path: str, token: str, params: dict[str, str], status: int,
                                code: str) -> None:
