@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tierdesk.errors import Conflict, NotFound
@@ -29,6 +29,15 @@ class Assignment:
     handoff: Handoff
     agent: Agent
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """A handoff of a skill that has waited ``after`` seconds may also go to
+    agents of ``skill``."""
+
+    skill: str
+    after: float
 
 
 # Who among the agents takes a handoff of the skill (None: nobody eligible).
@@ -51,9 +60,12 @@ def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None
 
 class Dispatcher:
     def __init__(self, agents: Iterable[Agent] = (), waiting: Iterable[Handoff] = (),
-                 choose: Chooser = choose_agent) -> None:
+                 choose: Chooser = choose_agent, fallback: Mapping[str, Sequence[Fallback]] | None = None) -> None:
         self.agents: dict[str, Agent] = {a.id: a for a in agents}
         self._choose = choose
+        # Per skill, the skills a handoff widens to once it has waited long
+        # enough, in order (billing → general after 30 s).
+        self.fallback: Mapping[str, Sequence[Fallback]] = fallback or {}
         self._waiting: dict[str, Handoff] = {}
         # Per skill, the waiting handoffs' queue keys in queue order: a
         # position is a binary search, not a walk of the whole queue (which
@@ -125,9 +137,18 @@ class Dispatcher:
         straight back at once; it may come back to them later from the queue."""
         agent = self._choose(self.agents.values(), handoff.skill, exclude)
         if agent is None:
+            for skill in self.widened(handoff, now):
+                agent = self._choose(self.agents.values(), skill, exclude)
+                if agent is not None:
+                    break
+        if agent is None:
             self.enqueue(handoff)
             return None
         return self._assign(handoff, agent, now)
+
+    def widened(self, handoff: Handoff, now: float) -> list[str]:
+        """The fallback skills a handoff has waited long enough to reach."""
+        return [f.skill for f in self.fallback.get(handoff.skill, ()) if now - handoff.requested_at >= f.after]
 
     def chooses(self, skill: str, exclude: str | None = None) -> Agent | None:
         """Who would take a handoff of ``skill`` now (nobody is changed)."""
@@ -206,7 +227,23 @@ class Dispatcher:
                 if not agent.has_free_slot():
                     free.remove(agent)
                     if not free:
-                        break
+                        return made
+        # Then widened work, oldest first: an agent takes waiting work of
+        # their own skills (above) before work that fell back to them.
+        widening = [s for s in self._by_skill if any(f.skill in servable for f in self.fallback.get(s, ()))]
+        for key in list(heapq.merge(*(self._by_skill[s] for s in widening))):
+            handoff = self._waiting.get(key[2])
+            if handoff is None:
+                continue
+            for skill in self.widened(handoff, now):
+                agent = self._choose(free, skill, None)
+                if agent is not None:
+                    made.append(self._assign(handoff, agent, now))
+                    if not agent.has_free_slot():
+                        free.remove(agent)
+                        if not free:
+                            return made
+                    break
         return made
 
     def _assign(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:

@@ -32,6 +32,7 @@ from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
 from tierdesk.models import LiveModel
 from tierdesk.errors import BodyTooSlow, RateLimited
 from tierdesk.logging import begin_request
+from tierdesk.rules_file import load_routing_rules
 from tierdesk.settings import Settings
 
 from . import faq_handlers as faq
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
+    app[keys.ROUTING_RULES] = load_routing_rules(settings.routing_rules)
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.SOCKETS] = AgentSockets()
     # This instance's name on the PostgreSQL relay (storage/notify.py).
@@ -249,6 +251,7 @@ async def _follow_active_model(app: web.Application) -> None:
 
 async def _desk(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
+    rules = app[keys.ROUTING_RULES]
     config = DeskConfig(default_skill=s.default_skill, max_bot_answers=s.max_bot_answers,
                         vip_to_human=s.vip_to_human,
                         sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds),
@@ -256,8 +259,9 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
                             presence_grace_seconds=s.presence_grace_seconds,
                             requeue_answered_on_leave=s.requeue_answered_on_leave,
                             reservation_timeout_seconds=s.reservation_timeout_seconds,
-                            reservation_timeout_by_skill=s.reservation_timeouts_by_skill(),
-                            misses_before_away=s.reservation_misses_before_away))
+                            reservation_timeout_by_skill=rules.reservation_timeouts(),
+                            misses_before_away=s.reservation_misses_before_away),
+                        fallback=rules.fallback())
     desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS])
     app[keys.STORE].committer.on_failure(desk.commit_failed)
     try:

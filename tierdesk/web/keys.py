@@ -9,6 +9,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from router.ports import Clock
+    from router.rules import RoutingRules
     from router.services import Desk
     from storage.accounts import Accounts
     from storage.engine import Engines
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .ws import AgentSockets
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+ROUTING_RULES: web.AppKey[RoutingRules] = web.AppKey("routing_rules")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINES: web.AppKey[Engines] = web.AppKey("engines")
 STORE: web.AppKey[SqlStore] = web.AppKey("store")
