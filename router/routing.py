@@ -222,12 +222,8 @@ class Dispatcher:
         for key in keys:
             handoff = self._waiting[key[2]]
             agent = self._choose(free, handoff.skill, None)
-            if agent is not None:
-                made.append(self._assign(handoff, agent, now))
-                if not agent.has_free_slot():
-                    free.remove(agent)
-                    if not free:
-                        return made
+            if agent is not None and self._took(handoff, agent, free, made, now):
+                return made
         # Then widened work, oldest first: an agent takes waiting work of
         # their own skills (above) before work that fell back to them.
         widening = [s for s in self._by_skill if any(f.skill in servable for f in self.fallback.get(s, ()))]
@@ -238,13 +234,17 @@ class Dispatcher:
             for skill in self.widened(handoff, now):
                 agent = self._choose(free, skill, None)
                 if agent is not None:
-                    made.append(self._assign(handoff, agent, now))
-                    if not agent.has_free_slot():
-                        free.remove(agent)
-                        if not free:
-                            return made
+                    if self._took(handoff, agent, free, made, now):
+                        return made
                     break
         return made
+
+    def _took(self, handoff: Handoff, agent: Agent, free: list[Agent], made: list[Assignment], now: float) -> bool:
+        """Assign; True when no free agent is left."""
+        made.append(self._assign(handoff, agent, now))
+        if not agent.has_free_slot():
+            free.remove(agent)
+        return not free
 
     def _assign(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
         self.dequeue(handoff)

@@ -276,19 +276,8 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
         convs = await desk.open_conversations(agent_id)
         await ws.send_json({"type": "hello", "agent_id": agent_id,
                             "conversations": [conversation_view(request, c) for c in convs]})
-        while not ws.closed:
-            # The socket is for pushes; agents act through the REST API. The
-            # client's "ping" proves it is alive: a socket silent for longer
-            # than the idle timeout is closed, so dead clients don't pile up.
-            try:
-                msg = await ws.receive(timeout=settings.ws_idle_timeout_seconds)
-            except TimeoutError:
-                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
-                break
-            if msg.type is WSMsgType.TEXT and msg.data == "ping":
-                await ws.send_str("pong")
-            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                break
+        # The socket is for pushes; agents act through the REST API.
+        await answer_pings(ws, settings.ws_idle_timeout_seconds)
     finally:
         sockets.discard(agent_id, ws)
         try:
@@ -560,6 +549,22 @@ async def get_live(request: web.Request) -> web.Response:
                  "alerts": [monitor.wire(a) for a in alerts.values()]})
 
 
+async def answer_pings(ws: web.WebSocketResponse, idle_timeout: float) -> None:
+    """Until the socket closes: the client's "ping" proves it is alive, and a
+    socket silent for longer than the idle timeout is closed, so dead clients
+    don't pile up. Anything else the client sends is ignored."""
+    while not ws.closed:
+        try:
+            msg = await ws.receive(timeout=idle_timeout)
+        except TimeoutError:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
+            return
+        if msg.type is WSMsgType.TEXT and msg.data == "ping":
+            await ws.send_str("pong")
+        elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return
+
+
 async def live_ws(request: web.Request) -> web.WebSocketResponse:
     """Supervisors' pushes: alerts as they are raised and cleared."""
     await request.app[keys.AUTH].require(request, Role.SUPERVISOR, Role.ADMIN)
@@ -571,16 +576,7 @@ async def live_ws(request: web.Request) -> web.WebSocketResponse:
     try:
         alerts = await request.app[keys.ALERTS].open_alerts()
         await ws.send_json({"type": "hello", "alerts": [monitor.wire(a) for a in alerts.values()]})
-        while not ws.closed:
-            try:
-                msg = await ws.receive(timeout=settings.ws_idle_timeout_seconds)
-            except TimeoutError:
-                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
-                break
-            if msg.type is WSMsgType.TEXT and msg.data == "ping":
-                await ws.send_str("pong")
-            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                break
+        await answer_pings(ws, settings.ws_idle_timeout_seconds)
     finally:
         sockets.discard(ws)
     return ws
