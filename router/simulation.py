@@ -169,6 +169,8 @@ class AgentSpec:
     skills: frozenset[str]
     capacity: int
     shifts: tuple[tuple[float, float], ...] | None = None
+    # Per skill, the agent's level (1-5), as the router weighs it.
+    levels: Mapping[str, int] = field(default_factory=dict)
 
 
 def make_chooser(name: str | Chooser, agent_ids: Sequence[str], seed: int) -> Chooser:
@@ -365,7 +367,7 @@ class Simulation:
         slot_seconds = self.slot_seconds
 
         agents = [Agent(s.id, s.id, frozenset(s.skills), s.capacity,
-                        AgentStatus.ONLINE if s.shifts is None else AgentStatus.OFFLINE)
+                        AgentStatus.ONLINE if s.shifts is None else AgentStatus.OFFLINE, levels=dict(s.levels))
                   for s in self.specs]
         by_id = {a.id: a for a in agents}
         for s in self.specs:

@@ -133,7 +133,8 @@ async def post_close(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------- agents
 def agent_view(a: Any) -> dict[str, Any]:
     return {"id": a.id, "name": a.name, "skills": sorted(a.skills), "capacity": a.capacity,
-            "status": a.status.value, "open_conversations": a.open_count, "disabled": a.disabled_at is not None}
+            "status": a.status.value, "open_conversations": a.open_count, "disabled": a.disabled_at is not None,
+            "levels": {s: a.level(s) for s in sorted(a.skills)}}
 
 
 def message_view(m: MessageRecord) -> dict[str, Any]:
@@ -292,7 +293,7 @@ async def create_agent(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN)
     a = s.decode(await body(request), s.AgentIn)
     desk = request.app[keys.DESK]
-    agent = await desk.create_agent(a.name, a.skills, a.capacity, AgentStatus(a.status))
+    agent = await desk.create_agent(a.name, a.skills, a.capacity, AgentStatus(a.status), levels=a.levels)
     token = new_token(Role.AGENT)
     await request.app[keys.ACCOUNTS].add_credential(token_hash(token), Principal(Role.AGENT, agent.id),
                                                     request.app[keys.CLOCK].now())
@@ -311,7 +312,7 @@ async def patch_agent(request: web.Request) -> web.Response:
     patch = s.decode(await body(request), s.AgentPatch)
     agent = await request.app[keys.DESK].update_agent(
         request.match_info["agent_id"], name=patch.name, skills=patch.skills, capacity=patch.capacity,
-        status=AgentStatus(patch.status) if patch.status else None,
+        status=AgentStatus(patch.status) if patch.status else None, levels=patch.levels,
     )
     return json(agent_view(agent))
 
