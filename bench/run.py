@@ -299,10 +299,12 @@ def scrape(base: str, workers: int = 1) -> dict[str, float]:
 
 
 def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    batches = after.get("tierdesk_group_commit_batches", 0) - before.get("tierdesk_group_commit_batches", 0)
-    changes = after.get("tierdesk_group_commit_changes", 0) - before.get("tierdesk_group_commit_changes", 0)
-    stepwise = (after.get("tierdesk_group_commit_stepwise_batches", 0)
-                - before.get("tierdesk_group_commit_stepwise_batches", 0))
+    batches = (after.get("tierdesk_group_commit_batches_total", 0)
+               - before.get("tierdesk_group_commit_batches_total", 0))
+    changes = (after.get("tierdesk_group_commit_changes_total", 0)
+               - before.get("tierdesk_group_commit_changes_total", 0))
+    stepwise = (after.get("tierdesk_group_commit_stepwise_batches_total", 0)
+                - before.get("tierdesk_group_commit_stepwise_batches_total", 0))
     actions: dict[str, int] = {}
     for key, v in after.items():
         m = re.fullmatch(r'tierdesk_messages_total\{action="([^"]+)"\}', key)

@@ -36,7 +36,7 @@ import structlog
 from sqlalchemy.engine import Connection
 
 from router.changes import Changes
-from router.rollups import EMPTY_HISTOGRAM, add_to_histogram
+from router.rollups import EMPTY_HISTOGRAM, HistogramDelta, add_to_histogram
 from tierdesk.errors import Unavailable
 
 from .engine import Engines, HeldConnection
@@ -177,7 +177,7 @@ class PgWriter:
         check_capacity(rows.load, moved)
         return duplicates
 
-    def _histogram_rows(self, conn: Connection, hist: dict[RollupKey, dict[int, int]],
+    def _histogram_rows(self, conn: Connection, hist: dict[RollupKey, HistogramDelta],
                         written: dict[RollupKey, bytes]) -> list[tuple[Any, ...]]:
         # Read-modify-write under a row lock: a histogram is a blob, which SQL
         # cannot add to.

@@ -45,6 +45,7 @@ class DeliveryWorker:
         self._channels: dict[str, tuple[float, Channel | None]] = {}
         self.sent = 0
         self.retries = 0
+        self.dead = 0  # deliveries given up: dead letters, until replayed
 
     def wake(self) -> None:
         self._wake.set()
@@ -84,6 +85,7 @@ class DeliveryWorker:
         channel = await self._channel(d.channel_id)
         if channel is None or not channel.webhook_url:
             await self.outbox.failed(d.id, error="channel has no webhook_url", retry_at=None)
+            self._dead_letter(d, d.attempts, "channel has no webhook_url")
             return
         body = orjson.dumps(d.payload)
         ts = int(self.clock.now())
@@ -105,5 +107,15 @@ class DeliveryWorker:
         dead = attempts >= self.max_attempts
         self.retries += 0 if dead else 1
         retry_at = None if dead else self.clock.now() + backoff(attempts, self.base_delay)
-        log.info("delivery_failed", delivery=d.id, attempts=attempts, dead=dead, error=error)
         await self.outbox.failed(d.id, error=error or "unknown", retry_at=retry_at)
+        if dead:
+            self._dead_letter(d, attempts, error or "unknown")
+        else:
+            log.info("delivery_failed", delivery=d.id, attempts=attempts, error=error)
+
+    def _dead_letter(self, d: Delivery, attempts: int, error: str) -> None:
+        # At warning: a reply the customer will not see until an operator
+        # replays it (POST /v1/admin/deliveries/replay).
+        self.dead += 1
+        log.warning("delivery_dead_letter", delivery=d.id, channel=d.channel_id, kind=d.kind, attempts=attempts,
+                    error=error)
