@@ -96,8 +96,11 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
 
 
 def set_up(settings: Settings, state_file: Path) -> DemoTokens:
+    from tierdesk.progress import Progress
+
     upgrade(settings.database_url)
-    ensure_model(settings)
+    with Progress() as progress:
+        ensure_model(settings, progress)
     return asyncio.run(_ensure_accounts(settings, state_file))
 
 
