@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## serve: migrate the embedded SQLite database, train the demo model if none,
-## create the demo channel and agents, print their tokens, serve on :8080
+## create the demo channel (delivering to the server's own /demo/inbox), three
+## agents and a supervisor, print their tokens (and write var/demo.env for the
+## README's walk-through), serve on :8080
 serve: $(STAMP)
 	$(BIN)/tierdesk serve --demo
 
@@ -49,5 +51,6 @@ $(EMBEDDINGS): $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
+## clean-demo: forget the demo (database, tokens, trained models)
 clean-demo:
 	rm -rf var/ models/v* models/ACTIVE

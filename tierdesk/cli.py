@@ -16,10 +16,7 @@ from pathlib import Path
 
 from tierdesk import __version__
 from tierdesk.errors import TierdeskError
-from tierdesk.settings import PROJECT_ROOT, Settings
-
-DEMO_STATE = PROJECT_ROOT / "var" / "demo.json"
-
+from tierdesk.settings import Settings
 
 class HelpFormatter(argparse.HelpFormatter):
     """Descriptions wrapped paragraph by paragraph, and each option's default
@@ -53,12 +50,17 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env(**overrides)
     if settings.is_sqlite:
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    demo_inbox = None
     if args.demo:
-        from tierdesk.demo import banner, set_up
+        from tierdesk.demo import banner, set_up, write_env
+        from tierdesk.web.demo_inbox import DemoInbox
 
-        tokens = set_up(settings, DEMO_STATE)
+        tokens = set_up(settings)
         admin = settings.admin_token or tokens.admin
         settings = Settings.from_env(**overrides, admin_token=admin)
+        write_env(settings, tokens, admin)
+        demo_inbox = DemoInbox(tokens.channel_id, tokens.webhook_secret,
+                               signature_tolerance=settings.signature_tolerance_seconds)
         print(banner(settings, tokens, admin), flush=True)
     elif not args.reuse_port:  # a worker: its supervisor migrated
         upgrade(settings.database_url)
@@ -78,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
         from tierdesk.web.worker_metrics import WorkerMetrics
 
         worker = WorkerMetrics(args.worker_metrics_dir, args.worker)
-    app = create_app(settings, worker=worker, manage_heap=True)
+    app = create_app(settings, worker=worker, manage_heap=True, demo_inbox=demo_inbox)
     web.run_app(app, host=settings.host, port=settings.port, access_log=None, reuse_port=args.reuse_port or None,
                 print=lambda s: print(s, flush=True), shutdown_timeout=10.0)
     return 0
@@ -94,11 +96,13 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tierdesk.demo import banner, set_up
+    from tierdesk.demo import banner, set_up, write_env
 
     settings = Settings.from_env()
-    tokens = set_up(settings, DEMO_STATE)
-    print(banner(settings, tokens, settings.admin_token or tokens.admin))
+    tokens = set_up(settings)
+    admin = settings.admin_token or tokens.admin
+    write_env(settings, tokens, admin)
+    print(banner(settings, tokens, admin))
     return 0
 
 
@@ -249,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: $TIERDESK_HOST, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: $TIERDESK_PORT, else 8080)")
     serve.add_argument("--demo", action="store_true",
-                       help="first set up the demo (database, model, a channel, three agents) and print "
-                            "their tokens")
+                       help="first set up the demo (database, model, a channel whose webhook is this "
+                            "server's own demo inbox at /demo/inbox, three agents, a supervisor), print their "
+                            "tokens and write them for a shell to var/demo.env")
     # How a worker of TIERDESK_WORKERS > 1 is started (tierdesk/workers.py).
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
@@ -261,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
         "nothing. `tierdesk serve` does this too on start.")).set_defaults(func=_migrate)
     _command(sub, "demo", "set up the demo channel, agents and model; print their tokens", (
         "What `tierdesk serve --demo` does before serving: migrate the database, train the demo model if\n"
-        "there is none, create one channel and three agents (once; var/demo.json keeps their tokens),\n"
-        "and print the tokens.")).set_defaults(func=_demo)
+        "there is none, create one channel, three agents and a supervisor (once; var/demo.json keeps\n"
+        "their tokens, $TIERDESK_DEMO_DIR to keep them elsewhere), write var/demo.env for a shell, and\n"
+        "print the tokens.")).set_defaults(func=_demo)
     metrics = _command(sub, "metrics", "maintain the metric rollups").add_subparsers(
         dest="metrics_command", required=True, metavar="COMMAND")
     _command(metrics, "rebuild", "recompute the hourly rollups from the event log", (

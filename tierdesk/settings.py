@@ -74,6 +74,9 @@ class Settings:
     # collections out of later scans, and free the cycles among it this often.
     gc_freeze_survivors: bool = True
     gc_reclaim_seconds: float = 600.0
+    # Where `tierdesk serve --demo` keeps the demo's tokens (demo.json, and
+    # demo.env for a shell).
+    demo_dir: Path = PROJECT_ROOT / "var"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -35,6 +35,8 @@ from . import faq_handlers as faq
 from . import handlers as h
 from . import keys
 from .auth import Authenticator
+from .demo_inbox import DemoInbox
+from .demo_inbox import add_routes as add_demo_inbox
 from .errors import error_middleware
 from .prom import Registry
 from .ratelimit import RateLimiter
@@ -84,10 +86,13 @@ async def ip_rate_limit(
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveModel | None = None,
-               worker: WorkerMetrics | None = None, manage_heap: bool = False) -> web.Application:
+               worker: WorkerMetrics | None = None, manage_heap: bool = False,
+               demo_inbox: DemoInbox | None = None) -> web.Application:
     """``worker``: set in each worker of TIERDESK_WORKERS > 1 (tierdesk/workers.py).
     ``manage_heap``: the process is this server's own (`tierdesk serve`), so
-    the garbage collector's policy is installed (tierdesk/heap.py)."""
+    the garbage collector's policy is installed (tierdesk/heap.py).
+    ``demo_inbox``: `tierdesk serve --demo`'s receiver for the demo channel's
+    deliveries (tierdesk/web/demo_inbox.py)."""
     app = web.Application(
         middlewares=[context_middleware, error_middleware, ip_rate_limit],
         client_max_size=settings.max_body_bytes,
@@ -115,6 +120,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     if manage_heap:
         app.cleanup_ctx.append(_heap)  # last: what the others loaded is frozen
     _routes(app)
+    if demo_inbox is not None:
+        add_demo_inbox(app, demo_inbox)
     return app
 
 

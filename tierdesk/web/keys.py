@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tierdesk.settings import Settings
 
     from .auth import Authenticator
+    from .demo_inbox import DemoInbox
     from .prom import Registry
     from .ratelimit import RateLimiter
     from .worker_metrics import WorkerMetrics
@@ -45,3 +46,5 @@ DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
 # This instance's name among the instances sharing a database.
 ORIGIN: web.AppKey[str] = web.AppKey("origin", str)
 WORKER_METRICS: web.AppKey[WorkerMetrics] = web.AppKey("worker_metrics")
+# Only with `tierdesk serve --demo`: the demo channel's webhook receiver.
+DEMO_INBOX: web.AppKey[DemoInbox] = web.AppKey("demo_inbox")
