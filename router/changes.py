@@ -31,6 +31,7 @@ class ConversationState:
     handoff_id: str | None
     agent_id: str | None
     version: int
+    rating: int | None
 
     @classmethod
     def of(cls, c: Conversation) -> ConversationState:
@@ -47,6 +48,7 @@ class ConversationState:
             handoff_id=c.handoff.id if c.handoff else None,
             agent_id=c.agent_id,
             version=c.version,
+            rating=c.rating,
         )
 
 
@@ -91,10 +93,14 @@ class AgentProfile:
     capacity: int
     status: str
     idle_since: float
+    disabled_at: float | None = None
+    presence_lost_at: float | None = None
+    missed_reservations: int = 0
 
     @classmethod
     def of(cls, a: Agent) -> AgentProfile:
-        return cls(a.id, a.name, a.skills, a.capacity, a.status.value, a.idle_since)
+        return cls(a.id, a.name, a.skills, a.capacity, a.status.value, a.idle_since, a.disabled_at,
+                   a.presence_lost_at, a.missed_reservations)
 
 
 @dataclass(slots=True)

@@ -182,6 +182,9 @@ def replay(events: Iterable[TrackerEvent]) -> _Replay:
             if st.handoff is not None:
                 st.handoff.skill = str(e.data.get("skill") or st.handoff.skill)
                 st.handoff.agent = None
+        elif kind is EventKind.REQUEUED:  # its agent went away: back in the queue, held by nobody
+            if st.handoff is not None:
+                st.handoff.agent = None
         elif kind is EventKind.RESOLVED:
             h = st.handoff
             if h is not None and h.ended_at is None:
@@ -205,9 +208,19 @@ def replay(events: Iterable[TrackerEvent]) -> _Replay:
             if rating is None:
                 pass
             elif st.episode is not None:
-                st.episode.waiting_ratings.append(int(rating))
+                # Counted when the episode ends. One rating per episode: one
+                # that replaces another (the event says so) takes its place.
+                waiting = st.episode.waiting_ratings
+                if e.data.get("replaces") is not None and waiting:
+                    waiting.pop()
+                waiting.append(int(rating))
             elif st.last_episode is not None:  # after the end, before any reopening
                 ep = st.last_episode
+                if e.data.get("replaces") is not None:
+                    for i in range(len(out.ratings) - 1, -1, -1):
+                        if out.ratings[i].episode is ep:
+                            del out.ratings[i]
+                            break
                 out.ratings.append(_Rating(at=e.at, rating=int(rating), episode=ep, tier=ep.tier))
     return out
 

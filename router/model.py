@@ -59,13 +59,21 @@ class Agent:
     # When the agent last took a conversation (or came online): ties in load go
     # to whoever has waited longest, so work spreads evenly over a shift.
     idle_since: float = 0.0
+    # A disabled agent is offline for good: never assigned, kept for history.
+    disabled_at: float | None = None
+    # Set when the agent's last connection has been gone for the grace
+    # period: nothing is assigned to them until they are back.
+    presence_lost_at: float | None = None
+    # Assignments in a row the agent let lapse (router/attendance.py).
+    missed_reservations: int = 0
 
     @property
     def load(self) -> float:
         return self.open_count / self.capacity if self.capacity > 0 else float("inf")
 
     def has_free_slot(self) -> bool:
-        return self.status is AgentStatus.ONLINE and self.open_count < self.capacity
+        return (self.status is AgentStatus.ONLINE and self.open_count < self.capacity and self.disabled_at is None
+                and self.presence_lost_at is None)
 
     def can_take(self, skill: str) -> bool:
         return self.has_free_slot() and skill in self.skills
@@ -130,6 +138,9 @@ class Conversation:
     # is stored only over the version it was decided on, so two instances
     # deciding on the same conversation cannot both win.
     version: int = 0
+    # The customer's rating of the current episode (or of the one just
+    # ended): the same rating again changes nothing, another replaces it.
+    rating: int | None = None
 
     @property
     def agent_id(self) -> str | None:
@@ -150,6 +161,18 @@ class Channel:
     webhook_secret: str | None = None
     created_at: float = 0.0
     require_signature: bool = False
+    disabled_at: float | None = None
+    # The secret a rotation replaced, still good until previous_secret_until.
+    previous_webhook_secret: str | None = None
+    previous_secret_until: float | None = None
+
+    def secrets(self, now: float) -> list[str]:
+        """The secrets that sign and verify now: the current one, and the
+        previous one while a rotation overlaps."""
+        current = [self.webhook_secret] if self.webhook_secret else []
+        if self.previous_webhook_secret and (self.previous_secret_until or 0.0) > now:
+            return current + [self.previous_webhook_secret]
+        return current
 
 
 class Role(enum.StrEnum):

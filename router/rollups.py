@@ -194,7 +194,7 @@ class ConversationTally:
     """The incremental twin of metrics.replay for one conversation."""
 
     __slots__ = ("channel", "episode_start", "episode_handoffs", "last_tier", "handoff", "awaiting_bot",
-                 "awaiting_human", "waiting_ratings")
+                 "awaiting_human", "waiting_ratings", "rated")
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
@@ -208,6 +208,8 @@ class ConversationTally:
         self.awaiting_bot: dict[str, float] = {}
         # (message id, received at, after the handoff's first reply)
         self.awaiting_human: list[tuple[str | None, float, bool]] = []
+        # The episode's counted rating (when, tier, value), taken back if replaced.
+        self.rated: tuple[float, str, int] | None = None
 
     def apply(self, e: TrackerEvent, sla: SLA, out: Deltas) -> None:
         ch = self.channel
@@ -218,6 +220,7 @@ class ConversationTally:
                 self.episode_handoffs = 0
                 self.last_tier = Tier.BOT
                 self.waiting_ratings = []
+                self.rated = None
                 out.add(e.at, ch, "episodes.started")
             tier = e.data.get("tier", "bot")
             out.add(e.at, ch, f"{tier}.messages")
@@ -284,8 +287,18 @@ class ConversationTally:
             if rating is None:
                 pass
             elif self.episode_start is not None:
+                # Counted when the episode ends; one that replaces another
+                # (one rating per episode) takes its place.
+                if e.data.get("replaces") is not None and self.waiting_ratings:
+                    self.waiting_ratings.pop()
                 self.waiting_ratings.append(int(rating))
             else:  # after the end, before any reopening: the episode that ended
+                if e.data.get("replaces") is not None and self.rated is not None:
+                    # Taken back in the hour it was counted in.
+                    at, tier, old = self.rated
+                    out.add(at, ch, f"{tier}.ratings", -1)
+                    if old >= 4:
+                        out.add(at, ch, f"{tier}.ratings_good", -1)
                 self._rated(int(rating), e.at, out)
 
     def _rated(self, rating: int, at: float, out: Deltas) -> None:
@@ -293,6 +306,7 @@ class ConversationTally:
         out.add(at, self.channel, f"{tier}.ratings")
         if rating >= 4:
             out.add(at, self.channel, f"{tier}.ratings_good")
+        self.rated = (at, tier, rating)
 
     def _replied(self, received: float, at: float, tier: str, sla_seconds: float, out: Deltas) -> None:
         rt = at - received

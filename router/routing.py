@@ -110,6 +110,10 @@ class Dispatcher:
             return None
         return self._assign(handoff, agent, now)
 
+    def chooses(self, skill: str, exclude: str | None = None) -> Agent | None:
+        """Who would take a handoff of ``skill`` now (nobody is changed)."""
+        return choose_agent(self.agents.values(), skill, exclude)
+
     def assign_to(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
         """A transfer to a named agent: skills don't matter, capacity does."""
         if not agent.has_free_slot():
@@ -133,6 +137,8 @@ class Dispatcher:
             return
         agent.name, agent.skills, agent.capacity = stored.name, stored.skills, stored.capacity
         agent.status, agent.open_count, agent.idle_since = stored.status, stored.open_count, stored.idle_since
+        agent.disabled_at, agent.presence_lost_at = stored.disabled_at, stored.presence_lost_at
+        agent.missed_reservations = stored.missed_reservations
 
     def set_status(self, agent_id: str, status: AgentStatus, now: float) -> list[Assignment]:
         agent = self.agent(agent_id)

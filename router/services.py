@@ -31,6 +31,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from tierdesk.errors import ChangeRefused, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 
 from . import policy as hp
+from .attendance import AttendanceRules, lapsed_reservations, leaving_with
+from .live import live_view
 from .changes import AgentProfile, Changes, MessageRecord, OutboxItem
 from .ids import new_id
 from .model import (
@@ -82,6 +84,7 @@ class DeskConfig:
     conversation_cache_size: int = 100_000
     sla: SLA = SLA()
     history_limit: int = 500
+    attendance: AttendanceRules = AttendanceRules()
 
 
 @dataclass(slots=True)
@@ -405,7 +408,7 @@ class Desk:
             # another instance stored it first); the store kept the original.
             self._drop(ids, agent_ids)
             raise
-        except Unavailable:
+        except (Unavailable, InvalidInput):
             self._drop(ids, agent_ids)
             raise
         except Exception as exc:
@@ -599,6 +602,7 @@ class Desk:
         if conv.status is ConversationStatus.RESOLVED:
             conv.status = ConversationStatus.BOT
             conv.bot_streak = 0
+            conv.rating = None  # a new episode, to be rated on its own
             changes.event(TrackerEvent(EventKind.REOPENED, received_at, **base))
         message_id = new_id("msg")
         conv.updated_at = now
@@ -717,22 +721,39 @@ class Desk:
 
     @_decided_again_if_refused
     async def feedback(self, channel_id: str, external_id: str, rating: int | None, resolved: bool) -> None:
+        """The customer rated the conversation and/or said it is resolved.
+
+        One rating per episode: the same rating sent again (a retry, a
+        replayed request) records nothing, and a different one replaces the
+        episode's rating (its event says which it replaces), so the
+        satisfaction figure cannot be inflated by repetition."""
         gen = await self._begin()
         conv = await self._existing_conversation(channel_id, external_id)
+        new_rating = rating if rating is not None and rating != conv.rating else None
+        ends = resolved and conv.status is not ConversationStatus.RESOLVED
+        if new_rating is None and not ends:
+            return  # nothing new: the episode already has this rating (or ended)
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
         base = dict(channel_id=conv.channel_id, conversation_id=conv.id)
         open_handoff = conv.handoff if conv.handoff is not None and conv.handoff.is_open else None
+        data: dict[str, Any] = {"rating": new_rating, "resolved": resolved}
+        if new_rating is not None and conv.rating is not None:
+            data["replaces"] = conv.rating
         changes.event(TrackerEvent(EventKind.FEEDBACK, now, **base, handoff_id=open_handoff.id if open_handoff else None,
-                                   data={"rating": rating, "resolved": resolved}))
-        if rating is not None and rating <= 2:
-            self._mark_miss(conv, "thumbs_down", now, changes)
-        elif conv.last_bot_answered is not None and ((rating is not None and rating >= 4) or resolved):
-            # The customer is content with the bot's last answer: a labelled
-            # example for judging the next model (shadow evaluation).
+                                   data=data))
+        if new_rating is not None:
+            conv.rating = new_rating
+            if new_rating <= 2:
+                self._mark_miss(conv, "thumbs_down", now, changes)
+            elif conv.last_bot_answered is not None and new_rating >= 4:
+                # The customer is content with the bot's last answer: a labelled
+                # example for judging the next model (shadow evaluation).
+                changes.verdicts.append((conv.last_bot_answered, "confirmed"))
+        elif conv.last_bot_answered is not None and resolved and (conv.rating is None or conv.rating >= 4):
             changes.verdicts.append((conv.last_bot_answered, "confirmed"))
         touched = [conv]
-        if resolved and conv.status is not ConversationStatus.RESOLVED:
+        if ends:
             touched += self._end(conv, EndedBy.FEEDBACK, now, changes, effects)
         changes.conversation(conv)
         await self._commit(changes, touched, effects)
@@ -830,18 +851,160 @@ class Desk:
                            skills: Iterable[str] | None = None, capacity: int | None = None,
                            name: str | None = None) -> Agent:
         gen = await self._begin()
+        if self.dispatcher.agent(agent_id).disabled_at is not None:
+            raise Conflict(f"agent {agent_id!r} is disabled", code="agent_disabled")
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
         made = []
         if skills is not None or capacity is not None or name is not None:
             made += self.dispatcher.update_agent(agent_id, now, skills=skills, capacity=capacity, name=name)
+        was = self.dispatcher.agent(agent_id).status
         if status is not None:
             made += self.dispatcher.set_status(agent_id, status, now)
         agent = self.dispatcher.agent(agent_id)
         changes.agent(agent)
         touched = self._record_assignments(made, changes, effects)
+        if status is AgentStatus.OFFLINE and was is not AgentStatus.OFFLINE:
+            for conv in leaving_with(agent_id, list(self._by_id.values()), self.config.attendance):
+                touched += self._requeue(conv, "agent_offline", now, changes, effects)
         await self._commit(changes, touched, effects)
         return agent
+
+    # ------------------------------------------------------------ attendance
+    @_decided_again_if_refused
+    async def presence_lost(self, agent_id: str) -> int:
+        """The agent's last connection has been gone for the grace period:
+        nothing more is assigned to them, and what they never answered goes
+        back to the queue. Returns how many conversations were requeued."""
+        gen = await self._begin()
+        agent = self.dispatcher.agents.get(agent_id)
+        if agent is None or agent.presence_lost_at is not None or agent.disabled_at is not None:
+            return 0
+        now = self.clock.now()
+        changes, effects = Changes(generation=gen), _Effects()
+        agent.presence_lost_at = now
+        touched: list[Conversation] = []
+        leaving = leaving_with(agent_id, list(self._by_id.values()), self.config.attendance)
+        for conv in leaving:
+            touched += self._requeue(conv, "presence_lost", now, changes, effects)
+        changes.agent(agent)
+        await self._commit(changes, touched, effects)
+        return len(leaving)
+
+    @_decided_again_if_refused
+    async def presence_back(self, agent_id: str) -> None:
+        """One of the agent's clients connected again: they can be assigned."""
+        gen = await self._begin()
+        agent = self.dispatcher.agents.get(agent_id)
+        if agent is None or agent.presence_lost_at is None:
+            return
+        now = self.clock.now()
+        changes, effects = Changes(generation=gen), _Effects()
+        agent.presence_lost_at = None
+        made = self.dispatcher.drain(now)
+        changes.agent(agent)
+        touched = self._record_assignments(made, changes, effects)
+        await self._commit(changes, touched, effects)
+
+    async def expire_reservations(self) -> int:
+        """Offer every assignment nobody answered in time to the next
+        eligible agent; an agent who let ``misses_before_away`` lapse in a
+        row is set away. Returns how many moved."""
+        await self._ensure_ready()
+        rules = self.config.attendance
+        moved = 0
+        for conv in lapsed_reservations(list(self._by_id.values()), self.clock.now(), rules):
+            try:
+                moved += await self._expire_reservation(conv.id)
+            except (NotFound, Unavailable):
+                continue  # changed meanwhile, or the database is away: the next round sees it
+        return moved
+
+    @_decided_again_if_refused
+    async def _expire_reservation(self, conversation_id: str) -> int:
+        gen = await self._begin()
+        conv = self._by_id.get(conversation_id)
+        now = self.clock.now()
+        rules = self.config.attendance
+        if conv is None or conv not in lapsed_reservations([conv], now, rules):
+            return 0  # answered, ended or moved since
+        changes, effects = Changes(generation=gen), _Effects()
+        h = conv.handoff
+        assert h is not None and h.agent_id is not None
+        agent = self.dispatcher.agents.get(h.agent_id)
+        set_away = False
+        if agent is not None:
+            agent.missed_reservations += 1
+            if agent.missed_reservations >= rules.misses_before_away and agent.status is AgentStatus.ONLINE:
+                # Away before the requeue, so the freed slot is not refilled with them.
+                self.dispatcher.set_status(agent.id, AgentStatus.AWAY, now)
+                set_away = True
+            changes.agent(agent)
+        if not set_away and self.dispatcher.chooses(h.skill, exclude=h.agent_id) is None:
+            # Nobody else could take it now: it stays offered to the same
+            # agent, on a new clock, rather than wait beside their free slot.
+            h.assigned_at = now
+            changes.handoff(h)
+            changes.conversation(conv)
+            await self._commit(changes, [conv], effects)
+            return 0
+        touched = self._requeue(conv, "reservation_timeout", now, changes, effects,
+                                data={"missed_in_a_row": agent.missed_reservations if agent else None,
+                                      "agent_set_away": set_away})
+        if set_away and agent is not None:
+            effects.to_agent(agent.id, {"type": "status_changed", "status": AgentStatus.AWAY.value,
+                                        "reason": "missed_reservations"})
+        await self._commit(changes, touched, effects)
+        return 1
+
+    @_decided_again_if_refused
+    async def disable_agent(self, agent_id: str) -> tuple[Agent, int]:
+        """The agent leaves for good: offline, never assigned again, and
+        every conversation they hold goes back to the queue (keeping its
+        place by when the customer asked). Returns the agent and how many
+        conversations were requeued."""
+        gen = await self._begin()
+        agent = self.dispatcher.agent(agent_id)
+        if agent.disabled_at is not None:
+            return agent, 0
+        now = self.clock.now()
+        changes, effects = Changes(generation=gen), _Effects()
+        agent.disabled_at = now
+        made = self.dispatcher.set_status(agent_id, AgentStatus.OFFLINE, now)
+        touched = self._record_assignments(made, changes, effects)
+        held = [c for c in self._by_id.values()
+                if c.agent_id == agent_id and c.handoff is not None and c.handoff.is_open]
+        for conv in sorted(held, key=lambda c: c.handoff.requested_at):  # type: ignore[union-attr]
+            touched += self._requeue(conv, "agent_disabled", now, changes, effects)
+        changes.agent(agent)
+        await self._commit(changes, touched, effects)
+        return agent, len(held)
+
+    def _requeue(self, conv: Conversation, reason: str, now: float, changes: Changes,
+                 effects: _Effects, data: dict[str, Any] | None = None) -> list[Conversation]:
+        """Take a conversation from its agent and route it again (another
+        agent now, or the queue, in its place by request time)."""
+        h = conv.handoff
+        assert h is not None and h.agent_id is not None
+        from_agent = h.agent_id
+        changes.load(from_agent, -1)
+        effects.to_agent(from_agent, {"type": "conversation_requeued", "conversation_id": conv.id, "reason": reason})
+        changes.event(TrackerEvent(EventKind.REQUEUED, now, conv.channel_id, conv.id, handoff_id=h.id,
+                                   agent_id=from_agent, data={"reason": reason, "skill": h.skill, **(data or {})}))
+        made = self.dispatcher.release(h, now)
+        h.agent_id = None
+        conv.status = ConversationStatus.QUEUED
+        touched = [conv, *self._record_assignments(made, changes, effects)]
+        assignment = self.dispatcher.request(h, now, exclude=from_agent)
+        if assignment is not None:
+            self._record_assignment(assignment, changes, effects)
+        else:
+            changes.event(TrackerEvent(EventKind.QUEUED, now, conv.channel_id, conv.id, handoff_id=h.id,
+                                       data={"skill": h.skill}))
+            changes.handoff(h)
+        conv.updated_at = now
+        changes.conversation(conv)
+        return touched
 
     def agent(self, agent_id: str) -> Agent:
         return self.dispatcher.agent(agent_id)
@@ -883,6 +1046,10 @@ class Desk:
         if h.first_reply_at is None:
             h.first_reply_at = now
             changes.handoff(h)
+            agent = self.dispatcher.agents.get(agent_id)
+            if agent is not None and agent.missed_reservations:
+                agent.missed_reservations = 0  # took one up: the count is of misses in a row
+                changes.agent(agent)
         conv.updated_at = now
         changes.conversation(conv)
         changes.outbox.append(OutboxItem(
@@ -968,6 +1135,10 @@ class Desk:
                 "queue_position": self.dispatcher.queue_position(h),
             },
         }
+
+    def live(self, warn_margin: float) -> dict[str, Any]:
+        return live_view(self.dispatcher.agents.values(), list(self._by_id.values()), self.clock.now(),
+                         first_response_sla=self.config.sla.human_first_response_seconds, warn_margin=warn_margin)
 
     def queue(self, limit: int | None = None) -> list[Handoff]:
         return self.dispatcher.waiting(limit)

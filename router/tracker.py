@@ -21,7 +21,8 @@ class EventKind(enum.StrEnum):
     QUEUED = "queued"  # data: skill
     ASSIGNED = "assigned"
     AGENT_REPLIED = "agent_replied"
-    TRANSFERRED = "transferred"  # data: from_agent, skill
+    TRANSFERRED = "transferred"  # agent_id: who passed it on; data: skill, to_agent
+    REQUEUED = "requeued"  # agent_id: who held it; data: reason, skill
     RESOLVED = "resolved"  # data: by (agent|customer|idle|bot), abandoned
     REOPENED = "reopened"
     FEEDBACK = "feedback"  # data: rating, resolved

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from tierdesk.errors import Conflict, Unavailable
+from tierdesk.errors import Conflict, Unavailable, Unstorable
 
 from .sqlite_batch import configure
 
@@ -51,6 +51,10 @@ class Engines:
 # PostgreSQL gave up on the transaction because of another one, not because
 # of the data: a deadlock, a serialization failure, a lock not available.
 CONTENTION_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+# SQLSTATE class 22, "data exception": a value PostgreSQL cannot hold (a NUL
+# character in text, an encoding error, a number out of range). It says
+# nothing about the server's health, only about that value.
+DATA_EXCEPTION_CLASS = "22"
 
 
 @asynccontextmanager
@@ -65,8 +69,11 @@ async def _translated() -> AsyncIterator[None]:
     except exc.IntegrityError as e:
         raise Conflict("that would clash with existing data") from e
     except exc.DBAPIError as e:
-        if getattr(e.orig, "sqlstate", None) in CONTENTION_SQLSTATES:
+        sqlstate = getattr(e.orig, "sqlstate", None) or ""
+        if sqlstate in CONTENTION_SQLSTATES:
             raise Conflict("another instance's transaction was in the way", code="write_contention") from e
+        if sqlstate.startswith(DATA_EXCEPTION_CLASS):
+            raise Unstorable(f"the database cannot store a value of this change (SQLSTATE {sqlstate})") from e
         raise Unavailable("the database is unavailable; retry") from e
     except (exc.TimeoutError, OSError, TimeoutError) as e:
         raise Unavailable("the database is unavailable; retry") from e
@@ -119,7 +126,10 @@ def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "N
         # (docs/performance.md, session 5). The group commit's statement,
         # too large to plan every time, is kept on key paths instead
         # (storage/pg_writer.py).
-        connect_args={"timeout": 2, "command_timeout": 30,
+        # Connecting gives up after 5 s: a refused connection fails at once
+        # anyway, and a busy server (a checkpoint's fsync on a loaded disk)
+        # took over 2 s to accept one, which turned a slow moment into 503s.
+        connect_args={"timeout": 5, "command_timeout": 30,
                       "server_settings": {"plan_cache_mode": "force_custom_plan"}},
     )
     return Engines(write=engine, read=engine, dialect=u.get_backend_name())

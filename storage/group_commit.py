@@ -13,7 +13,9 @@ different: the database said no to one change (an agent's capacity, a
 conversation another instance changed first) and the rest of the batch is
 as valid as it was, so its changes are written again one by one and only
 the refused ones fail; anything decided on a refused change is refused in
-turn by the same guards.
+turn by the same guards. So is a change the database cannot store (a value
+it has no room for, Unstorable): its batch is written change by change too,
+and only that change fails.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import structlog
 
 from router.changes import Changes
 from router.ports import DuplicateMessage
-from tierdesk.errors import ChangeRefused, Conflict, Unavailable
+from tierdesk.errors import ChangeRefused, Conflict, Unavailable, Unstorable
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +100,7 @@ class GroupCommitter:
             del self._queue[: len(batch)]
             try:
                 duplicates = await self._write([c for c, _ in batch])
-            except Conflict as exc:
+            except (Conflict, Unstorable) as exc:
                 if len(batch) == 1:
                     self._refuse(batch[0][1], exc)
                 else:
@@ -123,7 +125,7 @@ class GroupCommitter:
         for i, (changes, fut) in enumerate(batch):
             try:
                 duplicates = await self._write([changes])
-            except Conflict as exc:
+            except (Conflict, Unstorable) as exc:
                 self._refuse(fut, exc)
                 continue
             except Exception as exc:  # noqa: BLE001
@@ -131,11 +133,12 @@ class GroupCommitter:
                 return
             self._settle([(changes, fut)], duplicates)
 
-    def _refuse(self, fut: asyncio.Future[None], exc: Conflict) -> None:
+    def _refuse(self, fut: asyncio.Future[None], exc: Conflict | Unstorable) -> None:
         self.refused += 1
         log.warning("change_refused", error=repr(exc))
         if not fut.done():
-            fut.set_exception(ChangeRefused(f"{exc.message}; retry"))
+            # Deciding again cannot help a value the database cannot hold.
+            fut.set_exception(exc if isinstance(exc, Unstorable) else ChangeRefused(f"{exc.message}; retry"))
 
     def _fail(self, batch: list[tuple[Changes, asyncio.Future[None]]], exc: Exception) -> None:
         behind, self._queue = self._queue, []

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import aliased
 
 from . import tables as t
@@ -31,29 +31,52 @@ class Outbox:
     def __init__(self, engines: Engines) -> None:
         self.engines = engines
 
-    async def due(self, now: float, limit: int = 100) -> list[Delivery]:
-        """The oldest pending delivery of each conversation, if it is due.
+    async def claim(self, now: float, lease: float, limit: int = 100) -> list[Delivery]:
+        """Take the deliveries to attempt now: the oldest undelivered item of
+        each conversation, if it is due. Taking one moves its next attempt
+        ``lease`` seconds on, so no other worker or instance takes it while
+        this one tries (and, should this one die, it is tried again then).
 
-        A later message never overtakes an earlier one of the same
-        conversation that is still being retried."""
+        Per-conversation order holds across retries: an item waits behind
+        an earlier one of its conversation that is still being retried, and
+        behind a dead letter too, until that is replayed."""
         o = t.outbox
         earlier = aliased(t.outbox)
-        q = (
-            select(o)
+        candidates = (
+            select(o.c.id)
             .where(
                 o.c.status == "pending",
                 o.c.next_attempt_at <= now,
                 ~exists().where(
-                    and_(earlier.c.conversation_id == o.c.conversation_id, earlier.c.status == "pending",
-                         earlier.c.id < o.c.id)
+                    and_(earlier.c.conversation_id == o.c.conversation_id,
+                         earlier.c.status.in_(("pending", "dead")), earlier.c.id < o.c.id)
                 ),
             )
             .order_by(o.c.id)
             .limit(limit)
         )
+        if self.engines.dialect == "postgresql":
+            # Two instances claiming at once: each skips the rows the other
+            # has locked, and a row the other has already claimed no longer
+            # matches once PostgreSQL re-reads it.
+            candidates = candidates.with_for_update(of=o, skip_locked=True)
+        stmt = (update(o).where(o.c.id.in_(candidates.scalar_subquery()))
+                .values(next_attempt_at=now + lease).returning(*o.c))
+        async with self.engines.writing() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return sorted((_delivery(r) for r in rows), key=lambda d: d.id)
+
+    async def held(self) -> int:
+        """Undelivered items waiting behind a dead letter of their conversation."""
+        o = t.outbox
+        dead = aliased(t.outbox)
+        q = select(func.count()).select_from(o).where(
+            o.c.status == "pending",
+            exists().where(and_(dead.c.conversation_id == o.c.conversation_id, dead.c.status == "dead",
+                                dead.c.id < o.c.id)),
+        )
         async with self.engines.reading() as conn:
-            rows = (await conn.execute(q)).mappings().all()
-        return [_delivery(r) for r in rows]
+            return int((await conn.execute(q)).scalar_one())
 
     async def delivered(self, delivery_id: int, now: float) -> None:
         async with self.engines.writing() as conn:

@@ -218,11 +218,13 @@ def outbox_row(o: OutboxItem) -> Row:
 
 
 def new_agent_row(a: AgentProfile) -> Row:
-    return (a.id, a.name, _json(sorted(a.skills)), a.capacity, _status(a), 0, a.idle_since, a.idle_since)
+    return (a.id, a.name, _json(sorted(a.skills)), a.capacity, _status(a), 0, a.idle_since, a.idle_since,
+            a.disabled_at, a.presence_lost_at, a.missed_reservations)
 
 
 def profile_row(a: AgentProfile) -> Row:
-    return (a.name, _json(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.id)
+    return (a.name, _json(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.disabled_at,
+            a.presence_lost_at, a.missed_reservations, a.id)
 
 
 def _status(a: Any) -> str:
@@ -231,7 +233,7 @@ def _status(a: Any) -> str:
 
 def conversation_row(s: ConversationState) -> Row:
     return (s.id, s.channel_id, s.external_id, s.customer.id, s.customer.name, s.customer.vip, s.status.value,
-            s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id, s.version)
+            s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id, s.version, s.rating)
 
 
 CONVERSATION_STATUS = 6

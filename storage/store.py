@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Sequence
 import numpy as np
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.changes import Changes, MessageRecord
@@ -28,7 +28,7 @@ from router.metrics import SLA
 from router import rollup_report
 from router.rollups import ConversationTally, hour_of, tally_events
 from router.tracker import EventKind, TrackerEvent
-from tierdesk.errors import CapacityExceeded, Conflict
+from tierdesk.errors import CapacityExceeded, Conflict, Unstorable
 
 from . import tables as t
 from .batch_loader import BatchLoader
@@ -105,6 +105,10 @@ class SqlStore:
                            code="conversation_changed") from e
         except sqlite3.IntegrityError as e:  # PostgreSQL's become a Conflict in engine.writing()
             raise Conflict("that would clash with existing data") from e
+        except (UnicodeError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError) as e:
+            # A value the driver could not bind (a lone surrogate, an integer
+            # past 64 bits): about the change, not the database.
+            raise Unstorable(f"the database cannot store a value of this change ({type(e).__name__})") from e
 
     # ------------------------------------------------------------------- read
     async def load_agents(self, ids: Collection[str] | None = None) -> list[Agent]:
@@ -115,7 +119,9 @@ class SqlStore:
             rows = (await conn.execute(q)).mappings().all()
         return [
             Agent(id=r["id"], name=r["name"], skills=frozenset(r["skills"]), capacity=r["capacity"],
-                  status=AgentStatus(r["status"]), open_count=r["open_count"], idle_since=r["idle_since"])
+                  status=AgentStatus(r["status"]), open_count=r["open_count"], idle_since=r["idle_since"],
+                  disabled_at=r["disabled_at"], presence_lost_at=r["presence_lost_at"],
+                  missed_reservations=r["missed_reservations"])
             for r in rows
         ]
 
@@ -231,6 +237,26 @@ class SqlStore:
     async def leads_idle_sweep(self) -> bool:
         return await self._sweep_lease.held()
 
+    async def keep_present(self, agent_ids: Collection[str], until: float) -> None:
+        """These agents have a connection to this instance: their presence
+        holds until ``until`` unless renewed (by this or another instance)."""
+        if not agent_ids:
+            return
+        a = t.agents
+        async with self.engines.writing() as conn:
+            # Never shorten what another instance holding a connection set.
+            await conn.execute(update(a).where(a.c.id.in_(sorted(agent_ids)),
+                                               (a.c.present_until.is_(None)) | (a.c.present_until < until))
+                               .values(present_until=until))
+
+    async def presence_lapsed(self, now: float) -> list[str]:
+        """Agents whose presence ran out and who are not yet marked gone."""
+        a = t.agents
+        q = select(a.c.id).where(a.c.present_until < now, a.c.presence_lost_at.is_(None),
+                                 a.c.disabled_at.is_(None)).order_by(a.c.id)
+        async with self.engines.reading() as conn:
+            return [r[0] for r in (await conn.execute(q)).all()]
+
     async def idle_conversations(self, before: float, limit: int) -> list[str]:
         async with self.engines.reading() as conn:
             q = (
@@ -337,4 +363,5 @@ def _conversation_from(c: Sequence[Any], h: Sequence[Any] | None) -> Conversatio
         customer=Customer(cc["customer_id"], cc["customer_name"], bool(cc["customer_vip"])),
         created_at=cc["created_at"], status=ConversationStatus(cc["status"]), updated_at=cc["updated_at"],
         bot_streak=cc["bot_streak"], handoff_count=cc["handoff_count"], handoff=handoff, version=cc["version"],
+        rating=cc["rating"],
     )

@@ -44,6 +44,12 @@ channels = Table(
     Column("created_at", Double, nullable=False),
     # When set, inbound requests must carry a valid X-Tierdesk-Signature.
     Column("require_signature", Boolean, nullable=False, server_default=text("false")),
+    # A disabled channel's tokens are revoked and its requests refused.
+    Column("disabled_at", Double),
+    # While a secret rotation overlaps, the old secret still verifies (and
+    # outbound requests are signed with both) until this time.
+    Column("previous_webhook_secret", String(128)),
+    Column("previous_secret_until", Double),
 )
 
 credentials = Table(
@@ -69,6 +75,14 @@ agents = Table(
     Column("open_count", Integer, nullable=False, server_default=text("0")),
     Column("idle_since", Double, nullable=False),
     Column("created_at", Double, nullable=False),
+    # A disabled agent is never assigned, cannot sign in, keeps their history.
+    Column("disabled_at", Double),
+    # Presence (router/attendance.py): an instance holding one of the
+    # agent's connections keeps present_until ahead of now; once it lapses
+    # the leading instance sets presence_lost_at until they are back.
+    Column("present_until", Double),
+    Column("presence_lost_at", Double),
+    Column("missed_reservations", Integer, nullable=False, server_default=text("0")),
     CheckConstraint("capacity >= 1", name="capacity_positive"),
     CheckConstraint("open_count >= 0", name="open_count_nonnegative"),
 )
@@ -91,6 +105,9 @@ conversations = Table(
     Column("agent_id", String(64)),
     # Optimistic concurrency between instances (router/model.py Conversation.version).
     Column("version", Integer, nullable=False, server_default=text("1")),
+    # The customer's rating of the current episode (or the one just ended):
+    # a repeated rating is not counted again, a different one replaces it.
+    Column("rating", Integer),
     UniqueConstraint("channel_id", "external_id"),
     Index("ix_conversations_status_updated", "status", "updated_at"),
 )

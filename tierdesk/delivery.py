@@ -1,10 +1,17 @@
 """The delivery worker: sends outbox items to channel webhooks.
 
-Retries use exponential backoff with full jitter, so a channel coming back
-from an outage is not hit by every retry at once; after the configured
-number of tries an item becomes a dead letter that an operator can replay.
+Retries back off exponentially with equal jitter: each wait is between
+half and all of min(cap, base x 2^(attempt-1)), so retries from an outage
+spread out, yet a known minimum of time passes before an item is given up:
+with the defaults (16 tries, 1 s base, 300 s cap) at least 19 minutes and
+about 29 on average. Then it becomes a dead letter, logged at warning and
+counted; it holds back the later items of its conversation (order per
+conversation is kept) until an operator replays it.
+
 Each request carries the item's idempotency key, so a receiver that got a
-delivery whose acknowledgement was lost can drop the repeat.
+delivery whose acknowledgement was lost can drop the repeat. Items are
+claimed before they are sent (storage/outbox.py), so several workers or
+instances on one database do not send the same one.
 """
 
 from __future__ import annotations
@@ -27,12 +34,24 @@ log = structlog.get_logger(__name__)
 
 
 def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
-    return random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def least_retry_time(max_attempts: int, base: float = 1.0, cap: float = 300.0) -> float:
+    """The shortest time from the first try to the last one (every wait at
+    its minimum): how long a receiver outage is ridden out for sure."""
+    return sum(min(cap, base * 2 ** (a - 1)) / 2 for a in range(1, max_attempts))
+
+
+# How long a claimed delivery is held beyond the request's own timeout
+# before another worker may try it (this one having died meanwhile).
+LEASE_MARGIN_SECONDS = 30.0
 
 
 class DeliveryWorker:
     def __init__(self, outbox: Outbox, accounts: Accounts, clock: Clock, *, max_attempts: int,
-                 timeout: float, poll: float, base_delay: float = 1.0) -> None:
+                 timeout: float, poll: float, base_delay: float = 1.0, max_delay: float = 300.0) -> None:
         self.outbox = outbox
         self.accounts = accounts
         self.clock = clock
@@ -40,15 +59,20 @@ class DeliveryWorker:
         self.timeout = timeout
         self.poll = poll
         self.base_delay = base_delay
+        self.max_delay = max_delay
         self._wake = asyncio.Event()
         self._stopping = False
         self._channels: dict[str, tuple[float, Channel | None]] = {}
         self.sent = 0
         self.retries = 0
-        self.dead = 0  # deliveries given up: dead letters, until replayed
+        self.dead = 0
 
     def wake(self) -> None:
         self._wake.set()
+
+    def forget_channel(self, channel_id: str) -> None:
+        """The channel changed (webhook URL, secret, disabled): read it anew."""
+        self._channels.pop(channel_id, None)
 
     def stop(self) -> None:
         """Finish the deliveries in hand, then return from run()."""
@@ -59,7 +83,7 @@ class DeliveryWorker:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
             while not self._stopping:
                 try:
-                    due = await self.outbox.due(self.clock.now())
+                    due = await self.outbox.claim(self.clock.now(), self.timeout + LEASE_MARGIN_SECONDS)
                     if due:
                         await asyncio.gather(*(self._deliver(session, d) for d in due))
                         continue
@@ -83,16 +107,25 @@ class DeliveryWorker:
 
     async def _deliver(self, session: aiohttp.ClientSession, d: Delivery) -> None:
         channel = await self._channel(d.channel_id)
-        if channel is None or not channel.webhook_url:
-            await self.outbox.failed(d.id, error="channel has no webhook_url", retry_at=None)
-            self._dead_letter(d, d.attempts, "channel has no webhook_url")
+        undeliverable = ("channel does not exist" if channel is None else
+                         "channel is disabled" if channel.disabled_at is not None else
+                         "channel has no webhook_url" if not channel.webhook_url else None)
+        if undeliverable is not None:
+            await self.outbox.failed(d.id, error=undeliverable, retry_at=None)
+            self.dead += 1
+            log.warning("delivery_dead_letter", delivery=d.id, channel=d.channel_id, conversation=d.conversation_id,
+                        attempts=d.attempts + 1, error=undeliverable)
             return
+        assert channel is not None and channel.webhook_url is not None
         body = orjson.dumps(d.payload)
         ts = int(self.clock.now())
         headers = {"Content-Type": "application/json", "Idempotency-Key": d.idempotency_key,
                    "X-Tierdesk-Delivery": str(d.id)}
-        if channel.webhook_secret:
-            headers[HEADER] = sign(channel.webhook_secret, ts, body)
+        secrets = channel.secrets(self.clock.now())
+        if secrets:
+            # While a rotation overlaps, one digest per secret: the receiver
+            # verifies with whichever it has.
+            headers[HEADER] = sign(secrets, ts, body)
         error: str | None = None
         try:
             async with session.post(channel.webhook_url, data=body, headers=headers) as resp:
@@ -105,17 +138,12 @@ class DeliveryWorker:
             error = repr(exc)
         attempts = d.attempts + 1
         dead = attempts >= self.max_attempts
-        self.retries += 0 if dead else 1
-        retry_at = None if dead else self.clock.now() + backoff(attempts, self.base_delay)
+        retry_at = None if dead else self.clock.now() + backoff(attempts, self.base_delay, self.max_delay)
         await self.outbox.failed(d.id, error=error or "unknown", retry_at=retry_at)
         if dead:
-            self._dead_letter(d, attempts, error or "unknown")
+            self.dead += 1
+            log.warning("delivery_dead_letter", delivery=d.id, channel=d.channel_id, conversation=d.conversation_id,
+                        attempts=attempts, error=error)
         else:
-            log.info("delivery_failed", delivery=d.id, attempts=attempts, error=error)
-
-    def _dead_letter(self, d: Delivery, attempts: int, error: str) -> None:
-        # At warning: a reply the customer will not see until an operator
-        # replays it (POST /v1/admin/deliveries/replay).
-        self.dead += 1
-        log.warning("delivery_dead_letter", delivery=d.id, channel=d.channel_id, kind=d.kind, attempts=attempts,
-                    error=error)
+            self.retries += 1
+            log.info("delivery_failed", delivery=d.id, attempts=attempts, retry_at=retry_at, error=error)

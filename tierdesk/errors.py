@@ -32,6 +32,21 @@ class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
 
 
+class BodyTooSlow(InvalidInput):
+    """The request body did not arrive within the time allowed for it."""
+
+    code = "request_timeout"
+
+
+class Unstorable(InvalidInput):
+    """The database cannot hold a value of this change (a character or a
+    number it has no room for). Validation at the edge refuses every such
+    value it knows of; this is what reaches the caller if one slips past,
+    and only that change fails, never the ones committed beside it."""
+
+    code = "unstorable"
+
+
 class Unauthenticated(TierdeskError):
     code = "unauthenticated"
 

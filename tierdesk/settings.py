@@ -33,6 +33,9 @@ class Settings:
     # Request limits: text in UTF-8 bytes, the whole body in bytes.
     max_text_bytes: int = 4096
     max_body_bytes: int = 65536
+    # The longest a request body may take to arrive (a client trickling one
+    # in holds a connection): over it, 408 and the connection is closed.
+    body_timeout_seconds: float = 10.0
     # Service levels per tier (seconds).
     sla_bot_seconds: float = 2.0
     sla_human_seconds: float = 60.0
@@ -41,12 +44,25 @@ class Settings:
     default_skill: str = "general"
     max_bot_answers: int = 2
     vip_to_human: bool = False
+    # The human tier when people are away or slow (docs/routing.md).
+    presence_grace_seconds: float = 60.0
+    requeue_answered_on_leave: bool = False
+    reservation_timeout_seconds: float = 60.0
+    # Per skill, "billing=30,vip=20": overrides reservation_timeout_seconds.
+    reservation_timeouts: str = ""
+    reservation_misses_before_away: int = 2
+    timekeeper_interval_seconds: float = 5.0
+    # A waiting or unanswered handoff is "at risk" once less than this share
+    # of its first-response SLA is left.
+    sla_warning_margin: float = 0.2
     # Conversations with no message for this long are ended by the sweeper.
     idle_timeout_seconds: float = 1800.0
     sweep_interval_seconds: float = 30.0
     # Outbound delivery to channel webhooks.
     webhook_timeout_seconds: float = 5.0
-    outbox_max_attempts: int = 8
+    outbox_max_attempts: int = 16
+    outbox_backoff_base_seconds: float = 1.0
+    outbox_backoff_cap_seconds: float = 300.0
     outbox_poll_seconds: float = 0.5
     # Logging: json in production, console for people at a terminal.
     log_format: str = "json"
@@ -62,11 +78,18 @@ class Settings:
     rate_limit_channel_burst: float = 1000.0
     rate_limit_ip_per_second: float = 1000.0
     rate_limit_ip_burst: float = 2000.0
+    # Addresses and networks (comma-separated) of the load balancers in
+    # front: only from them is X-Forwarded-For believed (per-address limits).
+    trusted_proxies: str = ""
     # Signed inbound requests: how far a signature's timestamp may be from now.
     signature_tolerance_seconds: float = 300.0
     # Agent WebSockets: close one that sent nothing (not even "ping") for this long.
     ws_idle_timeout_seconds: float = 120.0
     ws_max_message_bytes: int = 65536
+    # How often open agent sockets are checked against revoked tokens (a
+    # socket opened with a token revoked on another instance is closed by
+    # then; the instance that revokes closes its own at once).
+    ws_revalidate_seconds: float = 15.0
     classifier_max_batch: int = 64
     # How often the server checks models/ACTIVE for an activation made elsewhere.
     model_watch_seconds: float = 2.0
@@ -107,10 +130,34 @@ class Settings:
                      "gc_reclaim_seconds"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{_env_name(name)} must not be negative")
+        from .web.client_address import trusted_networks
+
+        trusted_networks(self.trusted_proxies)
+        self.reservation_timeouts_by_skill()
+        if not 0 < self.sla_warning_margin < 1:
+            raise InvalidInput("TIERDESK_SLA_WARNING_MARGIN must be between 0 and 1")
+        if self.presence_grace_seconds <= 0 or self.timekeeper_interval_seconds <= 0:
+            raise InvalidInput("TIERDESK_PRESENCE_GRACE_SECONDS and TIERDESK_TIMEKEEPER_INTERVAL_SECONDS must be "
+                               "positive")
         if self.workers < 1:
             raise InvalidInput("TIERDESK_WORKERS must be at least 1")
         if self.workers > 1 and self.is_sqlite:
             raise InvalidInput("TIERDESK_WORKERS > 1 needs PostgreSQL: the workers share their state through it")
+
+    def reservation_timeouts_by_skill(self) -> dict[str, float]:
+        timeouts = {}
+        for part in self.reservation_timeouts.split(","):
+            if not part.strip():
+                continue
+            skill, sep, seconds = part.partition("=")
+            try:
+                value = float(seconds)
+            except ValueError:
+                value = -1.0
+            if not sep or not skill.strip() or not value >= 0:
+                raise InvalidInput(f"TIERDESK_RESERVATION_TIMEOUTS: {part.strip()!r} is not skill=seconds")
+            timeouts[skill.strip()] = value
+        return timeouts
 
     @property
     def is_sqlite(self) -> bool:

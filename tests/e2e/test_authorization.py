@@ -64,9 +64,18 @@ ENDPOINTS: dict[str, Endpoint] = {
     "create_channel": Endpoint("POST", "/v1/admin/channels", frozenset({"admin"}), 201, {"name": "sms"}),
     "list_channels": Endpoint("GET", "/v1/admin/channels", frozenset({"admin"})),
     "create_supervisor_token": Endpoint("POST", "/v1/admin/supervisor-tokens", frozenset({"admin"}), 201),
+    "disable_agent": Endpoint("DELETE", "/v1/admin/agents/{bob}", frozenset({"admin"})),
+    "patch_channel": Endpoint("PATCH", "/v1/admin/channels/{other_channel}", frozenset({"admin"}),
+                              body={"name": "mail"}),
+    "disable_channel": Endpoint("DELETE", "/v1/admin/channels/{other_channel}", frozenset({"admin"})),
+    "create_admin_token": Endpoint("POST", "/v1/admin/admin-tokens", frozenset({"admin"}), 201),
+    "list_tokens": Endpoint("GET", "/v1/admin/tokens", frozenset({"admin"})),
+    # No live token has this id: refused for the others, 404 for an admin.
+    "revoke_token": Endpoint("DELETE", "/v1/admin/tokens/0123456789abcdef", frozenset({"admin"}), 404),
     "list_deliveries": Endpoint("GET", "/v1/admin/deliveries", frozenset({"admin"})),
     "replay_deliveries": Endpoint("POST", "/v1/admin/deliveries/replay", frozenset({"admin"})),
     "get_queue": Endpoint("GET", "/v1/queue", frozenset({"admin", "supervisor"})),
+    "get_live": Endpoint("GET", "/v1/live", frozenset({"admin", "supervisor"})),
     "get_metrics": Endpoint("GET", "/v1/metrics", frozenset({"supervisor", "admin"})),
     # FAQ tuning. This fixture's model has no versions on disk, so activate,
     # shadow and rollback end in 404 once past the authorization check.

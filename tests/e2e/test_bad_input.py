@@ -4,6 +4,7 @@ the database and the in-memory state exactly as they were."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -242,6 +243,45 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
     ("faq-unknown-intent", "PATCH", "/v1/faq/intents/nope", "admin", {"answer": "x"}, 404, "not_found"),
     ("faq-supervisor-token", "PATCH", INTENT, "supervisor", {"answer": "x"}, 403, "forbidden"),
     ("faq-reset-unknown-intent", "DELETE", "/v1/faq/intents/nope/answer", "admin", None, 422, "validation_failed"),
+    # PATCH and DELETE of channels and agents, tokens
+    ("channel-patch-hostless-url", "PATCH", "/v1/admin/channels/{channel}", "admin", {"webhook_url": "http://"},
+     422, "validation_failed"),
+    ("channel-patch-overlap-too-long", "PATCH", "/v1/admin/channels/{channel}", "admin",
+     {"rotate_webhook_secret": True, "secret_overlap_seconds": 31 * 86400}, 422, "validation_failed"),
+    ("channel-patch-unknown-field", "PATCH", "/v1/admin/channels/{channel}", "admin", {"secret": "x"}, 422,
+     "validation_failed"),
+    ("channel-patch-malformed-json", "PATCH", "/v1/admin/channels/{channel}", "admin", b"{", 400, "invalid_json"),
+    ("channel-patch-unknown", "PATCH", "/v1/admin/channels/chn_missing", "admin", {"name": "x"}, 404, "not_found"),
+    ("channel-patch-supervisor", "PATCH", "/v1/admin/channels/{channel}", "supervisor", {"name": "x"}, 403,
+     "forbidden"),
+    ("channel-delete-unknown", "DELETE", "/v1/admin/channels/chn_missing", "admin", None, 404, "not_found"),
+    ("agent-delete-unknown", "DELETE", "/v1/admin/agents/agt_missing", "admin", None, 404, "not_found"),
+    ("agent-delete-by-agent", "DELETE", "/v1/admin/agents/{ann}", "ann", None, 403, "forbidden"),
+    ("token-revoke-not-hex", "DELETE", "/v1/admin/tokens/zzzzzzzzzzzz", "admin", None, 422, "validation_failed"),
+    ("token-revoke-too-short", "DELETE", "/v1/admin/tokens/abc", "admin", None, 422, "validation_failed"),
+    ("token-revoke-unknown", "DELETE", "/v1/admin/tokens/0123456789abcdef", "admin", None, 404, "not_found"),
+    ("token-revoke-by-supervisor", "DELETE", "/v1/admin/tokens/0123456789abcdef", "supervisor", None, 403,
+     "forbidden"),
+    ("admin-token-by-supervisor", "POST", "/v1/admin/admin-tokens", "supervisor", None, 403, "forbidden"),
+    ("channel-hostless-webhook", "POST", "/v1/admin/channels", "admin", {"name": "c", "webhook_url": "https://"},
+     422, "validation_failed"),
+    # NUL (U+0000): one rule for every text field and parameter on both
+    # databases (PostgreSQL cannot store it): refused, naming the field.
+    ("msg-nul-text", "POST", MESSAGES, "channel", msg(text="a\u0000b"), 422, "validation_failed"),
+    ("msg-nul-customer-name", "POST", MESSAGES, "channel", msg(customer={"id": "c", "name": "D\u0000"}), 422,
+     "validation_failed"),
+    ("reply-nul-text", "POST", REPLIES, "ann", {"text": "sorry\u0000"}, 422, "validation_failed"),
+    ("agent-nul-name", "POST", AGENTS, "admin", {"name": "d\u0000", "skills": [], "capacity": 1}, 422,
+     "validation_failed"),
+    ("patch-nul-name", "PATCH", AGENT, "admin", {"name": "\u0000"}, 422, "validation_failed"),
+    ("channel-nul-name", "POST", "/v1/admin/channels", "admin", {"name": "c\u0000"}, 422, "validation_failed"),
+    ("faq-nul-answer", "PATCH", INTENT, "admin", {"answer": "a\u0000"}, 422, "validation_failed"),
+    ("close-nul-id", "POST", "/v1/conversations/a%00b/close", "channel", None, 422, "validation_failed"),
+    ("feedback-nul-id", "POST", "/v1/conversations/a%00b/feedback", "channel", {"rating": 5}, 422,
+     "validation_failed"),
+    ("reply-nul-id", "POST", "/v1/conversations/a%00b/replies", "ann", {"text": "hi"}, 422, "validation_failed"),
+    ("patch-nul-agent-id", "PATCH", "/v1/admin/agents/a%00b", "admin", {"capacity": 3}, 422, "validation_failed"),
+    ("faq-nul-intent-id", "PATCH", "/v1/faq/intents/a%00b", "admin", {"answer": "x"}, 422, "validation_failed"),
 ]
 
 
@@ -300,6 +340,13 @@ METRICS_CASES = [
     ("bad-bucket", {"bucket": "week"}),
     ("unknown-param", {"group": "skill"}),
     ("case-sensitive-group-by", {"group_by": "Skill"}),
+    ("from-and-to-past-9999", {"from": "99999999999999", "to": "99999999999999.5"}),
+    ("nan", {"from": "nan", "to": "nan"}),
+    ("infinite", {"from": "-inf", "to": "inf"}),
+    ("huge-negative", {"from": "-1e300", "to": "-1e299"}),
+    ("iso-year-0001-east", {"from": "0001-01-01T00:00:00+14:00"}),
+    ("nul-in-a-value", {"group_by": "skill\u0000"}),
+    ("nul-in-a-name", {"group_by\u0000": "skill"}),
 ]
 
 
@@ -318,6 +365,13 @@ async def test_bad_metrics_query_is_refused(world: World, params: dict[str, str]
     pytest.param("/v1/admin/deliveries", "admin", {"status": "lost"}, 422, "validation_failed",
                  id="deliveries-bad-status"),
     pytest.param("/v1/admin/deliveries", "supervisor", {}, 403, "forbidden", id="deliveries-supervisor"),
+    pytest.param("/v1/admin/tokens", "admin", {"role": "root"}, 422, "validation_failed", id="tokens-bad-role"),
+    pytest.param("/v1/admin/tokens", "admin", {"include_revoked": "yes"}, 422, "validation_failed",
+                 id="tokens-bad-flag"),
+    pytest.param("/v1/admin/tokens", "admin", {"owner": "x"}, 422, "validation_failed", id="tokens-unknown-param"),
+    pytest.param("/v1/admin/tokens", "supervisor", {}, 403, "forbidden", id="tokens-supervisor"),
+    pytest.param("/v1/live", "supervisor", {"skill": "billing"}, 422, "validation_failed", id="live-unknown-param"),
+    pytest.param("/v1/live", "ann", {}, 403, "forbidden", id="live-agent"),
 ])
 async def test_other_bad_reads(world: World, path: str, token: str, params: dict[str, str], status: int,
                                code: str) -> None:
@@ -366,3 +420,61 @@ async def test_a_message_id_reused_for_another_conversation_changes_nothing(worl
     # and the next real billing handoff still finds ann's free slot
     got, data, _ = await request(world, "POST", MESSAGES, "channel", body_bytes(msg(message_id="m-real")))
     assert got == 200 and data["agent_id"] == world.ids["ann"], data
+
+
+NESTED = b'{"a":' * 10_000 + b"1" + b"}" * 10_000  # ~60 KB, under the body limit
+JSON_WRITES = [
+    ("POST", MESSAGES, "channel"), ("POST", FEEDBACK, "channel"), ("PUT", "/v1/agents/me/status", "ann"),
+    ("POST", REPLIES, "ann"), ("POST", TRANSFER, "ann"), ("POST", AGENTS, "admin"), ("PATCH", AGENT, "admin"),
+    ("POST", "/v1/admin/channels", "admin"), ("PATCH", INTENT, "admin"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "token"), [pytest.param(*w, id=f"{w[0]} {w[1]}") for w in JSON_WRITES])
+@pytest.mark.parametrize("body", [NESTED, b"[" * 30_000 + b"]" * 30_000], ids=["objects", "arrays"])
+async def test_deeply_nested_json_is_a_bad_request_on_every_json_write(world: World, method: str, path: str,
+                                                                        token: str, body: bytes) -> None:
+    before = await snapshot(world)
+    got, data, headers = await request(world, method, path, token, body)
+    assert_error(got, data, headers, 400, "invalid_json")
+    assert await snapshot(world) == before
+
+
+CHANNEL_WRITES = [MESSAGES, FEEDBACK, "/v1/conversations/order-1/close"]
+
+
+@pytest.mark.parametrize("path", CHANNEL_WRITES)
+@pytest.mark.parametrize("signature", [
+    "t={now},v1=\u00e9",  # a non-ASCII digest
+    "t=1" + "0" * 400 + ",v1=ab",  # a timestamp no float can hold
+    "t={now},v1=" + "ab" * 32 + "x",
+    "v1=" + "ab" * 32 + ",t={now}",
+    "t=-5,v1=" + "ab" * 32,
+    "",
+    "t={now}",
+], ids=["non-ascii-digest", "huge-timestamp", "not-hex", "reordered", "negative-time", "empty", "no-digest"])
+async def test_a_malformed_signature_is_401_bad_signature(world: World, path: str, signature: str) -> None:
+    before = await snapshot(world)
+    header = signature.replace("{now}", str(int(world.api.clock.now())))
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {world.tokens['channel']}",
+               "X-Tierdesk-Signature": header.encode("utf-8").decode("latin-1")}
+    body = body_bytes(msg() if path == MESSAGES else {"rating": 5} if path == FEEDBACK else None)
+    resp = await world.api.client.request("POST", path, data=body, headers=headers)
+    data = await resp.json()
+    expected = "signature_required" if not header else "bad_signature"
+    assert_error(resp.status, data, resp.headers, 401, expected)
+    assert await snapshot(world) == before
+
+
+@pytest.mark.parametrize("length", [10_000, 70_000])
+async def test_a_request_line_the_parser_refuses_gets_the_json_error_body(world: World, length: int) -> None:
+    server = world.api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(b"GET /v1/" + b"a" * length + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", head
+    assert b"Content-Type: application/json" in head, head
+    assert json.loads(payload)["error"]["code"] == "bad_request"

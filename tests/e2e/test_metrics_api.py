@@ -291,3 +291,67 @@ async def test_by_agent_each_figure_goes_to_the_agent_who_did_it_under_their_nam
     assert a["queue_wait"]["sum"] == 10.0 and b["queue_wait"]["count"] == 0
     assert b["resolution_time"]["sum"] == 100.0 and a["resolution_time"]["count"] == 0
     assert groups[None]["bot"]["messages"] == 1
+
+
+async def test_a_replayed_rating_counts_once_and_a_changed_one_replaces_it(app_client) -> None:
+    """One rating per conversation episode: the same signed feedback sent
+    three times inside the signature window is one rating; a different
+    rating replaces it; the next episode is rated on its own. Replay and
+    rollups agree."""
+    from sqlalchemy import select
+
+    from storage import tables as t
+    from tierdesk.signing import sign
+    from tierdesk.web import keys
+
+    api = app_client
+    t0 = api.clock.now() - api.clock.now() % 3600
+    api.clock.set(t0 + 10)
+    supervisor = (await api.admin("POST", "/v1/admin/supervisor-tokens", expect=201))["token"]
+    channel = await api.admin("POST", "/v1/admin/channels", json={"name": "signed", "require_signature": True},
+                              expect=201)
+    api.channel_token = channel["token"]
+
+    async def feedback(conversation: str, body: bytes) -> None:
+        headers = {"Authorization": f"Bearer {channel['token']}", "Content-Type": "application/json",
+                   "X-Tierdesk-Signature": sign(channel["webhook_secret"], int(api.clock.now()), body)}
+        for _ in range(3):  # the very same signed request, replayed
+            resp = await api.client.post(f"/v1/conversations/{conversation}/feedback", data=body, headers=headers)
+            assert resp.status == 200, await resp.text()
+
+    async def satisfaction() -> tuple[dict, dict]:
+        window = {"from": iso(t0), "to": iso(t0 + 7200)}
+        exact = await api.call("GET", "/v1/metrics", supervisor, params={**window, "exact": "true"})
+        rolled = await api.call("GET", "/v1/metrics", supervisor, params=window)
+        assert rolled["source"] == "rollups"
+        assert_same(exact["groups"], rolled["groups"])
+        return exact["groups"][0]["bot"]["satisfaction"], exact["groups"][0]["human"]["satisfaction"]
+
+    async def send_signed(conversation: str, text: str, message_id: str) -> dict:
+        body = (f'{{"message_id":"{message_id}","conversation_id":"{conversation}",'
+                f'"customer":{{"id":"u1"}},"text":"{text}"}}').encode()
+        headers = {"Authorization": f"Bearer {channel['token']}", "Content-Type": "application/json",
+                   "X-Tierdesk-Signature": sign(channel["webhook_secret"], int(api.clock.now()), body)}
+        resp = await api.client.post("/v1/messages", data=body, headers=headers)
+        assert resp.status == 200
+        return await resp.json()
+
+    assert (await send_signed("c1", "how do I reset my password", "m1"))["action"] == "answer"
+    api.clock.advance(5)
+    await feedback("c1", b'{"rating": 5, "resolved": true}')
+    async with api.app[keys.ENGINES].read.connect() as conn:
+        kinds = (await conn.execute(select(t.events.c.kind).where(t.events.c.kind == "feedback"))).all()
+    assert len(kinds) == 1
+    bot, _ = await satisfaction()
+    assert (bot["numerator"], bot["denominator"]) == (1, 1)
+    api.clock.advance(5)
+    await feedback("c1", b'{"rating": 1}')  # changed their mind: replaces the 5
+    bot, _ = await satisfaction()
+    assert (bot["numerator"], bot["denominator"]) == (0, 1)
+    # a new episode gets a rating of its own
+    api.clock.advance(60)
+    assert (await send_signed("c1", "how do I reset my password", "m2"))["action"] == "answer"
+    await feedback("c1", b'{"rating": 4, "resolved": true}')
+    api.clock.set(t0 + 7200)
+    bot, _ = await satisfaction()
+    assert (bot["numerator"], bot["denominator"]) == (1, 2)

@@ -116,3 +116,65 @@ async def test_message_text_logging_is_opt_in(aiohttp_client, db_url, clock, dem
     with structlog.testing.capture_logs() as logs:
         await api.send("c1", "how do I reset my password", message_id="t1")
     assert any(e.get("text") == "how do I reset my password" for e in logs)
+
+
+async def test_a_body_sent_at_a_trickle_is_cut_off_with_408(aiohttp_client, db_url, clock, demo_model) -> None:
+    """A token holder sending a body slowly does not keep the connection: past
+    TIERDESK_BODY_TIMEOUT_SECONDS it gets 408 request_timeout and is closed,
+    and nothing of the request is stored."""
+    api = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model, body_timeout_seconds=0.5)
+    server = api.client.server
+    body = _body("m-slow")
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.channel_token}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+    await writer.drain()
+    # The rest never comes; the server answers on its own (the bound here
+    # is only how long the test waits for it, far above the setting).
+    raw = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"408", head
+    assert json.loads(payload)["error"]["code"] == "request_timeout"
+    assert await api.app[keys.STORE].count("messages") == 0
+    # a whole body is unaffected
+    assert (await api.send("c2", "how do I reset my password"))["action"] == "answer"
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_own_address_bucket(aiohttp_client, db_url, clock,
+                                                                             demo_model) -> None:
+    """X-Forwarded-For is believed from TIERDESK_TRUSTED_PROXIES only: then
+    each client behind the load balancer has its own bucket; from anywhere
+    else the header changes nothing."""
+    async def codes(api: Api, forwarded: str, n: int) -> list[int]:
+        return [(await api.client.get("/v1/queue", headers={"Authorization": "Bearer x",
+                                                            "X-Forwarded-For": forwarded})).status
+                for _ in range(n)]
+
+    behind = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model,
+                             rate_limit_ip_per_second=0.01, rate_limit_ip_burst=2.0,
+                             trusted_proxies="127.0.0.0/8, ::1")
+    assert await codes(behind, "203.0.113.5", 3) == [401, 401, 429]
+    # another client, through the same proxy (and a spoofed hop on the left, which is not believed)
+    assert await codes(behind, "198.51.100.1, 203.0.113.6", 2) == [401, 401]
+    assert await codes(behind, "203.0.113.6", 1) == [429]
+
+
+async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(aiohttp_client, db_url, clock,
+                                                                 demo_model) -> None:
+    api = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model,
+                          rate_limit_ip_per_second=0.01, rate_limit_ip_burst=3.0)
+    codes = [(await api.client.get("/v1/queue", headers={"Authorization": "Bearer x",
+                                                         "X-Forwarded-For": f"203.0.113.{i}"})).status
+             for i in range(3)]
+    assert codes == [401, 401, 429]  # one bucket: start-up used one request
+
+
+def test_a_bad_trusted_proxies_setting_is_refused() -> None:
+    import pytest
+
+    from tierdesk.errors import InvalidInput
+    from tierdesk.settings import Settings
+
+    with pytest.raises(InvalidInput, match="TRUSTED_PROXIES"):
+        Settings.from_env({"TIERDESK_TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"})

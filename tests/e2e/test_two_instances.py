@@ -310,3 +310,47 @@ async def test_a_conversation_written_to_on_both_instances_loses_nothing(aiohttp
 
     assert await _eventually(slot_free_everywhere), [
         (await api.admin("GET", "/v1/admin/agents"))["agents"] for api in (one, two)]
+
+
+async def test_each_reply_is_posted_once_though_both_instances_deliver(aiohttp_client, aiohttp_server, pg_url,
+                                                                       clock, demo_model) -> None:
+    """Both instances run a delivery worker over the one outbox; each claims
+    what it sends, so a healthy receiver gets every reply exactly once."""
+    from aiohttp import web
+
+    posts: list[str] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        posts.append(request.headers["Idempotency-Key"])
+        await asyncio.sleep(0.01)  # a receiver that takes a moment: the other worker polls meanwhile
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    server = await aiohttp_server(receiver)
+    one = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    channel = await one.admin("POST", "/v1/admin/channels",
+                              json={"name": "web", "webhook_url": str(server.make_url("/hook"))}, expect=201)
+    await one.add_agent("ann", ["billing"], capacity=40)
+    two = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    one.channel_token = two.channel_token = channel["token"]
+    for i in range(20):
+        await one.send(f"c{i}", BILLING, message_id=f"m{i}")
+    convs = await one.as_agent("ann", "GET", "/v1/agents/me/conversations")
+    replies = []
+    for n in range(3):
+        for conv in convs["conversations"]:
+            api = one if n % 2 else two
+            r = await api.call("POST", f"/v1/conversations/{conv['id']}/replies", one.agents["ann"]["token"],
+                               json={"text": f"reply {n}"}, expect=201)
+            replies.append(r["id"])
+    from tierdesk.web import keys
+
+    for _ in range(500):
+        if len(set(posts)) == len(replies):
+            break
+        for api in (one, two):
+            api.app[keys.DELIVERY_WAKE]()
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)  # time for a second POST of any of them, if one were coming
+    assert sorted(posts) == sorted(replies)

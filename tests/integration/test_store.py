@@ -33,7 +33,7 @@ from storage.engine import create_engines
 from storage import tables as t
 from storage.store import SqlStore
 from storage.tables import metadata
-from tierdesk.errors import CapacityExceeded, ChangeRefused, Unavailable
+from tierdesk.errors import CapacityExceeded, ChangeRefused, Unavailable, Unstorable
 
 
 @pytest.fixture
@@ -204,6 +204,28 @@ async def test_a_change_the_database_rejects_fails_alone(store: SqlStore) -> Non
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], Unavailable)
     assert await store.count("messages") == 2
+
+
+@pytest.mark.parametrize("poison", ["a\x00b", "a\ud800b"], ids=["nul", "lone-surrogate"])
+async def test_a_change_with_a_value_the_database_cannot_hold_fails_alone(store: SqlStore, poison: str) -> None:
+    """One poisoned change inside a batch of good ones: whatever the cause
+    (PostgreSQL refuses NUL in text; neither database's driver can encode a
+    lone surrogate), only that change fails, and it fails as what it is."""
+    if poison == "a\x00b" and store.engines.dialect == "sqlite":
+        pytest.skip("SQLite stores NUL; the edge refuses it for both databases (tests/e2e/test_bad_input.py)")
+    failures: list[int] = []
+    store.committer.on_failure(lambda: failures.append(1))
+    changes = [message_changes(f"c{i}", f"x{i}", f"m{i}") for i in range(30)]
+    changes[11].inbound = dataclasses.replace(changes[11].inbound, text=poison)  # type: ignore[arg-type]
+    results = await asyncio.gather(*(store.commit(c) for c in changes), return_exceptions=True)
+    assert [i for i, r in enumerate(results) if r is not None] == [11]
+    assert isinstance(results[11], Unstorable)
+    assert failures == []  # not a failure of the database: nothing else is dropped or read again
+    assert await store.count("messages") == 29
+    assert await store.count("conversations") == 29
+    # and the writer goes on as before
+    await store.commit(message_changes("c99", "x99", "m99"))
+    assert await store.count("messages") == 30
 
 
 async def test_open_conversations_come_back_with_handoff_and_answers(store: SqlStore) -> None:
@@ -400,7 +422,7 @@ async def test_an_over_long_value_is_refused_not_cut(store: SqlStore) -> None:
     if store.engines.dialect == "sqlite":
         pytest.skip("SQLite does not enforce VARCHAR lengths")
     too_long = message_changes("c" * 65, "x1", "m1")
-    with pytest.raises(Unavailable):
+    with pytest.raises(Unstorable):
         await store.commit(too_long)
     assert await store.count("conversations") == 0
 

@@ -92,8 +92,11 @@ class Timeline:
     def reopened(self, t: float) -> None:
         self._e(EventKind.REOPENED, t)
 
-    def feedback(self, t: float, rating: int | None, resolved: bool = False) -> None:
-        self._e(EventKind.FEEDBACK, t, handoff_id=self.handoff_id, data={"rating": rating, "resolved": resolved})
+    def feedback(self, t: float, rating: int | None, resolved: bool = False, replaces: int | None = None) -> None:
+        data: dict[str, Any] = {"rating": rating, "resolved": resolved}
+        if replaces is not None:  # the Desk's mark of a changed rating (one per episode)
+            data["replaces"] = replaces
+        self._e(EventKind.FEEDBACK, t, handoff_id=self.handoff_id, data=data)
         if resolved:
             self.resolved(t, by="feedback")
 
@@ -743,3 +746,25 @@ def test_by_agent_the_group_without_an_agent_is_labelled_and_holds_what_no_agent
     assert [g["label"] for g in report(merged(bot), group_by="tier")["groups"]] == ["all"]
     assert {g["label"] for g in report(merged(bot, waiting), group_by="skill")["groups"]} == {
         "general", "no skill (bot tier)"}
+
+
+def test_a_changed_rating_replaces_the_episodes_rating_before_and_after_its_end() -> None:
+    """Spec: "satisfaction | ratings 4–5 ÷ ratings given (1–5 scale),
+    attributed to the tier that ended the conversation (episode)", with one
+    rating per episode: a changed one takes the earlier one's place."""
+    before = Timeline("before")
+    before.asked(0)
+    before.feedback(5, rating=1)
+    before.feedback(8, rating=5, replaces=1)  # changed their mind while the bot held it
+    before.handoff(20)
+    before.assigned(20, "ann")
+    before.agent_replies(30)
+    before.resolved(60)
+    after = Timeline("after")
+    after.asked(0)
+    after.resolved(10, by="idle")
+    after.feedback(20, rating=5)
+    after.feedback(30, rating=2, replaces=5)
+    g = only_group(both(merged(before, after)))
+    assert rate(g["human"]["satisfaction"]) == (1, 1)
+    assert rate(g["bot"]["satisfaction"]) == (0, 1)

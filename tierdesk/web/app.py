@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from router.attendance import AttendanceRules
 from router.metrics import SLA
 from router.ports import Clock, SystemClock
 from router.services import Desk, DeskConfig
@@ -27,14 +28,15 @@ from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
 from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
 from tierdesk.models import LiveModel
-from tierdesk.errors import RateLimited
+from tierdesk.errors import BodyTooSlow, RateLimited
 from tierdesk.logging import begin_request
 from tierdesk.settings import Settings
 
 from . import faq_handlers as faq
 from . import handlers as h
-from . import keys
+from . import attendance, keys, protocol_errors, schemas
 from .auth import Authenticator
+from .client_address import ClientAddress, trusted_networks
 from .demo_inbox import DemoInbox
 from .demo_inbox import add_routes as add_demo_inbox
 from .errors import error_middleware
@@ -79,9 +81,35 @@ async def ip_rate_limit(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     if request.path not in ("/healthz", "/readyz", "/metrics"):
-        wait = request.app[keys.IP_LIMIT].acquire(request.remote or "")
+        wait = request.app[keys.IP_LIMIT].acquire(request.app[keys.CLIENT_ADDRESS].of(request))
         if wait:
             raise RateLimited("too many requests from this address; slow down", retry_after=wait)
+    return await handler(request)
+
+
+@web.middleware
+async def body_deadline(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Read the whole body first, within its time: the handlers' reads then
+    return what is already here."""
+    if request.body_exists and not request.content.is_eof():
+        try:
+            async with asyncio.timeout(request.app[keys.SETTINGS].body_timeout_seconds):
+                await request.read()
+        except TimeoutError:
+            raise BodyTooSlow(f"the request body did not arrive within "
+                              f"{request.app[keys.SETTINGS].body_timeout_seconds:g} s") from None
+    return await handler(request)
+
+
+@web.middleware
+async def parameters_without_nul(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    schemas.refuse_nul(request.match_info, "path")
+    if "\x00" in request.query_string or "%00" in request.query_string:
+        schemas.refuse_nul(request.query, "query")
     return await handler(request)
 
 
@@ -93,8 +121,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     the garbage collector's policy is installed (tierdesk/heap.py).
     ``demo_inbox``: `tierdesk serve --demo`'s receiver for the demo channel's
     deliveries (tierdesk/web/demo_inbox.py)."""
+    protocol_errors.install()
     app = web.Application(
-        middlewares=[context_middleware, error_middleware, ip_rate_limit],
+        middlewares=[context_middleware, error_middleware, ip_rate_limit, parameters_without_nul, body_deadline],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
@@ -112,11 +141,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app[keys.DELIVERY_WAKE] = lambda: None
     app[keys.CHANNEL_LIMIT] = RateLimiter(settings.rate_limit_channel_per_second, settings.rate_limit_channel_burst)
     app[keys.IP_LIMIT] = RateLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst)
+    app[keys.CLIENT_ADDRESS] = ClientAddress(trusted_networks(settings.trusted_proxies))
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_model)
     app.cleanup_ctx.append(_relay)  # listening before the desk loads: no change is missed
     app.cleanup_ctx.append(_desk)
     app.cleanup_ctx.append(_background)
+    app[keys.PRESENCE] = attendance.Presence(app)
+    app.cleanup_ctx.append(attendance.run)
     if manage_heap:
         app.cleanup_ctx.append(_heap)  # last: what the others loaded is frozen
     _routes(app)
@@ -230,7 +262,13 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
     config = DeskConfig(default_skill=s.default_skill, max_bot_answers=s.max_bot_answers,
                         vip_to_human=s.vip_to_human,
-                        sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds))
+                        sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds),
+                        attendance=AttendanceRules(
+                            presence_grace_seconds=s.presence_grace_seconds,
+                            requeue_answered_on_leave=s.requeue_answered_on_leave,
+                            reservation_timeout_seconds=s.reservation_timeout_seconds,
+                            reservation_timeout_by_skill=s.reservation_timeouts_by_skill(),
+                            misses_before_away=s.reservation_misses_before_away))
     desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS])
     app[keys.STORE].committer.on_failure(desk.commit_failed)
     try:
@@ -247,12 +285,15 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     """With PostgreSQL, instances share pushes (agents connected elsewhere)
     and what their commits changed (storage/notify.py)."""
     relay = None
+    revalidating: set[asyncio.Task[int]] = set()
     if app[keys.ENGINES].dialect == "postgresql":
         sockets = app[keys.SOCKETS]
 
         def received(message: dict[str, Any]) -> None:
             if message.get("kind") == "push":
                 sockets.from_relay(message)
+            elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
+                revalidating.add(asyncio.create_task(sockets.revalidate(app[keys.ACCOUNTS].live_token_hashes)))
             elif message.get("kind") == "sync" and keys.DESK in app:
                 app[keys.DESK].changed_elsewhere(*(_ids(message.get(k)) for k in ("conversations", "held", "agents")))
 
@@ -277,13 +318,16 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
     worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK],
                             max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
-                            poll=s.outbox_poll_seconds)
+                            poll=s.outbox_poll_seconds, base_delay=s.outbox_backoff_base_seconds,
+                            max_delay=s.outbox_backoff_cap_seconds)
     app[keys.DELIVERY_WAKE] = worker.wake
     app[keys.DELIVERY] = worker
     delivery = asyncio.create_task(worker.run(), name="delivery")
     sweeper = asyncio.create_task(_sweep(app), name="idle-sweeper")
+    revalidator = asyncio.create_task(_revalidate_sockets(app), name="socket-revalidator")
     yield
     sweeper.cancel()
+    revalidator.cancel()
     # Let the worker finish the deliveries it holds (bounded by the webhook
     # timeout); what it never got to stays in the outbox for the next start.
     worker.stop()
@@ -291,7 +335,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(delivery, s.webhook_timeout_seconds + 1.0)
     except TimeoutError:
         log.warning("delivery_worker_stopped_mid_batch")
-    for task in (sweeper, delivery):
+    for task in (sweeper, delivery, revalidator):
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -352,6 +396,18 @@ async def _heap(app: web.Application) -> AsyncIterator[None]:
     policy.remove()
 
 
+async def _revalidate_sockets(app: web.Application) -> None:
+    """Close agent sockets whose token was revoked on any instance, within
+    TIERDESK_WS_REVALIDATE_SECONDS (the relay usually does it at once)."""
+    s = app[keys.SETTINGS]
+    while True:
+        await asyncio.sleep(s.ws_revalidate_seconds)
+        try:
+            await app[keys.SOCKETS].revalidate(app[keys.ACCOUNTS].live_token_hashes)
+        except Exception as exc:  # noqa: BLE001 - try again next round
+            log.warning("socket_revalidation_failed", error=repr(exc))
+
+
 async def _sweep(app: web.Application) -> None:
     s = app[keys.SETTINGS]
     while True:
@@ -380,13 +436,20 @@ def _routes(app: web.Application) -> None:
     r.add_post("/v1/admin/agents", h.create_agent)
     r.add_get("/v1/admin/agents", h.list_agents)
     r.add_patch("/v1/admin/agents/{agent_id}", h.patch_agent)
+    r.add_delete("/v1/admin/agents/{agent_id}", h.disable_agent)
     r.add_post("/v1/admin/{kind:agents|channels}/{subject_id}/token", h.rotate_token)
     r.add_post("/v1/admin/channels", h.create_channel)
     r.add_get("/v1/admin/channels", h.list_channels)
+    r.add_patch("/v1/admin/channels/{channel_id}", h.patch_channel)
+    r.add_delete("/v1/admin/channels/{channel_id}", h.disable_channel)
     r.add_post("/v1/admin/supervisor-tokens", h.create_supervisor_token)
+    r.add_post("/v1/admin/admin-tokens", h.create_admin_token)
+    r.add_get("/v1/admin/tokens", h.list_tokens)
+    r.add_delete("/v1/admin/tokens/{token_id}", h.revoke_token)
     r.add_get("/v1/admin/deliveries", h.list_deliveries)
     r.add_post("/v1/admin/deliveries/replay", h.replay_deliveries)
     r.add_get("/v1/queue", h.get_queue)
+    r.add_get("/v1/live", h.get_live)
     r.add_get("/v1/metrics", h.get_metrics)
     r.add_get("/v1/faq/models", faq.list_models)
     r.add_post("/v1/faq/models/rollback", faq.rollback_model)

@@ -32,6 +32,9 @@ class Authenticator:
     def forget(self, principal: Principal | None = None) -> None:
         self._principals.forget(None if principal is None else (lambda p: p == principal))
 
+    def forget_channel(self, channel_id: str) -> None:
+        self._channels.forget(lambda c: c is not None and c.id == channel_id)
+
     async def close(self) -> None:
         await self._principals.close()
         await self._channels.close()
@@ -55,13 +58,13 @@ class Authenticator:
         principal = await self.require(request, Role.CHANNEL)
         body = await request.read()
         channel = await self.channel(principal.subject_id or "")
-        if channel is None:
-            raise Unauthenticated("the channel of this token no longer exists")
+        if channel is None or channel.disabled_at is not None:
+            raise Unauthenticated("the channel of this token no longer exists or is disabled")
         signature = request.headers.get(HEADER)
         # A channel may require signatures; a signature sent anyway is always
         # checked, so a broken signer is noticed before signing is required.
         if channel.require_signature or signature is not None:
-            verify(channel.webhook_secret or "", signature, body, clock_now, self.signature_tolerance)
+            verify(channel.secrets(clock_now), signature, body, clock_now, self.signature_tolerance)
         return principal, body
 
     async def require(self, request: web.Request, *roles: Role) -> Principal:

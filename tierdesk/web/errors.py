@@ -8,6 +8,7 @@ import structlog
 from aiohttp import web
 
 from tierdesk.errors import (
+    BodyTooSlow,
     Conflict,
     Forbidden,
     InvalidInput,
@@ -27,6 +28,7 @@ log = structlog.get_logger(__name__)
 # Most specific first: the first class that matches decides the status.
 STATUS: tuple[tuple[type[TierdeskError], int], ...] = (
     (PayloadTooLarge, 413),
+    (BodyTooSlow, 408),
     (KnowledgeBaseError, 422),
     (InvalidInput, 400),
     (Unauthenticated, 401),
@@ -38,7 +40,7 @@ STATUS: tuple[tuple[type[TierdeskError], int], ...] = (
     (ModelError, 422),
     (Unavailable, 503),
 )
-CODE_STATUS = {"validation_failed": 422, "text_too_long": 422, "empty_text": 422}
+CODE_STATUS = {"validation_failed": 422, "text_too_long": 422, "empty_text": 422, "unstorable": 422}
 
 
 def status_of(exc: TierdeskError) -> int:
@@ -77,6 +79,8 @@ async def error_middleware(
         response = error_response(status, exc.code, exc.message, exc.details)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        if isinstance(exc, BodyTooSlow):
+            response.force_close()  # the rest of the body may still be trickling in
         if isinstance(exc, Unauthenticated):
             response.headers["WWW-Authenticate"] = 'Bearer realm="tierdesk"'
         if status >= 500:

@@ -7,9 +7,11 @@ authenticates, validates, calls the Desk, and renders.
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -20,12 +22,13 @@ from router.changes import MessageRecord
 from router.ids import new_id
 from router.model import AgentStatus, Channel, Customer, Principal, Role
 from router.services import IncomingMessage
-from tierdesk.errors import InvalidInput, NotFound, RateLimited
+from tierdesk.errors import Conflict, InvalidInput, NotFound, RateLimited
 from tierdesk.logging import bind
 from tierdesk.tokens import new_token, token_hash
 
 from . import keys
 from . import schemas as s
+from .auth import bearer_token
 from .prom import CONTENT_TYPE
 
 log = structlog.get_logger(__name__)
@@ -45,22 +48,32 @@ def iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
+# Times a request may name: 1970-01-01 to 9999-12-31 (what a date can show);
+# outside it, or not a number at all (nan, inf), is a bad request.
+LATEST_TIME = 253402300799.0
+
+
 def parse_time(value: str | float | None, name: str) -> float | None:
     if value is None:
         return None
+    t: float | None = None
     if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(value)  # epoch seconds, as a query string carries them
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{name} must be an ISO 8601 time or epoch seconds", code="validation_failed") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+        t = float(value)
+    else:
+        try:
+            t = float(value)  # epoch seconds, as a query string carries them
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if dt.tzinfo is None:
+                    dt = dt.replace(tzinfo=UTC)
+                t = dt.timestamp()
+            except (ValueError, OverflowError):
+                raise InvalidInput(f"{name} must be an ISO 8601 time or epoch seconds",
+                                   code="validation_failed") from None
+    if not (math.isfinite(t) and 0.0 <= t <= LATEST_TIME):
+        raise InvalidInput(f"{name} must be a time between 1970-01-01 and 9999-12-31", code="validation_failed")
+    return t
 
 
 def check_text(request: web.Request, text: str) -> str:
@@ -117,7 +130,7 @@ async def post_close(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------- agents
 def agent_view(a: Any) -> dict[str, Any]:
     return {"id": a.id, "name": a.name, "skills": sorted(a.skills), "capacity": a.capacity,
-            "status": a.status.value, "open_conversations": a.open_count}
+            "status": a.status.value, "open_conversations": a.open_count, "disabled": a.disabled_at is not None}
 
 
 def message_view(m: MessageRecord) -> dict[str, Any]:
@@ -204,8 +217,13 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=settings.ws_max_message_bytes)
     await ws.prepare(request)
     sockets = request.app[keys.SOCKETS]
-    sockets.add(agent_id, ws)
+    sockets.add(agent_id, ws, token_hash(bearer_token(request)))
+    presence = request.app[keys.PRESENCE]
     try:
+        try:
+            await presence.connected(agent_id)
+        except Exception as exc:  # noqa: BLE001 - the socket still serves; presence catches up on renewal
+            log.warning("presence_not_recorded", agent=agent_id, error=repr(exc))
         convs = await desk.open_conversations(agent_id)
         await ws.send_json({"type": "hello", "agent_id": agent_id,
                             "conversations": [conversation_view(request, c) for c in convs]})
@@ -224,6 +242,10 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
                 break
     finally:
         sockets.discard(agent_id, ws)
+        try:
+            await presence.disconnected(agent_id)
+        except Exception as exc:  # noqa: BLE001 - presence then runs out on its own, a little later
+            log.warning("presence_not_recorded", agent=agent_id, error=repr(exc))
     return ws
 
 
@@ -263,17 +285,161 @@ async def rotate_token(request: web.Request) -> web.Response:
     role = {"agents": Role.AGENT, "channels": Role.CHANNEL}[kind]
     if role is Role.AGENT:
         await request.app[keys.DESK].ensure_ready()
-        request.app[keys.DESK].agent(subject)
-    elif await request.app[keys.ACCOUNTS].channel(subject) is None:
-        raise NotFound(f"channel {subject!r} does not exist")
+        if request.app[keys.DESK].agent(subject).disabled_at is not None:
+            raise Conflict(f"agent {subject!r} is disabled", code="agent_disabled")
+    else:
+        channel = await request.app[keys.ACCOUNTS].channel(subject)
+        if channel is None:
+            raise NotFound(f"channel {subject!r} does not exist")
+        if channel.disabled_at is not None:
+            raise Conflict(f"channel {subject!r} is disabled", code="channel_disabled")
     principal = Principal(role, subject)
     now = request.app[keys.CLOCK].now()
     accounts = request.app[keys.ACCOUNTS]
     await accounts.revoke_credentials(principal, now)
     token = new_token(role)
     await accounts.add_credential(token_hash(token), principal, now)
-    request.app[keys.AUTH].forget(principal)
+    await _tokens_revoked(request, principal)
     return json({"token": token}, status=201)
+
+
+async def disable_agent(request: web.Request) -> web.Response:
+    """DELETE an agent: disabled for good (history and metrics keep them),
+    their tokens revoked, their sockets closed, their conversations requeued."""
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    agent_id = request.match_info["agent_id"]
+    agent, requeued = await request.app[keys.DESK].disable_agent(agent_id)
+    await _revoke(request, Principal(Role.AGENT, agent_id))
+    return json(agent_view(agent) | {"requeued": requeued})
+
+
+async def _revoke(request: web.Request, principal: Principal) -> None:
+    """Revoke every token of ``principal`` and end what they hold open."""
+    app = request.app
+    await app[keys.ACCOUNTS].revoke_credentials(principal, app[keys.CLOCK].now())
+    await _tokens_revoked(request, principal)
+
+
+async def _tokens_revoked(request: web.Request, principal: Principal) -> None:
+    app = request.app
+    app[keys.AUTH].forget(principal)
+    if principal.role is Role.AGENT:
+        # At once here, and on the other instances through the relay; their
+        # own periodic check is the backstop (docs/reliability.md).
+        await app[keys.SOCKETS].revalidate(app[keys.ACCOUNTS].live_token_hashes)
+        app[keys.SOCKETS].announce_revocation()
+
+
+def channel_view(c: Channel, now: float) -> dict[str, Any]:
+    return {"id": c.id, "name": c.name, "webhook_url": c.webhook_url, "require_signature": c.require_signature,
+            "disabled": c.disabled_at is not None,
+            "previous_secret_until": iso(c.previous_secret_until)
+            if c.previous_webhook_secret and (c.previous_secret_until or 0) > now else None}
+
+
+async def patch_channel(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    patch = s.decode(await body(request), s.ChannelPatch)
+    channel_id = request.match_info["channel_id"]
+    accounts = request.app[keys.ACCOUNTS]
+    channel = await accounts.channel(channel_id)
+    if channel is None:
+        raise NotFound(f"channel {channel_id!r} does not exist")
+    if channel.disabled_at is not None:
+        raise Conflict(f"channel {channel_id!r} is disabled", code="channel_disabled")
+    now = request.app[keys.CLOCK].now()
+    values: dict[str, Any] = {}
+    if patch.name is not msgspec.UNSET:
+        values["name"] = patch.name
+    if patch.webhook_url is not msgspec.UNSET:
+        values["webhook_url"] = patch.webhook_url
+    if patch.require_signature is not msgspec.UNSET:
+        values["require_signature"] = patch.require_signature
+    secret = None
+    if patch.rotate_webhook_secret:
+        secret = _webhook_secret()
+        values |= {"webhook_secret": secret, "previous_webhook_secret": channel.webhook_secret,
+                   "previous_secret_until": now + patch.secret_overlap_seconds}
+    if values:
+        updated = await accounts.update_channel(channel_id, **values)
+        assert updated is not None
+        channel = updated
+        request.app[keys.AUTH].forget_channel(channel_id)
+        if keys.DELIVERY in request.app:
+            request.app[keys.DELIVERY].forget_channel(channel_id)
+    view = channel_view(channel, now)
+    if secret is not None:
+        view["webhook_secret"] = secret  # shown once
+    return json(view)
+
+
+async def disable_channel(request: web.Request) -> web.Response:
+    """DELETE a channel: its tokens revoked, its requests refused, its
+    undelivered replies dead-lettered; its conversations stay in the metrics."""
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    channel_id = request.match_info["channel_id"]
+    accounts = request.app[keys.ACCOUNTS]
+    now = request.app[keys.CLOCK].now()
+    channel = await accounts.channel(channel_id)
+    if channel is None:
+        raise NotFound(f"channel {channel_id!r} does not exist")
+    if channel.disabled_at is None:
+        channel = await accounts.update_channel(channel_id, disabled_at=now) or channel
+        await _revoke(request, Principal(Role.CHANNEL, channel_id))
+        request.app[keys.AUTH].forget_channel(channel_id)
+        if keys.DELIVERY in request.app:
+            request.app[keys.DELIVERY].forget_channel(channel_id)
+    return json(channel_view(channel, now))
+
+
+TOKEN_ROLES = {"channel": Role.CHANNEL, "agent": Role.AGENT, "supervisor": Role.SUPERVISOR, "admin": Role.ADMIN}
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    only_params(request, "role", "subject_id", "include_revoked")
+    q = request.query
+    role = q.get("role")
+    if role is not None and role not in TOKEN_ROLES:
+        raise InvalidInput("role must be channel, agent, supervisor or admin", code="validation_failed")
+    include_revoked = q.get("include_revoked", "false")
+    if include_revoked not in ("true", "false"):
+        raise InvalidInput("include_revoked must be true or false", code="validation_failed")
+    found = await request.app[keys.ACCOUNTS].credentials(
+        TOKEN_ROLES[role] if role else None, q.get("subject_id"), include_revoked == "true")
+    return json({"tokens": [
+        {"token_id": c.token_id, "role": c.role.value, "subject_id": c.subject_id, "created_at": iso(c.created_at),
+         "revoked_at": iso(c.revoked_at)} for c in found
+    ]})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    token_id = request.match_info["token_id"]
+    if not (8 <= len(token_id) <= 64) or any(c not in "0123456789abcdef" for c in token_id):
+        raise InvalidInput("token_id is 8-64 lowercase hex digits, as GET /v1/admin/tokens lists it",
+                           code="validation_failed")
+    principal = await request.app[keys.ACCOUNTS].revoke_token(token_id, request.app[keys.CLOCK].now())
+    if principal is None:
+        raise NotFound(f"no live token {token_id!r} (or the id is ambiguous: give more of it)")
+    await _tokens_revoked(request, principal)
+    return json({"token_id": token_id, "role": principal.role.value, "subject_id": principal.subject_id,
+                 "revoked": True})
+
+
+async def create_admin_token(request: web.Request) -> web.Response:
+    """An admin token kept in the database: listable and revocable, unlike
+    TIERDESK_ADMIN_TOKEN (docs/api.md, rotating the admin token)."""
+    await request.app[keys.AUTH].require(request, Role.ADMIN)
+    token = new_token(Role.ADMIN)
+    subject = new_id("adm")
+    await request.app[keys.ACCOUNTS].add_credential(token_hash(token), Principal(Role.ADMIN, subject),
+                                                    request.app[keys.CLOCK].now())
+    return json({"token": token, "subject_id": subject}, status=201)
+
+
+def _webhook_secret() -> str:
+    return new_token(Role.CHANNEL).replace("td_channel_", "whsec_")
 
 
 async def create_channel(request: web.Request) -> web.Response:
@@ -281,7 +447,7 @@ async def create_channel(request: web.Request) -> web.Response:
     c = s.decode(await body(request), s.ChannelIn)
     now = request.app[keys.CLOCK].now()
     channel = Channel(id=new_id("chn"), name=c.name, webhook_url=c.webhook_url,
-                      webhook_secret=new_token(Role.CHANNEL).replace("td_channel_", "whsec_"), created_at=now,
+                      webhook_secret=_webhook_secret(), created_at=now,
                       require_signature=c.require_signature)
     accounts = request.app[keys.ACCOUNTS]
     await accounts.create_channel(channel)
@@ -295,8 +461,8 @@ async def create_channel(request: web.Request) -> web.Response:
 async def list_channels(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN)
     channels = await request.app[keys.ACCOUNTS].channels()
-    return json({"channels": [{"id": c.id, "name": c.name, "webhook_url": c.webhook_url,
-                               "require_signature": c.require_signature} for c in channels]})
+    now = request.app[keys.CLOCK].now()
+    return json({"channels": [channel_view(c, now) for c in channels]})
 
 
 async def get_queue(request: web.Request) -> web.Response:
@@ -326,6 +492,17 @@ async def create_supervisor_token(request: web.Request) -> web.Response:
     return json({"token": token}, status=201)
 
 
+async def get_live(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    only_params(request)
+    desk = request.app[keys.DESK]
+    await desk.ensure_ready()
+    view = desk.live(request.app[keys.SETTINGS].sla_warning_margin)
+    return json({"generated_at": iso(request.app[keys.CLOCK].now()),
+                 "first_response_sla_seconds": desk.config.sla.human_first_response_seconds,
+                 "warning_margin": request.app[keys.SETTINGS].sla_warning_margin, **view, "alerts": []})
+
+
 def only_params(request: web.Request, *allowed: str) -> None:
     unknown = set(request.query) - set(allowed)
     if unknown:
@@ -340,7 +517,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
         raise InvalidInput("status must be pending, delivered or dead", code="validation_failed")
     items = await request.app[keys.OUTBOX].list(status)
     return json({"deliveries": [
-        {"id": d.id, "idempotency_key": d.idempotency_key, "channel_id": d.channel_id, "kind": d.kind,
+        {"id": d.id, "idempotency_key": d.idempotency_key, "channel_id": d.channel_id,
+         "conversation_id": d.conversation_id, "kind": d.kind,
          "attempts": d.attempts, "status": d.status, "last_error": d.last_error, "created_at": iso(d.created_at)}
         for d in items
     ]})

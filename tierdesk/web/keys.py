@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from tierdesk.models import LiveModel
     from tierdesk.settings import Settings
 
+    from .attendance import Presence
     from .auth import Authenticator
+    from .client_address import ClientAddress
     from .demo_inbox import DemoInbox
     from .prom import Registry
     from .ratelimit import RateLimiter
@@ -41,6 +43,8 @@ DELIVERY_WAKE: web.AppKey[Callable[[], None]] = web.AppKey("delivery_wake")
 OPENAPI: web.AppKey[bytes] = web.AppKey("openapi")
 CHANNEL_LIMIT: web.AppKey[RateLimiter] = web.AppKey("channel_limit")
 IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
+CLIENT_ADDRESS: web.AppKey[ClientAddress] = web.AppKey("client_address")
+PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
 DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
 # This instance's name among the instances sharing a database.

@@ -3,14 +3,21 @@ are strict, and every failure names the field at fault."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
+from yarl import URL
 
 from tierdesk.errors import InvalidInput
 
+# One rule for every text field, whichever database is behind: no NUL
+# (U+0000). PostgreSQL cannot store it in text or JSON, and no channel
+# sends it on purpose; refusing it at the edge keeps the databases alike.
+NO_NUL = r"^[^\x00]*$"
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Text = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
 Skill = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
@@ -42,7 +49,7 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     message_id: Id
     conversation_id: Id
     customer: CustomerIn
-    text: str
+    text: Text
     sent_at: str | float | None = None
 
 
@@ -78,14 +85,49 @@ class StatusIn(msgspec.Struct, forbid_unknown_fields=True):
     status: Literal["online", "away", "offline"]
 
 
+WebhookUrl = Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")]
+
+
+def _check_webhook_url(url: str | None) -> None:
+    if url is None:
+        return
+    try:
+        parsed = URL(url)
+    except ValueError:
+        raise ValueError("webhook_url is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host or any(c.isspace() for c in url):
+        raise ValueError("webhook_url must be an http(s) URL with a host")
+
+
 class ChannelIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
-    webhook_url: Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")] | None = None
+    webhook_url: WebhookUrl | None = None
     require_signature: bool = False
+
+    def __post_init__(self) -> None:
+        _check_webhook_url(self.webhook_url)
+
+
+# The longest a rotated-out webhook secret may stay good: 30 days.
+MAX_SECRET_OVERLAP_SECONDS = 30 * 86400
+
+
+class ChannelPatch(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    webhook_url: WebhookUrl | None | msgspec.UnsetType = msgspec.UNSET
+    require_signature: bool | msgspec.UnsetType = msgspec.UNSET
+    rotate_webhook_secret: bool = False
+    # How long the old secret still verifies inbound requests (and signs
+    # outbound ones beside the new) after a rotation; 0 ends it at once.
+    secret_overlap_seconds: Annotated[float, msgspec.Meta(ge=0, le=MAX_SECRET_OVERLAP_SECONDS)] = 86400.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.webhook_url, str):
+            _check_webhook_url(self.webhook_url)
 
 
 class ReplyIn(msgspec.Struct, forbid_unknown_fields=True):
-    text: str
+    text: Text
 
 
 class TransferIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -94,6 +136,21 @@ class TransferIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 T = TypeVar("T")
+# No request body of this API nests more than a few levels; msgspec gives up
+# far deeper than that, with a RecursionError.
+TOO_DEEP = "malformed JSON: nested too deeply"
+
+
+def _readable(message: str) -> str:
+    return message.replace(f"matching regex {NO_NUL!r}", "without NUL characters (U+0000)")
+
+
+def refuse_nul(params: Mapping[str, str], where: str) -> None:
+    """Path and query parameters follow the same rule as body text."""
+    for name, value in params.items():
+        if "\x00" in value or "\x00" in name:
+            raise InvalidInput(f"{where} parameter {name!r} must not contain NUL characters (U+0000)",
+                               code="validation_failed")
 
 
 def decode(body: bytes, kind: type[T]) -> T:
@@ -108,10 +165,14 @@ def decode(body: bytes, kind: type[T]) -> T:
             msgspec.json.decode(body)
         except msgspec.DecodeError as bad:
             raise InvalidInput(f"malformed JSON: {bad}", code="invalid_json") from None
-        raise InvalidInput(str(exc), code="validation_failed") from None
+        except RecursionError:
+            raise InvalidInput(TOO_DEEP, code="invalid_json") from None
+        raise InvalidInput(_readable(str(exc)), code="validation_failed") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"malformed JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidInput(TOO_DEEP, code="invalid_json") from None
 
 
 class AnswerPatch(msgspec.Struct, forbid_unknown_fields=True):
-    answer: Annotated[str, msgspec.Meta(min_length=1, max_length=8000)]
+    answer: Annotated[str, msgspec.Meta(min_length=1, max_length=8000, pattern=NO_NUL)]

@@ -34,13 +34,34 @@ def as_wire(payload: dict[str, Any]) -> dict[str, Any]:
 class AgentSockets:
     def __init__(self) -> None:
         self._by_agent: dict[str, weakref.WeakSet[web.WebSocketResponse]] = defaultdict(weakref.WeakSet)
+        # The hash of the token each socket was opened with: when that token
+        # is revoked (rotated, the agent disabled), the socket is closed.
+        self._tokens: weakref.WeakKeyDictionary[web.WebSocketResponse, str] = weakref.WeakKeyDictionary()
         self._sending: set[asyncio.Task[None]] = set()
         # Set when other instances share the database: pushes are relayed to
         # them too, since the agent's socket may be on any of them.
         self.relay: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
-    def add(self, agent_id: str, ws: web.WebSocketResponse) -> None:
+    def add(self, agent_id: str, ws: web.WebSocketResponse, token_hash: str | None = None) -> None:
         self._by_agent[agent_id].add(ws)
+        if token_hash is not None:
+            self._tokens[ws] = token_hash
+
+    async def revalidate(self, live: Callable[[set[str]], Awaitable[set[str]]]) -> int:
+        """Close every socket whose token is no longer good (``live`` says
+        which of the hashes still are); returns how many were closed."""
+        hashes = {h for ws, h in list(self._tokens.items()) if not ws.closed}
+        if not hashes:
+            return 0
+        good = await live(hashes)
+        closed = 0
+        for ws, h in list(self._tokens.items()):
+            if h not in good and not ws.closed:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"token revoked")
+                closed += 1
+        if closed:
+            log.info("agent_sockets_closed", reason="token revoked", count=closed)
+        return closed
 
     def discard(self, agent_id: str, ws: web.WebSocketResponse) -> None:
         sockets = self._by_agent.get(agent_id)
@@ -48,6 +69,16 @@ class AgentSockets:
             sockets.discard(ws)
             if not sockets:
                 del self._by_agent[agent_id]
+
+    def announce_revocation(self) -> None:
+        """Tell the other instances that tokens were revoked: they check
+        their sockets at once instead of at their next round."""
+        if self.relay is not None:
+            self._spawn(self.relay({"kind": "revoked"}))
+
+    def agents(self) -> set[str]:
+        """The agents with an open socket on this instance."""
+        return {a for a, sockets in self._by_agent.items() if any(not ws.closed for ws in sockets)}
 
     def count(self) -> int:
         return sum(len(s) for s in self._by_agent.values())
