@@ -34,7 +34,7 @@ faults: $(STAMP)
 	$(BIN)/python -m pytest -q -s tests/faults
 
 ## bench: throughput and latency against bare aiohttp (SQLite and PostgreSQL),
-## metrics endpoint over 1M messages, idle WebSockets; writes docs/performance.md
+## metrics endpoint over 1M messages, idle WebSockets; writes docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python bench/run.py; a=$$?; $(BIN)/python bench/metrics_bench.py; b=$$?; \
 	$(BIN)/python bench/ws_bench.py; c=$$?; test $$a -eq 0 -a $$b -eq 0 -a $$c -eq 0

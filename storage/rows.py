@@ -194,7 +194,7 @@ def check_capacity(load: Sequence[tuple[str, int]], moved: set[str]) -> None:
 
 def _json(value: Any) -> str:
     # orjson: rows are built on the event loop, and json.dumps was 3.8 % of
-    # its samples on the PostgreSQL FAQ path (py-spy, session 6).
+    # its samples on the PostgreSQL FAQ path (py-spy, before 2479648).
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
