@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EMBEDDINGS := $(VENV)/.embeddings-stamp
 
-.PHONY: serve test test-unit faults bench embeddings clean-demo
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: serve test test-unit faults bench embeddings clean-demo screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tierdesk needs Python 3.11+"'
@@ -25,8 +27,17 @@ serve: $(STAMP)
 
 ## test: every test, on SQLite and on the PostgreSQL at 127.0.0.1:5432
 ## (with the optional embedding extra, so its tests run too)
-test: $(STAMP) $(EMBEDDINGS)
+test: $(STAMP) $(EMBEDDINGS) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
+
+# The console's browser tests drive Debian's Chromium (never a downloaded
+# browser build); installed only when it is missing.
+$(CHROMIUM):
+	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
+
+## screenshots: the console's views, saved under docs/screenshots/ by its browser tests
+screenshots: $(STAMP) $(CHROMIUM)
+	TIERDESK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e/test_console_browser.py
 
 ## faults: kill the server under load (SIGKILL) on both databases and check
 ## that no acknowledged message is lost; a few minutes
@@ -34,10 +45,13 @@ faults: $(STAMP)
 	$(BIN)/python -m pytest -q -s tests/faults
 
 ## bench: throughput and latency against bare aiohttp (SQLite and PostgreSQL),
-## metrics endpoint over 1M messages, idle WebSockets; writes docs/benchmarks.md
+## metrics endpoint over 1M messages, idle WebSockets (results in docs/benchmarks.md,
+## read in docs/performance.md); the routing simulator: speed, Erlang C/A at full
+## length, routing quality (docs/routing.md)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py; a=$$?; $(BIN)/python bench/metrics_bench.py; b=$$?; \
-	$(BIN)/python bench/ws_bench.py; c=$$?; test $$a -eq 0 -a $$b -eq 0 -a $$c -eq 0
+	$(BIN)/python bench/ws_bench.py; c=$$?; $(BIN)/python bench/simulate_bench.py; d=$$?; \
+	test $$a -eq 0 -a $$b -eq 0 -a $$c -eq 0 -a $$d -eq 0
 
 ## embeddings: the optional MiniLM feature block (no torch); then
 ## `tierdesk faq train --embeddings` / `tierdesk faq eval --embeddings`

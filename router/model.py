@@ -188,3 +188,27 @@ class Principal:
 
     role: Role
     subject_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Someone who signs in to the console with an email and a password.
+
+    The role is one of the API's (agent, supervisor, admin), so everything a
+    person does in the console is decided by the same rules as a token of
+    that role; an agent's account works as one agent (``agent_id``)."""
+
+    id: str
+    email: str
+    name: str
+    role: Role
+    agent_id: str | None = None
+    created_at: float = 0.0
+    disabled_at: float | None = None
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
+
+    def principal(self) -> Principal:
+        return Principal(self.role, self.agent_id if self.role is Role.AGENT else self.id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tierdesk.errors import Conflict, NotFound
@@ -29,6 +29,21 @@ class Assignment:
     handoff: Handoff
     agent: Agent
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """A handoff of a skill that has waited ``after`` seconds may also go to
+    agents of ``skill``."""
+
+    skill: str
+    after: float
+
+
+# Who among the agents takes a handoff of the skill (None: nobody eligible).
+# The least-loaded rule below serves traffic; the simulator
+# (router/simulation.py) also plugs in round-robin and random baselines.
+Chooser = Callable[[Iterable[Agent], str, str | None], Agent | None]
 
 
 def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None) -> Agent | None:
@@ -44,8 +59,13 @@ def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None
 
 
 class Dispatcher:
-    def __init__(self, agents: Iterable[Agent] = (), waiting: Iterable[Handoff] = ()) -> None:
+    def __init__(self, agents: Iterable[Agent] = (), waiting: Iterable[Handoff] = (),
+                 choose: Chooser = choose_agent, fallback: Mapping[str, Sequence[Fallback]] | None = None) -> None:
         self.agents: dict[str, Agent] = {a.id: a for a in agents}
+        self._choose = choose
+        # Per skill, the skills a handoff widens to once it has waited long
+        # enough, in order (billing → general after 30 s).
+        self.fallback: Mapping[str, Sequence[Fallback]] = fallback or {}
         self._waiting: dict[str, Handoff] = {}
         # Per skill, the waiting handoffs' queue keys in queue order: a
         # position is a binary search, not a walk of the whole queue (which
@@ -86,6 +106,17 @@ class Dispatcher:
     def waiting_count(self) -> int:
         return len(self._waiting)
 
+    def waiting_by_skill(self) -> dict[str, tuple[int, float]]:
+        """Per skill: how many wait, and since when the oldest has waited
+        (VIPs come first in the queue, so it is the older of the first VIP
+        and the first other handoff)."""
+        out = {}
+        for skill, keys in self._by_skill.items():
+            first_regular = bisect.bisect_left(keys, (True,))
+            oldest = min(k[1] for k in (keys[0], keys[min(first_regular, len(keys) - 1)]))
+            out[skill] = (len(keys), oldest)
+        return out
+
     def queue_position(self, handoff: Handoff) -> int | None:
         """1-based position among handoffs waiting for the same skill."""
         if handoff.id not in self._waiting:
@@ -104,15 +135,24 @@ class Dispatcher:
 
         ``exclude``: the agent who just transferred it away must not get it
         straight back at once; it may come back to them later from the queue."""
-        agent = choose_agent(self.agents.values(), handoff.skill, exclude)
+        agent = self._choose(self.agents.values(), handoff.skill, exclude)
+        if agent is None:
+            for skill in self.widened(handoff, now):
+                agent = self._choose(self.agents.values(), skill, exclude)
+                if agent is not None:
+                    break
         if agent is None:
             self.enqueue(handoff)
             return None
         return self._assign(handoff, agent, now)
 
+    def widened(self, handoff: Handoff, now: float) -> list[str]:
+        """The fallback skills a handoff has waited long enough to reach."""
+        return [f.skill for f in self.fallback.get(handoff.skill, ()) if now - handoff.requested_at >= f.after]
+
     def chooses(self, skill: str, exclude: str | None = None) -> Agent | None:
         """Who would take a handoff of ``skill`` now (nobody is changed)."""
-        return choose_agent(self.agents.values(), skill, exclude)
+        return self._choose(self.agents.values(), skill, exclude)
 
     def assign_to(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
         """A transfer to a named agent: skills don't matter, capacity does."""
@@ -170,8 +210,10 @@ class Dispatcher:
     def drain(self, now: float) -> list[Assignment]:
         """Assign waiting handoffs while some agent can take one, oldest first."""
         made: list[Assignment] = []
+        if not self._waiting:
+            return made
         free = [a for a in self.agents.values() if a.has_free_slot()]
-        if not self._waiting or not free:
+        if not free:
             return made
         # Oldest first across the skills some free agent has; the others
         # cannot be served now, so they are not even looked at.
@@ -179,13 +221,29 @@ class Dispatcher:
         keys = list(heapq.merge(*(v for k, v in self._by_skill.items() if k in servable)))
         for key in keys:
             handoff = self._waiting[key[2]]
-            agent = choose_agent(free, handoff.skill)
+            agent = self._choose(free, handoff.skill, None)
             if agent is not None:
                 made.append(self._assign(handoff, agent, now))
                 if not agent.has_free_slot():
                     free.remove(agent)
                     if not free:
-                        break
+                        return made
+        # Then widened work, oldest first: an agent takes waiting work of
+        # their own skills (above) before work that fell back to them.
+        widening = [s for s in self._by_skill if any(f.skill in servable for f in self.fallback.get(s, ()))]
+        for key in list(heapq.merge(*(self._by_skill[s] for s in widening))):
+            handoff = self._waiting.get(key[2])
+            if handoff is None:
+                continue
+            for skill in self.widened(handoff, now):
+                agent = self._choose(free, skill, None)
+                if agent is not None:
+                    made.append(self._assign(handoff, agent, now))
+                    if not agent.has_free_slot():
+                        free.remove(agent)
+                        if not free:
+                            return made
+                    break
         return made
 
     def _assign(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:

@@ -24,7 +24,7 @@ import asyncio
 import functools
 import itertools
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -49,7 +49,7 @@ from .model import (
 from .ports import Classifier, Clock, DuplicateMessage, Notifier, Store
 from .metrics import SLA
 from .rollups import ConversationTally
-from .routing import Assignment, Dispatcher
+from .routing import Assignment, Dispatcher, Fallback
 from .tracker import EndedBy, EventKind, TrackerEvent
 
 # The most cached conversations one new conversation looks at to make room.
@@ -85,6 +85,8 @@ class DeskConfig:
     sla: SLA = SLA()
     history_limit: int = 500
     attendance: AttendanceRules = AttendanceRules()
+    # Per skill, the skills a waiting handoff widens to (router/rules.py).
+    fallback: Mapping[str, tuple[Fallback, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -140,7 +142,7 @@ class Desk:
             max_bot_answers=config.max_bot_answers,
             vip_to_human=config.vip_to_human,
         )
-        self.dispatcher = Dispatcher()
+        self.dispatcher = Dispatcher(fallback=config.fallback)
         self.generation = 0
         self._conversations: OrderedDict[tuple[str, str], Conversation] = OrderedDict()
         self._by_id: dict[str, Conversation] = {}
@@ -207,7 +209,7 @@ class Desk:
         self._conversations.clear()
         self._by_id.clear()
         waiting = [c.handoff for c in open_conversations if c.handoff and c.handoff.waiting]
-        self.dispatcher = Dispatcher(agents, waiting)
+        self.dispatcher = Dispatcher(agents, waiting, fallback=self.config.fallback)
         for c in open_conversations:
             self._remember(c)
         self._whole = False
@@ -906,6 +908,18 @@ class Desk:
         touched = self._record_assignments(made, changes, effects)
         await self._commit(changes, touched, effects)
 
+    async def widen(self) -> int:
+        """Assign what waits to whoever can take it now, fallback skills
+        included once a handoff has waited past their delay (the timekeeper
+        calls this: time alone widens a handoff). Returns how many moved."""
+        await self._ensure_ready()
+        made = self.dispatcher.drain(self.clock.now())
+        if made:
+            changes, effects = Changes(generation=self.generation), _Effects()
+            touched = self._record_assignments(made, changes, effects)
+            await self._commit(changes, touched, effects)
+        return len(made)
+
     async def expire_reservations(self) -> int:
         """Offer every assignment nobody answered in time to the next
         eligible agent; an agent who let ``misses_before_away`` lapse in a
@@ -1145,3 +1159,6 @@ class Desk:
 
     def queue_length(self) -> int:
         return self.dispatcher.waiting_count()
+
+    def queue_by_skill(self) -> dict[str, tuple[int, float]]:
+        return self.dispatcher.waiting_by_skill()

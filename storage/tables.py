@@ -143,6 +143,8 @@ handoffs = Table(
         sqlite_where=text("resolved_at IS NULL"),
         postgresql_where=text("resolved_at IS NULL"),
     ),
+    # The staffing forecast and the simulator's replay read chosen days.
+    Index("ix_handoffs_requested_at", "requested_at"),
 )
 
 messages = Table(
@@ -254,4 +256,35 @@ outbox = Table(
     Column("delivered_at", Double),
     Index("ix_outbox_due", "status", "next_attempt_at"),
     Index("ix_outbox_conversation", "conversation_id", "id"),
+)
+
+# People who sign in to the console (tierdesk/console). An agent's account
+# points at the agent it works as; supervisors and admins have none.
+people = Table(
+    "people",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("email", String(254), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    # argon2id, with its parameters and salt (tierdesk/passwords.py).
+    Column("password_hash", String(255), nullable=False),
+    Column("agent_id", String(64)),
+    Column("created_at", Double, nullable=False),
+    Column("disabled_at", Double),
+    UniqueConstraint("email"),
+    Index("ix_people_agent", "agent_id"),
+)
+
+# Signed-in browsers. Only the sha256 of the cookie's value is kept, as for
+# tokens: a leaked database does not let anyone in.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("person_id", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("revoked_at", Double),
+    Index("ix_sessions_person", "person_id"),
 )

@@ -27,6 +27,15 @@ def _sync_pg_url(url: str) -> str:
     return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes() -> None:
+    """argon2 at its production cost takes ~50-300 ms a hash on this machine,
+    and the suite signs people in hundreds of times: still argon2id, cheaper."""
+    from tierdesk import passwords
+
+    passwords.use_parameters(time_cost=1, memory_cost=1024, parallelism=1)
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("db") / "template.db"

@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 from tierdesk import __version__
-from tierdesk.errors import TierdeskError
+from tierdesk.errors import InvalidInput, TierdeskError
 from tierdesk.settings import Settings
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -132,6 +132,19 @@ def _metrics_seed(args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
     from tierdesk.progress import Progress
 
+    if args.history:
+        from tierdesk.history_seed import seed_history
+
+        if args.weeks < 1:
+            raise InvalidInput("--weeks must be at least 1")
+        from tierdesk.planning import day_start
+
+        end = day_start(args.until) if args.until else None
+        with Progress(prefix="") as progress:  # its lines are its report, on standard output
+            result = asyncio.run(seed_history(settings.database_url, args.weeks, _sla(settings), seed=args.seed,
+                                              end=end, progress=progress))
+        print(result)
+        return 0
     with Progress(sys.stderr) as progress:
         result = asyncio.run(seed(settings.database_url, args.messages, args.days, _sla(settings),
                                   progress=progress, seed_value=args.seed))
@@ -274,13 +287,23 @@ def build_parser() -> argparse.ArgumentParser:
     _command(metrics, "rebuild", "recompute the hourly rollups from the event log", (
         "After changing an SLA (rollups count \"within SLA\" with the SLA in force when the reply came),\n"
         "or to repair them. Run it with the service stopped.")).set_defaults(func=_metrics_rebuild)
-    seed = _command(metrics, "seed", "fill the database with synthetic traffic (for benchmarks)", (
+    seed = _command(metrics, "seed", "fill the database with synthetic traffic (for benchmarks) or history", (
         "Conversations of 1-4 customer messages over the last --days, 70% answered by the bot and the\n"
-        "rest handed off to one of 40 agents; rollups are written as the service would."))
+        "rest handed off to one of 40 agents; rollups are written as the service would. With --history,\n"
+        "weeks of a staffed desk's handoffs instead, for `tierdesk simulate --from-db` and\n"
+        "`tierdesk staffing`."))
     seed.add_argument("--messages", type=int, default=1_000_000, help="customer messages to write")
     seed.add_argument("--days", type=float, default=7.0, help="spread them over this many days before now")
+    seed.add_argument("--history", action="store_true",
+                      help="simulated handoffs of a staffed desk, up to the start of today (UTC)")
+    seed.add_argument("--weeks", type=int, default=4, help="with --history: how many weeks")
+    seed.add_argument("--until", metavar="YYYY-MM-DD", help="with --history: up to the start of that day "
+                                                            "(default: today)")
     seed.add_argument("--seed", type=int, default=1, help="random seed (the same seed writes the same traffic)")
     seed.set_defaults(func=_metrics_seed)
+    from tierdesk.planning import register as register_planning
+
+    register_planning(sub, formatter_class=HelpFormatter)
     from classifier.cli import register
 
     faq = register(sub, formatter_class=HelpFormatter)

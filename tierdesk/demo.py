@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +23,25 @@ from router.services import Desk
 from storage.accounts import Accounts
 from storage.engine import create_engines
 from storage.migrate import upgrade
+from storage.people import People
 from storage.store import SqlStore
+from tierdesk.passwords import hash_password
 from tierdesk.settings import Settings
 from tierdesk.tokens import new_token, token_hash
+from tierdesk.web.sessions import new_person
 
 DEMO_AGENTS = (
     ("Alice (billing)", ["billing", "general"], 3),
     ("Bao (tech)", ["tech", "general"], 3),
     ("Carmen (general)", ["general"], 2),
+)
+# Console sign-in for the demo: (email, name, role, the agent it works as).
+DEMO_PEOPLE = (
+    ("admin@demo.tierdesk", "Ada (admin)", Role.ADMIN, None),
+    ("supervisor@demo.tierdesk", "Sam (supervisor)", Role.SUPERVISOR, None),
+    ("alice@demo.tierdesk", "Alice", Role.AGENT, "Alice (billing)"),
+    ("bao@demo.tierdesk", "Bao", Role.AGENT, "Bao (tech)"),
+    ("carmen@demo.tierdesk", "Carmen", Role.AGENT, "Carmen (general)"),
 )
 
 
@@ -41,6 +53,8 @@ class DemoTokens:
     channel_id: str
     webhook_secret: str
     agents: dict[str, dict[str, str]]
+    # email -> (role, password), for the console
+    people: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def base_url(settings: Settings) -> str:
@@ -105,6 +119,7 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
             token = new_token(Role.SUPERVISOR)
             await accounts.add_credential(token_hash(token), Principal(Role.SUPERVISOR, new_id("sup")), clock.now())
             saved["supervisor_token"] = token
+        saved["people"] = await _ensure_people(engines, agents, saved.get("people", {}), clock.now())
     finally:
         await store.close()
         await engines.dispose()
@@ -115,7 +130,30 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
     tmp.replace(state_file)
     return DemoTokens(admin=saved["admin_token"], supervisor=saved["supervisor_token"],
                       channel=saved["channel_token"], channel_id=saved["channel_id"],
-                      webhook_secret=saved["webhook_secret"], agents=agents)
+                      webhook_secret=saved["webhook_secret"], agents=agents,
+                      people={e: (p["role"], p["password"]) for e, p in saved["people"].items()})
+
+
+async def _ensure_people(engines: Any, agents: dict[str, dict[str, str]], saved: dict[str, Any],
+                         now: float) -> dict[str, Any]:
+    """The demo people, with passwords made up once and kept in var/demo.json
+    (a demo: a real deployment creates people with POST /v1/admin/people)."""
+    people = People(engines)
+    out: dict[str, Any] = {}
+    for email, name, role, agent_name in DEMO_PEOPLE:
+        agent_id = agents[agent_name]["id"] if agent_name else None
+        found = await people.by_email(email)
+        if found is not None and email in saved and found[0].agent_id == agent_id:
+            out[email] = saved[email]
+            continue
+        password = secrets.token_urlsafe(9)
+        if found is None:
+            await people.create(new_person(email, name, role, agent_id, now), hash_password(password))
+        else:  # the database was reset, or the state file lost: a fresh password
+            await people.update(found[0].id, password_hash=hash_password(password), agent_id=agent_id,
+                                disabled_at=None)
+        out[email] = {"role": role.value, "password": password}
+    return out
 
 
 def set_up(settings: Settings) -> DemoTokens:
@@ -163,8 +201,11 @@ def banner(settings: Settings, tokens: DemoTokens, admin_token: str) -> str:
     for n, (name, a) in enumerate(tokens.agents.items()):
         lines.append(f"  agent token:       {a['token']}   ({name}; skills {a['skills']}"
                      + ("; $AG" if n == 0 else "") + ")")
+    lines.append(f"  demo inbox:        {inbox_url(settings)}   (the channel's webhook: agent replies arrive here)")
+    lines += ["", f"Console: {base_url(settings)}/console/   sign in as (email / password):"]
+    for email, (role, password) in tokens.people.items():
+        lines.append(f"  {role:<11} {email:<26} {password}")
     lines += [
-        f"  demo inbox:        {inbox_url(settings)}   (the channel's webhook: agent replies arrive here)",
         "",
         "Next, in another terminal at the project's root:",
         f"  . {shown}        # sets TD, CH, AG, SV and AD",

@@ -1,11 +1,13 @@
-"""How a long job (training, evaluation, a shadow run, seeding or
-rebuilding the metrics) shows that it is moving.
+"""How a long job shows that it is moving: a bar redrawn in place on a
+terminal, plain lines otherwise (logs, CI, pipes), so nothing is lost and no
+control characters get in.
 
-The jobs report plain messages ("cross-validation fold 2/5", "replayed
-512/3000 messages"). On a terminal a message that carries a count "i/n"
-moves a progress bar (tqdm) and the others are printed above it; anywhere
-else (a pipe, a log file, CI) each message is one plain line, so nothing is
-lost and no control characters get in.
+Two forms: ``Progress`` takes the messages a job already reports
+(training, evaluation, a shadow run, seeding or rebuilding the metrics:
+"cross-validation fold 2/5", "replayed 512/3000 messages"), where a count
+"i/n" moves a tqdm bar and the other messages print above it;
+``ProgressBar`` is told a count directly (the simulator and the staffing
+forecast).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import sys
 import threading
+import time
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -104,3 +107,41 @@ class Progress:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class ProgressBar:
+    def __init__(self, label: str, total: int | None, stream: TextIO | None = None, width: int = 30) -> None:
+        self.label = label
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.width = width
+        self.started = time.monotonic()
+        self._last_tenth = -1
+        self._last_draw = 0.0
+
+    def update(self, done: int) -> None:
+        elapsed = time.monotonic() - self.started
+        if self.tty:
+            now = time.monotonic()
+            if now - self._last_draw < 0.1 and (self.total is None or done < self.total):
+                return
+            self._last_draw = now
+            if self.total:
+                share = min(1.0, done / self.total)
+                bar = "█" * int(share * self.width) + "·" * (self.width - int(share * self.width))
+                self.stream.write(f"\r{self.label} [{bar}] {share:4.0%} {done:,}/{self.total:,} {elapsed:5.1f} s")
+            else:
+                self.stream.write(f"\r{self.label} {done:,} {elapsed:5.1f} s")
+            self.stream.flush()
+            return
+        tenth = int(10 * done / self.total) if self.total else done // 100_000
+        if tenth > self._last_tenth:
+            self._last_tenth = tenth
+            of = f"/{self.total:,}" if self.total else ""
+            print(f"{self.label}: {done:,}{of} ({elapsed:.1f} s)", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

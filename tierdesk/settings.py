@@ -48,10 +48,11 @@ class Settings:
     presence_grace_seconds: float = 60.0
     requeue_answered_on_leave: bool = False
     reservation_timeout_seconds: float = 60.0
-    # Per skill, "billing=30,vip=20": overrides reservation_timeout_seconds.
-    reservation_timeouts: str = ""
     reservation_misses_before_away: int = 2
     timekeeper_interval_seconds: float = 5.0
+    # A YAML file of per-skill rules (fallback chains, reservation timeouts;
+    # router/rules.py). None: no per-skill rules.
+    routing_rules: Path | None = None
     # A waiting or unanswered handoff is "at risk" once less than this share
     # of its first-response SLA is left.
     sla_warning_margin: float = 0.2
@@ -100,6 +101,15 @@ class Settings:
     # Where `tierdesk serve --demo` keeps the demo's tokens (demo.json, and
     # demo.env for a shell).
     demo_dir: Path = PROJECT_ROOT / "var"
+    # Console sign-in (tierdesk/console): how long a signed-in browser stays
+    # signed in, and how many wrong passwords per email or per address within
+    # the lockout window before sign-in is refused for the rest of it.
+    session_lifetime_seconds: float = 43200.0
+    signin_max_failures: int = 5
+    signin_lockout_seconds: float = 300.0
+    # Secure flag of the session cookie: auto (when the request came over
+    # TLS), true (always: behind a TLS-terminating proxy) or false.
+    session_cookie_secure: str = "auto"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -133,7 +143,11 @@ class Settings:
         from .web.client_address import trusted_networks
 
         trusted_networks(self.trusted_proxies)
-        self.reservation_timeouts_by_skill()
+        if self.session_cookie_secure not in ("auto", "true", "false"):
+            raise InvalidInput("TIERDESK_SESSION_COOKIE_SECURE must be auto, true or false")
+        if self.session_lifetime_seconds <= 0 or self.signin_lockout_seconds < 0 or self.signin_max_failures < 1:
+            raise InvalidInput("TIERDESK_SESSION_LIFETIME_SECONDS must be positive, TIERDESK_SIGNIN_MAX_FAILURES "
+                               "at least 1 and TIERDESK_SIGNIN_LOCKOUT_SECONDS not negative")
         if not 0 < self.sla_warning_margin < 1:
             raise InvalidInput("TIERDESK_SLA_WARNING_MARGIN must be between 0 and 1")
         if self.presence_grace_seconds <= 0 or self.timekeeper_interval_seconds <= 0:
@@ -143,21 +157,6 @@ class Settings:
             raise InvalidInput("TIERDESK_WORKERS must be at least 1")
         if self.workers > 1 and self.is_sqlite:
             raise InvalidInput("TIERDESK_WORKERS > 1 needs PostgreSQL: the workers share their state through it")
-
-    def reservation_timeouts_by_skill(self) -> dict[str, float]:
-        timeouts = {}
-        for part in self.reservation_timeouts.split(","):
-            if not part.strip():
-                continue
-            skill, sep, seconds = part.partition("=")
-            try:
-                value = float(seconds)
-            except ValueError:
-                value = -1.0
-            if not sep or not skill.strip() or not value >= 0:
-                raise InvalidInput(f"TIERDESK_RESERVATION_TIMEOUTS: {part.strip()!r} is not skill=seconds")
-            timeouts[skill.strip()] = value
-        return timeouts
 
     @property
     def is_sqlite(self) -> bool:

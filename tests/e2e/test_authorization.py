@@ -24,7 +24,8 @@ FAQ = "how do I reset my password"
 BILLING = "I was charged twice for my order and want my money back"
 ROLES = ("none", "channel", "agent", "supervisor", "admin")
 PUBLIC = frozenset(ROLES)
-TABLES = ("messages", "events", "conversations", "handoffs", "agents", "channels", "credentials", "outbox")
+TABLES = ("messages", "events", "conversations", "handoffs", "agents", "channels", "credentials", "outbox", "people",
+          "sessions")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     "get_me": Endpoint("GET", "/v1/agents/me", frozenset({"agent"})),
     "put_status": Endpoint("PUT", "/v1/agents/me/status", frozenset({"agent"}), body={"status": "away"}),
     "list_my_conversations": Endpoint("GET", "/v1/agents/me/conversations", frozenset({"agent"})),
+    "my_metrics": Endpoint("GET", "/v1/agents/me/metrics", frozenset({"agent"})),
+    "list_team": Endpoint("GET", "/v1/agents/team", frozenset({"agent"})),
     "agent_ws": Endpoint("GET", "/v1/agents/ws", frozenset({"agent"}), status=101),
     "get_conversation": Endpoint("GET", "/v1/conversations/{conv}", frozenset({"agent", "supervisor", "admin"})),
     "post_reply": Endpoint("POST", "/v1/conversations/{conv}/replies", frozenset({"agent"}), 201,
@@ -72,18 +75,27 @@ ENDPOINTS: dict[str, Endpoint] = {
     "list_tokens": Endpoint("GET", "/v1/admin/tokens", frozenset({"admin"})),
     # No live token has this id: refused for the others, 404 for an admin.
     "revoke_token": Endpoint("DELETE", "/v1/admin/tokens/0123456789abcdef", frozenset({"admin"}), 404),
+    "list_people": Endpoint("GET", "/v1/admin/people", frozenset({"admin"})),
+    "create_person": Endpoint("POST", "/v1/admin/people", frozenset({"admin"}), 201,
+                              {"email": "sue@example.test", "name": "Sue", "role": "supervisor",
+                               "password": "long enough pw"}),
+    # an unknown person: 404 once past the authorization check
+    "patch_person": Endpoint("PATCH", "/v1/admin/people/per_missing", frozenset({"admin"}), 404,
+                             {"disabled": True}),
     "list_deliveries": Endpoint("GET", "/v1/admin/deliveries", frozenset({"admin"})),
     "replay_deliveries": Endpoint("POST", "/v1/admin/deliveries/replay", frozenset({"admin"})),
     "get_queue": Endpoint("GET", "/v1/queue", frozenset({"admin", "supervisor"})),
     "get_live": Endpoint("GET", "/v1/live", frozenset({"admin", "supervisor"})),
     "get_metrics": Endpoint("GET", "/v1/metrics", frozenset({"supervisor", "admin"})),
+    "get_staffing": Endpoint("GET", "/v1/staffing?date=2026-01-08", frozenset({"supervisor", "admin"})),
     # FAQ tuning. This fixture's model has no versions on disk, so activate,
     # shadow and rollback end in 404 once past the authorization check.
     "list_faq_models": Endpoint("GET", "/v1/faq/models", frozenset({"admin", "supervisor"})),
     "activate_faq_model": Endpoint("POST", "/v1/faq/models/v0099/activate", frozenset({"admin"}), 404),
     "shadow_faq_model": Endpoint("GET", "/v1/faq/models/v0099/shadow", frozenset({"admin", "supervisor"}), 404),
     "rollback_faq_model": Endpoint("POST", "/v1/faq/models/rollback", frozenset({"admin"}), 404),
-    "list_faq_intents": Endpoint("GET", "/v1/faq/intents", frozenset({"admin", "supervisor"})),
+    # agents too: the console's canned answers come from it
+    "list_faq_intents": Endpoint("GET", "/v1/faq/intents", frozenset({"admin", "supervisor", "agent"})),
     "patch_faq_intent": Endpoint("PATCH", "/v1/faq/intents/reset_password", frozenset({"admin"}),
                                  body={"answer": "Use the reset link."}),
     "reset_faq_answer": Endpoint("DELETE", "/v1/faq/intents/reset_password/answer", frozenset({"admin"})),
@@ -162,7 +174,7 @@ def test_the_matrix_is_the_documented_one() -> None:
                  for path in spec["paths"]}
     mine = {}
     for e in ENDPOINTS.values():
-        concrete = e.path.format(conv="conv_1", ann="agt_1", bob="agt_2", other_channel="chn_1")
+        concrete = e.path.format(conv="conv_1", ann="agt_1", bob="agt_2", other_channel="chn_1").split("?")[0]
         (template,) = [t for t, rx in templates.items() if rx.match(concrete) and (e.method, t) in documented]
         mine[(e.method, template)] = e.allowed
     assert mine == documented

@@ -89,6 +89,18 @@ def msg(**changes: Any) -> dict[str, Any]:
 
 
 DROP = object()
+PEOPLE = "/v1/admin/people"
+
+
+def person(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"email": "sue@example.test", "name": "Sue", "role": "supervisor",
+                            "password": "long enough pw"}
+    for key, value in changes.items():
+        if value is DROP:
+            body.pop(key)
+        else:
+            body[key] = value
+    return body
 MESSAGES, REPLIES, TRANSFER = "/v1/messages", "/v1/conversations/{conv}/replies", "/v1/conversations/{conv}/transfer"
 FEEDBACK = "/v1/conversations/order-1/feedback"
 AGENTS, AGENT = "/v1/admin/agents", "/v1/admin/agents/{ann}"
@@ -242,6 +254,31 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
      "invalid_input"),
     ("faq-unknown-intent", "PATCH", "/v1/faq/intents/nope", "admin", {"answer": "x"}, 404, "not_found"),
     ("faq-supervisor-token", "PATCH", INTENT, "supervisor", {"answer": "x"}, 403, "forbidden"),
+    # POST /v1/admin/people and PATCH /v1/admin/people/{id}
+    ("person-malformed-json", "POST", PEOPLE, "admin", b'{"email": ', 400, "invalid_json"),
+    ("person-missing-password", "POST", PEOPLE, "admin", person(password=DROP), 422, "validation_failed"),
+    ("person-short-password", "POST", PEOPLE, "admin", person(password="short"), 422, "validation_failed"),
+    ("person-bad-email", "POST", PEOPLE, "admin", person(email="sue at example"), 422, "validation_failed"),
+    ("person-control-char-email", "POST", PEOPLE, "admin", person(email="sue@exa\nmple.test"), 422,
+     "validation_failed"),
+    ("person-bad-role", "POST", PEOPLE, "admin", person(role="channel"), 422, "validation_failed"),
+    ("person-unknown-field", "POST", PEOPLE, "admin", person(disabled=True), 422, "validation_failed"),
+    ("person-agent-without-agent", "POST", PEOPLE, "admin", person(role="agent"), 422, "validation_failed"),
+    ("person-supervisor-with-agent", "POST", PEOPLE, "admin", person(agent_id="{ann}"), 422, "validation_failed"),
+    ("person-unknown-agent", "POST", PEOPLE, "admin", person(role="agent", agent_id="agt_missing"), 404,
+     "not_found"),
+    ("person-body-too-large", "POST", PEOPLE, "admin", person(name="n" * OVER_BODY_LIMIT), 413,
+     "payload_too_large"),
+    ("person-supervisor-token", "POST", PEOPLE, "supervisor", person(), 403, "forbidden"),
+    ("person-agent-token", "POST", PEOPLE, "ann", person(), 403, "forbidden"),
+    ("person-patch-unknown", "PATCH", "/v1/admin/people/per_missing", "admin", {"disabled": True}, 404,
+     "not_found"),
+    ("person-patch-unknown-field", "PATCH", "/v1/admin/people/per_missing", "admin", {"role": "admin"}, 422,
+     "validation_failed"),
+    ("person-patch-short-password", "PATCH", "/v1/admin/people/per_missing", "admin", {"password": "x"}, 422,
+     "validation_failed"),
+    ("person-patch-supervisor", "PATCH", "/v1/admin/people/per_missing", "supervisor", {"disabled": True}, 403,
+     "forbidden"),
     ("faq-reset-unknown-intent", "DELETE", "/v1/faq/intents/nope/answer", "admin", None, 422, "validation_failed"),
     # PATCH and DELETE of channels and agents, tokens
     ("channel-patch-hostless-url", "PATCH", "/v1/admin/channels/{channel}", "admin", {"webhook_url": "http://"},
@@ -370,6 +407,15 @@ async def test_bad_metrics_query_is_refused(world: World, params: dict[str, str]
                  id="tokens-bad-flag"),
     pytest.param("/v1/admin/tokens", "admin", {"owner": "x"}, 422, "validation_failed", id="tokens-unknown-param"),
     pytest.param("/v1/admin/tokens", "supervisor", {}, 403, "forbidden", id="tokens-supervisor"),
+    pytest.param("/v1/agents/me/metrics", "ann", {"from": "yesterday"}, 422, "validation_failed",
+                 id="my-metrics-bad-from"),
+    pytest.param("/v1/agents/me/metrics", "ann", {"from": "2025-01-01"}, 422, "validation_failed",
+                 id="my-metrics-over-31-days"),
+    pytest.param("/v1/agents/me/metrics", "ann", {"bucket": "hour"}, 422, "validation_failed",
+                 id="my-metrics-unknown-param"),
+    pytest.param("/v1/agents/me/metrics", "supervisor", {}, 403, "forbidden", id="my-metrics-supervisor"),
+    pytest.param("/v1/agents/team", "supervisor", {}, 403, "forbidden", id="team-supervisor"),
+    pytest.param("/v1/admin/people", "supervisor", {}, 403, "forbidden", id="people-supervisor"),
     pytest.param("/v1/live", "supervisor", {"skill": "billing"}, 422, "validation_failed", id="live-unknown-param"),
     pytest.param("/v1/live", "ann", {}, 403, "forbidden", id="live-agent"),
 ])

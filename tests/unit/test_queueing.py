@@ -1,4 +1,5 @@
-"""The waiting queue is an M/M/c system per skill: check it against Erlang C.
+"""The waiting queue is an M/M/c system per skill: check it against Erlang C
+(router/queueing.py; the formulas' own checks are in test_queueing_formulas.py).
 
 A discrete-event simulation drives the real Dispatcher with a FakeClock:
 customers hand off at Poisson times, each conversation holds an agent slot
@@ -20,7 +21,6 @@ about three standard deviations of the simulated means (see below).
 from __future__ import annotations
 
 import heapq
-import math
 import random
 from dataclasses import dataclass
 
@@ -28,18 +28,12 @@ import pytest
 
 from router.model import Agent, AgentStatus, Handoff, HandoffReason
 from router.ports import FakeClock
+from router.queueing import erlang_c, erlang_c_mean_wait
 from router.routing import Dispatcher
 
 
-def erlang_c(c: int, a: float) -> float:
-    """Probability that an arrival waits, for c servers and offered load a (Erlangs)."""
-    assert a < c
-    top = a**c / math.factorial(c) * c / (c - a)
-    return top / (sum(a**k / math.factorial(k) for k in range(c)) + top)
-
-
 def mean_wait(c: int, lam: float, mu: float) -> float:
-    return erlang_c(c, lam / mu) / (c * mu - lam)
+    return erlang_c_mean_wait(c, lam, mu)
 
 
 @dataclass

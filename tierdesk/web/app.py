@@ -22,19 +22,23 @@ from router.services import Desk, DeskConfig
 from storage.accounts import Accounts
 from storage.engine import create_engines
 from storage.faq import FaqRepository
+from storage.history import HandoffHistory
 from storage.notify import PgRelay
 from storage.outbox import Outbox
+from storage.people import People
 from storage.store import SqlStore
 from tierdesk.delivery import DeliveryWorker
 from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
 from tierdesk.models import LiveModel
 from tierdesk.errors import BodyTooSlow, RateLimited
 from tierdesk.logging import begin_request
+from tierdesk.rules_file import load_routing_rules
 from tierdesk.settings import Settings
 
 from . import faq_handlers as faq
 from . import handlers as h
 from . import attendance, keys, protocol_errors, schemas
+from . import people_handlers as people
 from .auth import Authenticator
 from .client_address import ClientAddress, trusted_networks
 from .demo_inbox import DemoInbox
@@ -42,6 +46,7 @@ from .demo_inbox import add_routes as add_demo_inbox
 from .errors import error_middleware
 from .prom import Registry
 from .ratelimit import RateLimiter
+from .sessions import Sessions
 from .worker_metrics import PUBLISH_SECONDS, WorkerMetrics
 from .ws import AgentSockets
 
@@ -127,6 +132,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
+    app[keys.ROUTING_RULES] = load_routing_rules(settings.routing_rules)
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.SOCKETS] = AgentSockets()
     # This instance's name on the PostgreSQL relay (storage/notify.py).
@@ -154,6 +160,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     _routes(app)
     if demo_inbox is not None:
         add_demo_inbox(app, demo_inbox)
+    from tierdesk import console  # the pages sit on the API, at its edge
+
+    console.setup(app)
     return app
 
 
@@ -219,8 +228,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.ACCOUNTS] = Accounts(engines)
     app[keys.OUTBOX] = Outbox(engines)
     app[keys.FAQ] = FaqRepository(engines)
+    app[keys.HISTORY] = HandoffHistory(engines)
     app[keys.AUTH] = Authenticator(app[keys.ACCOUNTS], s.admin_token,
                                    signature_tolerance=s.signature_tolerance_seconds)
+    app[keys.PEOPLE] = People(engines)
+    app[keys.SESSIONS] = app[keys.AUTH].sessions = Sessions(app[keys.PEOPLE], s, app[keys.CLOCK])
     yield
     await app[keys.AUTH].close()
     await store.close()  # writes what is queued before the engines go
@@ -260,6 +272,7 @@ async def _follow_active_model(app: web.Application) -> None:
 
 async def _desk(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
+    rules = app[keys.ROUTING_RULES]
     config = DeskConfig(default_skill=s.default_skill, max_bot_answers=s.max_bot_answers,
                         vip_to_human=s.vip_to_human,
                         sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds),
@@ -267,8 +280,9 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
                             presence_grace_seconds=s.presence_grace_seconds,
                             requeue_answered_on_leave=s.requeue_answered_on_leave,
                             reservation_timeout_seconds=s.reservation_timeout_seconds,
-                            reservation_timeout_by_skill=s.reservation_timeouts_by_skill(),
-                            misses_before_away=s.reservation_misses_before_away))
+                            reservation_timeout_by_skill=rules.reservation_timeouts(),
+                            misses_before_away=s.reservation_misses_before_away),
+                        fallback=rules.fallback())
     desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS])
     app[keys.STORE].committer.on_failure(desk.commit_failed)
     try:
@@ -290,7 +304,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         sockets = app[keys.SOCKETS]
 
         def received(message: dict[str, Any]) -> None:
-            if message.get("kind") == "push":
+            if message.get("kind") in ("push", "signed_out"):
                 sockets.from_relay(message)
             elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
                 revalidating.add(asyncio.create_task(sockets.revalidate(app[keys.ACCOUNTS].live_token_hashes)))
@@ -428,6 +442,8 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/agents/me", h.get_me)
     r.add_put("/v1/agents/me/status", h.put_status)
     r.add_get("/v1/agents/me/conversations", h.list_my_conversations)
+    r.add_get("/v1/agents/me/metrics", h.my_metrics)
+    r.add_get("/v1/agents/team", h.list_team)
     r.add_get("/v1/agents/ws", h.agent_ws)
     r.add_get("/v1/conversations/{conversation_id}", h.get_conversation)
     r.add_post("/v1/conversations/{conversation_id}/replies", h.post_reply)
@@ -446,11 +462,15 @@ def _routes(app: web.Application) -> None:
     r.add_post("/v1/admin/admin-tokens", h.create_admin_token)
     r.add_get("/v1/admin/tokens", h.list_tokens)
     r.add_delete("/v1/admin/tokens/{token_id}", h.revoke_token)
+    r.add_get("/v1/admin/people", people.list_people)
+    r.add_post("/v1/admin/people", people.create_person)
+    r.add_patch("/v1/admin/people/{person_id}", people.patch_person)
     r.add_get("/v1/admin/deliveries", h.list_deliveries)
     r.add_post("/v1/admin/deliveries/replay", h.replay_deliveries)
     r.add_get("/v1/queue", h.get_queue)
     r.add_get("/v1/live", h.get_live)
     r.add_get("/v1/metrics", h.get_metrics)
+    r.add_get("/v1/staffing", h.get_staffing)
     r.add_get("/v1/faq/models", faq.list_models)
     r.add_post("/v1/faq/models/rollback", faq.rollback_model)
     r.add_post("/v1/faq/models/{version}/activate", faq.activate_model)

@@ -63,6 +63,9 @@ async def tick(app: web.Application) -> None:
     moved = await desk.expire_reservations()
     if moved:
         log.info("reservations_lapsed", moved=moved)
+    widened = await desk.widen()
+    if widened:
+        log.info("handoffs_widened", assigned=widened)
 
 
 async def run(app: web.Application) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from tierdesk.signing import HEADER, verify
 from tierdesk.tokens import token_hash
 
 from .read_through import ReadThrough
+from .sessions import COOKIE, Sessions
 
 
 class Authenticator:
@@ -28,6 +29,9 @@ class Authenticator:
         self._admin_hash = token_hash(admin_token) if admin_token else None
         self._principals: ReadThrough[str, Principal | None] = ReadThrough(accounts.principal, ttl)
         self._channels: ReadThrough[str, Channel | None] = ReadThrough(accounts.channel, ttl)
+        # Console sign-in (tierdesk/web/sessions.py): a request with the
+        # session cookie and no bearer token acts as the signed-in person.
+        self.sessions: Sessions | None = None
 
     def forget(self, principal: Principal | None = None) -> None:
         self._principals.forget(None if principal is None else (lambda p: p == principal))
@@ -40,6 +44,9 @@ class Authenticator:
         await self._channels.close()
 
     async def principal(self, request: web.Request) -> Principal:
+        if (self.sessions is not None and COOKIE in request.cookies and "Authorization" not in request.headers
+                and "token" not in request.query):
+            return await self.sessions.principal(request)  # type: ignore[no-any-return]
         token = bearer_token(request)
         digest = token_hash(token)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):

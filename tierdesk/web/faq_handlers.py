@@ -41,7 +41,7 @@ async def rollback_model(request: web.Request) -> web.Response:
 
 
 async def list_intents(request: web.Request) -> web.Response:
-    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR, Role.AGENT)
     model = request.app[keys.MODEL].model
     return json({"model": model.version, "intents": [_intent_view(model, i) for i in model.kb.intents]})
 

@@ -22,6 +22,8 @@ from router.changes import MessageRecord
 from router.ids import new_id
 from router.model import AgentStatus, Channel, Customer, Principal, Role
 from router.services import IncomingMessage
+from router.staffing import Target
+from tierdesk import planning
 from tierdesk.errors import Conflict, InvalidInput, NotFound, RateLimited
 from tierdesk.logging import bind
 from tierdesk.tokens import new_token, token_hash
@@ -30,6 +32,7 @@ from . import keys
 from . import schemas as s
 from .auth import bearer_token
 from .prom import CONTENT_TYPE
+from .sessions import SIGNED_IN
 
 log = structlog.get_logger(__name__)
 
@@ -134,9 +137,14 @@ def agent_view(a: Any) -> dict[str, Any]:
 
 
 def message_view(m: MessageRecord) -> dict[str, Any]:
+    customer = m.sender.value == "customer"
     return {"id": m.id, "sender": m.sender.value, "text": m.text, "at": iso(m.at), "agent_id": m.agent_id,
             "tier": m.tier.value if m.tier else None, "faq_id": m.intent if m.sender.value == "bot" else None,
-            "channel_message_id": m.external_id}
+            "channel_message_id": m.external_id,
+            # What the classifier read in a customer message: why it was
+            # answered or handed off, for the agent who picks it up.
+            "intent": m.intent if customer else None,
+            "confidence": None if not customer or m.confidence is None else round(m.confidence, 4)}
 
 
 def conversation_view(request: web.Request, conv: Any) -> dict[str, Any]:
@@ -160,6 +168,43 @@ async def get_me(request: web.Request) -> web.Response:
     desk = request.app[keys.DESK]
     await desk.ensure_ready()
     return json(agent_view(desk.agent(p.subject_id or "")))
+
+
+async def list_team(request: web.Request) -> web.Response:
+    """The agents an agent can hand a conversation to: names, skills and
+    whether they can take one now (no loads: that is for supervisors)."""
+    p = await _agent(request)
+    desk = request.app[keys.DESK]
+    await desk.ensure_ready()
+    return json({"agents": [{"id": a.id, "name": a.name, "skills": sorted(a.skills), "status": a.status.value,
+                             "available": a.has_free_slot()} for a in desk.agents() if a.id != p.subject_id]})
+
+
+async def my_metrics(request: web.Request) -> web.Response:
+    """The agent's own human-tier figures over a range (default: since
+    midnight UTC), from the same computation as GET /v1/metrics."""
+    p = await _agent(request)
+    only_params(request, "from", "to")
+    now = request.app[keys.CLOCK].now()
+    # By default up to and including this instant: a reply just made counts.
+    end = parse_time(request.query.get("to"), "to") or math.nextafter(now, math.inf)
+    start = parse_time(request.query.get("from"), "from") if "from" in request.query else now - now % 86400
+    assert start is not None
+    # An empty range is fine when it is the default's (at midnight sharp).
+    if start > end or (start == end and "from" in request.query) or end - start > 31 * 86400:
+        raise InvalidInput("from must be before to, at most 31 days apart", code="validation_failed")
+    sla = request.app[keys.DESK].config.sla
+    events = await request.app[keys.STORE].events_between(start, end)
+    report = tiered.compute(events, start=start, end=end, now=now, sla=sla, group_by="agent", bucket=None)
+    mine = [g for g in report["groups"] if g["key"].get("agent") == p.subject_id]
+    if not mine:
+        mine = tiered.compute([], start=start, end=end, now=now, sla=sla, group_by="agent", bucket=None)["groups"]
+    human = mine[0]["human"]
+    return json({"agent_id": p.subject_id, "from": report["from"], "to": report["to"],
+                 "sla": report["sla"],
+                 **{k: human[k] for k in ("messages", "response_rate_within_sla", "response_time",
+                                          "first_response_time", "first_response_within_sla",
+                                          "resolution_time")}})
 
 
 async def put_status(request: web.Request) -> web.Response:
@@ -217,7 +262,11 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=settings.ws_max_message_bytes)
     await ws.prepare(request)
     sockets = request.app[keys.SOCKETS]
-    sockets.add(agent_id, ws, token_hash(bearer_token(request)))
+    signed_in = request.get(SIGNED_IN)
+    if signed_in is not None:  # the console: signing out or a disabled account ends it
+        sockets.add(agent_id, ws, session=signed_in.id_hash)
+    else:  # a token: revoking it ends it
+        sockets.add(agent_id, ws, token_hash=token_hash(bearer_token(request)))
     presence = request.app[keys.PRESENCE]
     try:
         try:
@@ -477,7 +526,13 @@ async def get_queue(request: web.Request) -> web.Response:
     desk = request.app[keys.DESK]
     await desk.ensure_ready()
     waiting = desk.queue(limit)
-    return json({"total": desk.queue_length(), "waiting": [
+    now = request.app[keys.CLOCK].now()
+    return json({"total": desk.queue_length(),
+                 "first_response_sla_seconds": desk.config.sla.human_first_response_seconds,
+                 "skills": [{"skill": skill, "waiting": n, "oldest_requested_at": iso(oldest),
+                             "oldest_wait_seconds": round(max(0.0, now - oldest), 3)}
+                            for skill, (n, oldest) in sorted(desk.queue_by_skill().items())],
+                 "waiting": [
         {"handoff_id": h.id, "conversation_id": h.conversation_id, "skill": h.skill, "vip": h.vip,
          "reason": h.reason.value, "requested_at": iso(h.requested_at), "position": desk.dispatcher.queue_position(h)}
         for h in waiting
@@ -582,6 +637,42 @@ async def _group_names(request: web.Request, group_by: str) -> dict[str, str]:
     if group_by == "channel":
         return {c.id: c.name for c in await request.app[keys.ACCOUNTS].channels()}
     return {}
+
+
+# ----------------------------------------------------------------- staffing
+def _number(request: web.Request, name: str, default: float | None, low: float, high: float, *,
+            low_open: bool = False, whole: bool = False) -> float | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a {'whole ' if whole else ''}number", code="validation_failed") from None
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+        bound = "(" if low_open else "["
+        raise InvalidInput(f"{name} must be in {bound}{low:g}, {high:g}]", code="validation_failed")
+    return value
+
+
+async def get_staffing(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.SUPERVISOR, Role.ADMIN)
+    only_params(request, "date", "weeks", "service_level", "within", "first_response", "concurrency", "shrinkage")
+    if "date" not in request.query:
+        raise InvalidInput("date is required (YYYY-MM-DD)", code="validation_failed")
+    start = planning.day_start(request.query["date"])
+    settings = request.app[keys.SETTINGS]
+    service_level = _number(request, "service_level", 0.8, 0.0, 0.999, low_open=True)
+    within = _number(request, "within", 20.0, 0.0, 3600.0, low_open=True)
+    first_response = _number(request, "first_response", settings.sla_human_first_response_seconds, 0.0,
+                             86400.0, low_open=True)
+    concurrency = _number(request, "concurrency", 0, 1, 100, whole=True)
+    shrinkage = _number(request, "shrinkage", 0.3, 0.0, 0.9)
+    weeks = _number(request, "weeks", 4, 1, 52, whole=True)
+    target = Target(service_level, within, first_response, int(concurrency), shrinkage)  # type: ignore[arg-type]
+    report = await planning.staffing_report(request.app[keys.HISTORY], start, target, weeks=int(weeks),  # type: ignore[arg-type]
+                                            now=request.app[keys.CLOCK].now())
+    return json(report)
 
 
 # ---------------------------------------------------------------------- ops

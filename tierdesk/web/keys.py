@@ -9,11 +9,14 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from router.ports import Clock
+    from router.rules import RoutingRules
     from router.services import Desk
     from storage.accounts import Accounts
     from storage.engine import Engines
     from storage.faq import FaqRepository
+    from storage.history import HandoffHistory
     from storage.outbox import Outbox
+    from storage.people import People
     from storage.store import SqlStore
     from tierdesk.delivery import DeliveryWorker
     from tierdesk.models import LiveModel
@@ -25,10 +28,12 @@ if TYPE_CHECKING:
     from .demo_inbox import DemoInbox
     from .prom import Registry
     from .ratelimit import RateLimiter
+    from .sessions import Sessions
     from .worker_metrics import WorkerMetrics
     from .ws import AgentSockets
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+ROUTING_RULES: web.AppKey[RoutingRules] = web.AppKey("routing_rules")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINES: web.AppKey[Engines] = web.AppKey("engines")
 STORE: web.AppKey[SqlStore] = web.AppKey("store")
@@ -46,9 +51,12 @@ IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
 CLIENT_ADDRESS: web.AppKey[ClientAddress] = web.AppKey("client_address")
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
 FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
+HISTORY: web.AppKey[HandoffHistory] = web.AppKey("history")
 DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
 # This instance's name among the instances sharing a database.
 ORIGIN: web.AppKey[str] = web.AppKey("origin", str)
 WORKER_METRICS: web.AppKey[WorkerMetrics] = web.AppKey("worker_metrics")
 # Only with `tierdesk serve --demo`: the demo channel's webhook receiver.
 DEMO_INBOX: web.AppKey[DemoInbox] = web.AppKey("demo_inbox")
+PEOPLE: web.AppKey[People] = web.AppKey("people")
+SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")

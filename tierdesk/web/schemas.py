@@ -135,6 +135,25 @@ class TransferIn(msgspec.Struct, forbid_unknown_fields=True):
     agent_id: Id | None = None
 
 
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+$")]
+# Long enough to resist guessing; the ceiling keeps hashing cheap to refuse.
+Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200, pattern=NO_NUL)]
+
+
+class PersonIn(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    name: Name
+    role: Literal["agent", "supervisor", "admin"]
+    password: Password
+    agent_id: Id | None = None
+
+
+class PersonPatch(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | None = None
+    password: Password | None = None
+    disabled: bool | None = None
+
+
 T = TypeVar("T")
 # No request body of this API nests more than a few levels; msgspec gives up
 # far deeper than that, with a RecursionError.

@@ -17,6 +17,10 @@ from .handlers import iso
 log = structlog.get_logger(__name__)
 
 
+# Close code of a socket whose person signed out or was disabled: the
+# console goes to its sign-in page instead of reconnecting.
+SIGNED_OUT = 4401
+
 _TIMES = ("created_at", "updated_at", "requested_at", "assigned_at", "first_reply_at", "resolved_at", "at")
 
 
@@ -38,14 +42,19 @@ class AgentSockets:
         # is revoked (rotated, the agent disabled), the socket is closed.
         self._tokens: weakref.WeakKeyDictionary[web.WebSocketResponse, str] = weakref.WeakKeyDictionary()
         self._sending: set[asyncio.Task[None]] = set()
+        # The console session a socket was opened with: signing out ends it.
+        self._session_of: weakref.WeakKeyDictionary[web.WebSocketResponse, str] = weakref.WeakKeyDictionary()
         # Set when other instances share the database: pushes are relayed to
         # them too, since the agent's socket may be on any of them.
         self.relay: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
-    def add(self, agent_id: str, ws: web.WebSocketResponse, token_hash: str | None = None) -> None:
+    def add(self, agent_id: str, ws: web.WebSocketResponse, *, token_hash: str | None = None,
+            session: str | None = None) -> None:
         self._by_agent[agent_id].add(ws)
         if token_hash is not None:
             self._tokens[ws] = token_hash
+        if session is not None:
+            self._session_of[ws] = session
 
     async def revalidate(self, live: Callable[[set[str]], Awaitable[set[str]]]) -> int:
         """Close every socket whose token is no longer good (``live`` says
@@ -92,8 +101,24 @@ class AgentSockets:
     def from_relay(self, message: dict[str, Any]) -> None:
         if message.get("kind") == "push" and isinstance(message.get("payload"), dict):
             self.deliver(str(message.get("agent_id")), message["payload"])
+        elif message.get("kind") == "signed_out":
+            sessions = message.get("sessions")
+            self._close_here(str(message.get("agent_id")), set(sessions) if isinstance(sessions, list) else None)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def sign_out(self, agent_id: str, sessions: set[str] | None = None) -> None:
+        """Close the agent's sockets (only those opened with these console
+        sessions, if given) here and, over the relay, on other instances."""
+        if self.relay is not None:
+            self._spawn(self.relay({"kind": "signed_out", "agent_id": agent_id,
+                                    "sessions": None if sessions is None else sorted(sessions)}))
+        self._close_here(agent_id, sessions)
+
+    def _close_here(self, agent_id: str, sessions: set[str] | None) -> None:
+        for ws in list(self._by_agent.get(agent_id, ())):
+            if sessions is None or self._session_of.get(ws) in sessions:
+                self._spawn(ws.close(code=SIGNED_OUT, message=b"signed out"))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)

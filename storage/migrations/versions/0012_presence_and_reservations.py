@@ -2,7 +2,7 @@
 and the reservations they let lapse in a row
 
 Revision ID: 0012
-Revises: 0007
+Revises: 0010
 Create Date: 2026-12-04
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0007"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
