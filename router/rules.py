@@ -6,6 +6,7 @@ TIERDESK_ROUTING_RULES; docs/routing.md shows one):
         fallback:                      # widen to these skills once waited
           - {skill: general, after_seconds: 30}
         reservation_timeout_seconds: 30
+        alerts: {queue_length: 20, oldest_wait_seconds: 120}
 
 Plain data in, checked rules out; reading the file is the edge's job.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from tierdesk.errors import InvalidInput
 
+from .alerts import SkillThresholds
 from .routing import Fallback
 
 
@@ -25,6 +27,9 @@ from .routing import Fallback
 class SkillRules:
     fallback: tuple[Fallback, ...] = ()
     reservation_timeout_seconds: float | None = None
+    # The SLA monitor raises an alert past these (router/alerts.py).
+    alert_queue_length: int | None = None
+    alert_oldest_wait_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,10 @@ class RoutingRules:
 
     def fallback(self) -> dict[str, tuple[Fallback, ...]]:
         return {s: r.fallback for s, r in self.skills.items() if r.fallback}
+
+    def alert_thresholds(self) -> dict[str, SkillThresholds]:
+        return {s: SkillThresholds(r.alert_queue_length, r.alert_oldest_wait_seconds) for s, r in self.skills.items()
+                if r.alert_queue_length is not None or r.alert_oldest_wait_seconds is not None}
 
     def reservation_timeouts(self) -> dict[str, float]:
         return {s: r.reservation_timeout_seconds for s, r in self.skills.items()
@@ -59,7 +68,7 @@ def parse_rules(data: Any) -> RoutingRules:
         rules = rules or {}
         if not isinstance(rules, dict):
             raise InvalidInput(f"routing rules: {where} must be a mapping")
-        unknown = set(rules) - {"fallback", "reservation_timeout_seconds"}
+        unknown = set(rules) - {"fallback", "reservation_timeout_seconds", "alerts"}
         if unknown:
             raise InvalidInput(f"routing rules: {where} has unknown keys {sorted(unknown)}")
         chain = []
@@ -73,6 +82,15 @@ def parse_rules(data: Any) -> RoutingRules:
         if [f.after for f in chain] != sorted(f.after for f in chain):
             raise InvalidInput(f"routing rules: {where}.fallback must widen in order of after_seconds")
         timeout = rules.get("reservation_timeout_seconds")
+        alerts = rules.get("alerts") or {}
+        if not isinstance(alerts, dict) or set(alerts) - {"queue_length", "oldest_wait_seconds"}:
+            raise InvalidInput(f"routing rules: {where}.alerts takes queue_length and oldest_wait_seconds")
+        queue_length = alerts.get("queue_length")
+        if queue_length is not None and (isinstance(queue_length, bool) or not isinstance(queue_length, int)
+                                         or queue_length < 1):
+            raise InvalidInput(f"routing rules: {where}.alerts.queue_length must be a whole number, 1 or more")
+        oldest = alerts.get("oldest_wait_seconds")
         parsed[str(skill)] = SkillRules(
-            tuple(chain), None if timeout is None else _number(timeout, f"{where}.reservation_timeout_seconds"))
+            tuple(chain), None if timeout is None else _number(timeout, f"{where}.reservation_timeout_seconds"),
+            queue_length, None if oldest is None else _number(oldest, f"{where}.alerts.oldest_wait_seconds"))
     return RoutingRules(parsed)

@@ -1150,6 +1150,9 @@ class Desk:
             },
         }
 
+    def open_handoffs(self) -> list[Handoff]:
+        return [c.handoff for c in self._by_id.values() if c.handoff is not None and c.handoff.is_open]
+
     def live(self, warn_margin: float) -> dict[str, Any]:
         return live_view(self.dispatcher.agents.values(), list(self._by_id.values()), self.clock.now(),
                          first_response_sla=self.config.sla.human_first_response_seconds, warn_margin=warn_margin)

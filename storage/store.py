@@ -249,6 +249,17 @@ class SqlStore:
                                                (a.c.present_until.is_(None)) | (a.c.present_until < until))
                                .values(present_until=until))
 
+    async def containment_since(self, start: float) -> tuple[int, int]:
+        """(conversations the bot kept, conversations started) in the rollup
+        hours from ``start`` on."""
+        r = t.metric_rollups
+        q = (select(r.c.name, func.sum(r.c.value)).where(r.c.hour >= start,
+                                                         r.c.name.in_(("bot.contained", "episodes.started")))
+             .group_by(r.c.name))
+        async with self.engines.reading() as conn:
+            sums = {name: int(v or 0) for name, v in (await conn.execute(q)).all()}
+        return sums.get("bot.contained", 0), sums.get("episodes.started", 0)
+
     async def presence_lapsed(self, now: float) -> list[str]:
         """Agents whose presence ran out and who are not yet marked gone."""
         a = t.agents

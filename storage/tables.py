@@ -288,3 +288,18 @@ sessions = Table(
     Column("revoked_at", Double),
     Index("ix_sessions_person", "person_id"),
 )
+
+# The SLA monitor's alerts (router/alerts.py): at most one open per key.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("subject", JSON, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("raised_at", Double, nullable=False),
+    Column("cleared_at", Double),
+    Index("ix_alerts_open_key", "key", unique=True, postgresql_where=text("cleared_at IS NULL"),
+          sqlite_where=text("cleared_at IS NULL")),
+)

@@ -15,11 +15,14 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from router.alerts import AlertRules
 from router.attendance import AttendanceRules
 from router.metrics import SLA
+from router.model import Channel
 from router.ports import Clock, SystemClock
 from router.services import Desk, DeskConfig
 from storage.accounts import Accounts
+from storage.alerts import AlertStore
 from storage.engine import create_engines
 from storage.faq import FaqRepository
 from storage.history import HandoffHistory
@@ -37,9 +40,10 @@ from tierdesk.settings import Settings
 
 from . import faq_handlers as faq
 from . import handlers as h
-from . import attendance, keys, protocol_errors, schemas
+from . import attendance, keys, monitor, protocol_errors, schemas
 from . import people_handlers as people
 from .auth import Authenticator
+from .supervisor_ws import SupervisorSockets
 from .client_address import ClientAddress, trusted_networks
 from .demo_inbox import DemoInbox
 from .demo_inbox import add_routes as add_demo_inbox
@@ -133,6 +137,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     )
     app[keys.SETTINGS] = settings
     app[keys.ROUTING_RULES] = load_routing_rules(settings.routing_rules)
+    app[keys.ALERT_RULES] = AlertRules(
+        warn_margin=settings.sla_warning_margin, per_skill=app[keys.ROUTING_RULES].alert_thresholds(),
+        containment_floor=settings.alert_containment_floor)
+    app[keys.SUPERVISOR_SOCKETS] = SupervisorSockets()
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.SOCKETS] = AgentSockets()
     # This instance's name on the PostgreSQL relay (storage/notify.py).
@@ -226,6 +234,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     except Exception as exc:  # noqa: BLE001 - serve anyway: the database may come up later
         log.warning("store_not_prepared", error=repr(exc))
     app[keys.ACCOUNTS] = Accounts(engines)
+    app[keys.ALERTS] = AlertStore(engines)
     app[keys.OUTBOX] = Outbox(engines)
     app[keys.FAQ] = FaqRepository(engines)
     app[keys.HISTORY] = HandoffHistory(engines)
@@ -293,6 +302,7 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
     yield
     await desk.stop_refreshing()
     await app[keys.SOCKETS].close_all()
+    await app[keys.SUPERVISOR_SOCKETS].close_all()
 
 
 async def _relay(app: web.Application) -> AsyncIterator[None]:
@@ -306,6 +316,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         def received(message: dict[str, Any]) -> None:
             if message.get("kind") in ("push", "signed_out"):
                 sockets.from_relay(message)
+            elif message.get("kind") == "supervisor_push":
+                app[keys.SUPERVISOR_SOCKETS].from_relay(message)
             elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
                 revalidating.add(asyncio.create_task(sockets.revalidate(app[keys.ACCOUNTS].live_token_hashes)))
             elif message.get("kind") == "sync" and keys.DESK in app:
@@ -318,9 +330,11 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         relay = PgRelay(app[keys.SETTINGS].database_url, app[keys.ORIGIN], received, reconnected)
         await relay.start()
         sockets.relay = relay.publish
+        app[keys.SUPERVISOR_SOCKETS].relay = relay.publish
     yield
     if relay is not None:
         app[keys.SOCKETS].relay = None
+        app[keys.SUPERVISOR_SOCKETS].relay = None
         await relay.close()
 
 
@@ -330,7 +344,11 @@ def _ids(value: Any) -> list[str]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
-    worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK],
+    alert_target = None
+    if s.alert_webhook_url:
+        alert_target = Channel(id=monitor.ALERTS_CHANNEL, name="alerts", webhook_url=s.alert_webhook_url,
+                               webhook_secret=s.alert_webhook_secret or None)
+    worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK], alert_target=alert_target,
                             max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
                             poll=s.outbox_poll_seconds, base_delay=s.outbox_backoff_base_seconds,
                             max_delay=s.outbox_backoff_cap_seconds)
@@ -469,6 +487,7 @@ def _routes(app: web.Application) -> None:
     r.add_post("/v1/admin/deliveries/replay", h.replay_deliveries)
     r.add_get("/v1/queue", h.get_queue)
     r.add_get("/v1/live", h.get_live)
+    r.add_get("/v1/live/ws", h.live_ws)
     r.add_get("/v1/metrics", h.get_metrics)
     r.add_get("/v1/staffing", h.get_staffing)
     r.add_get("/v1/faq/models", faq.list_models)

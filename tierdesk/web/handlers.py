@@ -28,7 +28,7 @@ from tierdesk.errors import Conflict, InvalidInput, NotFound, RateLimited
 from tierdesk.logging import bind
 from tierdesk.tokens import new_token, token_hash
 
-from . import keys
+from . import keys, monitor
 from . import schemas as s
 from .auth import bearer_token
 from .prom import CONTENT_TYPE
@@ -553,9 +553,37 @@ async def get_live(request: web.Request) -> web.Response:
     desk = request.app[keys.DESK]
     await desk.ensure_ready()
     view = desk.live(request.app[keys.SETTINGS].sla_warning_margin)
+    alerts = await request.app[keys.ALERTS].open_alerts()
     return json({"generated_at": iso(request.app[keys.CLOCK].now()),
                  "first_response_sla_seconds": desk.config.sla.human_first_response_seconds,
-                 "warning_margin": request.app[keys.SETTINGS].sla_warning_margin, **view, "alerts": []})
+                 "warning_margin": request.app[keys.SETTINGS].sla_warning_margin, **view,
+                 "alerts": [monitor.wire(a) for a in alerts.values()]})
+
+
+async def live_ws(request: web.Request) -> web.WebSocketResponse:
+    """Supervisors' pushes: alerts as they are raised and cleared."""
+    await request.app[keys.AUTH].require(request, Role.SUPERVISOR, Role.ADMIN)
+    settings = request.app[keys.SETTINGS]
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=settings.ws_max_message_bytes)
+    await ws.prepare(request)
+    sockets = request.app[keys.SUPERVISOR_SOCKETS]
+    sockets.add(ws)
+    try:
+        alerts = await request.app[keys.ALERTS].open_alerts()
+        await ws.send_json({"type": "hello", "alerts": [monitor.wire(a) for a in alerts.values()]})
+        while not ws.closed:
+            try:
+                msg = await ws.receive(timeout=settings.ws_idle_timeout_seconds)
+            except TimeoutError:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
+                break
+            if msg.type is WSMsgType.TEXT and msg.data == "ping":
+                await ws.send_str("pong")
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                break
+    finally:
+        sockets.discard(ws)
+    return ws
 
 
 def only_params(request: web.Request, *allowed: str) -> None:

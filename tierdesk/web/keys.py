@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from router.rules import RoutingRules
     from router.services import Desk
     from storage.accounts import Accounts
+    from storage.alerts import AlertStore
     from storage.engine import Engines
     from storage.faq import FaqRepository
     from storage.history import HandoffHistory
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
     from tierdesk.models import LiveModel
     from tierdesk.settings import Settings
 
+    from router.alerts import AlertRules
+
     from .attendance import Presence
+    from .supervisor_ws import SupervisorSockets
     from .auth import Authenticator
     from .client_address import ClientAddress
     from .demo_inbox import DemoInbox
@@ -50,6 +54,9 @@ CHANNEL_LIMIT: web.AppKey[RateLimiter] = web.AppKey("channel_limit")
 IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
 CLIENT_ADDRESS: web.AppKey[ClientAddress] = web.AppKey("client_address")
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
+ALERTS: web.AppKey[AlertStore] = web.AppKey("alerts")
+ALERT_RULES: web.AppKey[AlertRules] = web.AppKey("alert_rules")
+SUPERVISOR_SOCKETS: web.AppKey[SupervisorSockets] = web.AppKey("supervisor_sockets")
 FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
 HISTORY: web.AppKey[HandoffHistory] = web.AppKey("history")
 DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
