@@ -48,11 +48,11 @@ Chooser = Callable[[Iterable[Agent], str, str | None], Agent | None]
 
 def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None) -> Agent | None:
     best: Agent | None = None
-    best_key: tuple[float, float, str] | None = None
+    best_key: tuple[int, float, float, str] | None = None
     for agent in agents:
         if not agent.can_take(skill) or agent.id == exclude:
             continue
-        key = (agent.load, agent.idle_since, agent.id)
+        key = (-agent.level(skill), agent.load, agent.idle_since, agent.id)
         if best_key is None or key < best_key:
             best, best_key = agent, key
     return best
@@ -178,7 +178,7 @@ class Dispatcher:
         agent.name, agent.skills, agent.capacity = stored.name, stored.skills, stored.capacity
         agent.status, agent.open_count, agent.idle_since = stored.status, stored.open_count, stored.idle_since
         agent.disabled_at, agent.presence_lost_at = stored.disabled_at, stored.presence_lost_at
-        agent.missed_reservations = stored.missed_reservations
+        agent.missed_reservations, agent.levels = stored.missed_reservations, stored.levels
 
     def set_status(self, agent_id: str, status: AgentStatus, now: float) -> list[Assignment]:
         agent = self.agent(agent_id)
@@ -195,10 +195,14 @@ class Dispatcher:
         skills: Iterable[str] | None = None,
         capacity: int | None = None,
         name: str | None = None,
+        levels: Mapping[str, int] | None = None,
     ) -> list[Assignment]:
         agent = self.agent(agent_id)
         if skills is not None:
             agent.skills = frozenset(skills)
+            agent.levels = {s: n for s, n in agent.levels.items() if s in agent.skills}
+        if levels is not None:
+            agent.levels = dict(levels)
         if capacity is not None:
             # Lowering capacity below the current load keeps the open
             # conversations; the agent just takes no new ones until under it.
@@ -222,12 +226,8 @@ class Dispatcher:
         for key in keys:
             handoff = self._waiting[key[2]]
             agent = self._choose(free, handoff.skill, None)
-            if agent is not None:
-                made.append(self._assign(handoff, agent, now))
-                if not agent.has_free_slot():
-                    free.remove(agent)
-                    if not free:
-                        return made
+            if agent is not None and self._took(handoff, agent, free, made, now):
+                return made
         # Then widened work, oldest first: an agent takes waiting work of
         # their own skills (above) before work that fell back to them.
         widening = [s for s in self._by_skill if any(f.skill in servable for f in self.fallback.get(s, ()))]
@@ -238,13 +238,17 @@ class Dispatcher:
             for skill in self.widened(handoff, now):
                 agent = self._choose(free, skill, None)
                 if agent is not None:
-                    made.append(self._assign(handoff, agent, now))
-                    if not agent.has_free_slot():
-                        free.remove(agent)
-                        if not free:
-                            return made
+                    if self._took(handoff, agent, free, made, now):
+                        return made
                     break
         return made
+
+    def _took(self, handoff: Handoff, agent: Agent, free: list[Agent], made: list[Assignment], now: float) -> bool:
+        """Assign; True when no free agent is left."""
+        made.append(self._assign(handoff, agent, now))
+        if not agent.has_free_slot():
+            free.remove(agent)
+        return not free
 
     def _assign(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
         self.dequeue(handoff)

@@ -836,11 +836,11 @@ class Desk:
 
     @_decided_again_if_refused
     async def create_agent(self, name: str, skills: Iterable[str], capacity: int, status: AgentStatus,
-                           agent_id: str | None = None) -> Agent:
+                           agent_id: str | None = None, levels: Mapping[str, int] | None = None) -> Agent:
         gen = await self._begin()
         now = self.clock.now()
         agent = Agent(id=agent_id or new_id("agt"), name=name, skills=frozenset(skills), capacity=capacity,
-                      status=status, idle_since=now)
+                      status=status, idle_since=now, levels=dict(levels or {}))
         changes, effects = Changes(generation=gen), _Effects()
         changes.new_agents.append(AgentProfile.of(agent))
         made = self.dispatcher.add_agent(agent, now)
@@ -851,15 +851,21 @@ class Desk:
     @_decided_again_if_refused
     async def update_agent(self, agent_id: str, *, status: AgentStatus | None = None,
                            skills: Iterable[str] | None = None, capacity: int | None = None,
-                           name: str | None = None) -> Agent:
+                           name: str | None = None, levels: Mapping[str, int] | None = None) -> Agent:
         gen = await self._begin()
-        if self.dispatcher.agent(agent_id).disabled_at is not None:
+        current = self.dispatcher.agent(agent_id)
+        if current.disabled_at is not None:
             raise Conflict(f"agent {agent_id!r} is disabled", code="agent_disabled")
+        held = set(skills) if skills is not None else set(current.skills)
+        if levels is not None and set(levels) - held:
+            raise InvalidInput(f"levels name skills the agent does not hold: {sorted(set(levels) - held)}",
+                               code="validation_failed")
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
         made = []
-        if skills is not None or capacity is not None or name is not None:
-            made += self.dispatcher.update_agent(agent_id, now, skills=skills, capacity=capacity, name=name)
+        if skills is not None or capacity is not None or name is not None or levels is not None:
+            made += self.dispatcher.update_agent(agent_id, now, skills=skills, capacity=capacity, name=name,
+                                                 levels=levels)
         was = self.dispatcher.agent(agent_id).status
         if status is not None:
             made += self.dispatcher.set_status(agent_id, status, now)

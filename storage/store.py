@@ -121,7 +121,7 @@ class SqlStore:
             Agent(id=r["id"], name=r["name"], skills=frozenset(r["skills"]), capacity=r["capacity"],
                   status=AgentStatus(r["status"]), open_count=r["open_count"], idle_since=r["idle_since"],
                   disabled_at=r["disabled_at"], presence_lost_at=r["presence_lost_at"],
-                  missed_reservations=r["missed_reservations"])
+                  missed_reservations=r["missed_reservations"], levels=r["skill_levels"] or {})
             for r in rows
         ]
 

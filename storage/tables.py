@@ -83,6 +83,8 @@ agents = Table(
     Column("present_until", Double),
     Column("presence_lost_at", Double),
     Column("missed_reservations", Integer, nullable=False, server_default=text("0")),
+    # Per skill, the agent's level (1-5); a skill not listed is at 1.
+    Column("skill_levels", JSON, nullable=False, server_default=text("'{}'")),
     CheckConstraint("capacity >= 1", name="capacity_positive"),
     CheckConstraint("open_count >= 0", name="open_count_nonnegative"),
 )

@@ -170,3 +170,22 @@ def test_a_bad_routing_rules_file_stops_the_server_with_a_message(tmp_path) -> N
         create_app(Settings.from_env({}, routing_rules=bad))
     with pytest.raises(InvalidInput, match="cannot be read"):
         create_app(Settings.from_env({}, routing_rules=tmp_path / "missing.yaml"))
+
+
+async def test_levels_are_kept_and_the_best_level_available_takes_the_handoff(aiohttp_client, db_url, clock,
+                                                                              demo_model) -> None:
+    api = await _start(aiohttp_client, db_url, clock, demo_model)
+    junior = await api.add_agent("junior", ["billing"], capacity=3)
+    senior = await api.admin("POST", "/v1/admin/agents", expect=201, json={
+        "name": "senior", "skills": ["billing", "general"], "capacity": 2, "status": "online",
+        "levels": {"billing": 5}})
+    assert senior["levels"] == {"billing": 5, "general": 1} and junior["levels"] == {"billing": 1}
+    taken = [(await api.send(f"c{i}", BILLING, message_id=f"m{i}"))["agent_id"] for i in range(3)]
+    assert taken == [senior["id"], senior["id"], junior["id"]]  # the senior first, while they have room
+    patched = await api.admin("PATCH", f"/v1/admin/agents/{junior['id']}", json={"levels": {"billing": 4}})
+    assert patched["levels"] == {"billing": 4}
+    await api.admin("PATCH", f"/v1/admin/agents/{junior['id']}", json={"levels": {"tech": 3}}, expect=422)
+    # as stored: a restart reads the same levels
+    again = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model)
+    listed = {a["name"]: a["levels"] for a in (await again.admin("GET", "/v1/admin/agents"))["agents"]}
+    assert listed == {"junior": {"billing": 4}, "senior": {"billing": 5, "general": 1}}

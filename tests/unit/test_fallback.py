@@ -74,3 +74,24 @@ def test_rules_parse_and_refuse_what_they_cannot_mean() -> None:
                 {"skills": {"b": {"fallback_to": "g"}}}, {"skills": ["b"]}):
         with pytest.raises(InvalidInput, match="routing rules"):
             parse_rules(bad)
+
+
+# ------------------------------------------------------------------ levels
+def test_the_best_level_available_takes_the_handoff_then_the_least_loaded() -> None:
+    from router.routing import choose_agent
+
+    senior = agent("senior", "billing", capacity=4, open_count=3)
+    junior = agent("junior", "billing", capacity=4)
+    other_senior = agent("other", "billing", capacity=4, open_count=1)
+    senior.levels = {"billing": 5}
+    other_senior.levels = {"billing": 5}
+    # both seniors beat the idle junior; between them the less loaded wins
+    assert choose_agent([junior, senior, other_senior], "billing") is other_senior
+    other_senior.open_count = 4  # full
+    assert choose_agent([junior, senior, other_senior], "billing") is senior
+    senior.open_count = 4
+    assert choose_agent([junior, senior, other_senior], "billing") is junior  # the best level *available*
+    # a level is per skill: for general, nobody has one, so load decides
+    for a in (junior, senior, other_senior):
+        a.skills = frozenset({"billing", "general"})
+    assert choose_agent([junior, senior, other_senior], "general") is junior

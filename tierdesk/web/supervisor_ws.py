@@ -13,6 +13,8 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, web
 
+from .ws import send_quietly
+
 log = structlog.get_logger(__name__)
 
 
@@ -51,10 +53,7 @@ class SupervisorSockets:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
-        try:
-            await ws.send_json(payload)
-        except (ConnectionError, RuntimeError) as exc:
-            log.info("ws_send_failed", error=repr(exc))
+        await send_quietly(ws, payload)
 
     async def close_all(self) -> None:
         for ws in list(self._sockets):
