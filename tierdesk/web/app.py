@@ -195,6 +195,12 @@ def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
     r.histogram("tierdesk_http_request_duration_seconds", "HTTP request latency")
     r.gauge("tierdesk_queue_waiting", "Handoffs waiting for an agent",
             lambda: app[keys.DESK].queue_length() if keys.DESK in app else 0)
+    r.gauge_by("tierdesk_queue_oldest_wait_seconds", "How long the oldest waiting handoff of each skill has waited",
+               "skill", lambda: _per_skill(app, "oldest_wait_seconds"))
+    r.gauge_by("tierdesk_handoffs_at_risk", "Unanswered handoffs of each skill with less than the warning margin of "
+               "their first-response SLA left", "skill", lambda: _per_skill(app, "at_risk"))
+    r.gauge_by("tierdesk_handoffs_breached", "Unanswered handoffs of each skill past their first-response SLA",
+               "skill", lambda: _per_skill(app, "breached"))
     r.gauge("tierdesk_agents_online", "Agents online",
             lambda: sum(1 for a in app[keys.DESK].agents() if a.status.value == "online") if keys.DESK in app else 0)
     r.gauge("tierdesk_agent_websockets", "Agent WebSockets connected", lambda: app[keys.SOCKETS].count())
@@ -221,6 +227,20 @@ def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
               "Webhook deliveries given up (dead letters: GET /v1/admin/deliveries, replay with "
               "POST /v1/admin/deliveries/replay)", running(lambda: app[keys.DELIVERY].dead))
     return r
+
+
+_live_cache: dict[int, tuple[float, dict[str, Any]]] = {}
+
+
+def _per_skill(app: web.Application, field: str) -> dict[str, float]:
+    """From one live view a second: it walks every open handoff, and a scrape
+    (or a worker's publishing, every second) reads three series of it."""
+    if keys.DESK not in app:
+        return {}
+    hit = _live_cache.get(id(app))
+    if hit is None or time.monotonic() - hit[0] > 1.0:
+        hit = _live_cache[id(app)] = (time.monotonic(), app[keys.DESK].live(app[keys.SETTINGS].sla_warning_margin))
+    return {s["skill"]: float(s[field] or 0) for s in hit[1]["skills"]}
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -93,6 +93,11 @@ class Registry:
         self._declare(name, "gauge", help_)
         self._read[name] = read
 
+    def gauge_by(self, name: str, help_: str, label: str, read: Callable[[], Mapping[str, float]]) -> None:
+        """A gauge read at each scrape, one series per value of ``label``."""
+        self._declare(name, "gauge", help_)
+        self._read_by_label[name] = (label, read)
+
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         key = tuple(sorted(labels.items()))
         series = self._counters[name]
