@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 EMBEDDINGS := $(VENV)/.embeddings-stamp
 
 CHROMIUM := /usr/bin/chromium
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 
 .PHONY: serve test test-unit faults bench embeddings clean-demo screenshots
 
@@ -33,9 +34,13 @@ test: $(STAMP) $(EMBEDDINGS) $(CHROMIUM)
 $(CHROMIUM):
 	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
-## screenshots: the console's views, saved under docs/screenshots/ by its browser tests
-screenshots: $(STAMP) $(CHROMIUM)
-	TIERDESK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e/test_console_browser.py
+## screenshots: the console's and the web widget's views, saved under docs/screenshots/
+## by their browser tests (Chinese text needs a CJK font: fonts-noto-cjk)
+screenshots: $(STAMP) $(CHROMIUM) $(CJK_FONT)
+	TIERDESK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e/test_console_browser.py tests/e2e/test_widget_browser.py
+
+$(CJK_FONT):
+	apt-get install -y fonts-noto-cjk || (apt-get update && apt-get install -y fonts-noto-cjk)
 
 ## faults: kill the server under load (SIGKILL) on both databases and check
 ## that no acknowledged message is lost; a few minutes

@@ -49,6 +49,7 @@ class DemoTokens:
     channel: str
     channel_id: str
     agents: dict[str, dict[str, str]]
+    widget_channel_id: str = ""
     # email -> (role, password), for the console
     people: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
@@ -84,6 +85,14 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
             await accounts.add_credential(token_hash(token), Principal(Role.CHANNEL, channel.id), clock.now())
             saved["channel_id"], saved["channel_token"] = channel.id, token
             saved["agents"] = {}
+        widget = await accounts.channel(saved.get("widget_channel_id", "")) if saved.get("widget_channel_id") else None
+        if widget is None:
+            # The built-in web chat: the demo page at /widget/demo/<id> embeds it.
+            widget = await accounts.create_channel(Channel(
+                id=new_id("chn"), name="Acme support", webhook_url=None,
+                webhook_secret="whsec_" + secrets.token_urlsafe(24), created_at=clock.now(), kind="widget",
+            ))
+            saved["widget_channel_id"] = widget.id
         desk = Desk(store, _NoClassifier(), clock)
         await desk.start()
         known = {a.id for a in desk.agents()}
@@ -107,7 +116,8 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
     os.chmod(tmp, 0o600)
     tmp.replace(state_file)
     return DemoTokens(admin=saved["admin_token"], channel=saved["channel_token"], channel_id=saved["channel_id"],
-                      agents=agents, people={e: (p["role"], p["password"]) for e, p in saved["people"].items()})
+                      agents=agents, people={e: (p["role"], p["password"]) for e, p in saved["people"].items()},
+                      widget_channel_id=saved["widget_channel_id"])
 
 
 async def _ensure_people(engines: Any, agents: dict[str, dict[str, str]], saved: dict[str, Any],
@@ -148,6 +158,9 @@ def banner(settings: Settings, tokens: DemoTokens, admin_token: str) -> str:
     ]
     for name, a in tokens.agents.items():
         lines.append(f"  agent token:    {a['token']}   ({name}; skills {a['skills']})")
+    lines += ["", f"Web chat demo (a customer's view): {base}/widget/demo/{tokens.widget_channel_id}",
+              f"  embed it on a page: <script src=\"{base}/widget/widget.js\" "
+              f"data-channel=\"{tokens.widget_channel_id}\" async></script>"]
     lines += ["", f"Console: {base}/console/   sign in as (email / password):"]
     for email, (role, password) in tokens.people.items():
         lines.append(f"  {role:<11} {email:<26} {password}")

@@ -106,6 +106,14 @@ class Settings:
     # Secure flag of the session cookie: auto (when the request came over
     # TLS), true (always: behind a TLS-terminating proxy) or false.
     session_cookie_secure: str = "auto"
+    # The expected wait told to a customer in the queue (router/estimates.py):
+    # how far back the handoffs taken from the queue are counted, and how
+    # many it takes to say a number rather than "unknown".
+    wait_estimate_window_seconds: float = 1800.0
+    wait_estimate_min_samples: int = 3
+    # How long a web chat widget's customer session lasts (its conversation
+    # survives reloads for that long).
+    widget_session_lifetime_seconds: float = 30 * 86400.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -150,6 +158,11 @@ class Settings:
         if self.presence_grace_seconds <= 0 or self.timekeeper_interval_seconds <= 0:
             raise InvalidInput("TIERDESK_PRESENCE_GRACE_SECONDS and TIERDESK_TIMEKEEPER_INTERVAL_SECONDS must be "
                                "positive")
+        if self.wait_estimate_window_seconds <= 0 or self.wait_estimate_min_samples < 1:
+            raise InvalidInput("TIERDESK_WAIT_ESTIMATE_WINDOW_SECONDS must be positive and "
+                               "TIERDESK_WAIT_ESTIMATE_MIN_SAMPLES at least 1")
+        if self.widget_session_lifetime_seconds <= 0:
+            raise InvalidInput("TIERDESK_WIDGET_SESSION_LIFETIME_SECONDS must be positive")
         if self.workers < 1:
             raise InvalidInput("TIERDESK_WORKERS must be at least 1")
         if self.workers > 1 and self.is_sqlite:

@@ -20,6 +20,7 @@ from router.metrics import SLA
 from router.ports import Clock, SystemClock
 from router.services import Desk, DeskConfig
 from storage.accounts import Accounts
+from storage.channels import ChannelData
 from storage.engine import create_engines
 from storage.faq import FaqRepository
 from storage.history import HandoffHistory
@@ -27,6 +28,10 @@ from storage.notify import PgRelay
 from storage.outbox import Outbox
 from storage.people import People
 from storage.store import SqlStore
+from tierdesk.channels import webhook, widget
+from tierdesk.channels.estimates import WaitEstimator
+from tierdesk.channels.hub import ChannelHub
+from tierdesk.channels.inbound import Inbound
 from tierdesk.delivery import DeliveryWorker
 from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
 from tierdesk.models import LiveModel
@@ -122,7 +127,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     the garbage collector's policy is installed (tierdesk/heap.py)."""
     protocol_errors.install()
     app = web.Application(
-        middlewares=[context_middleware, error_middleware, ip_rate_limit, parameters_without_nul, body_deadline],
+        middlewares=[context_middleware, widget.cors, error_middleware, ip_rate_limit, parameters_without_nul,
+                     body_deadline],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
@@ -138,6 +144,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app[keys.MODEL] = model or LiveModel(settings.models_dir, settings.knowledge_base,
                                          max_batch=settings.classifier_max_batch)
     app[keys.DELIVERY_WAKE] = lambda: None
+    app[keys.CHANNELS] = ChannelHub(None, None, lambda: app.get(keys.DESK))
+    app[keys.INBOUND] = Inbound(app)
+    app[keys.CUSTOMER_SOCKETS] = widget.CustomerSockets()
     app[keys.CHANNEL_LIMIT] = RateLimiter(settings.rate_limit_channel_per_second, settings.rate_limit_channel_burst)
     app[keys.IP_LIMIT] = RateLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst)
     app[keys.CLIENT_ADDRESS] = ClientAddress(trusted_networks(settings.trusted_proxies))
@@ -168,6 +177,8 @@ def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
     r.gauge("tierdesk_agents_online", "Agents online",
             lambda: sum(1 for a in app[keys.DESK].agents() if a.status.value == "online") if keys.DESK in app else 0)
     r.gauge("tierdesk_agent_websockets", "Agent WebSockets connected", lambda: app[keys.SOCKETS].count())
+    r.gauge("tierdesk_widget_websockets", "Web chat widget WebSockets connected",
+            lambda: app[keys.CUSTOMER_SOCKETS].count())
     r.gauge("tierdesk_group_commit_batches", "Group-commit transactions written",
             lambda: app[keys.STORE].committer.batches if keys.STORE in app else 0)
     r.gauge("tierdesk_group_commit_changes", "Changes committed by group commit",
@@ -206,8 +217,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.OUTBOX] = Outbox(engines)
     app[keys.FAQ] = FaqRepository(engines)
     app[keys.HISTORY] = HandoffHistory(engines)
+    app[keys.CHANNEL_DATA] = ChannelData(engines)
+    hub = app[keys.CHANNELS]
+    hub.accounts = app[keys.ACCOUNTS]
+    hub.estimator = WaitEstimator(app[keys.CHANNEL_DATA], app[keys.CLOCK], window=s.wait_estimate_window_seconds,
+                                  min_samples=s.wait_estimate_min_samples)
     app[keys.AUTH] = Authenticator(app[keys.ACCOUNTS], s.admin_token,
                                    signature_tolerance=s.signature_tolerance_seconds)
+    app[keys.AUTH].use_clock(app[keys.CLOCK].now)
     app[keys.PEOPLE] = People(engines)
     app[keys.SESSIONS] = app[keys.AUTH].sessions = Sessions(app[keys.PEOPLE], s, app[keys.CLOCK])
     yield
@@ -258,9 +275,12 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
                             reservation_timeout_seconds=s.reservation_timeout_seconds,
                             reservation_timeout_by_skill=s.reservation_timeouts_by_skill(),
                             misses_before_away=s.reservation_misses_before_away))
-    desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS])
+    hub = app[keys.CHANNELS]
+    desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS],
+                notices=hub)
     app[keys.STORE].committer.on_failure(desk.commit_failed)
     try:
+        await hub.refresh()  # what each channel wants delivered, before the first message
         await desk.start()
     except Exception as exc:  # noqa: BLE001 - start degraded; requests retry the load
         log.warning("desk_start_failed", error=repr(exc))
@@ -268,6 +288,7 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
     yield
     await desk.stop_refreshing()
     await app[keys.SOCKETS].close_all()
+    await app[keys.CUSTOMER_SOCKETS].close_all()
 
 
 async def _relay(app: web.Application) -> AsyncIterator[None]:
@@ -281,6 +302,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         def received(message: dict[str, Any]) -> None:
             if message.get("kind") in ("push", "signed_out"):
                 sockets.from_relay(message)
+            elif message.get("kind") == "customer_push":
+                app[keys.CUSTOMER_SOCKETS].from_relay(message)
             elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
                 revalidating.add(asyncio.create_task(sockets.revalidate(app[keys.ACCOUNTS].live_token_hashes)))
             elif message.get("kind") == "sync" and keys.DESK in app:
@@ -293,9 +316,11 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         relay = PgRelay(app[keys.SETTINGS].database_url, app[keys.ORIGIN], received, reconnected)
         await relay.start()
         sockets.relay = relay.publish
+        app[keys.CUSTOMER_SOCKETS].relay = relay.publish
     yield
     if relay is not None:
         app[keys.SOCKETS].relay = None
+        app[keys.CUSTOMER_SOCKETS].relay = None
         await relay.close()
 
 
@@ -305,7 +330,11 @@ def _ids(value: Any) -> list[str]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
-    worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK],
+    hub = app[keys.CHANNELS]
+    hooks = webhook.WebhookAdapter(app[keys.CLOCK], s.webhook_timeout_seconds)
+    hub.register(hooks)
+    hub.register(widget.WidgetAdapter(app[keys.CUSTOMER_SOCKETS]))
+    worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK], hub,
                             max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
                             poll=s.outbox_poll_seconds, base_delay=s.outbox_backoff_base_seconds,
                             max_delay=s.outbox_backoff_cap_seconds)
@@ -314,9 +343,11 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     delivery = asyncio.create_task(worker.run(), name="delivery")
     sweeper = asyncio.create_task(_sweep(app), name="idle-sweeper")
     revalidator = asyncio.create_task(_revalidate_sockets(app), name="socket-revalidator")
+    directory = asyncio.create_task(hub.keep_fresh(), name="channel-directory")
     yield
     sweeper.cancel()
     revalidator.cancel()
+    directory.cancel()
     # Let the worker finish the deliveries it holds (bounded by the webhook
     # timeout); what it never got to stays in the outbox for the next start.
     worker.stop()
@@ -324,9 +355,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(delivery, s.webhook_timeout_seconds + 1.0)
     except TimeoutError:
         log.warning("delivery_worker_stopped_mid_batch")
-    for task in (sweeper, delivery, revalidator):
+    for task in (sweeper, delivery, revalidator, directory):
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await hooks.close()
 
 
 async def _publish_worker_metrics(app: web.Application) -> AsyncIterator[None]:
@@ -411,9 +443,9 @@ async def _sweep(app: web.Application) -> None:
 
 def _routes(app: web.Application) -> None:
     r = app.router
-    r.add_post("/v1/messages", h.post_message)
-    r.add_post("/v1/conversations/{conversation_id}/feedback", h.post_feedback)
-    r.add_post("/v1/conversations/{conversation_id}/close", h.post_close)
+    r.add_post("/v1/messages", webhook.post_message)
+    r.add_post("/v1/conversations/{conversation_id}/feedback", webhook.post_feedback)
+    r.add_post("/v1/conversations/{conversation_id}/close", webhook.post_close)
     r.add_get("/v1/agents/me", h.get_me)
     r.add_put("/v1/agents/me/status", h.put_status)
     r.add_get("/v1/agents/me/conversations", h.list_my_conversations)
@@ -459,3 +491,4 @@ def _routes(app: web.Application) -> None:
     r.add_get("/readyz", h.readyz)
     r.add_get("/metrics", h.prometheus)
     r.add_get("/v1/openapi.yaml", h.openapi)
+    widget.setup(app)
