@@ -93,6 +93,12 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
                 webhook_secret="whsec_" + secrets.token_urlsafe(24), created_at=clock.now(), kind="widget",
             ))
             saved["widget_channel_id"] = widget.id
+        if settings.matrix_channel_id and await accounts.channel(settings.matrix_channel_id) is None:
+            # The Matrix bridge's rooms belong to the channel its settings name.
+            await accounts.create_channel(Channel(
+                id=settings.matrix_channel_id, name="Matrix", webhook_url=None,
+                webhook_secret="whsec_" + secrets.token_urlsafe(24), created_at=clock.now(), kind="matrix",
+            ))
         desk = Desk(store, _NoClassifier(), clock)
         await desk.start()
         known = {a.id for a in desk.agents()}
@@ -161,6 +167,9 @@ def banner(settings: Settings, tokens: DemoTokens, admin_token: str) -> str:
     lines += ["", f"Web chat demo (a customer's view): {base}/widget/demo/{tokens.widget_channel_id}",
               f"  embed it on a page: <script src=\"{base}/widget/widget.js\" "
               f"data-channel=\"{tokens.widget_channel_id}\" async></script>"]
+    if settings.matrix_homeserver:
+        lines += [f"Matrix bridge: write to {settings.matrix_user_id} on {settings.matrix_homeserver} "
+                  f"(channel {settings.matrix_channel_id})"]
     lines += ["", f"Console: {base}/console/   sign in as (email / password):"]
     for email, (role, password) in tokens.people.items():
         lines.append(f"  {role:<11} {email:<26} {password}")

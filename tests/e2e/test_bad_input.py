@@ -478,6 +478,8 @@ async def test_bad_metrics_query_is_refused(world: World, params: dict[str, str]
     pytest.param("/v1/admin/people", "supervisor", {}, 403, "forbidden", id="people-supervisor"),
     pytest.param("/v1/widget/conversation", "customer", {"conversation": "w_other"}, 422, "validation_failed",
                  id="widget-conversation-unknown-param"),
+    pytest.param("/v1/widget/conversation", "customer", {"after": ""}, 422, "validation_failed",
+                 id="widget-conversation-empty-after"),
     pytest.param("/v1/widget/conversation", "forged_customer", {}, 401, "unauthenticated",
                  id="widget-conversation-forged"),
     pytest.param("/v1/widget/conversation", "ann", {}, 403, "forbidden", id="widget-conversation-agent"),

@@ -45,7 +45,7 @@ from aiohttp import WSMsgType, web
 from router.model import Channel, Customer, Role, Sender
 from router.services import IncomingMessage
 from tierdesk.console.messages import MESSAGES, pick_language
-from tierdesk.errors import NotFound, Unauthenticated
+from tierdesk.errors import InvalidInput, NotFound, Unauthenticated
 from tierdesk.web import keys
 from tierdesk.web import schemas as s
 from tierdesk.web.handlers import check_text, iso, json, only_params
@@ -336,10 +336,17 @@ async def create_session(request: web.Request) -> web.Response:
                  "expires_at": iso(session.expires_at)}, status=201)
 
 
+def _after(request: web.Request) -> str | None:
+    after = request.query.get("after")
+    if after is not None and not after:
+        raise InvalidInput("after must be a message id", code="validation_failed")
+    return after
+
+
 async def get_conversation(request: web.Request) -> web.Response:
     only_params(request, "after")
     session, channel = await _session(request)
-    after = request.query.get("after")
+    after = _after(request)
     return json({"conversation": await conversation_state(request, channel, session.conversation_id),
                  "messages": await _messages(request, channel, session.conversation_id, after)})
 
@@ -374,13 +381,13 @@ async def post_close(request: web.Request) -> web.Response:
 async def widget_ws(request: web.Request) -> web.WebSocketResponse:
     only_params(request, "token", "after")
     session, channel = await _session(request)
+    last = _after(request)
     settings = request.app[keys.SETTINGS]
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
     await ws.prepare(request)
     sock = _Socket((channel.id, session.conversation_id), ws)
     sockets = request.app[keys.CUSTOMER_SOCKETS]
     sockets.add(sock)
-    last = request.query.get("after")
     reader = asyncio.create_task(_read(request, ws, sock, channel, session, settings.ws_idle_timeout_seconds))
     try:
         state = await conversation_state(request, channel, session.conversation_id)

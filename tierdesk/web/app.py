@@ -338,13 +338,25 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
                             max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
                             poll=s.outbox_poll_seconds, base_delay=s.outbox_backoff_base_seconds,
                             max_delay=s.outbox_backoff_cap_seconds)
+    bridge = None
+    if s.matrix_homeserver:
+        from tierdesk.channels.matrix import MatrixBridge  # only with its extra installed
+
+        bridge = MatrixBridge(app)
+        hub.register(bridge)
+        app[keys.MATRIX] = bridge
     app[keys.DELIVERY_WAKE] = worker.wake
     app[keys.DELIVERY] = worker
     delivery = asyncio.create_task(worker.run(), name="delivery")
     sweeper = asyncio.create_task(_sweep(app), name="idle-sweeper")
     revalidator = asyncio.create_task(_revalidate_sockets(app), name="socket-revalidator")
     directory = asyncio.create_task(hub.keep_fresh(), name="channel-directory")
+    matrix = asyncio.create_task(bridge.run(), name="matrix-bridge") if bridge is not None else None
     yield
+    if matrix is not None and bridge is not None:
+        matrix.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await matrix
     sweeper.cancel()
     revalidator.cancel()
     directory.cancel()
@@ -359,6 +371,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await hooks.close()
+    if bridge is not None:
+        await bridge.close()
 
 
 async def _publish_worker_metrics(app: web.Application) -> AsyncIterator[None]:

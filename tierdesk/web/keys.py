@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from storage.channels import ChannelData
     from tierdesk.channels.hub import ChannelHub
     from tierdesk.channels.inbound import Inbound
+    from tierdesk.channels.matrix import MatrixBridge
     from tierdesk.channels.widget import CustomerSockets
     from storage.engine import Engines
     from storage.faq import FaqRepository
@@ -65,3 +66,4 @@ CHANNELS: web.AppKey[ChannelHub] = web.AppKey("channels")
 INBOUND: web.AppKey[Inbound] = web.AppKey("inbound")
 CHANNEL_DATA: web.AppKey[ChannelData] = web.AppKey("channel_data")
 CUSTOMER_SOCKETS: web.AppKey[CustomerSockets] = web.AppKey("customer_sockets")
+MATRIX: web.AppKey[MatrixBridge] = web.AppKey("matrix")
