@@ -9,6 +9,7 @@ storage adapter turns a batch of Changes into a few SQL statements.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,11 +97,12 @@ class AgentProfile:
     disabled_at: float | None = None
     presence_lost_at: float | None = None
     missed_reservations: int = 0
+    levels: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, a: Agent) -> AgentProfile:
         return cls(a.id, a.name, a.skills, a.capacity, a.status.value, a.idle_since, a.disabled_at,
-                   a.presence_lost_at, a.missed_reservations)
+                   a.presence_lost_at, a.missed_reservations, dict(a.levels))
 
 
 @dataclass(slots=True)

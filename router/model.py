@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,13 @@ class Agent:
     presence_lost_at: float | None = None
     # Assignments in a row the agent let lapse (router/attendance.py).
     missed_reservations: int = 0
+    # Per skill, how well the agent handles it (1-5, 5 best; a skill not
+    # listed is at 1): a handoff goes to the agents at the best level among
+    # those who can take it, then the least loaded of them.
+    levels: Mapping[str, int] = field(default_factory=dict)
+
+    def level(self, skill: str) -> int:
+        return self.levels.get(skill, 1)
 
     @property
     def load(self) -> float:

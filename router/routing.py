@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tierdesk.errors import Conflict, NotFound
@@ -31,6 +31,15 @@ class Assignment:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """A handoff of a skill that has waited ``after`` seconds may also go to
+    agents of ``skill``."""
+
+    skill: str
+    after: float
+
+
 # Who among the agents takes a handoff of the skill (None: nobody eligible).
 # The least-loaded rule below serves traffic; the simulator
 # (router/simulation.py) also plugs in round-robin and random baselines.
@@ -39,11 +48,11 @@ Chooser = Callable[[Iterable[Agent], str, str | None], Agent | None]
 
 def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None) -> Agent | None:
     best: Agent | None = None
-    best_key: tuple[float, float, str] | None = None
+    best_key: tuple[int, float, float, str] | None = None
     for agent in agents:
         if not agent.can_take(skill) or agent.id == exclude:
             continue
-        key = (agent.load, agent.idle_since, agent.id)
+        key = (-agent.level(skill), agent.load, agent.idle_since, agent.id)
         if best_key is None or key < best_key:
             best, best_key = agent, key
     return best
@@ -51,9 +60,12 @@ def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None
 
 class Dispatcher:
     def __init__(self, agents: Iterable[Agent] = (), waiting: Iterable[Handoff] = (),
-                 choose: Chooser = choose_agent) -> None:
+                 choose: Chooser = choose_agent, fallback: Mapping[str, Sequence[Fallback]] | None = None) -> None:
         self.agents: dict[str, Agent] = {a.id: a for a in agents}
         self._choose = choose
+        # Per skill, the skills a handoff widens to once it has waited long
+        # enough, in order (billing → general after 30 s).
+        self.fallback: Mapping[str, Sequence[Fallback]] = fallback or {}
         self._waiting: dict[str, Handoff] = {}
         # Per skill, the waiting handoffs' queue keys in queue order: a
         # position is a binary search, not a walk of the whole queue (which
@@ -125,9 +137,18 @@ class Dispatcher:
         straight back at once; it may come back to them later from the queue."""
         agent = self._choose(self.agents.values(), handoff.skill, exclude)
         if agent is None:
+            for skill in self.widened(handoff, now):
+                agent = self._choose(self.agents.values(), skill, exclude)
+                if agent is not None:
+                    break
+        if agent is None:
             self.enqueue(handoff)
             return None
         return self._assign(handoff, agent, now)
+
+    def widened(self, handoff: Handoff, now: float) -> list[str]:
+        """The fallback skills a handoff has waited long enough to reach."""
+        return [f.skill for f in self.fallback.get(handoff.skill, ()) if now - handoff.requested_at >= f.after]
 
     def chooses(self, skill: str, exclude: str | None = None) -> Agent | None:
         """Who would take a handoff of ``skill`` now (nobody is changed)."""
@@ -157,7 +178,7 @@ class Dispatcher:
         agent.name, agent.skills, agent.capacity = stored.name, stored.skills, stored.capacity
         agent.status, agent.open_count, agent.idle_since = stored.status, stored.open_count, stored.idle_since
         agent.disabled_at, agent.presence_lost_at = stored.disabled_at, stored.presence_lost_at
-        agent.missed_reservations = stored.missed_reservations
+        agent.missed_reservations, agent.levels = stored.missed_reservations, stored.levels
 
     def set_status(self, agent_id: str, status: AgentStatus, now: float) -> list[Assignment]:
         agent = self.agent(agent_id)
@@ -174,10 +195,14 @@ class Dispatcher:
         skills: Iterable[str] | None = None,
         capacity: int | None = None,
         name: str | None = None,
+        levels: Mapping[str, int] | None = None,
     ) -> list[Assignment]:
         agent = self.agent(agent_id)
         if skills is not None:
             agent.skills = frozenset(skills)
+            agent.levels = {s: n for s, n in agent.levels.items() if s in agent.skills}
+        if levels is not None:
+            agent.levels = dict(levels)
         if capacity is not None:
             # Lowering capacity below the current load keeps the open
             # conversations; the agent just takes no new ones until under it.
@@ -201,13 +226,29 @@ class Dispatcher:
         for key in keys:
             handoff = self._waiting[key[2]]
             agent = self._choose(free, handoff.skill, None)
-            if agent is not None:
-                made.append(self._assign(handoff, agent, now))
-                if not agent.has_free_slot():
-                    free.remove(agent)
-                    if not free:
-                        break
+            if agent is not None and self._took(handoff, agent, free, made, now):
+                return made
+        # Then widened work, oldest first: an agent takes waiting work of
+        # their own skills (above) before work that fell back to them.
+        widening = [s for s in self._by_skill if any(f.skill in servable for f in self.fallback.get(s, ()))]
+        for key in list(heapq.merge(*(self._by_skill[s] for s in widening))):
+            handoff = self._waiting.get(key[2])
+            if handoff is None:
+                continue
+            for skill in self.widened(handoff, now):
+                agent = self._choose(free, skill, None)
+                if agent is not None:
+                    if self._took(handoff, agent, free, made, now):
+                        return made
+                    break
         return made
+
+    def _took(self, handoff: Handoff, agent: Agent, free: list[Agent], made: list[Assignment], now: float) -> bool:
+        """Assign; True when no free agent is left."""
+        made.append(self._assign(handoff, agent, now))
+        if not agent.has_free_slot():
+            free.remove(agent)
+        return not free
 
     def _assign(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
         self.dequeue(handoff)

@@ -24,7 +24,7 @@ import asyncio
 import functools
 import itertools
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -49,7 +49,7 @@ from .model import (
 from .ports import AgentRepliesOnly, Classifier, Clock, DuplicateMessage, Notices, Notifier, Store
 from .metrics import SLA
 from .rollups import ConversationTally
-from .routing import Assignment, Dispatcher
+from .routing import Assignment, Dispatcher, Fallback
 from .tracker import EndedBy, EventKind, TrackerEvent
 
 # The most cached conversations one new conversation looks at to make room.
@@ -85,6 +85,8 @@ class DeskConfig:
     sla: SLA = SLA()
     history_limit: int = 500
     attendance: AttendanceRules = AttendanceRules()
+    # Per skill, the skills a waiting handoff widens to (router/rules.py).
+    fallback: Mapping[str, tuple[Fallback, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -142,7 +144,7 @@ class Desk:
             max_bot_answers=config.max_bot_answers,
             vip_to_human=config.vip_to_human,
         )
-        self.dispatcher = Dispatcher()
+        self.dispatcher = Dispatcher(fallback=config.fallback)
         self.generation = 0
         self._conversations: OrderedDict[tuple[str, str], Conversation] = OrderedDict()
         self._by_id: dict[str, Conversation] = {}
@@ -206,7 +208,7 @@ class Desk:
         self._conversations.clear()
         self._by_id.clear()
         waiting = [c.handoff for c in open_conversations if c.handoff and c.handoff.waiting]
-        self.dispatcher = Dispatcher(agents, waiting)
+        self.dispatcher = Dispatcher(agents, waiting, fallback=self.config.fallback)
         for c in open_conversations:
             self._remember(c)
         self._whole = False
@@ -859,11 +861,11 @@ class Desk:
 
     @_decided_again_if_refused
     async def create_agent(self, name: str, skills: Iterable[str], capacity: int, status: AgentStatus,
-                           agent_id: str | None = None) -> Agent:
+                           agent_id: str | None = None, levels: Mapping[str, int] | None = None) -> Agent:
         gen = await self._begin()
         now = self.clock.now()
         agent = Agent(id=agent_id or new_id("agt"), name=name, skills=frozenset(skills), capacity=capacity,
-                      status=status, idle_since=now)
+                      status=status, idle_since=now, levels=dict(levels or {}))
         changes, effects = Changes(generation=gen), _Effects()
         changes.new_agents.append(AgentProfile.of(agent))
         made = self.dispatcher.add_agent(agent, now)
@@ -874,15 +876,21 @@ class Desk:
     @_decided_again_if_refused
     async def update_agent(self, agent_id: str, *, status: AgentStatus | None = None,
                            skills: Iterable[str] | None = None, capacity: int | None = None,
-                           name: str | None = None) -> Agent:
+                           name: str | None = None, levels: Mapping[str, int] | None = None) -> Agent:
         gen = await self._begin()
-        if self.dispatcher.agent(agent_id).disabled_at is not None:
+        current = self.dispatcher.agent(agent_id)
+        if current.disabled_at is not None:
             raise Conflict(f"agent {agent_id!r} is disabled", code="agent_disabled")
+        held = set(skills) if skills is not None else set(current.skills)
+        if levels is not None and set(levels) - held:
+            raise InvalidInput(f"levels name skills the agent does not hold: {sorted(set(levels) - held)}",
+                               code="validation_failed")
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
         made = []
-        if skills is not None or capacity is not None or name is not None:
-            made += self.dispatcher.update_agent(agent_id, now, skills=skills, capacity=capacity, name=name)
+        if skills is not None or capacity is not None or name is not None or levels is not None:
+            made += self.dispatcher.update_agent(agent_id, now, skills=skills, capacity=capacity, name=name,
+                                                 levels=levels)
         was = self.dispatcher.agent(agent_id).status
         if status is not None:
             made += self.dispatcher.set_status(agent_id, status, now)
@@ -930,6 +938,18 @@ class Desk:
         changes.agent(agent)
         touched = self._record_assignments(made, changes, effects)
         await self._commit(changes, touched, effects)
+
+    async def widen(self) -> int:
+        """Assign what waits to whoever can take it now, fallback skills
+        included once a handoff has waited past their delay (the timekeeper
+        calls this: time alone widens a handoff). Returns how many moved."""
+        await self._ensure_ready()
+        made = self.dispatcher.drain(self.clock.now())
+        if made:
+            changes, effects = Changes(generation=self.generation), _Effects()
+            touched = self._record_assignments(made, changes, effects)
+            await self._commit(changes, touched, effects)
+        return len(made)
 
     async def expire_reservations(self) -> int:
         """Offer every assignment nobody answered in time to the next
@@ -1168,6 +1188,9 @@ class Desk:
                 "queue_position": self.dispatcher.queue_position(h),
             },
         }
+
+    def open_handoffs(self) -> list[Handoff]:
+        return [c.handoff for c in self._by_id.values() if c.handoff is not None and c.handoff.is_open]
 
     def live(self, warn_margin: float) -> dict[str, Any]:
         return live_view(self.dispatcher.agents.values(), list(self._by_id.values()), self.clock.now(),

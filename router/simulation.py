@@ -27,13 +27,13 @@ import itertools
 import math
 import random
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .baselines import RandomChoice, RoundRobin
 from .model import Agent, AgentStatus, Handoff, HandoffReason
-from .routing import Chooser, Dispatcher, choose_agent
+from .routing import Chooser, Dispatcher, Fallback, choose_agent
 
 CHOOSERS = ("least-loaded", "round-robin", "random")
 
@@ -169,6 +169,8 @@ class AgentSpec:
     skills: frozenset[str]
     capacity: int
     shifts: tuple[tuple[float, float], ...] | None = None
+    # Per skill, the agent's level (1-5), as the router weighs it.
+    levels: Mapping[str, int] = field(default_factory=dict)
 
 
 def make_chooser(name: str | Chooser, agent_ids: Sequence[str], seed: int) -> Chooser:
@@ -318,7 +320,7 @@ def gini(values: Sequence[float]) -> float:
 
 
 # ------------------------------------------------------------------- engine
-_END, _LEAVE, _ROSTER = 0, 1, 2
+_END, _LEAVE, _ROSTER, _WIDEN = 0, 1, 2, 3
 MAX_SAMPLES = 2000
 
 Progress = Callable[[int], None]
@@ -336,7 +338,8 @@ class Simulation:
 
     def __init__(self, agents: Sequence[AgentSpec], *, chooser: str | Chooser = "least-loaded", seed: int = 0,
                  within: float = 20.0, warmup: float = 0.0, slot_seconds: float | None = None,
-                 sample_every: float = 60.0, check: bool = False, keep: bool = False) -> None:
+                 sample_every: float = 60.0, check: bool = False, keep: bool = False,
+                 fallback: Mapping[str, Sequence[Fallback]] | None = None) -> None:
         self.specs = list(agents)
         self.chooser_name = chooser if isinstance(chooser, str) else getattr(chooser, "__name__", "custom")
         self.choose = make_chooser(chooser, [a.id for a in self.specs], seed)
@@ -346,6 +349,9 @@ class Simulation:
         self.sample_every = sample_every
         self.check = check
         self.keep = keep
+        # Skill fallback as the router applies it (router/rules.py): a
+        # waiting handoff widens to the next skill's agents at each delay.
+        self.fallback = dict(fallback or {})
 
     def run(self, arrivals: Iterable[Arrival], *, until: float | None = None,
             progress: Progress | None = None, progress_every: int = 20_000) -> Result:
@@ -361,12 +367,12 @@ class Simulation:
         slot_seconds = self.slot_seconds
 
         agents = [Agent(s.id, s.id, frozenset(s.skills), s.capacity,
-                        AgentStatus.ONLINE if s.shifts is None else AgentStatus.OFFLINE)
+                        AgentStatus.ONLINE if s.shifts is None else AgentStatus.OFFLINE, levels=dict(s.levels))
                   for s in self.specs]
         by_id = {a.id: a for a in agents}
         for s in self.specs:
             res.agents[s.id] = AgentTally(s.capacity, frozenset(s.skills))
-        dispatcher = Dispatcher(agents, choose=self.choose)
+        dispatcher = Dispatcher(agents, choose=self.choose, fallback=self.fallback)
         # When each agent's staffed time began (online, or finishing after going offline).
         staffed_since: dict[str, float] = {a.id: -math.inf for a in agents if a.status is AgentStatus.ONLINE}
 
@@ -459,6 +465,11 @@ class Simulation:
                     agent = by_id[aid]
                     if agent.open_count == 0 and agent.status is not AgentStatus.ONLINE:
                         staffed_until(aid, t)
+                elif kind == _WIDEN:
+                    # What the timekeeper does each round: time alone widens a handoff.
+                    if obj.agent_id is None and obj.resolved_at is None:
+                        for m in dispatcher.drain(t):
+                            assigned(m.handoff, t, True)
                 elif kind == _LEAVE:
                     h = obj
                     if h.agent_id is None and h.resolved_at is None:
@@ -516,6 +527,8 @@ class Simulation:
                     queue_change(x.skill, 1, t)
                     if x.patience < math.inf:
                         push(heap, (t + x.patience, _LEAVE, next(seq), h))
+                    for step_ in self.fallback.get(x.skill, ()):
+                        push(heap, (t + step_.after, _WIDEN, next(seq), h))
                 nxt = next(it, None)
                 if nxt is not None and until is not None and nxt.at >= until:
                     nxt = None

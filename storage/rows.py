@@ -217,12 +217,12 @@ def outbox_row(o: OutboxItem) -> Row:
 
 def new_agent_row(a: AgentProfile) -> Row:
     return (a.id, a.name, _json(sorted(a.skills)), a.capacity, _status(a), 0, a.idle_since, a.idle_since,
-            a.disabled_at, a.presence_lost_at, a.missed_reservations)
+            a.disabled_at, a.presence_lost_at, a.missed_reservations, _json(dict(sorted(a.levels.items()))))
 
 
 def profile_row(a: AgentProfile) -> Row:
     return (a.name, _json(sorted(a.skills)), a.capacity, _status(a), a.idle_since, a.disabled_at,
-            a.presence_lost_at, a.missed_reservations, a.id)
+            a.presence_lost_at, a.missed_reservations, _json(dict(sorted(a.levels.items()))), a.id)
 
 
 def _status(a: Any) -> str:

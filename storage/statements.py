@@ -37,9 +37,9 @@ from .sqlite_batch import SqliteTexts
 
 # Columns the row tuples of storage/rows.py fill, in the order the compiled SQL takes them.
 AGENT_COLUMNS = ("id", "name", "skills", "capacity", "status", "open_count", "idle_since", "created_at",
-                 "disabled_at", "presence_lost_at", "missed_reservations")
+                 "disabled_at", "presence_lost_at", "missed_reservations", "skill_levels")
 PROFILE_COLUMNS = ("name", "skills", "capacity", "status", "idle_since", "disabled_at", "presence_lost_at",
-                   "missed_reservations", "b_id")
+                   "missed_reservations", "skill_levels", "b_id")
 CONVERSATION_COLUMNS = tuple(t.conversations.c.keys())
 HANDOFF_COLUMNS = tuple(t.handoffs.c.keys())
 MESSAGE_COLUMNS = ("id", "channel_id", "conversation_id", "sender", "text", "at", "external_id", "agent_id",

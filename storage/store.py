@@ -121,7 +121,7 @@ class SqlStore:
             Agent(id=r["id"], name=r["name"], skills=frozenset(r["skills"]), capacity=r["capacity"],
                   status=AgentStatus(r["status"]), open_count=r["open_count"], idle_since=r["idle_since"],
                   disabled_at=r["disabled_at"], presence_lost_at=r["presence_lost_at"],
-                  missed_reservations=r["missed_reservations"])
+                  missed_reservations=r["missed_reservations"], levels=r["skill_levels"] or {})
             for r in rows
         ]
 
@@ -248,6 +248,17 @@ class SqlStore:
             await conn.execute(update(a).where(a.c.id.in_(sorted(agent_ids)),
                                                (a.c.present_until.is_(None)) | (a.c.present_until < until))
                                .values(present_until=until))
+
+    async def containment_since(self, start: float) -> tuple[int, int]:
+        """(conversations the bot kept, conversations started) in the rollup
+        hours from ``start`` on."""
+        r = t.metric_rollups
+        q = (select(r.c.name, func.sum(r.c.value)).where(r.c.hour >= start,
+                                                         r.c.name.in_(("bot.contained", "episodes.started")))
+             .group_by(r.c.name))
+        async with self.engines.reading() as conn:
+            sums = {name: int(v or 0) for name, v in (await conn.execute(q)).all()}
+        return sums.get("bot.contained", 0), sums.get("episodes.started", 0)
 
     async def presence_lapsed(self, now: float) -> list[str]:
         """Agents whose presence ran out and who are not yet marked gone."""

@@ -101,6 +101,8 @@ agents = Table(
     Column("present_until", Double),
     Column("presence_lost_at", Double),
     Column("missed_reservations", Integer, nullable=False, server_default=text("0")),
+    # Per skill, the agent's level (1-5); a skill not listed is at 1.
+    Column("skill_levels", JSON, nullable=False, server_default=text("'{}'")),
     CheckConstraint("capacity >= 1", name="capacity_positive"),
     CheckConstraint("open_count >= 0", name="open_count_nonnegative"),
 )
@@ -307,4 +309,19 @@ sessions = Table(
     Column("expires_at", Double, nullable=False),
     Column("revoked_at", Double),
     Index("ix_sessions_person", "person_id"),
+)
+
+# The SLA monitor's alerts (router/alerts.py): at most one open per key.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("subject", JSON, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("raised_at", Double, nullable=False),
+    Column("cleared_at", Double),
+    Index("ix_alerts_open_key", "key", unique=True, postgresql_where=text("cleared_at IS NULL"),
+          sqlite_where=text("cleared_at IS NULL")),
 )

@@ -51,7 +51,8 @@ LEASE_MARGIN_SECONDS = 30.0
 
 class DeliveryWorker:
     def __init__(self, outbox: Outbox, accounts: Accounts, clock: Clock, hub: ChannelHub, *, max_attempts: int,
-                 timeout: float, poll: float, base_delay: float = 1.0, max_delay: float = 300.0) -> None:
+                 timeout: float, poll: float, base_delay: float = 1.0, max_delay: float = 300.0,
+                 alert_target: Channel | None = None) -> None:
         self.outbox = outbox
         self.hub = hub
         self.accounts = accounts
@@ -61,6 +62,9 @@ class DeliveryWorker:
         self.poll = poll
         self.base_delay = base_delay
         self.max_delay = max_delay
+        # The SLA monitor's webhook, addressed in the outbox as a channel of
+        # its own (tierdesk/web/monitor.py).
+        self.alert_target = alert_target
         self._wake = asyncio.Event()
         self._stopping = False
         self._channels: dict[str, tuple[float, Channel | None]] = {}
@@ -98,6 +102,8 @@ class DeliveryWorker:
                 pass
 
     async def _channel(self, channel_id: str) -> Channel | None:
+        if self.alert_target is not None and channel_id == self.alert_target.id:
+            return self.alert_target
         hit = self._channels.get(channel_id)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]

@@ -48,13 +48,21 @@ class Settings:
     presence_grace_seconds: float = 60.0
     requeue_answered_on_leave: bool = False
     reservation_timeout_seconds: float = 60.0
-    # Per skill, "billing=30,vip=20": overrides reservation_timeout_seconds.
-    reservation_timeouts: str = ""
     reservation_misses_before_away: int = 2
     timekeeper_interval_seconds: float = 5.0
+    # A YAML file of per-skill rules (fallback chains, reservation timeouts;
+    # router/rules.py). None: no per-skill rules.
+    routing_rules: Path | None = None
     # A waiting or unanswered handoff is "at risk" once less than this share
     # of its first-response SLA is left.
     sla_warning_margin: float = 0.2
+    # The SLA monitor: alerts go to supervisors' sockets, the log, /v1/live
+    # and, when set, this webhook (signed with the secret, through the outbox).
+    alert_webhook_url: str = ""
+    alert_webhook_secret: str = ""
+    # Alert when bot containment over the current and previous hour falls
+    # under this share (unset: no containment alert).
+    alert_containment_floor: float | None = None
     # Conversations with no message for this long are ended by the sweeper.
     idle_timeout_seconds: float = 1800.0
     sweep_interval_seconds: float = 30.0
@@ -164,7 +172,10 @@ class Settings:
         if self.session_lifetime_seconds <= 0 or self.signin_lockout_seconds < 0 or self.signin_max_failures < 1:
             raise InvalidInput("TIERDESK_SESSION_LIFETIME_SECONDS must be positive, TIERDESK_SIGNIN_MAX_FAILURES "
                                "at least 1 and TIERDESK_SIGNIN_LOCKOUT_SECONDS not negative")
-        self.reservation_timeouts_by_skill()
+        if self.alert_containment_floor is not None and not 0 < float(self.alert_containment_floor) < 1:
+            raise InvalidInput("TIERDESK_ALERT_CONTAINMENT_FLOOR must be between 0 and 1")
+        if self.alert_webhook_url and not self.alert_webhook_url.startswith(("http://", "https://")):
+            raise InvalidInput("TIERDESK_ALERT_WEBHOOK_URL must be an http(s) URL")
         if not 0 < self.sla_warning_margin < 1:
             raise InvalidInput("TIERDESK_SLA_WARNING_MARGIN must be between 0 and 1")
         if self.presence_grace_seconds <= 0 or self.timekeeper_interval_seconds <= 0:
@@ -189,21 +200,6 @@ class Settings:
         if self.workers > 1 and self.is_sqlite:
             raise InvalidInput("TIERDESK_WORKERS > 1 needs PostgreSQL: the workers share their state through it")
 
-    def reservation_timeouts_by_skill(self) -> dict[str, float]:
-        timeouts = {}
-        for part in self.reservation_timeouts.split(","):
-            if not part.strip():
-                continue
-            skill, sep, seconds = part.partition("=")
-            try:
-                value = float(seconds)
-            except ValueError:
-                value = -1.0
-            if not sep or not skill.strip() or not value >= 0:
-                raise InvalidInput(f"TIERDESK_RESERVATION_TIMEOUTS: {part.strip()!r} is not skill=seconds")
-            timeouts[skill.strip()] = value
-        return timeouts
-
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -220,9 +216,9 @@ def _convert(name: str, hint: Any, raw: str) -> Any:
             raise ValueError(raw)
         if hint is int:
             return int(raw)
-        if hint is float:
+        if hint is float or text == "float | None":
             return float(raw)
-        if hint is Path:
+        if hint is Path or text == "pathlib.Path | None":
             return Path(raw)
     except ValueError:
         raise InvalidInput(f"{_env_name(name)}={raw!r} is not a valid {getattr(hint, '__name__', hint)}") from None

@@ -60,9 +60,11 @@ async def test_a_dropped_socket_moves_unanswered_work_on_after_the_grace_period(
     await ws.close()
 
 
-async def test_a_reservation_nobody_takes_up_moves_to_the_next_agent(aiohttp_client, db_url, clock,
-                                                                     demo_model) -> None:
-    api = await _start(aiohttp_client, db_url, clock, demo_model, reservation_timeouts="billing=30")
+async def test_a_reservation_nobody_takes_up_moves_to_the_next_agent(aiohttp_client, db_url, clock, demo_model,
+                                                                     tmp_path) -> None:
+    rules = tmp_path / "routing.yaml"
+    rules.write_text("skills:\n  billing:\n    reservation_timeout_seconds: 30\n")
+    api = await _start(aiohttp_client, db_url, clock, demo_model, routing_rules=rules)
     ann = await api.add_agent("ann", ["billing"], capacity=2)
     assert (await api.send("c1", BILLING, message_id="m1"))["agent_id"] == ann["id"]
     bob = await api.add_agent("bob", ["billing"], capacity=2)
@@ -137,3 +139,53 @@ async def test_the_live_view_marks_handoffs_before_they_breach(aiohttp_client, d
     [me] = live["agents"]
     assert (me["id"], me["load"], me["unanswered"], me["present"]) == (ann["id"], 1, 1, True)
     assert me["oldest_unanswered_seconds"] == 60.0
+
+
+async def test_fallback_widens_at_its_delay_and_not_before(aiohttp_client, db_url, clock, demo_model,
+                                                           tmp_path) -> None:
+    rules = tmp_path / "routing.yaml"
+    rules.write_text("skills:\n  billing:\n    fallback:\n      - {skill: general, after_seconds: 30}\n")
+    api = await _start(aiohttp_client, db_url, clock, demo_model, routing_rules=rules,
+                       reservation_timeout_seconds=0.0)
+    gus = await api.add_agent("gus", ["general"], capacity=2)
+    handoff = await api.send("c1", BILLING, message_id="m1")
+    assert handoff["skill"] == "billing" and handoff["agent_id"] is None  # nobody holds billing
+    api.clock.advance(29)
+    await attendance.tick(api.app)
+    assert (await api.admin("GET", "/v1/queue"))["total"] == 1
+    api.clock.advance(1)
+    await attendance.tick(api.app)
+    assert (await api.admin("GET", "/v1/queue"))["total"] == 0
+    assert (await api.send("c1", "hello?", message_id="m2")) == {"action": "forwarded", "agent_id": gus["id"]}
+
+
+def test_a_bad_routing_rules_file_stops_the_server_with_a_message(tmp_path) -> None:
+    from tierdesk.errors import InvalidInput
+    from tierdesk.settings import Settings
+    from tierdesk.web.app import create_app
+
+    bad = tmp_path / "routing.yaml"
+    bad.write_text("skills:\n  billing:\n    fallback: [{skill: general}]\n")
+    with pytest.raises(InvalidInput, match="skills.billing.fallback"):
+        create_app(Settings.from_env({}, routing_rules=bad))
+    with pytest.raises(InvalidInput, match="cannot be read"):
+        create_app(Settings.from_env({}, routing_rules=tmp_path / "missing.yaml"))
+
+
+async def test_levels_are_kept_and_the_best_level_available_takes_the_handoff(aiohttp_client, db_url, clock,
+                                                                              demo_model) -> None:
+    api = await _start(aiohttp_client, db_url, clock, demo_model)
+    junior = await api.add_agent("junior", ["billing"], capacity=3)
+    senior = await api.admin("POST", "/v1/admin/agents", expect=201, json={
+        "name": "senior", "skills": ["billing", "general"], "capacity": 2, "status": "online",
+        "levels": {"billing": 5}})
+    assert senior["levels"] == {"billing": 5, "general": 1} and junior["levels"] == {"billing": 1}
+    taken = [(await api.send(f"c{i}", BILLING, message_id=f"m{i}"))["agent_id"] for i in range(3)]
+    assert taken == [senior["id"], senior["id"], junior["id"]]  # the senior first, while they have room
+    patched = await api.admin("PATCH", f"/v1/admin/agents/{junior['id']}", json={"levels": {"billing": 4}})
+    assert patched["levels"] == {"billing": 4}
+    await api.admin("PATCH", f"/v1/admin/agents/{junior['id']}", json={"levels": {"tech": 3}}, expect=422)
+    # as stored: a restart reads the same levels
+    again = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model)
+    listed = {a["name"]: a["levels"] for a in (await again.admin("GET", "/v1/admin/agents"))["agents"]}
+    assert listed == {"junior": {"billing": 4}, "senior": {"billing": 5, "general": 1}}

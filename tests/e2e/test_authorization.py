@@ -86,6 +86,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "replay_deliveries": Endpoint("POST", "/v1/admin/deliveries/replay", frozenset({"admin"})),
     "get_queue": Endpoint("GET", "/v1/queue", frozenset({"admin", "supervisor"})),
     "get_live": Endpoint("GET", "/v1/live", frozenset({"admin", "supervisor"})),
+    "live_ws": Endpoint("GET", "/v1/live/ws", frozenset({"admin", "supervisor"}), status=101),
     "get_metrics": Endpoint("GET", "/v1/metrics", frozenset({"supervisor", "admin"})),
     "get_staffing": Endpoint("GET", "/v1/staffing?date=2026-01-08", frozenset({"supervisor", "admin"})),
     # FAQ tuning. This fixture's model has no versions on disk, so activate,
@@ -201,14 +202,15 @@ async def test_each_role_is_allowed_or_refused(world: World, name: str) -> None:
     denied = [r for r in ROLES if r not in e.allowed]
     allowed = [r for r in ROLES if r in e.allowed]
     before = await world.counts()
+    socket = e.path.endswith("/ws")
     for role in denied:
         body = e.body(role) if callable(e.body) else e.body
-        if name.endswith("_ws"):
+        if socket:
             status, data = await connect_ws(world, role, e.path)
         else:
             status, data = await call(world, e.method, e.path, role, body)
         expected = (401, "unauthenticated") if role == "none" else (403, "forbidden")
-        if name.endswith("_ws"):  # the handshake is refused; the client sees only the status
+        if socket:  # the handshake is refused; the client sees only the status
             assert status == expected[0], (role, status)
         else:
             assert (status, data["error"]["code"]) == expected, (role, status, data)
@@ -221,6 +223,9 @@ async def test_each_role_is_allowed_or_refused(world: World, name: str) -> None:
         elif name == "widget_ws":
             status, data = await connect_ws(world, role, e.path)
             assert data["type"] == "hello" and [m["client_id"] for m in data["messages"]][0] == "wm-1"
+        elif socket:
+            status, data = await connect_ws(world, role, e.path)
+            assert data == {"type": "hello", "alerts": []}
         else:
             status, data = await call(world, e.method, e.path, role, body)
         assert status == e.status, (role, status, data)

@@ -228,6 +228,10 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
      {"name": "d", "skills": [f"s{i}" for i in range(51)], "capacity": 1}, 422, "validation_failed"),
     ("agent-bad-status", "POST", AGENTS, "admin", {"name": "d", "skills": [], "capacity": 1, "status": "busy"},
      422, "validation_failed"),
+    ("agent-level-6", "POST", AGENTS, "admin", {"name": "d", "skills": ["x"], "capacity": 1, "levels": {"x": 6}},
+     422, "validation_failed"),
+    ("agent-level-of-a-skill-not-held", "POST", AGENTS, "admin",
+     {"name": "d", "skills": ["x"], "capacity": 1, "levels": {"y": 2}}, 422, "validation_failed"),
     ("agent-unknown-field", "POST", AGENTS, "admin", {"name": "d", "skills": [], "capacity": 1, "id": "agt_x"},
      422, "validation_failed"),
     ("agent-body-too-large", "POST", AGENTS, "admin", {"name": "d" * OVER_BODY_LIMIT, "skills": [], "capacity": 1},
@@ -485,6 +489,8 @@ async def test_bad_metrics_query_is_refused(world: World, params: dict[str, str]
     pytest.param("/v1/widget/conversation", "ann", {}, 403, "forbidden", id="widget-conversation-agent"),
     pytest.param("/v1/widget/channels/{widget}", "none", {"lang": "fr", "x": "1"}, 422, "validation_failed",
                  id="widget-channel-unknown-param"),
+    pytest.param("/v1/live", "supervisor", {"skill": "billing"}, 422, "validation_failed", id="live-unknown-param"),
+    pytest.param("/v1/live", "ann", {}, 403, "forbidden", id="live-agent"),
 ])
 async def test_other_bad_reads(world: World, path: str, token: str, params: dict[str, str], status: int,
                                code: str) -> None:

@@ -504,7 +504,7 @@ async def test_a_realistic_session_matches_the_document(app_client: Api) -> None
     succeeded = {(m, t) for m, t, status in c.exercised if status < 300}
     missing = {op for op in spec_operations() - succeeded
                if not op[1].startswith(("/v1/faq/", "/v1/widget/"))}  # FAQ and the widget: below
-    missing -= {("GET", "/v1/agents/ws")}  # the upgrade is checked above
+    missing -= {("GET", "/v1/agents/ws"), ("GET", "/v1/live/ws")}  # upgrades: checked above and in test_sla_monitor
     assert not missing, f"operations never exercised successfully: {sorted(missing)}"
 
 

@@ -193,7 +193,7 @@ class FakeStore:
             Agent(id=r.profile.id, name=r.profile.name, skills=r.profile.skills, capacity=r.profile.capacity,
                   status=AgentStatus(r.profile.status), open_count=r.open_count, idle_since=r.profile.idle_since,
                   disabled_at=r.profile.disabled_at, presence_lost_at=r.profile.presence_lost_at,
-                  missed_reservations=r.profile.missed_reservations)
+                  missed_reservations=r.profile.missed_reservations, levels=dict(r.profile.levels))
             for k, r in sorted(self.t.agents.items()) if ids is None or k in ids
         ]
 

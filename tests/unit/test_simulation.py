@@ -191,3 +191,26 @@ def test_gini_and_percentile() -> None:
     assert percentile([5, 1, 4, 2, 3], 0.9) == 5
     assert percentile(list(range(1, 101)), 0.9) == 90
     assert percentile([], 0.5) is None
+
+
+def test_a_starved_skill_is_served_through_its_fallback_and_not_before_the_delay() -> None:
+    """The simulator applies the router's fallback rule: billing's agents
+    are all away; without fallback its handoffs are never answered, with
+    billing → general after 30 s every one is, and none sooner than 30 s."""
+    from router.routing import Fallback
+    from router.simulation import Exponential, SkillTraffic
+
+    agents = [AgentSpec(f"g{i}", frozenset({"general"}), 1) for i in range(5)]
+    traffic = [SkillTraffic("general", 0.5 * 5 / 300.0 * 0.9, Exponential(300.0)),
+               SkillTraffic("billing", 0.5 * 5 / 300.0 * 0.1, Exponential(300.0))]
+
+    def billing(fallback):  # type: ignore[no-untyped-def]
+        sim = Simulation(agents, seed=3, fallback=fallback, keep=True)
+        result = sim.run(poisson_arrivals(traffic, seed=3, count=3_000))
+        return [h for h in result.handoffs if h.skill == "billing"]
+
+    starved = billing(None)
+    assert starved and all(h.agent_id is None for h in starved)
+    served = billing({"billing": (Fallback("general", 30.0),)})
+    assert [h.id for h in served] == [h.id for h in starved]
+    assert all(h.agent_id is not None and h.assigned_at - h.requested_at >= 30.0 for h in served)

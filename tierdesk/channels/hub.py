@@ -42,6 +42,7 @@ WANTED: dict[str, frozenset[str]] = {
     "matrix": frozenset({"bot_answer", "handoff", "rating_request"}),
 }
 NOTICES = frozenset({"bot_answer", "handoff", "rating_request"})
+PORT_KINDS = NOTICES | {"agent_message"}
 
 
 class NoAdapter(Exception):
@@ -106,8 +107,17 @@ class ChannelHub:
         adapter does: Undeliverable, or anything worth a retry)."""
         adapter = self.adapter(channel)
         p: dict[str, Any] = d.payload
-        to = Recipient(channel, p["conversation_id"], p.get("customer_id", ""), d.conversation_id)
         kind = p.get("type", d.kind)
+        if kind not in PORT_KINDS:
+            # Not a conversation's (the SLA monitor's alerts): sent as written,
+            # by adapters that can (the webhook), dropped by the others.
+            raw = getattr(adapter, "raw", None)
+            if raw is None:
+                log.warning("delivery_kind_unknown", delivery=d.id, kind=kind)
+                return
+            await raw(channel, d.idempotency_key, p)
+            return
+        to = Recipient(channel, p["conversation_id"], p.get("customer_id", ""), d.conversation_id)
         if kind == "agent_message":
             await adapter.agent_reply(AgentReply(to, d.idempotency_key, p["message_id"], p["text"], p["agent_id"],
                                                  p.get("agent_name") or "", p["sent_at"]))
@@ -116,10 +126,8 @@ class ChannelHub:
                                                p.get("in_reply_to"), p["sent_at"]))
         elif kind == "handoff":
             await self._handoff(adapter, to, d.idempotency_key, p)
-        elif kind == "rating_request":
-            await adapter.rating_request(RatingRequest(to, d.idempotency_key, p["handoff_id"], p["sent_at"]))
         else:
-            log.warning("delivery_kind_unknown", delivery=d.id, kind=kind)
+            await adapter.rating_request(RatingRequest(to, d.idempotency_key, p["handoff_id"], p["sent_at"]))
 
     async def _handoff(self, adapter: ChannelAdapter, to: Recipient, key: str, p: dict[str, Any]) -> None:
         if p.get("opens_at") is not None:  # the skill is closed now (business hours)

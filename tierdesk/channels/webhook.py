@@ -13,7 +13,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from router.model import Customer
+from router.model import Channel, Customer
 from router.ports import Clock
 from router.services import IncomingMessage
 from tierdesk.errors import InvalidInput, RateLimited
@@ -45,8 +45,14 @@ class WebhookAdapter:
             await self._session.close()
             self._session = None
 
+    async def raw(self, channel: Channel, key: str, payload: dict[str, Any]) -> None:
+        """A payload sent as written (the SLA monitor's alerts)."""
+        await self._send(channel, key, payload)
+
     async def _post(self, to: Recipient, key: str, payload: dict[str, Any]) -> None:
-        channel = to.channel
+        await self._send(to.channel, key, payload)
+
+    async def _send(self, channel: Channel, key: str, payload: dict[str, Any]) -> None:
         if not channel.webhook_url:
             raise Undeliverable("channel has no webhook_url")
         if self._session is None:

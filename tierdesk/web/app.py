@@ -15,12 +15,15 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from router.alerts import AlertRules
 from router.attendance import AttendanceRules
 from router.metrics import SLA
+from router.model import Channel
 from router.ports import Clock, SystemClock
 from router.services import Desk, DeskConfig
 from storage.accounts import Accounts
 from storage.channels import ChannelData
+from storage.alerts import AlertStore
 from storage.engine import create_engines
 from storage.faq import FaqRepository
 from storage.history import HandoffHistory
@@ -37,13 +40,15 @@ from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
 from tierdesk.models import LiveModel
 from tierdesk.errors import BodyTooSlow, RateLimited
 from tierdesk.logging import begin_request
+from tierdesk.rules_file import load_routing_rules
 from tierdesk.settings import Settings
 
 from . import faq_handlers as faq
 from . import handlers as h
-from . import attendance, keys, protocol_errors, schemas
+from . import attendance, keys, monitor, protocol_errors, schemas
 from . import people_handlers as people
 from .auth import Authenticator
+from .supervisor_ws import SupervisorSockets
 from .client_address import ClientAddress, trusted_networks
 from .errors import error_middleware
 from .prom import Registry
@@ -132,6 +137,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
+    app[keys.ROUTING_RULES] = load_routing_rules(settings.routing_rules)
+    app[keys.ALERT_RULES] = AlertRules(
+        warn_margin=settings.sla_warning_margin, per_skill=app[keys.ROUTING_RULES].alert_thresholds(),
+        containment_floor=settings.alert_containment_floor)
+    app[keys.SUPERVISOR_SOCKETS] = SupervisorSockets()
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.SOCKETS] = AgentSockets()
     # This instance's name on the PostgreSQL relay (storage/notify.py).
@@ -214,6 +224,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     except Exception as exc:  # noqa: BLE001 - serve anyway: the database may come up later
         log.warning("store_not_prepared", error=repr(exc))
     app[keys.ACCOUNTS] = Accounts(engines)
+    app[keys.ALERTS] = AlertStore(engines)
     app[keys.OUTBOX] = Outbox(engines)
     app[keys.FAQ] = FaqRepository(engines)
     app[keys.HISTORY] = HandoffHistory(engines)
@@ -266,6 +277,7 @@ async def _follow_active_model(app: web.Application) -> None:
 
 async def _desk(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
+    rules = app[keys.ROUTING_RULES]
     config = DeskConfig(default_skill=s.default_skill, max_bot_answers=s.max_bot_answers,
                         vip_to_human=s.vip_to_human,
                         sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds),
@@ -273,8 +285,9 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
                             presence_grace_seconds=s.presence_grace_seconds,
                             requeue_answered_on_leave=s.requeue_answered_on_leave,
                             reservation_timeout_seconds=s.reservation_timeout_seconds,
-                            reservation_timeout_by_skill=s.reservation_timeouts_by_skill(),
-                            misses_before_away=s.reservation_misses_before_away))
+                            reservation_timeout_by_skill=rules.reservation_timeouts(),
+                            misses_before_away=s.reservation_misses_before_away),
+                        fallback=rules.fallback())
     hub = app[keys.CHANNELS]
     desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS],
                 notices=hub)
@@ -289,6 +302,7 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
     await desk.stop_refreshing()
     await app[keys.SOCKETS].close_all()
     await app[keys.CUSTOMER_SOCKETS].close_all()
+    await app[keys.SUPERVISOR_SOCKETS].close_all()
 
 
 async def _relay(app: web.Application) -> AsyncIterator[None]:
@@ -304,6 +318,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
                 sockets.from_relay(message)
             elif message.get("kind") == "customer_push":
                 app[keys.CUSTOMER_SOCKETS].from_relay(message)
+            elif message.get("kind") == "supervisor_push":
+                app[keys.SUPERVISOR_SOCKETS].from_relay(message)
             elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
                 revalidating.add(asyncio.create_task(sockets.revalidate(app[keys.ACCOUNTS].live_token_hashes)))
             elif message.get("kind") == "sync" and keys.DESK in app:
@@ -317,10 +333,12 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         await relay.start()
         sockets.relay = relay.publish
         app[keys.CUSTOMER_SOCKETS].relay = relay.publish
+        app[keys.SUPERVISOR_SOCKETS].relay = relay.publish
     yield
     if relay is not None:
         app[keys.SOCKETS].relay = None
         app[keys.CUSTOMER_SOCKETS].relay = None
+        app[keys.SUPERVISOR_SOCKETS].relay = None
         await relay.close()
 
 
@@ -330,11 +348,15 @@ def _ids(value: Any) -> list[str]:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
+    alert_target = None
+    if s.alert_webhook_url:
+        alert_target = Channel(id=monitor.ALERTS_CHANNEL, name="alerts", webhook_url=s.alert_webhook_url,
+                               webhook_secret=s.alert_webhook_secret or None)
     hub = app[keys.CHANNELS]
     hooks = webhook.WebhookAdapter(app[keys.CLOCK], s.webhook_timeout_seconds)
     hub.register(hooks)
     hub.register(widget.WidgetAdapter(app[keys.CUSTOMER_SOCKETS]))
-    worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK], hub,
+    worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK], hub, alert_target=alert_target,
                             max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
                             poll=s.outbox_poll_seconds, base_delay=s.outbox_backoff_base_seconds,
                             max_delay=s.outbox_backoff_cap_seconds)
@@ -490,6 +512,7 @@ def _routes(app: web.Application) -> None:
     r.add_post("/v1/admin/deliveries/replay", h.replay_deliveries)
     r.add_get("/v1/queue", h.get_queue)
     r.add_get("/v1/live", h.get_live)
+    r.add_get("/v1/live/ws", h.live_ws)
     r.add_get("/v1/metrics", h.get_metrics)
     r.add_get("/v1/staffing", h.get_staffing)
     r.add_get("/v1/faq/models", faq.list_models)

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from . import keys
+from . import keys, monitor
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +63,10 @@ async def tick(app: web.Application) -> None:
     moved = await desk.expire_reservations()
     if moved:
         log.info("reservations_lapsed", moved=moved)
+    widened = await desk.widen()
+    if widened:
+        log.info("handoffs_widened", assigned=widened)
+    await monitor.check(app, app[keys.ALERT_RULES])
 
 
 async def run(app: web.Application) -> AsyncIterator[None]:

@@ -27,7 +27,7 @@ from tierdesk.errors import Conflict, InvalidInput, NotFound
 from tierdesk.logging import bind
 from tierdesk.tokens import new_token, token_hash
 
-from . import keys
+from . import keys, monitor
 from . import schemas as s
 from .auth import bearer_token
 from .sessions import SIGNED_IN
@@ -98,7 +98,8 @@ async def body(request: web.Request) -> bytes:
 # ------------------------------------------------------------------- agents
 def agent_view(a: Any) -> dict[str, Any]:
     return {"id": a.id, "name": a.name, "skills": sorted(a.skills), "capacity": a.capacity,
-            "status": a.status.value, "open_conversations": a.open_count, "disabled": a.disabled_at is not None}
+            "status": a.status.value, "open_conversations": a.open_count, "disabled": a.disabled_at is not None,
+            "levels": {s: a.level(s) for s in sorted(a.skills)}}
 
 
 def message_view(m: MessageRecord) -> dict[str, Any]:
@@ -242,19 +243,8 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
         convs = await desk.open_conversations(agent_id)
         await ws.send_json({"type": "hello", "agent_id": agent_id,
                             "conversations": [conversation_view(request, c) for c in convs]})
-        while not ws.closed:
-            # The socket is for pushes; agents act through the REST API. The
-            # client's "ping" proves it is alive: a socket silent for longer
-            # than the idle timeout is closed, so dead clients don't pile up.
-            try:
-                msg = await ws.receive(timeout=settings.ws_idle_timeout_seconds)
-            except TimeoutError:
-                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
-                break
-            if msg.type is WSMsgType.TEXT and msg.data == "ping":
-                await ws.send_str("pong")
-            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                break
+        # The socket is for pushes; agents act through the REST API.
+        await answer_pings(ws, settings.ws_idle_timeout_seconds)
     finally:
         sockets.discard(agent_id, ws)
         try:
@@ -269,7 +259,7 @@ async def create_agent(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN)
     a = s.decode(await body(request), s.AgentIn)
     desk = request.app[keys.DESK]
-    agent = await desk.create_agent(a.name, a.skills, a.capacity, AgentStatus(a.status))
+    agent = await desk.create_agent(a.name, a.skills, a.capacity, AgentStatus(a.status), levels=a.levels)
     token = new_token(Role.AGENT)
     await request.app[keys.ACCOUNTS].add_credential(token_hash(token), Principal(Role.AGENT, agent.id),
                                                     request.app[keys.CLOCK].now())
@@ -288,7 +278,7 @@ async def patch_agent(request: web.Request) -> web.Response:
     patch = s.decode(await body(request), s.AgentPatch)
     agent = await request.app[keys.DESK].update_agent(
         request.match_info["agent_id"], name=patch.name, skills=patch.skills, capacity=patch.capacity,
-        status=AgentStatus(patch.status) if patch.status else None,
+        status=AgentStatus(patch.status) if patch.status else None, levels=patch.levels,
     )
     return json(agent_view(agent))
 
@@ -523,9 +513,44 @@ async def get_live(request: web.Request) -> web.Response:
     desk = request.app[keys.DESK]
     await desk.ensure_ready()
     view = desk.live(request.app[keys.SETTINGS].sla_warning_margin)
+    alerts = await request.app[keys.ALERTS].open_alerts()
     return json({"generated_at": iso(request.app[keys.CLOCK].now()),
                  "first_response_sla_seconds": desk.config.sla.human_first_response_seconds,
-                 "warning_margin": request.app[keys.SETTINGS].sla_warning_margin, **view, "alerts": []})
+                 "warning_margin": request.app[keys.SETTINGS].sla_warning_margin, **view,
+                 "alerts": [monitor.wire(a) for a in alerts.values()]})
+
+
+async def answer_pings(ws: web.WebSocketResponse, idle_timeout: float) -> None:
+    """Until the socket closes: the client's "ping" proves it is alive, and a
+    socket silent for longer than the idle timeout is closed, so dead clients
+    don't pile up. Anything else the client sends is ignored."""
+    while not ws.closed:
+        try:
+            msg = await ws.receive(timeout=idle_timeout)
+        except TimeoutError:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"idle timeout")
+            return
+        if msg.type is WSMsgType.TEXT and msg.data == "ping":
+            await ws.send_str("pong")
+        elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return
+
+
+async def live_ws(request: web.Request) -> web.WebSocketResponse:
+    """Supervisors' pushes: alerts as they are raised and cleared."""
+    await request.app[keys.AUTH].require(request, Role.SUPERVISOR, Role.ADMIN)
+    settings = request.app[keys.SETTINGS]
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=settings.ws_max_message_bytes)
+    await ws.prepare(request)
+    sockets = request.app[keys.SUPERVISOR_SOCKETS]
+    sockets.add(ws)
+    try:
+        alerts = await request.app[keys.ALERTS].open_alerts()
+        await ws.send_json({"type": "hello", "alerts": [monitor.wire(a) for a in alerts.values()]})
+        await answer_pings(ws, settings.ws_idle_timeout_seconds)
+    finally:
+        sockets.discard(ws)
+    return ws
 
 
 def only_params(request: web.Request, *allowed: str) -> None:

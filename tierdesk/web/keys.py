@@ -9,6 +9,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from router.ports import Clock
+    from router.rules import RoutingRules
     from router.services import Desk
     from storage.accounts import Accounts
     from storage.channels import ChannelData
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from tierdesk.channels.inbound import Inbound
     from tierdesk.channels.matrix import MatrixBridge
     from tierdesk.channels.widget import CustomerSockets
+    from storage.alerts import AlertStore
     from storage.engine import Engines
     from storage.faq import FaqRepository
     from storage.history import HandoffHistory
@@ -26,7 +28,10 @@ if TYPE_CHECKING:
     from tierdesk.models import LiveModel
     from tierdesk.settings import Settings
 
+    from router.alerts import AlertRules
+
     from .attendance import Presence
+    from .supervisor_ws import SupervisorSockets
     from .auth import Authenticator
     from .client_address import ClientAddress
     from .prom import Registry
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from .ws import AgentSockets
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+ROUTING_RULES: web.AppKey[RoutingRules] = web.AppKey("routing_rules")
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINES: web.AppKey[Engines] = web.AppKey("engines")
 STORE: web.AppKey[SqlStore] = web.AppKey("store")
@@ -52,6 +58,9 @@ CHANNEL_LIMIT: web.AppKey[RateLimiter] = web.AppKey("channel_limit")
 IP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("ip_limit")
 CLIENT_ADDRESS: web.AppKey[ClientAddress] = web.AppKey("client_address")
 PRESENCE: web.AppKey[Presence] = web.AppKey("presence")
+ALERTS: web.AppKey[AlertStore] = web.AppKey("alerts")
+ALERT_RULES: web.AppKey[AlertRules] = web.AppKey("alert_rules")
+SUPERVISOR_SOCKETS: web.AppKey[SupervisorSockets] = web.AppKey("supervisor_sockets")
 FAQ: web.AppKey[FaqRepository] = web.AppKey("faq")
 HISTORY: web.AppKey[HandoffHistory] = web.AppKey("history")
 DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")

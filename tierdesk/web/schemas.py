@@ -66,14 +66,25 @@ class FeedbackIn(msgspec.Struct, forbid_unknown_fields=True):
         self.rating = _whole(self.rating, "rating")
 
 
+Level = Annotated[int, msgspec.Meta(ge=1, le=5)]
+Levels = Annotated[dict[Skill, Level], msgspec.Meta(max_length=50)]
+
+
+def _levels_of_skills(levels: dict[str, int] | None, skills: list[str] | None) -> None:
+    if levels and skills is not None and set(levels) - set(skills):
+        raise ValueError(f"levels name skills the agent does not hold: {sorted(set(levels) - set(skills))}")
+
+
 class AgentIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     skills: Annotated[list[Skill], msgspec.Meta(max_length=50)]
     capacity: Annotated[float, msgspec.Meta(ge=1, le=1000)]
     status: Literal["online", "away", "offline"] = "offline"
+    levels: Levels | None = None
 
     def __post_init__(self) -> None:
         self.capacity = _whole(self.capacity, "capacity")
+        _levels_of_skills(self.levels, self.skills)
 
 
 class AgentPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,9 +92,11 @@ class AgentPatch(msgspec.Struct, forbid_unknown_fields=True):
     skills: Annotated[list[Skill], msgspec.Meta(max_length=50)] | None = None
     capacity: Annotated[float, msgspec.Meta(ge=1, le=1000)] | None = None
     status: Literal["online", "away", "offline"] | None = None
+    levels: Levels | None = None
 
     def __post_init__(self) -> None:
         self.capacity = _whole(self.capacity, "capacity")
+        _levels_of_skills(self.levels, self.skills)
 
 
 class StatusIn(msgspec.Struct, forbid_unknown_fields=True):

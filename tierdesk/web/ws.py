@@ -35,6 +35,14 @@ def as_wire(payload: dict[str, Any]) -> dict[str, Any]:
     return walk(payload)
 
 
+async def send_quietly(ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+    """Best effort: a socket that went away meanwhile is not an error."""
+    try:
+        await ws.send_json(payload)
+    except (ConnectionError, RuntimeError) as exc:
+        log.info("ws_send_failed", error=repr(exc))
+
+
 class AgentSockets:
     def __init__(self) -> None:
         self._by_agent: dict[str, weakref.WeakSet[web.WebSocketResponse]] = defaultdict(weakref.WeakSet)
@@ -135,10 +143,7 @@ class AgentSockets:
                 task.add_done_callback(self._sending.discard)
 
     async def _send(self, ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
-        try:
-            await ws.send_json(payload)
-        except (ConnectionError, RuntimeError) as exc:
-            log.info("ws_send_failed", error=repr(exc))
+        await send_quietly(ws, payload)
 
     async def close_all(self) -> None:
         for sockets in list(self._by_agent.values()):

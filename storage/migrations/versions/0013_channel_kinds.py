@@ -3,7 +3,7 @@ notices a webhook channel may ask for, where a bridge has read up to, and
 the handoffs taken from a skill's queue by time (for the expected wait)
 
 Revision ID: 0013
-Revises: 0012
+Revises: 0015 (0014 and 0015 landed first; 0013 follows them so there is one head)
 Create Date: 2026-12-05
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0012"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -1,56 +1,88 @@
-// Supervisor live board: per skill, the queue and its oldest wait against
-// the first-response SLA; the agents' status and load. Refreshed every few
-// seconds from GET /v1/queue and GET /v1/admin/agents.
+// Supervisor live board: open alerts at the top; per skill the queue, its
+// oldest wait against the first-response SLA (amber once less than the
+// server's warning margin of it is left, red once breached) and the
+// unanswered handoffs at risk; the agents' status, presence and load.
+// From GET /v1/live every few seconds, and at once when the SLA monitor
+// raises or clears an alert (GET /v1/live/ws).
 'use strict';
 (function () {
   const REFRESH_MS = 2000;
-  const AT_RISK = 0.5;  // amber from half the SLA: time to act before it breaches
   const $ = (id) => document.getElementById(id);
 
-  function slaState(wait, sla) {
+  function slaState(wait, sla, margin) {
     if (wait >= sla) return 'breached';
-    return wait >= sla * AT_RISK ? 'at_risk' : 'ok';
+    return wait >= sla * (1 - margin) ? 'at_risk' : 'ok';
   }
 
-  function render(queue, agents) {
-    const sla = queue.first_response_sla_seconds;
-    $('queue-total').textContent = queue.total;
+  function alertText(a) {
+    if (a.kind === 'first_response') {
+      return t('alert.first_response', {due: clockTime(a.due_at), skill: a.skill, since: clockTime(a.requested_at)});
+    }
+    if (a.kind === 'queue_length') return t('alert.queue_length', a);
+    if (a.kind === 'oldest_wait') return t('alert.oldest_wait', {...a, wait: duration(a.oldest_wait_seconds)});
+    if (a.kind === 'containment') {
+      return t('alert.containment', {value: Math.round(a.value * 100), floor: Math.round(a.floor * 100)});
+    }
+    return a.key;
+  }
+
+  function render(live) {
+    const sla = live.first_response_sla_seconds;
+    const margin = live.warning_margin;
+    const total = live.skills.reduce((n, s) => n + s.waiting, 0);
+    $('queue-total').textContent = total;
     $('updated').textContent = new Date().toLocaleTimeString(TD.lang === 'zh' ? 'zh-CN' : undefined);
-    const bySkill = new Map(queue.skills.map((s) => [s.skill, s]));
-    const skills = new Set([...bySkill.keys()]);
-    for (const a of agents) for (const s of a.skills) skills.add(s);
-    const cards = [...skills].sort().map((skill) => {
-      const q = bySkill.get(skill) || {waiting: 0, oldest_wait_seconds: null};
-      const staff = agents.filter((a) => a.skills.includes(skill));
-      const online = staff.filter((a) => a.status === 'online');
-      const busy = online.filter((a) => a.open_conversations >= a.capacity);
-      const state = q.waiting ? slaState(q.oldest_wait_seconds, sla) : 'ok';
-      return el('article', {class: 'card skill', 'data-skill': skill, 'data-state': state},
-        el('h3', {text: skill}),
+    $('alerts').replaceChildren(...live.alerts.map((a) => el('li', {class: 'alert ' + a.kind, 'data-alert': a.key},
+      alertText(a))));
+    $('no-alerts').hidden = live.alerts.length > 0;
+    const cards = live.skills.map((q) => {
+      const state = q.waiting ? slaState(q.oldest_wait_seconds, sla, margin) : 'ok';
+      return el('article', {class: 'card skill', 'data-skill': q.skill, 'data-state': state},
+        el('h3', {text: q.skill}),
         el('p', {}, el('span', {class: 'big', 'data-field': 'waiting', text: String(q.waiting)}), ' ', t('live.queue')),
         el('p', {}, t('live.oldest') + ': ',
           el('strong', {'data-field': 'oldest', text: q.waiting ? duration(q.oldest_wait_seconds) : '–'}),
           ' / ' + t('live.sla') + ' ' + duration(sla), ' ',
           q.waiting ? el('span', {class: 'sla ' + state, 'data-field': 'sla-state', text: t('live.' + state)}) : null),
-        el('p', {class: 'muted'}, t('live.agents') + ' ' + t('live.online_busy') + ': ' + online.length + ' / ' + busy.length));
+        el('p', {class: 'muted'}, t('live.risk_count') + ': ',
+          el('span', {'data-field': 'at-risk', text: q.at_risk + ' / ' + q.breached})),
+        el('p', {class: 'muted'}, t('live.agents') + ' ' + t('live.online_busy') + ': ' + q.agents_online + ' / ' +
+          (q.agents_online - q.agents_with_free_slot)));
     });
     $('skills').replaceChildren(...cards);
-    $('no-queue').hidden = queue.total > 0;
-    $('agents').tBodies[0].replaceChildren(...agents.map((a) => el('tr', {'data-agent': a.id},
+    $('no-queue').hidden = total > 0;
+    $('agents').tBodies[0].replaceChildren(...live.agents.map((a) => el('tr', {'data-agent': a.id},
       el('th', {scope: 'row', text: a.name}),
-      el('td', {}, el('span', {class: 'status ' + a.status, text: t('status.' + a.status)})),
-      el('td', {text: a.open_conversations + ' / ' + a.capacity}),
+      el('td', {}, el('span', {class: 'status ' + a.status, text: t('status.' + a.status)}),
+        a.present ? null : el('span', {class: 'muted', text: ' · ' + t('live.gone')})),
+      el('td', {text: a.load + ' / ' + a.capacity}),
+      el('td', {text: a.unanswered ? a.unanswered + ' (' + duration(a.oldest_unanswered_seconds) + ')' : '0'}),
       el('td', {text: a.skills.join(', ')}))));
   }
 
+  let timer = null;
   async function refresh() {
+    clearTimeout(timer);
     try {
-      const [queue, agents] = await Promise.all([api('GET', '/v1/queue?limit=1'), api('GET', '/v1/admin/agents')]);
-      render(queue, agents.agents);
+      render(await api('GET', '/v1/live'));
     } catch (e) {
       if (e.status !== 401) toast(t('error.generic') + ' ' + e.message);
     }
-    setTimeout(refresh, REFRESH_MS);
+    timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  let attempt = 0;
+  function listen() {
+    const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/v1/live/ws');
+    let ping = null;
+    ws.onopen = () => { attempt = 0; ping = setInterval(() => ws.readyState === 1 && ws.send('ping'), 50000); };
+    ws.onmessage = (ev) => { if (ev.data !== 'pong') refresh(); };
+    ws.onclose = () => {
+      clearInterval(ping);
+      if (leaving) return;
+      setTimeout(listen, Math.min(15000, 500 * 2 ** attempt++));
+    };
   }
   refresh();
+  listen();
 })();

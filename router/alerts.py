@@ -1,0 +1,105 @@
+"""The SLA monitor's rules: which alerts to raise and which to clear, given
+what is open now. Each alert has a key; it is raised once when its
+condition starts and cleared once when it ends, with a margin between the
+two for thresholds so a value hovering at one does not flap.
+
+- ``first_response:<handoff>``: an unanswered handoff has less than the
+  warning margin of its first-response SLA left (raised before the breach);
+  cleared when an agent answers or the conversation ends.
+- ``queue_length:<skill>`` / ``oldest_wait:<skill>``: past the skill's
+  threshold; cleared below ``clear_ratio`` of it.
+- ``containment``: bot containment over the last window under the floor
+  (with enough conversations to judge); cleared ``clear_margin`` above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Handoff
+
+
+@dataclass(frozen=True, slots=True)
+class SkillThresholds:
+    queue_length: int | None = None
+    oldest_wait_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRules:
+    warn_margin: float = 0.2
+    per_skill: Mapping[str, SkillThresholds] = field(default_factory=dict)
+    clear_ratio: float = 0.8
+    containment_floor: float | None = None
+    containment_min_conversations: int = 20
+    containment_clear_margin: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    key: str
+    kind: str
+    raised_at: float
+    subject: Mapping[str, Any]
+    data: Mapping[str, Any]
+
+    def view(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "raised_at": self.raised_at, **self.subject, **self.data}
+
+
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    raise_: list[Alert]
+    clear: list[str]
+
+
+def evaluate(open_alerts: Mapping[str, Alert], now: float, *, handoffs: Iterable[Handoff],
+             queues: Mapping[str, tuple[int, float]], containment: tuple[int, int] | None,
+             first_response_sla: float, rules: AlertRules) -> Decisions:
+    """``queues``: per skill (waiting, oldest request time); ``containment``:
+    (contained, conversations started) over the last window."""
+    raise_: list[Alert] = []
+    active: set[str] = set()
+
+    def want(key: str, kind: str, subject: dict[str, Any], data: dict[str, Any]) -> None:
+        active.add(key)
+        if key not in open_alerts:
+            raise_.append(Alert(key, kind, now, subject, data))
+
+    warn_after = first_response_sla * (1 - rules.warn_margin)
+    for h in handoffs:
+        if h.is_open and h.first_reply_at is None and now - h.requested_at >= warn_after:
+            want(f"first_response:{h.id}", "first_response",
+                 {"handoff_id": h.id, "conversation_id": h.conversation_id, "skill": h.skill},
+                 {"requested_at": h.requested_at, "due_at": h.requested_at + first_response_sla,
+                  "agent_id": h.agent_id})
+
+    for skill, limits in rules.per_skill.items():
+        waiting, oldest_at = queues.get(skill, (0, now))
+        oldest = now - oldest_at if waiting else 0.0
+        key = f"queue_length:{skill}"
+        if limits.queue_length is not None and (
+                waiting >= limits.queue_length or
+                (key in open_alerts and waiting >= limits.queue_length * rules.clear_ratio)):
+            want(key, "queue_length", {"skill": skill}, {"waiting": waiting, "threshold": limits.queue_length})
+        key = f"oldest_wait:{skill}"
+        if limits.oldest_wait_seconds is not None and (
+                oldest >= limits.oldest_wait_seconds or
+                (key in open_alerts and oldest >= limits.oldest_wait_seconds * rules.clear_ratio)):
+            want(key, "oldest_wait", {"skill": skill},
+                 {"oldest_wait_seconds": round(oldest, 3), "threshold": limits.oldest_wait_seconds})
+
+    if rules.containment_floor is not None and containment is not None:
+        contained, started = containment
+        if started >= rules.containment_min_conversations:
+            ratio = contained / started
+            floor = rules.containment_floor
+            if ratio < floor or ("containment" in open_alerts and ratio < floor + rules.containment_clear_margin):
+                want("containment", "containment", {},
+                     {"contained": contained, "conversations": started, "value": round(ratio, 6), "floor": floor})
+        elif "containment" in open_alerts:
+            active.add("containment")  # too few conversations to judge: no change
+
+    return Decisions(raise_, sorted(k for k in open_alerts if k not in active))

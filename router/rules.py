@@ -1,0 +1,96 @@
+"""Per-skill routing rules, as a deployment writes them (a YAML file named by
+TIERDESK_ROUTING_RULES; docs/routing.md shows one):
+
+    skills:
+      billing:
+        fallback:                      # widen to these skills once waited
+          - {skill: general, after_seconds: 30}
+        reservation_timeout_seconds: 30
+        alerts: {queue_length: 20, oldest_wait_seconds: 120}
+
+Plain data in, checked rules out; reading the file is the edge's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tierdesk.errors import InvalidInput
+
+from .alerts import SkillThresholds
+from .routing import Fallback
+
+
+@dataclass(frozen=True, slots=True)
+class SkillRules:
+    fallback: tuple[Fallback, ...] = ()
+    reservation_timeout_seconds: float | None = None
+    # The SLA monitor raises an alert past these (router/alerts.py).
+    alert_queue_length: int | None = None
+    alert_oldest_wait_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRules:
+    skills: Mapping[str, SkillRules] = field(default_factory=dict)
+
+    def fallback(self) -> dict[str, tuple[Fallback, ...]]:
+        return {s: r.fallback for s, r in self.skills.items() if r.fallback}
+
+    def alert_thresholds(self) -> dict[str, SkillThresholds]:
+        return {s: SkillThresholds(r.alert_queue_length, r.alert_oldest_wait_seconds) for s, r in self.skills.items()
+                if r.alert_queue_length is not None or r.alert_oldest_wait_seconds is not None}
+
+    def reservation_timeouts(self) -> dict[str, float]:
+        return {s: r.reservation_timeout_seconds for s, r in self.skills.items()
+                if r.reservation_timeout_seconds is not None}
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 10**7:
+        raise InvalidInput(f"routing rules: {where} must be a number of seconds, 0 or more")
+    return float(value)
+
+
+def parse_rules(data: Any) -> RoutingRules:
+    if data is None:
+        return RoutingRules()
+    if not isinstance(data, dict) or set(data) - {"skills"}:
+        raise InvalidInput("routing rules: the top level holds only `skills`")
+    skills = data.get("skills") or {}
+    if not isinstance(skills, dict):
+        raise InvalidInput("routing rules: `skills` maps each skill to its rules")
+    parsed: dict[str, SkillRules] = {}
+    for skill, rules in skills.items():
+        where = f"skills.{skill}"
+        rules = rules or {}
+        if not isinstance(rules, dict):
+            raise InvalidInput(f"routing rules: {where} must be a mapping")
+        unknown = set(rules) - {"fallback", "reservation_timeout_seconds", "alerts"}
+        if unknown:
+            raise InvalidInput(f"routing rules: {where} has unknown keys {sorted(unknown)}")
+        chain = []
+        for i, step in enumerate(rules.get("fallback") or []):
+            if not isinstance(step, dict) or set(step) != {"skill", "after_seconds"} or not isinstance(
+                    step["skill"], str) or not step["skill"]:
+                raise InvalidInput(f"routing rules: {where}.fallback[{i}] needs `skill` and `after_seconds`")
+            if step["skill"] == skill:
+                raise InvalidInput(f"routing rules: {where}.fallback[{i}] falls back to the skill itself")
+            chain.append(Fallback(step["skill"], _number(step["after_seconds"], f"{where}.fallback[{i}]")))
+        if [f.after for f in chain] != sorted(f.after for f in chain):
+            raise InvalidInput(f"routing rules: {where}.fallback must widen in order of after_seconds")
+        timeout = rules.get("reservation_timeout_seconds")
+        alerts = rules.get("alerts") or {}
+        if not isinstance(alerts, dict) or set(alerts) - {"queue_length", "oldest_wait_seconds"}:
+            raise InvalidInput(f"routing rules: {where}.alerts takes queue_length and oldest_wait_seconds")
+        queue_length = alerts.get("queue_length")
+        if queue_length is not None and (isinstance(queue_length, bool) or not isinstance(queue_length, int)
+                                         or queue_length < 1):
+            raise InvalidInput(f"routing rules: {where}.alerts.queue_length must be a whole number, 1 or more")
+        oldest = alerts.get("oldest_wait_seconds")
+        parsed[str(skill)] = SkillRules(
+            tuple(chain), None if timeout is None else _number(timeout, f"{where}.reservation_timeout_seconds"),
+            queue_length, None if oldest is None else _number(oldest, f"{where}.alerts.oldest_wait_seconds"))
+    return RoutingRules(parsed)

@@ -1,0 +1,67 @@
+"""The SLA monitor's rules (router/alerts.py): raised once before the breach,
+cleared once, no flapping at a threshold."""
+
+from __future__ import annotations
+
+from router.alerts import Alert, AlertRules, SkillThresholds, evaluate
+from tests.unit.test_routing import handoff
+
+SLA = 60.0
+
+
+def run(open_alerts: dict[str, Alert], now: float, **kw):  # type: ignore[no-untyped-def]
+    kw.setdefault("handoffs", [])
+    kw.setdefault("queues", {})
+    kw.setdefault("containment", None)
+    decisions = evaluate(open_alerts, now, first_response_sla=SLA, **kw)
+    for a in decisions.raise_:
+        open_alerts[a.key] = a
+    for k in decisions.clear:
+        del open_alerts[k]
+    return [a.key for a in decisions.raise_], decisions.clear
+
+
+def test_a_handoff_is_warned_about_before_its_breach_once_and_cleared_once() -> None:
+    rules = AlertRules(warn_margin=0.2)
+    h = handoff(0.0, "billing")
+    alerts: dict[str, Alert] = {}
+    assert run(alerts, 47.9, handoffs=[h], rules=rules) == ([], [])
+    assert run(alerts, 48.0, handoffs=[h], rules=rules) == ([f"first_response:{h.id}"], [])
+    assert alerts[f"first_response:{h.id}"].data["due_at"] == 60.0
+    for t in (50.0, 61.0, 300.0):  # still unanswered, breached: raised once, not again
+        assert run(alerts, t, handoffs=[h], rules=rules) == ([], [])
+    h.first_reply_at = 301.0
+    assert run(alerts, 302.0, handoffs=[h], rules=rules) == ([], [f"first_response:{h.id}"])
+    assert run(alerts, 303.0, handoffs=[h], rules=rules) == ([], [])
+
+
+def test_an_ended_handoff_clears_its_alert() -> None:
+    rules = AlertRules()
+    h = handoff(0.0)
+    alerts: dict[str, Alert] = {}
+    run(alerts, 50.0, handoffs=[h], rules=rules)
+    h.resolved_at = 55.0
+    assert run(alerts, 56.0, handoffs=[h], rules=rules)[1] == [f"first_response:{h.id}"]
+
+
+def test_queue_thresholds_do_not_flap() -> None:
+    rules = AlertRules(per_skill={"billing": SkillThresholds(queue_length=10, oldest_wait_seconds=120)},
+                       clear_ratio=0.8)
+    alerts: dict[str, Alert] = {}
+    assert run(alerts, 0.0, queues={"billing": (9, 0.0)}, rules=rules) == ([], [])
+    assert run(alerts, 1.0, queues={"billing": (10, 0.0)}, rules=rules) == (["queue_length:billing"], [])
+    for n in (9, 10, 8, 9, 11):  # hovering at the threshold: no new raise, no clear
+        assert run(alerts, 2.0, queues={"billing": (n, 0.0)}, rules=rules) == ([], [])
+    assert run(alerts, 3.0, queues={"billing": (7, 0.0)}, rules=rules) == ([], ["queue_length:billing"])
+    # oldest wait: now - oldest request time
+    assert run(alerts, 120.0, queues={"billing": (1, 0.0)}, rules=rules) == (["oldest_wait:billing"], [])
+    assert run(alerts, 200.0, queues={"billing": (1, 150.0)}, rules=rules) == ([], ["oldest_wait:billing"])
+
+
+def test_containment_under_the_floor_with_enough_conversations() -> None:
+    rules = AlertRules(containment_floor=0.5, containment_min_conversations=20, containment_clear_margin=0.05)
+    alerts: dict[str, Alert] = {}
+    assert run(alerts, 0.0, containment=(2, 10), rules=rules) == ([], [])  # too few to judge
+    assert run(alerts, 1.0, containment=(9, 20), rules=rules) == (["containment"], [])
+    assert run(alerts, 2.0, containment=(10, 20), rules=rules) == ([], [])  # at the floor: inside the margin
+    assert run(alerts, 3.0, containment=(11, 20), rules=rules) == ([], ["containment"])
