@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## serve: migrate the embedded SQLite database, train the demo model if none,
-## create the demo channel and agents, print their tokens, serve on :8080
+## create the demo channel (delivering to the server's own /demo/inbox), three
+## agents and a supervisor, print their tokens (and write var/demo.env for the
+## README's walk-through), serve on :8080
 serve: $(STAMP)
 	$(BIN)/tierdesk serve --demo
 
@@ -61,8 +63,9 @@ faults: $(STAMP)
 	$(BIN)/python -m pytest -q -s tests/faults
 
 ## bench: throughput and latency against bare aiohttp (SQLite and PostgreSQL),
-## metrics endpoint over 1M messages, idle WebSockets (docs/performance.md); the
-## routing simulator: speed, Erlang C/A at full length, routing quality (docs/routing.md)
+## metrics endpoint over 1M messages, idle WebSockets (results in docs/benchmarks.md,
+## read in docs/performance.md); the routing simulator: speed, Erlang C/A at full
+## length, routing quality (docs/routing.md)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py; a=$$?; $(BIN)/python bench/metrics_bench.py; b=$$?; \
 	$(BIN)/python bench/ws_bench.py; c=$$?; $(BIN)/python bench/simulate_bench.py; d=$$?; \
@@ -80,5 +83,6 @@ $(EMBEDDINGS): $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
+## clean-demo: forget the demo (database, tokens, trained models)
 clean-demo:
 	rm -rf var/ models/v* models/ACTIVE

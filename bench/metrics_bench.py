@@ -44,7 +44,7 @@ What it does, per database:
 
 Writes bench/results/metrics.json and the section between
 ``<!-- metrics-bench:begin -->`` and ``<!-- metrics-bench:end -->`` in
-docs/performance.md (together with the last bench/ws_bench.py results).
+docs/benchmarks.md (together with the last bench/ws_bench.py results).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ from run import (  # noqa: E402 - the throughput harness's helpers
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-DOC = ROOT / "docs" / "performance.md"
+DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- metrics-bench:begin -->", "<!-- metrics-bench:end -->"
 SECTION = "## Metrics endpoint and WebSockets"
 METRICS_JSON = RESULTS / "metrics.json"
@@ -759,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-timeout", type=float, default=300.0)
     p.add_argument("--query-timeout", type=float, default=120.0)
     p.add_argument("--output", default=str(METRICS_JSON))
-    p.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md")
+    p.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
     args = p.parse_args(argv)
     names = [x.strip() for x in args.backends.split(",") if x.strip()]
     if not names or set(names) - {"sqlite", "postgresql"}:

@@ -6,7 +6,7 @@
 
 Exit status: 0 every target met, 3 some target missed (results written
 anyway), 1 error, 2 wrk missing, 130 interrupted. docs/performance.md
-explains the method and the figures.
+explains the method and what the figures mean for sizing.
 
 What it does, on 127.0.0.1 only, every step bounded in time:
 
@@ -31,7 +31,7 @@ What it does, on 127.0.0.1 only, every step bounded in time:
    server has been killed with SIGKILL); after the handoff runs, and once a
    second during them, no agent holds more open handoffs than its capacity.
 5. Writes bench/results/latest.json and replaces the table between
-   ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in docs/performance.md.
+   ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in docs/benchmarks.md.
 
 Also recorded: server RSS after the FAQ run, group-commit batch sizes (from
 /metrics), server CPU per thread and per request, the CPU of the PostgreSQL
@@ -72,7 +72,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-DOC = ROOT / "docs" / "performance.md"
+DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 HOST = "127.0.0.1"
 # Workers publish their /metrics series to one another every second.
@@ -299,10 +299,12 @@ def scrape(base: str, workers: int = 1) -> dict[str, float]:
 
 
 def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    batches = after.get("tierdesk_group_commit_batches", 0) - before.get("tierdesk_group_commit_batches", 0)
-    changes = after.get("tierdesk_group_commit_changes", 0) - before.get("tierdesk_group_commit_changes", 0)
-    stepwise = (after.get("tierdesk_group_commit_stepwise_batches", 0)
-                - before.get("tierdesk_group_commit_stepwise_batches", 0))
+    batches = (after.get("tierdesk_group_commit_batches_total", 0)
+               - before.get("tierdesk_group_commit_batches_total", 0))
+    changes = (after.get("tierdesk_group_commit_changes_total", 0)
+               - before.get("tierdesk_group_commit_changes_total", 0))
+    stepwise = (after.get("tierdesk_group_commit_stepwise_batches_total", 0)
+                - before.get("tierdesk_group_commit_stepwise_batches_total", 0))
     actions: dict[str, int] = {}
     for key, v in after.items():
         m = re.fullmatch(r'tierdesk_messages_total\{action="([^"]+)"\}', key)
@@ -1435,7 +1437,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-target", choices=("sqlite", "postgresql"), default="sqlite",
                    help="which tierdesk target --profile samples")
     p.add_argument("--output", default=str(RESULTS / "latest.json"))
-    p.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md")
+    p.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
     args = p.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.rounds = args.rounds or (1 if args.quick else 2)

@@ -28,7 +28,7 @@ What it does:
 
 Writes bench/results/ws.json and the section between
 ``<!-- metrics-bench:begin -->`` and ``<!-- metrics-bench:end -->`` in
-docs/performance.md (together with the last bench/metrics_bench.py results).
+docs/benchmarks.md (together with the last bench/metrics_bench.py results).
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ws-idle-timeout", type=float, default=600.0, help="TIERDESK_WS_IDLE_TIMEOUT_SECONDS")
     p.add_argument("--models-dir", help="use the model in this directory (trained into it if it has none)")
     p.add_argument("--output", default=str(WS_JSON))
-    p.add_argument("--no-doc", action="store_true", help="do not touch docs/performance.md")
+    p.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
     p.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

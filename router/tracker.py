@@ -21,7 +21,7 @@ class EventKind(enum.StrEnum):
     QUEUED = "queued"  # data: skill
     ASSIGNED = "assigned"
     AGENT_REPLIED = "agent_replied"
-    TRANSFERRED = "transferred"  # agent_id: who passed it on; data: skill, to_agent
+    TRANSFERRED = "transferred"  # agent_id: who passed it on; data: skill, to_agent (None: to a skill)
     REQUEUED = "requeued"  # agent_id: who held it; data: reason, skill
     RESOLVED = "resolved"  # data: by (agent|customer|idle|bot), abandoned
     REOPENED = "reopened"

@@ -40,6 +40,10 @@ class Accounts:
             ))
         return channel
 
+    async def set_webhook_url(self, channel_id: str, url: str | None) -> None:
+        async with self.engines.writing() as conn:
+            await conn.execute(update(t.channels).where(t.channels.c.id == channel_id).values(webhook_url=url))
+
     async def channel(self, channel_id: str) -> Channel | None:
         async with self.engines.reading() as conn:
             r = (await conn.execute(select(t.channels).where(t.channels.c.id == channel_id))).mappings().first()

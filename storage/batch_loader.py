@@ -4,7 +4,7 @@ time: those that arrive while it runs share the next one.
 Under load a new query would otherwise start every event-loop turn, each on
 a connection of its own: on PostgreSQL, each one a pool check-out (with its
 ping, a round trip of its own) and SQLAlchemy's bookkeeping, ~6 % of the
-loop's samples on the FAQ path (docs/performance.md, session 7); on SQLite
+loop's samples on the FAQ path (py-spy, before 2f5b99c); on SQLite
 they queued for the one look-up thread anyway.
 """
 

@@ -123,7 +123,7 @@ def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "N
         # a benchmark) keeps scanning it whole once it is large, until an
         # ANALYZE happens to invalidate it. That took the conversation
         # look-up from 0.02 to 6 ms per query within a minute of load
-        # (docs/performance.md, session 5). The group commit's statement,
+        # (auto_explain under load, before fde0715). The group commit's statement,
         # too large to plan every time, is kept on key paths instead
         # (storage/pg_writer.py).
         # Connecting gives up after 5 s: a refused connection fails at once

@@ -4,9 +4,10 @@ The first message of a conversation the service does not hold in memory
 asks the database whether the conversation exists; nearly always it does
 not. On SQLite that question is a hop to a reading thread and back, and on
 this project's 2-core test machine every such hop costs more than the query
-(docs/performance.md). A filter of every stored key answers "certainly not"
-in a few microseconds; only a "maybe" (a key stored, or a 1 % false
-positive) goes to the database.
+(at 1,600 FAQ answers a second the filter took p50 from 15.8–25 to 6.4 ms,
+96880fc). A filter of every stored key answers "certainly not" in a few
+microseconds; only a "maybe" (a key stored, or a 1 % false positive) goes
+to the database.
 
 It may only err towards "maybe": a stored key the filter missed would make
 the service start a second conversation under the key, which the database

@@ -16,6 +16,7 @@ from typing import Any
 
 from router.changes import AgentProfile, Changes, ConversationState, MessageRecord, OutboxItem
 from router.model import ConversationStatus, Handoff
+from router.rollups import HistogramDelta
 from router.tracker import TrackerEvent
 
 Row = tuple[Any, ...]
@@ -37,7 +38,7 @@ class ChangeRows:
     events: list[Row]
     outbox: list[Row]
     rollups: dict[RollupKey, float]
-    histograms: dict[RollupKey, dict[int, int]]
+    histograms: dict[RollupKey, HistogramDelta]
     replied: list[tuple[float, str]]
     verdicts: list[tuple[str, str]]
 
@@ -78,7 +79,7 @@ class BatchRows:
     messages: list[Row]
     events: list[Row]
     outbox: list[Row]
-    histograms: dict[RollupKey, dict[int, int]]
+    histograms: dict[RollupKey, HistogramDelta]
     rollups: list[tuple[float, str, str, float]]
     replied: list[tuple[float, str]]
     verdicts: list[tuple[str, str]]
@@ -90,7 +91,7 @@ class BatchRows:
         handoffs: dict[str, Row] = {}
         net: dict[str, int] = {}
         rollup: dict[RollupKey, float] = {}
-        hist: dict[RollupKey, dict[int, int]] = {}
+        hist: dict[RollupKey, HistogramDelta] = {}
         for c in live:
             for cid, row in c.conversations.items():
                 conversations[cid] = row
@@ -100,10 +101,11 @@ class BatchRows:
                 net[agent_id] = net.get(agent_id, 0) + d
             for key, value in c.rollups.items():
                 rollup[key] = rollup.get(key, 0.0) + value
-            for key, bins in c.histograms.items():
-                mine = hist.setdefault(key, {})
-                for b, n in bins.items():
-                    mine[b] = mine.get(b, 0) + n
+            for key, delta in c.histograms.items():
+                mine = hist.get(key)
+                if mine is None:
+                    mine = hist[key] = HistogramDelta()
+                mine.merge(delta)
         return cls(
             conversations=list(conversations.values()),
             conversation_bases=[bases[cid] for cid in conversations],
@@ -192,7 +194,7 @@ def check_capacity(load: Sequence[tuple[str, int]], moved: set[str]) -> None:
 
 def _json(value: Any) -> str:
     # orjson: rows are built on the event loop, and json.dumps was 3.8 % of
-    # its samples on the PostgreSQL FAQ path (py-spy, session 6).
+    # its samples on the PostgreSQL FAQ path (py-spy, before 2479648).
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 

@@ -6,7 +6,8 @@ not an engine: SQLAlchemy's per-statement Python cost was most of the
 writer's CPU. It runs in a child process (storage/writer_process.py) with
 an interpreter, and so a GIL, of its own: on a thread, every statement of a
 batch handed the GIL back and forth with the busy event loop, and a batch of
-~30 messages took ~10 ms for ~3 ms of CPU (docs/performance.md, session 6).
+~30 messages took ~10 ms for ~3 ms of CPU (measured before f8bb633, which
+moved it into the child).
 The event loop turns each batch into rows (storage/rows.py), sends them
 over a pipe and awaits the answer, which the child sends after COMMIT: a
 request is answered only once its rows are durable.

@@ -223,7 +223,8 @@ metric_histograms = Table(
     "metric_histograms",
     metadata,
     # Response-time histograms per hour, channel and statistic, in
-    # the compact form of router/rollups.py (the span of occupied bins).
+    # the compact form of router/rollups.py (the span of occupied bins, and
+    # the least and greatest sample).
     Column("hour", Double, primary_key=True),
     Column("channel_id", String(64), primary_key=True),
     Column("stat", String(32), primary_key=True),

@@ -1,17 +1,38 @@
-"""The `tierdesk` command."""
+"""tierdesk: middleware between customer chat channels and human agents.
+
+A FAQ bot answers what it can, hands the rest to the least-loaded skilled
+agent, and reports response metrics split by tier. This command serves the
+HTTP API and does the operator's work around it: the database schema, the
+demo set-up, the FAQ models, the metric rollups and the outbound deliveries.
+Settings come from the environment (TIERDESK_*; README.md lists them)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import textwrap
 from pathlib import Path
 
 from tierdesk import __version__
 from tierdesk.errors import InvalidInput, TierdeskError
-from tierdesk.settings import PROJECT_ROOT, Settings
+from tierdesk.settings import Settings
 
-DEMO_STATE = PROJECT_ROOT / "var" / "demo.json"
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped paragraph by paragraph, and each option's default
+    after its help (unless the help already says it, or there is none worth
+    saying)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(textwrap.fill(" ".join(p.split()), width, initial_indent=indent,
+                                          subsequent_indent=indent) for p in text.split("\n\n"))
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (action.default in (None, False, argparse.SUPPRESS) or "default" in text
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -29,12 +50,17 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env(**overrides)
     if settings.is_sqlite:
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    demo_inbox = None
     if args.demo:
-        from tierdesk.demo import banner, set_up
+        from tierdesk.demo import banner, set_up, write_env
+        from tierdesk.web.demo_inbox import DemoInbox
 
-        tokens = set_up(settings, DEMO_STATE)
+        tokens = set_up(settings)
         admin = settings.admin_token or tokens.admin
         settings = Settings.from_env(**overrides, admin_token=admin)
+        write_env(settings, tokens, admin)
+        demo_inbox = DemoInbox(tokens.channel_id, tokens.webhook_secret,
+                               signature_tolerance=settings.signature_tolerance_seconds)
         print(banner(settings, tokens, admin), flush=True)
     elif not args.reuse_port:  # a worker: its supervisor migrated
         upgrade(settings.database_url)
@@ -54,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
         from tierdesk.web.worker_metrics import WorkerMetrics
 
         worker = WorkerMetrics(args.worker_metrics_dir, args.worker)
-    app = create_app(settings, worker=worker, manage_heap=True)
+    app = create_app(settings, worker=worker, manage_heap=True, demo_inbox=demo_inbox)
     web.run_app(app, host=settings.host, port=settings.port, access_log=None, reuse_port=args.reuse_port or None,
                 print=lambda s: print(s, flush=True), shutdown_timeout=10.0)
     return 0
@@ -70,11 +96,13 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tierdesk.demo import banner, set_up
+    from tierdesk.demo import banner, set_up, write_env
 
     settings = Settings.from_env()
-    tokens = set_up(settings, DEMO_STATE)
-    print(banner(settings, tokens, settings.admin_token or tokens.admin))
+    tokens = set_up(settings)
+    admin = settings.admin_token or tokens.admin
+    write_env(settings, tokens, admin)
+    print(banner(settings, tokens, admin))
     return 0
 
 
@@ -88,7 +116,10 @@ def _metrics_rebuild(args: argparse.Namespace) -> int:
     from tierdesk.metrics_admin import rebuild
 
     settings = Settings.from_env()
-    n = asyncio.run(rebuild(settings.database_url, _sla(settings)))
+    from tierdesk.progress import Progress
+
+    with Progress(sys.stderr) as progress:
+        n = asyncio.run(rebuild(settings.database_url, _sla(settings), progress=progress))
     print(f"rollups rebuilt from the events of {n} conversations")
     return 0
 
@@ -99,6 +130,8 @@ def _metrics_seed(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     upgrade(settings.database_url)
+    from tierdesk.progress import Progress
+
     if args.history:
         from tierdesk.history_seed import seed_history
 
@@ -107,12 +140,16 @@ def _metrics_seed(args: argparse.Namespace) -> int:
         from tierdesk.planning import day_start
 
         end = day_start(args.until) if args.until else None
-        result = asyncio.run(seed_history(settings.database_url, args.weeks, _sla(settings), seed=args.seed,
-                                          end=end))
-    else:
+        with Progress(prefix="") as progress:  # its lines are its report, on standard output
+            result = asyncio.run(seed_history(settings.database_url, args.weeks, _sla(settings), seed=args.seed,
+                                              end=end, progress=progress))
+        print(result)
+        return 0
+    with Progress(sys.stderr) as progress:
         result = asyncio.run(seed(settings.database_url, args.messages, args.days, _sla(settings),
-                                  seed_value=args.seed))
-    print(result)
+                                  progress=progress, seed_value=args.seed))
+    print(f"seeded {result['seeded']:,} messages in {result['seconds']} s; "
+          f"the database holds {result['messages']:,}")
     return 0
 
 
@@ -148,13 +185,14 @@ def _faq_suggest(args: argparse.Namespace) -> int:
     import time
 
     from storage.faq import FaqRepository
-    from tierdesk.faq_traffic import missed_clusters, suggestion_yaml
+    from tierdesk.faq_traffic import known_examples, missed_clusters, suggestion_yaml
 
     async def work(engines):  # type: ignore[no-untyped-def]
         return await missed_clusters(FaqRepository(engines), time.time() - args.days * 86400)
 
-    _, clusters = asyncio.run(_with_engines(work))
-    print(suggestion_yaml(clusters, min_size=args.min_size), end="")
+    misses, clusters = asyncio.run(_with_engines(work))
+    print(suggestion_yaml(clusters, min_size=args.min_size, top=args.top, misses=len(misses), days=args.days,
+                          known=known_examples(Settings.from_env().knowledge_base)), end="")
     return 0
 
 
@@ -163,8 +201,9 @@ def _faq_shadow(args: argparse.Namespace) -> int:
     import time
 
     from storage.faq import FaqRepository
-    from tierdesk.faq_traffic import shadow_run
+    from tierdesk.faq_traffic import format_shadow, shadow_run
     from tierdesk.models import LiveModel
+    from tierdesk.progress import Progress
 
     settings = Settings.from_env()
 
@@ -172,10 +211,14 @@ def _faq_shadow(args: argparse.Namespace) -> int:
         repo = FaqRepository(engines)
         live = LiveModel(settings.models_dir, settings.knowledge_base)
         await live.load(await repo.answer_overrides())
-        return await shadow_run(live, repo, args.version, time.time() - args.days * 86400,
-                                progress=lambda m: print(m, file=sys.stderr))
+        with Progress(sys.stderr) as progress:
+            return await shadow_run(live, repo, args.version, time.time() - args.days * 86400, progress=progress)
 
-    print(json.dumps(asyncio.run(_with_engines(work)), indent=2))
+    report = asyncio.run(_with_engines(work))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_shadow(report, days=args.days))
     return 0
 
 
@@ -204,60 +247,96 @@ def _deliveries_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, description: str = "",  # type: ignore[type-arg]
+             ) -> argparse.ArgumentParser:
+    """A subcommand with a one-line summary (in its parent's list) and a
+    description (in its own help)."""
+    return sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}."
+                          + (f"\n\n{description}" if description else ""), formatter_class=HelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tierdesk", description=__doc__)
+    parser = argparse.ArgumentParser(prog="tierdesk", description=__doc__, formatter_class=HelpFormatter,
+                                     epilog="Run `tierdesk COMMAND --help` for a command's options.")
     parser.add_argument("--version", action="version", version=f"tierdesk {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = _command(sub, "serve", "run the HTTP server", (
+        "Migrates the database first (not in a worker of TIERDESK_WORKERS > 1: its supervisor did), then\n"
+        "serves the API until SIGTERM or Ctrl-C."))
+    serve.add_argument("--host", help="address to listen on (default: $TIERDESK_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: $TIERDESK_PORT, else 8080)")
     serve.add_argument("--demo", action="store_true",
-                       help="first set up the demo (database, model, channel, agents) and print tokens")
+                       help="first set up the demo (database, model, a channel whose webhook is this "
+                            "server's own demo inbox at /demo/inbox, three agents, a supervisor), print their "
+                            "tokens and write them for a shell to var/demo.env")
     # How a worker of TIERDESK_WORKERS > 1 is started (tierdesk/workers.py).
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     serve.add_argument("--worker-metrics-dir", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
-    sub.add_parser("migrate", help="bring the database to the current schema").set_defaults(func=_migrate)
-    sub.add_parser("demo", help="set up the demo channel, agents and model; print tokens").set_defaults(func=_demo)
-    metrics = sub.add_parser("metrics", help="maintain the metric rollups").add_subparsers(
-        dest="metrics_command", required=True)
-    metrics.add_parser("rebuild", help="recompute the hourly rollups from the event log").set_defaults(
-        func=_metrics_rebuild)
-    seed = metrics.add_parser("seed", help="fill the database with synthetic traffic (benchmarks), or with "
-                              "weeks of human-tier history (--history: for simulate --from-db and staffing)")
-    seed.add_argument("--messages", type=int, default=1_000_000)
-    seed.add_argument("--days", type=float, default=7.0)
+    _command(sub, "migrate", "bring the database to the current schema", (
+        "Runs the Alembic migrations up to the newest on $TIERDESK_DATABASE_URL; running it again does\n"
+        "nothing. `tierdesk serve` does this too on start.")).set_defaults(func=_migrate)
+    _command(sub, "demo", "set up the demo channel, agents and model; print their tokens", (
+        "What `tierdesk serve --demo` does before serving: migrate the database, train the demo model if\n"
+        "there is none, create one channel, three agents and a supervisor (once; var/demo.json keeps\n"
+        "their tokens, $TIERDESK_DEMO_DIR to keep them elsewhere), write var/demo.env for a shell, and\n"
+        "print the tokens.")).set_defaults(func=_demo)
+    metrics = _command(sub, "metrics", "maintain the metric rollups").add_subparsers(
+        dest="metrics_command", required=True, metavar="COMMAND")
+    _command(metrics, "rebuild", "recompute the hourly rollups from the event log", (
+        "After changing an SLA (rollups count \"within SLA\" with the SLA in force when the reply came),\n"
+        "or to repair them. Run it with the service stopped.")).set_defaults(func=_metrics_rebuild)
+    seed = _command(metrics, "seed", "fill the database with synthetic traffic (for benchmarks) or history", (
+        "Conversations of 1-4 customer messages over the last --days, 70% answered by the bot and the\n"
+        "rest handed off to one of 40 agents; rollups are written as the service would. With --history,\n"
+        "weeks of a staffed desk's handoffs instead, for `tierdesk simulate --from-db` and\n"
+        "`tierdesk staffing`."))
+    seed.add_argument("--messages", type=int, default=1_000_000, help="customer messages to write")
+    seed.add_argument("--days", type=float, default=7.0, help="spread them over this many days before now")
     seed.add_argument("--history", action="store_true",
                       help="simulated handoffs of a staffed desk, up to the start of today (UTC)")
     seed.add_argument("--weeks", type=int, default=4, help="with --history: how many weeks")
     seed.add_argument("--until", metavar="YYYY-MM-DD", help="with --history: up to the start of that day "
-                                                            "(default today)")
-    seed.add_argument("--seed", type=int, default=1)
+                                                            "(default: today)")
+    seed.add_argument("--seed", type=int, default=1, help="random seed (the same seed writes the same traffic)")
     seed.set_defaults(func=_metrics_seed)
     from tierdesk.planning import register as register_planning
 
-    register_planning(sub)
+    register_planning(sub, formatter_class=HelpFormatter)
     from classifier.cli import register
 
-    faq = register(sub)
-    misses = faq.add_parser("misses", help="questions the bot missed, clustered, biggest first")
-    misses.add_argument("--days", type=float, default=7.0)
+    faq = register(sub, formatter_class=HelpFormatter)
+    misses = _command(faq, "misses", "questions the bot missed, clustered, biggest first", (
+        "A miss is a question the bot was not confident enough to answer, an answer the customer\n"
+        "rated down, or an answer after which the customer asked for a person."))
+    misses.add_argument("--days", type=float, default=7.0, help="look back this many days")
     misses.set_defaults(func=_faq_misses)
-    suggest = faq.add_parser("suggest", help="draft knowledge-base entries from the biggest miss clusters")
-    suggest.add_argument("--days", type=float, default=7.0)
-    suggest.add_argument("--min-size", type=int, default=2)
+    suggest = _command(faq, "suggest", "draft knowledge-base entries from the biggest miss clusters", (
+        "Prints YAML to review and paste into the knowledge base. Clusters too small, too short to be\n"
+        "a question (\"hi\"), or made of an existing intent's own examples (its answer is what needs\n"
+        "work) are not drafted; the output says which and why."))
+    suggest.add_argument("--days", type=float, default=7.0, help="look back this many days")
+    suggest.add_argument("--min-size", type=int, default=2, help="draft only clusters of at least this many questions")
+    suggest.add_argument("--top", type=int, default=10, help="draft at most this many entries")
     suggest.set_defaults(func=_faq_suggest)
-    shadow = faq.add_parser("shadow", help="replay stored traffic through a candidate version vs the active one")
-    shadow.add_argument("version")
-    shadow.add_argument("--days", type=float, default=7.0)
+    shadow = _command(faq, "shadow", "replay stored traffic through a candidate version vs the active one", (
+        "What would change if VERSION went live: questions that would be answered instead of handed\n"
+        "off and the reverse, different answers, and each model's precision where customers told us\n"
+        "(a good rating or \"resolved\" confirms an answer; a thumbs-down rejects it)."))
+    shadow.add_argument("version", help="the candidate model version (see `tierdesk faq versions`)")
+    shadow.add_argument("--days", type=float, default=7.0, help="replay the customer messages of this many days")
+    shadow.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     shadow.set_defaults(func=_faq_shadow)
-    deliveries = sub.add_parser("deliveries", help="outbound deliveries to channel webhooks").add_subparsers(
-        dest="deliveries_command", required=True)
-    listing = deliveries.add_parser("list", help="list deliveries (dead letters by default)")
-    listing.add_argument("--status", choices=("pending", "delivered", "dead"), default="dead")
+    deliveries = _command(sub, "deliveries", "outbound deliveries to channel webhooks").add_subparsers(
+        dest="deliveries_command", required=True, metavar="COMMAND")
+    listing = _command(deliveries, "list", "list deliveries (dead letters by default)")
+    listing.add_argument("--status", choices=("pending", "delivered", "dead"), default="dead",
+                         help="which deliveries to list")
     listing.set_defaults(func=_deliveries_list)
-    deliveries.add_parser("replay", help="put every dead letter back in line").set_defaults(func=_deliveries_replay)
+    _command(deliveries, "replay", "put every dead letter back in line", (
+        "Each is tried again from its first attempt, as soon as the delivery worker next looks.")
+             ).set_defaults(func=_deliveries_replay)
     return parser
 
 

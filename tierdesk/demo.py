@@ -1,13 +1,15 @@
 """The demo set-up behind `make serve`: a migrated SQLite database, a trained
-demo model, one channel and three agents, and their tokens printed."""
+demo model, one channel (its webhook is the server's own demo inbox,
+tierdesk/web/demo_inbox.py), three agents and a supervisor, and their
+tokens printed and written for a shell (demo.env)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import secrets
 import dataclasses
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,12 +48,24 @@ DEMO_PEOPLE = (
 @dataclass(frozen=True)
 class DemoTokens:
     admin: str
+    supervisor: str
     channel: str
     channel_id: str
+    webhook_secret: str
     agents: dict[str, dict[str, str]]
     widget_channel_id: str = ""
     # email -> (role, password), for the console
     people: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+
+
+def base_url(settings: Settings) -> str:
+    """Where this server is reached from this machine."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def inbox_url(settings: Settings) -> str:
+    return f"{base_url(settings)}/demo/inbox"
 
 
 class _NoClassifier:
@@ -69,6 +83,7 @@ def ensure_model(settings: Settings, progress: Any = print) -> str:
 
 
 async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
+    webhook = inbox_url(settings)
     saved: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}
     engines = create_engines(settings.database_url)
     store = SqlStore(engines)
@@ -78,13 +93,16 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
         channel = await accounts.channel(saved.get("channel_id", "")) if saved.get("channel_id") else None
         if channel is None:
             channel = await accounts.create_channel(Channel(
-                id=new_id("chn"), name="demo web chat", webhook_url=None,
+                id=new_id("chn"), name="demo web chat", webhook_url=webhook,
                 webhook_secret="whsec_" + secrets.token_urlsafe(24), created_at=clock.now(),
             ))
             token = new_token(Role.CHANNEL)
             await accounts.add_credential(token_hash(token), Principal(Role.CHANNEL, channel.id), clock.now())
             saved["channel_id"], saved["channel_token"] = channel.id, token
             saved["agents"] = {}
+        elif channel.webhook_url != webhook:  # served on another host or port than last time
+            await accounts.set_webhook_url(channel.id, webhook)
+        saved["webhook_secret"] = channel.webhook_secret
         widget = await accounts.channel(saved.get("widget_channel_id", "")) if saved.get("widget_channel_id") else None
         if widget is None:
             # The built-in web chat: the demo page at /widget/demo/<id> embeds it.
@@ -112,6 +130,10 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
             agents[name] = {"id": agent.id, "token": token, "skills": ",".join(skills)}
         saved["agents"] = agents
         saved.setdefault("admin_token", new_token(Role.ADMIN))
+        if "supervisor_token" not in saved:
+            token = new_token(Role.SUPERVISOR)
+            await accounts.add_credential(token_hash(token), Principal(Role.SUPERVISOR, new_id("sup")), clock.now())
+            saved["supervisor_token"] = token
         saved["people"] = await _ensure_people(engines, agents, saved.get("people", {}), clock.now())
     finally:
         await store.close()
@@ -121,8 +143,10 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
     tmp.write_text(json.dumps(saved, indent=2))
     os.chmod(tmp, 0o600)
     tmp.replace(state_file)
-    return DemoTokens(admin=saved["admin_token"], channel=saved["channel_token"], channel_id=saved["channel_id"],
-                      agents=agents, people={e: (p["role"], p["password"]) for e, p in saved["people"].items()},
+    return DemoTokens(admin=saved["admin_token"], supervisor=saved["supervisor_token"],
+                      channel=saved["channel_token"], channel_id=saved["channel_id"],
+                      webhook_secret=saved["webhook_secret"], agents=agents,
+                      people={e: (p["role"], p["password"]) for e, p in saved["people"].items()},
                       widget_channel_id=saved["widget_channel_id"])
 
 
@@ -148,22 +172,53 @@ async def _ensure_people(engines: Any, agents: dict[str, dict[str, str]], saved:
     return out
 
 
-def set_up(settings: Settings, state_file: Path) -> DemoTokens:
+def set_up(settings: Settings) -> DemoTokens:
+    """Everything the demo needs, made once and kept in settings.demo_dir."""
+    from tierdesk.progress import Progress
+
     upgrade(settings.database_url)
-    ensure_model(settings)
-    return asyncio.run(_ensure_accounts(settings, state_file))
+    with Progress() as progress:
+        ensure_model(settings, progress)
+    return asyncio.run(_ensure_accounts(settings, settings.demo_dir / "demo.json"))
+
+
+def write_env(settings: Settings, tokens: DemoTokens, admin_token: str) -> Path:
+    """demo.env: the walk-through's shell variables (README.md), for `. var/demo.env`."""
+    first_agent = tokens.agents.get(DEMO_AGENTS[0][0]) or next(iter(tokens.agents.values()))
+    path = settings.demo_dir / "demo.env"
+    lines = [
+        "# tierdesk demo: `. var/demo.env` sets what README.md's walk-through uses.",
+        f"export TD={base_url(settings)}",
+        f"export CH={tokens.channel}",
+        f"export AG={first_agent['token']}",
+        f"export SV={tokens.supervisor}",
+        f"export AD={admin_token}",
+    ]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return path
 
 
 def banner(settings: Settings, tokens: DemoTokens, admin_token: str) -> str:
-    base = f"http://{settings.host}:{settings.port}"
+    env = settings.demo_dir / "demo.env"
+    try:
+        shown = env.relative_to(Path.cwd())
+    except ValueError:
+        shown = env
     lines = [
         "",
-        "tierdesk demo is ready.",
-        f"  admin token:    {admin_token}",
-        f"  channel token:  {tokens.channel}   (channel {tokens.channel_id})",
+        f"tierdesk demo is ready at {base_url(settings)}",
+        f"  admin token:       {admin_token}   ($AD)",
+        f"  supervisor token:  {tokens.supervisor}   ($SV: metrics, queue, FAQ misses)",
+        f"  channel token:     {tokens.channel}   ($CH; channel {tokens.channel_id})",
     ]
-    for name, a in tokens.agents.items():
-        lines.append(f"  agent token:    {a['token']}   ({name}; skills {a['skills']})")
+    for n, (name, a) in enumerate(tokens.agents.items()):
+        lines.append(f"  agent token:       {a['token']}   ({name}; skills {a['skills']}"
+                     + ("; $AG" if n == 0 else "") + ")")
+    lines.append(f"  demo inbox:        {inbox_url(settings)}   (the channel's webhook: agent replies arrive here)")
+    base = base_url(settings)
     lines += ["", f"Web chat demo (a customer's view): {base}/widget/demo/{tokens.widget_channel_id}",
               f"  embed it on a page: <script src=\"{base}/widget/widget.js\" "
               f"data-channel=\"{tokens.widget_channel_id}\" async></script>"]
@@ -175,14 +230,11 @@ def banner(settings: Settings, tokens: DemoTokens, admin_token: str) -> str:
         lines.append(f"  {role:<11} {email:<26} {password}")
     lines += [
         "",
-        "Try a FAQ question:",
-        f"  curl -s {base}/v1/messages -H 'Authorization: Bearer {tokens.channel}' \\",
-        "    -H 'Content-Type: application/json' \\",
+        "Next, in another terminal at the project's root:",
+        f"  . {shown}        # sets TD, CH, AG, SV and AD",
+        "and follow README.md, \"A walk through with curl\". For example:",
+        """  curl -s $TD/v1/messages -H "Authorization: Bearer $CH" -H 'Content-Type: application/json' \\""",
         """    -d '{"message_id":"m1","conversation_id":"c1","customer":{"id":"u1"},"text":"how do I reset my password"}'""",
-        "and a question for a person:",
-        f"  curl -s {base}/v1/messages -H 'Authorization: Bearer {tokens.channel}' \\",
-        "    -H 'Content-Type: application/json' \\",
-        """    -d '{"message_id":"m2","conversation_id":"c2","customer":{"id":"u2"},"text":"I was charged twice for my order and want my money back"}'""",
         "",
     ]
     return "\n".join(lines)

@@ -6,7 +6,8 @@ collected once a quarter of it is new. A server keeps tens of thousands of
 conversations in memory (five tracked objects each), so those full
 collections grew to 0.2-0.4 s, every ten seconds or so at a busy hour, and
 the middle generation's took 20-35 ms every two seconds: they were most of
-the p99 of the FAQ path (docs/performance.md, session 8).
+the p99 of the FAQ path (gc.callbacks under load, before 36766d9; what the
+policy costs and saves: docs/performance.md, "Latency").
 
 So what survives a middle collection is frozen (``gc.freeze``): it leaves the
 collector's sight, as the model and the start-up working set already did.
@@ -42,7 +43,7 @@ MIDDLE_THRESHOLD = 2
 YOUNG_SECONDS = 0.1
 # With the policy off (TIERDESK_GC_FREEZE_SURVIVORS=false): CPython's schedule,
 # young collections only less often than its 700, so that most of a
-# request's short-lived objects are gone before one runs (session 6).
+# request's short-lived objects are gone before one runs (since 11feaec).
 UNFROZEN_YOUNG_THRESHOLD = 10_000
 
 

@@ -4,7 +4,7 @@ Request context (request id, channel, conversation, agent) is bound per
 request and merged into every line the request logs. It lives in one
 ContextVar holding a dict, set once per request: structlog's own
 ``bind_contextvars`` creates a ContextVar per key and per call, which cost 4%
-of the CPU of a message request under load (docs/performance.md).
+of the CPU of a message request under load (py-spy, before 11feaec).
 """
 
 from __future__ import annotations

@@ -78,6 +78,8 @@ def _synthetic(n_messages: int, days: float, end: float, seed: int) -> Any:
         messages: list[dict[str, Any]] = []
         at = t0
         handoff = rng.random() < 0.3
+        hid: str | None = None
+        agent: str | None = None
         for j in range(k):
             mid = new_id("msg")
             human = handoff and j == k - 1
@@ -105,7 +107,10 @@ def _synthetic(n_messages: int, days: float, end: float, seed: int) -> Any:
                 messages[-1]["replied_at"] = replied
                 at = replied + rng.expovariate(1 / 40)
                 break
-        events.append(TrackerEvent(EventKind.RESOLVED, at + 60, ch, cid, data={"by": "idle", "abandoned": False}))
+        # The bot's conversations end idle; an agent resolves the handed-off ones.
+        ended = {"by": "agent", "abandoned": False} if hid else {"by": "idle"}
+        events.append(TrackerEvent(EventKind.RESOLVED, at + 60, ch, cid, handoff_id=hid, agent_id=agent,
+                                   data=ended))
         made += len(messages)
         yield events, messages
 

@@ -411,8 +411,14 @@ def _secs(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f} s"
 
 
-def register(sub: Any) -> None:
-    sim = sub.add_parser("simulate", help="run the routing rules on a virtual clock: synthetic or stored traffic")
+def register(sub: Any, formatter_class: Any = argparse.HelpFormatter) -> None:
+    sim = sub.add_parser(
+        "simulate", help="run the routing rules on a virtual clock: synthetic or stored traffic",
+        formatter_class=formatter_class,
+        description="Run the routing rules on a virtual clock: synthetic or stored traffic.\n\n"
+                    "The real Dispatcher routes simulated handoffs (Poisson or daily arrivals, handling times, "
+                    "patience) or the handoffs stored in the database (--from-db), and reports waits, "
+                    "service level and occupancy; docs/routing.md explains the model.")
     sim.add_argument("--from-db", action="store_true", help="replay the handoffs stored in the last --days days")
     sim.add_argument("--days", type=float, default=28.0, help="with --from-db (default 28)")
     sim.add_argument("--until", metavar="YYYY-MM-DD", help="with --from-db: the days before that one "
@@ -421,31 +427,38 @@ def register(sub: Any) -> None:
                      help="with --from-db: the agents as history shows them (default; skills taken, most "
                           "conversations at once, online in the quarter hours they worked), or the agents stored "
                           "now, online throughout")
-    sim.add_argument("--agents", type=int, default=10)
+    sim.add_argument("--agents", type=int, default=10, help="agents on the simulated desk")
     sim.add_argument("--skills", default="general", help="comma-separated (default general)")
-    sim.add_argument("--skills-per-agent", type=int, default=1)
+    sim.add_argument("--skills-per-agent", type=int, default=1, help="skills each simulated agent holds")
     sim.add_argument("--capacity", type=int, default=1, help="conversations an agent holds at once")
     sim.add_argument("--load", type=float, default=0.85, help="offered load ÷ slots (default 0.85)")
     sim.add_argument("--rate", type=float, help="handoffs an hour instead of --load")
     sim.add_argument("--profile", choices=("flat", "daily"), default="flat",
                      help="daily: peaks at 10:30 and 15:00, the rate the busiest quarter hour's")
     sim.add_argument("--handle", type=float, default=300.0, help="mean handling time, seconds")
-    sim.add_argument("--handle-dist", choices=("exponential", "lognormal"), default="exponential")
+    sim.add_argument("--handle-dist", choices=("exponential", "lognormal"), default="exponential",
+                     help="distribution of handling times")
     sim.add_argument("--handle-cv", type=float, default=1.0, help="lognormal: sd ÷ mean")
     sim.add_argument("--patience", type=float, help="mean patience, seconds (exponential); default: nobody leaves")
-    sim.add_argument("--vip-share", type=float, default=0.0)
+    sim.add_argument("--vip-share", type=float, default=0.0, help="share of handoffs from VIP customers")
     sim.add_argument("--conversations", type=int, help="default 100,000")
     sim.add_argument("--hours", type=float, help="simulated hours instead of --conversations")
     sim.add_argument("--warmup", type=float, help="seconds left out at the start (default 20 handling times; "
                                                    "0 with --from-db)")
-    sim.add_argument("--chooser", choices=(*CHOOSERS, "all"), default="least-loaded")
+    sim.add_argument("--chooser", choices=(*CHOOSERS, "all"), default="least-loaded",
+                     help="how an agent is chosen (all: compare them)")
     sim.add_argument("--within", type=float, default=20.0, help="service-level threshold, seconds")
-    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--seed", type=int, default=1, help="random seed (the same seed, the same run)")
     sim.add_argument("--json", metavar="PATH", help="write the figures as JSON ('-': standard output)")
     sim.add_argument("--plots", metavar="DIR", help="write PNG plots there")
     sim.set_defaults(func=_simulate)
 
-    st = sub.add_parser("staffing", help="agents needed per quarter hour and skill for a date, from history")
+    st = sub.add_parser(
+        "staffing", help="agents needed per quarter hour and skill for a date, from history",
+        formatter_class=formatter_class,
+        description="Agents needed per quarter hour and skill for a date, from history.\n\n"
+                    "Forecasts the handoffs from the same weekday of past weeks and sizes each quarter hour by "
+                    "Erlang C or A for the service level asked; docs/routing.md explains the model.")
     st.add_argument("--date", required=True, help="YYYY-MM-DD (UTC)")
     st.add_argument("--weeks", type=int, default=4, help="same weekday of this many weeks before (default 4)")
     st.add_argument("--service-level", type=float, default=0.8, help="share to answer within --within")
@@ -454,7 +467,8 @@ def register(sub: Any) -> None:
                     help="mean first response bound, seconds (default TIERDESK_SLA_HUMAN_FIRST_RESPONSE_SECONDS)")
     st.add_argument("--concurrency", type=int, help="conversations per agent (default: the stored agents' median "
                                                      "capacity)")
-    st.add_argument("--shrinkage", type=float, default=0.3)
+    st.add_argument("--shrinkage", type=float, default=0.3,
+                    help="share of paid time agents are not available (breaks, training)")
     st.add_argument("--verify-days", type=int, default=0,
                     help="simulate this many days of the profile on the recommended desk and report the slots "
                          "that met the target")

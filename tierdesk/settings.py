@@ -105,6 +105,9 @@ class Settings:
     # collections out of later scans, and free the cycles among it this often.
     gc_freeze_survivors: bool = True
     gc_reclaim_seconds: float = 600.0
+    # Where `tierdesk serve --demo` keeps the demo's tokens (demo.json, and
+    # demo.env for a shell).
+    demo_dir: Path = PROJECT_ROOT / "var"
     # Console sign-in (tierdesk/console): how long a signed-in browser stays
     # signed in, and how many wrong passwords per email or per address within
     # the lockout window before sign-in is refused for the rest of it.

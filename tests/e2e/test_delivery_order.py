@@ -130,4 +130,4 @@ async def test_a_dead_letter_holds_back_the_later_replies_of_its_conversation(ai
         await _run_clock(api, 1, step=1)
     assert [g["text"] for g in receiver.got] == ["other", "one", "two"]
     metrics = await (await api.client.get("/metrics")).text()
-    assert "tierdesk_delivery_dead_letters 1" in metrics
+    assert "tierdesk_deliveries_dead_total 1" in metrics

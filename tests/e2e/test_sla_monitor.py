@@ -114,3 +114,14 @@ async def test_a_skill_queue_past_its_threshold_raises_once(aiohttp_client, db_u
     await attendance.tick(api.app)
     assert (await api.call("GET", "/v1/live", supervisor))["alerts"] == []
     assert ADMIN_TOKEN
+
+
+async def test_prometheus_shows_the_oldest_wait_and_the_handoffs_at_risk_per_skill(app_client) -> None:
+    api = app_client
+    await api.send("c1", BILLING, message_id="m1")  # nobody holds billing: it waits
+    api.clock.advance(50)  # of a 60 s first-response SLA: less than 20 % left
+    await __import__("asyncio").sleep(1.1)  # the per-skill figures are read once a second
+    text = await (await api.client.get("/metrics")).text()
+    assert 'tierdesk_queue_oldest_wait_seconds{skill="billing"} 50' in text
+    assert 'tierdesk_handoffs_at_risk{skill="billing"} 1' in text
+    assert 'tierdesk_handoffs_breached{skill="billing"} 0' in text

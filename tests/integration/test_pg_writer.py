@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, text, update
 
 from router.changes import Changes, MessageRecord, OutboxItem
 from router.model import Sender, Tier
-from router.rollup_report import decode, dense, encode
+from router.rollup_report import Histogram, decode, dense, encode
 from router.rollups import bin_of, hour_of
 from storage import tables as t
 from storage.engine import create_engines
@@ -66,7 +66,7 @@ async def snapshot(store: SqlStore) -> dict[str, Any]:
         for hour, ch, stat, counts in (await conn.execute(select(h.c.hour, h.c.channel_id, h.c.stat, h.c.counts))):
             key = (hour, ch, stat)
             hists[key] = hists[key] + decode(counts) if key in hists else decode(counts)
-        out["histograms"] = {k: v.tolist() for k, v in hists.items()}
+        out["histograms"] = {k: (v.counts.tolist(), v.low, v.high) for k, v in hists.items()}
     return out
 
 
@@ -82,13 +82,14 @@ async def test_a_batch_of_answers_is_written_in_one_statement(store: SqlStore) -
     assert [tuple(r) for r in got] == [("msg-m1", AT + 0.5), ("msg-m2", AT + 2.0), ("msg-m3", AT + 0.5),
                                        ("msg-r1", None), ("msg-r2", None), ("msg-r3", None)]
     _, hists = await store.rollup_rows(0, AT + 3600)
-    [(_, _, stat, counts)] = hists
-    assert stat == "bot.rt" and counts[bin_of(0.5)] == 2 and counts[bin_of(2.0)] == 1
+    [(_, _, stat, h)] = hists
+    assert stat == "bot.rt" and h.counts[bin_of(0.5)] == 2 and h.counts[bin_of(2.0)] == 1
+    assert (h.low, h.high) == (0.5, 2.0)
     # The next batch adds to the row it knows, without reading it.
     await store._write_batch([answered(4)])
     assert (writer.one_statement_batches, writer.stepwise_batches) == (2, 0)
     _, hists = await store.rollup_rows(0, AT + 3600)
-    assert [c.sum() for *_, c in hists] == [4]
+    assert [h.counts.sum() for *_, h in hists] == [4]
 
 
 async def test_one_statement_stores_what_the_long_way_stores(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,10 +122,10 @@ async def test_a_batch_with_a_repeated_message_refuses_its_statement_and_is_writ
     assert await store.count("messages") == 6
     # The refused statement added nothing: the histogram holds one sample per answer.
     _, hists = await store.rollup_rows(0, AT + 3600)
-    assert sum(int(c.sum()) for *_, c in hists) == 3
+    assert sum(int(h.counts.sum()) for *_, h in hists) == 3
     await store._write_batch([answered(4)])
     _, hists = await store.rollup_rows(0, AT + 3600)
-    assert sum(int(c.sum()) for *_, c in hists) == 4
+    assert sum(int(h.counts.sum()) for *_, h in hists) == 4
 
 
 @pytest.mark.parametrize("behind_its_back", ["deleted", "changed"])
@@ -136,14 +137,14 @@ async def test_histogram_counts_changed_behind_the_writer_are_added_to_not_overw
         if behind_its_back == "deleted":  # as `tierdesk metrics rebuild` does first
             await conn.execute(delete(h))
         else:
-            await conn.execute(update(h).values(counts=encode(dense({bin_of(9.0): 5}))))
+            await conn.execute(update(h).values(counts=encode(Histogram(dense({bin_of(9.0): 5}), 9.0, 9.0))))
     await store._write_batch([answered(3)])
     writer = store._postgresql
     assert writer is not None and writer.stepwise_batches == 1
     _, hists = await store.rollup_rows(0, AT + 3600)
-    [(_, _, _, counts)] = hists
+    [(_, _, _, hist)] = hists
     expected = {"deleted": 1, "changed": 6}[behind_its_back]
-    assert counts.sum() == expected and counts[bin_of(0.5)] == 1
+    assert hist.counts.sum() == expected and hist.counts[bin_of(0.5)] == 1
     # Known again: the next batch is one statement.
     await store._write_batch([answered(4)])
     assert (writer.one_statement_batches, writer.stepwise_batches) == (2, 1)
@@ -157,7 +158,7 @@ async def test_each_instance_adds_to_histogram_rows_of_its_own(pg_url: str) -> N
         async with stores[0].engines.reading() as conn:
             h = t.metric_histograms
             rows = (await conn.execute(select(h.c.writer, h.c.counts).order_by(h.c.writer))).all()
-        assert [(w, int(decode(c).sum())) for w, c in rows] == [("instance-0", 3), ("instance-1", 3)]
+        assert [(w, int(decode(c).counts.sum())) for w, c in rows] == [("instance-0", 3), ("instance-1", 3)]
         assert all(s._postgresql is not None and s._postgresql.stepwise_batches == 0 for s in stores)
     finally:
         for s in stores:
@@ -183,7 +184,7 @@ async def test_a_lost_connection_fails_a_batch_at_most_and_the_writer_reconnects
     assert (await writer._held.driver()).get_server_pid() != pid
     assert await store.count("conversations") >= stored
     _, hists = await store.rollup_rows(0, AT + 3600)
-    assert sum(int(c.sum()) for *_, c in hists) == await store.count("conversations")
+    assert sum(int(h.counts.sum()) for *_, h in hists) == await store.count("conversations")
 
 
 async def test_an_hour_of_samples_lands_in_that_hours_row(store: SqlStore) -> None:
@@ -191,7 +192,8 @@ async def test_an_hour_of_samples_lands_in_that_hours_row(store: SqlStore) -> No
     later.rollup.sample(AT + 3600, "ch", "bot.rt", 1.0)
     await store._write_batch([later])
     _, hists = await store.rollup_rows(0, AT + 7200)
-    assert sorted((hour, int(c.sum())) for hour, _, _, c in hists) == [(hour_of(AT), 1), (hour_of(AT + 3600), 1)]
+    assert sorted((hour, int(h.counts.sum())) for hour, _, _, h in hists) == [(hour_of(AT), 1),
+                                                                              (hour_of(AT + 3600), 1)]
 
 
 async def _seq_scans(store: SqlStore) -> dict[str, int]:

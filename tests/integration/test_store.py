@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from router.changes import AgentProfile, Changes, MessageRecord, OutboxItem
 from router.model import (
@@ -348,9 +348,11 @@ async def test_metrics_verdicts_replies_and_deliveries_are_written(store: SqlSto
     rows, hists = await store.rollup_rows(0, at + 3600)
     assert sorted(rows) == [(hour_of(at), "ch", "bot.messages", 2.0), (hour_of(at), "ch", "bot.rt.n", 3.0),
                             (hour_of(at), "ch", "bot.rt.sum", 31.0)]
-    [(hour, channel, stat, counts)] = hists
+    [(hour, channel, stat, h)] = hists
     assert (hour, channel, stat) == (hour_of(at), "ch", "bot.rt")
-    assert counts[bin_of(0.5)] == 2 and counts[bin_of(30.0)] == 1 and counts.sum() == 3
+    assert h.counts[bin_of(0.5)] == 2 and h.counts[bin_of(30.0)] == 1 and h.counts.sum() == 3
+    # The least and greatest sample are kept with the counts (percentiles are clamped to them).
+    assert (h.low, h.high) == (0.5, 30.0)
     async with store.engines.reading() as conn:
         m = t.messages
         got = (await conn.execute(select(m.c.id, m.c.replied_at, m.c.verdict).order_by(m.c.id))).all()
@@ -407,8 +409,8 @@ async def test_concurrent_writers_add_to_the_same_histogram_without_losing_count
         _, hists = await stores[0].rollup_rows(0, at + 3600)
         # On PostgreSQL each store adds to rows of its own; readers add them up.
         totals: dict[str, int] = {}
-        for _, ch, _, counts in hists:
-            totals[ch] = totals.get(ch, 0) + int(counts.sum())
+        for _, ch, _, h in hists:
+            totals[ch] = totals.get(ch, 0) + int(h.counts.sum())
         assert totals == {"ch": 20, "ch2": 20}
     finally:
         for s in stores:
@@ -474,3 +476,27 @@ async def test_a_key_stored_behind_sqlites_back_costs_one_refusal_then_is_found(
         for s in (store, other):
             await s.close()
             await s.engines.dispose()
+
+
+async def test_a_histogram_stored_without_bounds_is_added_to_and_read_with_its_bins_edges(store: SqlStore) -> None:
+    """Histograms written before the least and greatest sample were kept
+    (no format byte, no bounds) are read and added to where they lie."""
+    import struct
+
+    from router.rollups import bin_bounds
+
+    at = 1_767_225_600.0 + 10
+    first = Changes()
+    first.rollup.sample(at, "ch", "human.first", 60.0)
+    await store._write_batch([first])
+    b = bin_of(60.0)
+    legacy = b.to_bytes(2, "little") + struct.pack("<q", 1)
+    async with store.engines.writing() as conn:
+        await conn.execute(update(t.metric_histograms).values(counts=legacy))
+    second = Changes()
+    second.rollup.sample(at, "ch", "human.first", 30.0)
+    await store._write_batch([second])
+    _, hists = await store.rollup_rows(0, at + 3600)
+    [(_, _, _, h)] = hists
+    assert h.counts[b] == 1 and h.counts[bin_of(30.0)] == 1 and h.counts.sum() == 2
+    assert (h.low, h.high) == (30.0, bin_bounds(b)[1])

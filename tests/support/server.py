@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,9 @@ def train_models(root: Path) -> Path:
 
 
 class Server:
-    def __init__(self, db_url: str, models: Path, port: int, log: Path, **env: str) -> None:
+    def __init__(self, db_url: str, models: Path, port: int, log: Path, *, args: Sequence[str] = (),
+                 cwd: Path = ROOT, **env: str) -> None:
+        """``args``: after `tierdesk serve` (``--demo``); ``cwd``: where it runs."""
         # Rate limits off: the load generators of fault tests retry hard
         # while the server is down, which is not what they test.
         self.env = {**os.environ, "TIERDESK_DATABASE_URL": db_url, "TIERDESK_ADMIN_TOKEN": ADMIN,
@@ -37,6 +40,8 @@ class Server:
                     "TIERDESK_RATE_LIMIT_IP_PER_SECOND": "0", **env}
         self.port = port
         self.log = log
+        self.args = list(args)
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -45,8 +50,8 @@ class Server:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "tierdesk.cli", "serve"], env=self.env, cwd=ROOT,
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([sys.executable, "-m", "tierdesk.cli", "serve", *self.args], env=self.env,
+                                         cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

@@ -387,6 +387,23 @@ async def test_transfer_to_a_skill_nobody_has_free_queues_it(desk: Desk, store: 
     assert [h.skill for h in desk.queue()] == ["legal"]
 
 
+async def test_transfer_to_a_skill_the_agent_holds_does_not_come_straight_back(desk: Desk,
+                                                                                store: FakeStore) -> None:
+    # ann, whose load just dropped, is the least loaded billing agent; the
+    # transfer goes to the other one, or waits, rather than back to her.
+    store.seed_agent("ann", ["general", "billing"], capacity=4)
+    store.seed_agent("bill", ["billing"], capacity=2, open_count=1)
+    await desk.start()
+    await send(desk, "c1", "agent")
+    assert store.handoff_of(WEB, "c1").agent_id == "ann"
+    await desk.transfer("ann", cid(store, "c1"), skill="billing")
+    assert store.handoff_of(WEB, "c1").agent_id == "bill"
+    await send(desk, "c2", "agent")
+    await desk.update_agent("bill", status=AgentStatus.OFFLINE)
+    await desk.transfer("ann", cid(store, "c2"), skill="billing")
+    assert store.conversation_state(WEB, "c2").status is ConversationStatus.QUEUED
+
+
 async def test_transfer_to_a_named_agent(desk: Desk, store: FakeStore) -> None:
     store.seed_agent("ann", ["general"])
     store.seed_agent("tech", ["tech"], capacity=1)

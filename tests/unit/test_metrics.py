@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 
+from router import rollups
 from router.metrics import SLA, compute, percentile
 from router.tracker import EventKind, TrackerEvent
+
+from .test_rollups import assert_same, report_via_rollups
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, on an hour boundary
 HOUR = 3600.0
@@ -89,8 +92,11 @@ class Timeline:
     def reopened(self, t: float) -> None:
         self._e(EventKind.REOPENED, t)
 
-    def feedback(self, t: float, rating: int | None, resolved: bool = False) -> None:
-        self._e(EventKind.FEEDBACK, t, handoff_id=self.handoff_id, data={"rating": rating, "resolved": resolved})
+    def feedback(self, t: float, rating: int | None, resolved: bool = False, replaces: int | None = None) -> None:
+        data: dict[str, Any] = {"rating": rating, "resolved": resolved}
+        if replaces is not None:  # the Desk's mark of a changed rating (one per episode)
+            data["replaces"] = replaces
+        self._e(EventKind.FEEDBACK, t, handoff_id=self.handoff_id, data=data)
         if resolved:
             self.resolved(t, by="feedback")
 
@@ -104,6 +110,17 @@ def merged(*timelines: Timeline) -> list[TrackerEvent]:
 def report(events: list[TrackerEvent], *, start: float = 0.0, end: float = HOUR, now: float = HOUR,
            **kw: Any) -> dict[str, Any]:
     return compute(events, start=T0 + start, end=T0 + end, now=T0 + now, **kw)
+
+
+def both(events: list[TrackerEvent], *, start: float = 0.0, end: float = HOUR, now: float = HOUR,
+         **kw: Any) -> dict[str, Any]:
+    """The replay's report, checked against the rollups' (whole hours, the
+    default SLAs): the two paths must agree on every figure."""
+    exact = report(events, start=start, end=end, now=now, **kw)
+    assert start % HOUR == 0 and end % HOUR == 0
+    assert_same(exact, report_via_rollups(events, T0 + start, T0 + end, T0 + now, kw.get("group_by", "tier"),
+                                          kw.get("bucket")))
+    return exact
 
 
 def only_group(r: dict[str, Any]) -> dict[str, Any]:
@@ -351,11 +368,11 @@ def test_abandoned_handoffs_count_and_stay_out_of_resolution_time() -> None:
     served.handoff(0)
     served.assigned(5, "ann")
     served.agent_replies(20)
-    served.resolved(100, by="customer")  # replied first: not abandoned
-    g = only_group(report(merged(left, idle, served), end=2 * HOUR, now=2 * HOUR))
+    served.resolved(100, by="customer")  # replied first: not abandoned (nor resolved)
+    g = only_group(both(merged(left, idle, served), end=2 * HOUR, now=2 * HOUR))
     human = g["human"]
     assert rate(human["abandonment"]) == (2, 3)
-    assert human["resolution_time"] == {"count": 1, "sum": 100.0, "avg": 100.0, "p50": 100.0, "p90": 100.0}
+    assert human["resolution_time"]["count"] == 0
     assert human["queue_wait"]["count"] == 2  # "left" was never assigned
     # Abandoned handoffs never got a first reply: once overdue they count against.
     assert rate(human["first_response_within_sla"]) == (1, 3)
@@ -440,27 +457,6 @@ def test_group_by_skill() -> None:
     assert groups[None]["bot"]["messages"] == 2
     assert rate(groups[None]["bot"]["containment"]) == (1, 1)
     assert groups["billing"]["bot"]["messages"] == 0
-
-
-def test_group_by_agent_follows_who_replied() -> None:
-    tl = Timeline("t")
-    tl.handoff(0, skill="general")
-    tl.assigned(0, "ann")
-    tl.agent_replies(10)
-    tl.transferred(20, skill="billing")
-    tl.assigned(25, "bob")
-    tl.human_message(30)
-    tl.agent_replies(40)
-    tl.resolved(50)
-    r = report(merged(tl), group_by="agent")
-    groups = by_key(r, "agent")
-    assert groups["ann"]["human"]["messages"] == 1
-    assert groups["bob"]["human"]["messages"] == 1
-    assert groups["bob"]["human"]["response_time"]["avg"] == 10.0
-    # The handoff belongs to whoever held it last; queue wait is to the first assignment.
-    assert groups["bob"]["human"]["handoffs"] == 1
-    assert groups["bob"]["human"]["queue_wait"]["avg"] == 0.0
-    assert groups["ann"]["human"]["handoffs"] == 0
 
 
 def test_transfer_moves_the_handoff_to_the_new_skill() -> None:
@@ -552,3 +548,223 @@ def test_handoff_before_the_range_is_not_counted_in_it() -> None:
     assert human["first_response_time"]["count"] == 0
     assert human["messages"] == 1
     assert human["response_time"]["avg"] == 15.0
+
+
+# ------------------------------------------- the spec's sentences, one by one
+# Each test below quotes the sentence of /work/shared/specs/metrics.md it
+# enforces and runs its timeline through the replay and the rollups.
+
+def test_human_resolution_is_handoff_to_resolved_and_an_ended_handoff_is_left_out() -> None:
+    """Spec: "human: handoff → resolved (a handoff whose conversation ended —
+    customer left, idle timeout — is not resolved and is left out)"."""
+    by_agent = Timeline("agent")
+    by_agent.handoff(0)
+    by_agent.assigned(10, "ann")
+    by_agent.agent_replies(20)
+    by_agent.resolved(180)
+    by_customer = Timeline("says-resolved")  # the customer's "resolved" feedback resolves it
+    by_customer.handoff(0)
+    by_customer.assigned(10, "ann")
+    by_customer.agent_replies(20)
+    by_customer.feedback(90, rating=None, resolved=True)
+    idle = Timeline("idle")  # replied, then nobody wrote for the 600 s idle timeout
+    idle.handoff(0)
+    idle.assigned(10, "ann")
+    idle.agent_replies(50)
+    idle.resolved(650, by="idle")
+    left = Timeline("left")  # replied, then the customer left
+    left.handoff(0)
+    left.assigned(10, "ann")
+    left.agent_replies(20)
+    left.resolved(300, by="customer")
+    human = only_group(both(merged(by_agent, by_customer, idle, left)))["human"]
+    assert human["resolution_time"] == {"count": 2, "sum": 270.0, "avg": 135.0, "p50": 135.0, "p90": 171.0}
+    # Ended after a reply: neither resolved nor abandoned.
+    assert rate(human["abandonment"]) == (0, 4)
+
+
+def test_a_rating_goes_to_the_tier_that_ended_the_episode_when_it_ends() -> None:
+    """Spec: "satisfaction | ratings 4–5 ÷ ratings given (1–5 scale),
+    attributed to the tier that ended the conversation (episode): a rating
+    that arrives before the end is attributed when it ends"."""
+    tl = Timeline()
+    tl.asked(0)
+    tl.feedback(10, rating=1)  # a thumbs-down while the bot holds the conversation
+    tl.handoff(20)
+    tl.assigned(20, "ann")
+    tl.agent_replies(40)
+    tl.resolved(HOUR + 100)  # a person resolves it, in the next hour
+    events = merged(tl)
+
+    # Before the end (the events written by then) it is attributed to no tier yet.
+    so_far = [e for e in events if e.at <= T0 + HOUR + 50]
+    open_ = only_group(both(so_far, end=2 * HOUR, now=HOUR + 50))
+    assert rate(open_["bot"]["satisfaction"]) == (0, 0) and rate(open_["human"]["satisfaction"]) == (0, 0)
+
+    ended = both(events, end=2 * HOUR, now=2 * HOUR, bucket="hour")
+    buckets = {g["bucket"]: g for g in ended["groups"]}
+    # Counted for the human tier, at the end (the second hour), not when given.
+    assert rate(buckets["2026-01-01T00:00:00Z"]["human"]["satisfaction"]) == (0, 0)
+    assert rate(buckets["2026-01-01T01:00:00Z"]["human"]["satisfaction"]) == (0, 1)
+    assert all(rate(g["bot"]["satisfaction"]) == (0, 0) for g in ended["groups"])
+
+
+def test_a_rating_after_the_end_goes_to_the_episode_that_ended() -> None:
+    """Spec: "attributed to the tier that ended the conversation (episode)"."""
+    kept = Timeline("kept")
+    kept.asked(0)
+    kept.resolved(30, by="idle")
+    kept.feedback(40, rating=5)  # after the bot's episode ended
+    handed = Timeline("handed")
+    handed.handoff(0)
+    handed.assigned(0, "ann")
+    handed.agent_replies(10)
+    handed.resolved(20)
+    handed.feedback(25, rating=2)
+    g = only_group(both(merged(kept, handed)))
+    assert rate(g["bot"]["satisfaction"]) == (1, 1)
+    assert rate(g["human"]["satisfaction"]) == (0, 1)
+
+
+@pytest.mark.parametrize("first_responses", [[60.0], [10.0, 60.0], [0.3, 59.7, 60.0]])
+def test_a_percentile_never_lies_outside_the_observed_values(first_responses: list[float]) -> None:
+    """Spec: "A percentile never lies outside the observed values." One first
+    response of exactly 60 s reads 60 s from the rollups too, not a breach."""
+    timelines = []
+    for i, seconds in enumerate(first_responses):
+        tl = Timeline(f"c{i}")
+        tl.handoff(0)
+        tl.assigned(0, "ann")
+        tl.agent_replies(seconds)
+        timelines.append(tl)
+    events = merged(*timelines)
+    exact = only_group(report(events))["human"]
+    fast = only_group(report_via_rollups(events, T0, T0 + HOUR, T0 + HOUR))["human"]
+    for figures in (exact, fast):
+        first = figures["first_response_time"]
+        for q in ("p50", "p90"):
+            assert min(first_responses) <= first[q] <= max(first_responses), (q, first)
+        assert rate(figures["first_response_within_sla"]) == (len(first_responses), len(first_responses))
+    if len(first_responses) == 1:
+        assert fast["first_response_time"]["p50"] == fast["first_response_time"]["p90"] == 60.0
+    assert_same(report(events), report_via_rollups(events, T0, T0 + HOUR, T0 + HOUR))
+
+
+def test_rollup_percentiles_stay_inside_the_samples_on_random_values() -> None:
+    """Spec: "A percentile never lies outside the observed values.\""""
+    import random
+
+    rng = random.Random(3)
+    for _ in range(200):
+        values = [round(rng.lognormvariate(3.0, 1.0), 3) for _ in range(rng.randint(1, 4))]
+        delta = rollups.HistogramDelta()
+        for v in values:
+            delta.add(v)
+        from router.rollup_report import Histogram, histogram_percentile
+
+        h = Histogram.of(delta)
+        for q in (0.5, 0.9):
+            got = histogram_percentile(h.counts, len(values), q, low=h.low, high=h.high)
+            assert got is not None and min(values) <= got <= max(values)
+            assert got == pytest.approx(percentile(sorted(values), q), rel=0.01)
+
+
+def test_first_response_within_sla_reports_handoffs_still_inside_it_as_pending() -> None:
+    """Spec: "share within the first-response SLA (default 60 s) over due
+    handoffs (answered, or unanswered past the SLA; those still inside it
+    are pending, reported as such)"."""
+    answered = Timeline("answered")
+    answered.handoff(0)
+    answered.assigned(0, "ann")
+    answered.agent_replies(30)
+    overdue = Timeline("overdue")
+    overdue.handoff(10)
+    waiting = Timeline("waiting")
+    waiting.handoff(100)
+    events = merged(answered, overdue, waiting)
+    human = only_group(both(events, now=130))["human"]
+    assert human["handoffs"] == 3
+    assert rate(human["first_response_within_sla"]) == (1, 2)  # the overdue one counts against
+    assert human["first_response_pending"] == 1  # the one still inside its SLA
+    later = only_group(both(events, now=200))["human"]
+    assert rate(later["first_response_within_sla"]) == (1, 3) and later["first_response_pending"] == 0
+
+
+def test_by_agent_each_figure_goes_to_the_agent_who_did_it() -> None:
+    """Spec: "Grouped by agent, each figure goes to the agent who did it: a
+    first response to the agent who sent it, a queue wait to the agent first
+    assigned, a resolution to the agent who resolved."""
+    tl = Timeline("t")
+    tl.handoff(0, skill="general")
+    tl.assigned(10, "ann")
+    tl.agent_replies(30)  # ann's first response: 30 s
+    tl.transferred(40, skill="billing")
+    tl.assigned(45, "bob")
+    tl.human_message(50)
+    tl.agent_replies(60)
+    tl.resolved(100)  # bob resolves: 100 s from the handoff
+    r = report(merged(tl), group_by="agent", names={"ann": "Ann Lee", "bob": "Bob Roe"})
+    groups = by_key(r, "agent")
+    assert set(groups) == {"ann", "bob"}
+    ann, bob = groups["ann"], groups["bob"]
+    assert ann["label"] == "Ann Lee" and bob["label"] == "Bob Roe"
+    assert ann["human"]["first_response_time"]["sum"] == 30.0
+    assert rate(ann["human"]["first_response_within_sla"]) == (1, 1)
+    assert ann["human"]["queue_wait"]["sum"] == 10.0
+    assert ann["human"]["handoffs"] == 1  # the agent who took it from the queue
+    assert ann["human"]["resolution_time"]["count"] == 0
+    assert bob["human"]["first_response_time"]["count"] == 0
+    assert rate(bob["human"]["first_response_within_sla"]) == (0, 0)
+    assert bob["human"]["queue_wait"]["count"] == 0
+    assert bob["human"]["handoffs"] == 0
+    assert bob["human"]["resolution_time"]["sum"] == 100.0
+    # Each message to the agent whose reply answered it.
+    assert ann["human"]["messages"] == 1 and bob["human"]["messages"] == 1
+    assert bob["human"]["response_time"]["avg"] == 10.0
+
+
+def test_by_agent_the_group_without_an_agent_is_labelled_and_holds_what_no_agent_did() -> None:
+    """Spec: "Grouped by agent, each figure goes to the agent who did it":
+    bot-tier figures and handoffs no agent took have no agent."""
+    bot = Timeline("bot")
+    bot.asked(0)
+    bot.resolved(20, by="idle")
+    waiting = Timeline("waiting")
+    waiting.handoff(0)  # nobody took it
+    served = Timeline("served")
+    served.handoff(0)
+    served.assigned(5, "ann")
+    served.agent_replies(15)
+    r = report(merged(bot, waiting, served), group_by="agent", names={"ann": "Ann Lee"})
+    groups = by_key(r, "agent")
+    none = groups[None]
+    assert none["label"] == "no agent (bot tier, and handoffs no agent took or answered)"
+    assert none["bot"]["messages"] == 1 and rate(none["bot"]["containment"]) == (1, 2)
+    assert none["human"]["handoffs"] == 1 and rate(none["human"]["first_response_within_sla"]) == (0, 1)
+    assert groups["ann"]["human"]["handoffs"] == 1
+    # Groups are labelled whatever the grouping.
+    assert [g["label"] for g in report(merged(bot), group_by="tier")["groups"]] == ["all"]
+    assert {g["label"] for g in report(merged(bot, waiting), group_by="skill")["groups"]} == {
+        "general", "no skill (bot tier)"}
+
+
+def test_a_changed_rating_replaces_the_episodes_rating_before_and_after_its_end() -> None:
+    """Spec: "satisfaction | ratings 4–5 ÷ ratings given (1–5 scale),
+    attributed to the tier that ended the conversation (episode)", with one
+    rating per episode: a changed one takes the earlier one's place."""
+    before = Timeline("before")
+    before.asked(0)
+    before.feedback(5, rating=1)
+    before.feedback(8, rating=5, replaces=1)  # changed their mind while the bot held it
+    before.handoff(20)
+    before.assigned(20, "ann")
+    before.agent_replies(30)
+    before.resolved(60)
+    after = Timeline("after")
+    after.asked(0)
+    after.resolved(10, by="idle")
+    after.feedback(20, rating=5)
+    after.feedback(30, rating=2, replaces=5)
+    g = only_group(both(merged(before, after)))
+    assert rate(g["human"]["satisfaction"]) == (1, 1)
+    assert rate(g["bot"]["satisfaction"]) == (0, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 
 import pytest
 
@@ -36,15 +37,23 @@ def report_via_rollups(events: list[TrackerEvent], start: float, end: float, now
         if not due and start <= h.requested_at < end:
             slot = pending.setdefault((rollups.hour_of(h.requested_at), h.channel), {})
             slot["first"] = slot.get("first", 0) + 1
-    hists = [(h, ch, stat, rollup_report.dense(b)) for (h, ch, stat), b in deltas.hist.items() if start <= h < end]
+    hists = [(h, ch, stat, rollup_report.Histogram.of(d)) for (h, ch, stat), d in deltas.hist.items()
+             if start <= h < end]
     return rollup_report.report(rows, hists, pending, start=start, end=end, now=now, sla=SLA_, group_by=group_by,
                           bucket=bucket)
 
 
 def assert_same(exact: object, approx: object, path: str = "") -> None:
+    """The rollups' report is the replay's: counts exactly, percentiles within
+    the bound the report states (and never outside the samples)."""
     if isinstance(exact, dict):
         assert isinstance(approx, dict) and set(exact) == set(approx), (path, exact, approx)
+        if path == "":
+            assert exact["percentile_error"] == {"relative": 0.0, "seconds": 0.0}
+            assert approx["percentile_error"] == {"relative": 0.01, "seconds": rollups.BIN_FLOOR}
         for k in exact:
+            if path == "" and k == "percentile_error":
+                continue
             assert_same(exact[k], approx[k], f"{path}.{k}")
     elif isinstance(exact, list):
         assert isinstance(approx, list) and len(exact) == len(approx), (path, exact, approx)
@@ -162,27 +171,54 @@ async def test_random_traffic_gives_the_same_report(seed: int, group_by: str, bu
 
 
 def test_histogram_encoding_round_trips() -> None:
-    counts = rollup_report.dense({0: 3, 17: 1, 400: 9, rollups.N_BINS - 1: 2})
-    assert (rollup_report.decode(rollup_report.encode(counts)) == counts).all()
-    empty = rollup_report.dense({})
-    assert (rollup_report.decode(rollup_report.encode(empty)) == empty).all()
-    assert len(rollup_report.encode(rollup_report.dense({300: 1, 310: 2}))) == 2 + 11 * 8
+    h = rollup_report.Histogram(rollup_report.dense({0: 3, 17: 1, 400: 9, rollups.N_BINS - 1: 2}), 0.0, 2.5e6)
+    back = rollup_report.decode(rollup_report.encode(h))
+    assert (back.counts == h.counts).all() and (back.low, back.high) == (0.0, 2.5e6)
+    empty = rollup_report.Histogram(rollup_report.dense({}))
+    assert rollup_report.encode(empty) == rollups.EMPTY_HISTOGRAM
+    assert (rollup_report.decode(rollups.EMPTY_HISTOGRAM).counts == empty.counts).all()
+    one = rollup_report.Histogram(rollup_report.dense({300: 1, 310: 2}), 0.5, 0.6)
+    assert len(rollup_report.encode(one)) == 1 + 2 + 16 + 11 * 8
+
+
+def test_a_histogram_stored_before_bounds_were_kept_reads_its_bins_edges_as_bounds() -> None:
+    # The format before 2026-12: first bin, then the counts; no bounds.
+    b = rollups.bin_of(60.0)
+    legacy = (b - 1).to_bytes(2, "little") + struct.pack("<3q", 1, 0, 2)
+    h = rollup_report.decode(legacy)
+    assert h.counts[b - 1] == 1 and h.counts[b + 1] == 2 and h.counts.sum() == 3
+    assert (h.low, h.high) == (rollups.bin_bounds(b - 1)[0], rollups.bin_bounds(b + 1)[1])
+    assert h.low <= 60.0 / rollups.BIN_GROWTH and h.high >= 60.0 * rollups.BIN_GROWTH
+    # Added to, it is written in today's format, its bounds kept.
+    delta = rollups.HistogramDelta()
+    delta.add(60.0)
+    again = rollup_report.decode(rollups.add_to_histogram(legacy, delta))
+    assert again.counts[b] == 1 and again.counts.sum() == 4
+    assert (again.low, again.high) == (h.low, h.high)
+
+
+def _delta(bins: dict[int, int]) -> rollups.HistogramDelta:
+    return rollups.HistogramDelta(dict(bins), *(
+        (rollups.bin_value(min(bins)), rollups.bin_value(max(bins))) if bins else (math.inf, -math.inf)))
 
 
 def test_adding_to_a_stored_histogram_in_plain_python_equals_adding_arrays() -> None:
     # The writer's process adds without numpy; the report reads with it.
     rng = random.Random(7)
     blob = rollups.EMPTY_HISTOGRAM
-    total = rollup_report.dense({})
+    total = rollup_report.Histogram(rollup_report.dense({}))
     for _ in range(300):
         bins = {rng.randrange(rollups.N_BINS) if rng.random() < 0.2 else rng.randrange(280, 320): rng.randrange(1, 5)
                 for _ in range(rng.randrange(0, 6))}
-        blob = rollups.add_to_histogram(blob, bins)
-        total = total + rollup_report.dense(bins)
+        blob = rollups.add_to_histogram(blob, _delta(bins))
+        total = total + rollup_report.Histogram.of(_delta(bins))
         assert blob == rollup_report.encode(total)
-    assert (rollup_report.decode(blob) == total).all()
-    assert rollups.add_to_histogram(rollups.EMPTY_HISTOGRAM, {}) == rollups.EMPTY_HISTOGRAM
-    # Counts taken back out (a rebuild's correction) shrink the span again.
-    only = rollups.add_to_histogram(rollups.EMPTY_HISTOGRAM, {5: 2, 900: 1})
-    assert rollups.add_to_histogram(only, {900: -1}) == rollup_report.encode(rollup_report.dense({5: 2}))
-    assert rollups.add_to_histogram(only, {5: -2, 900: -1}) == rollups.EMPTY_HISTOGRAM
+    back = rollup_report.decode(blob)
+    assert (back.counts == total.counts).all() and (back.low, back.high) == (total.low, total.high)
+    assert rollups.add_to_histogram(rollups.EMPTY_HISTOGRAM, rollups.HistogramDelta()) == rollups.EMPTY_HISTOGRAM
+    # Counts taken back out (a rebuild's correction) shrink the span again;
+    # the bounds stay (still true bounds of what is left).
+    only = rollups.add_to_histogram(rollups.EMPTY_HISTOGRAM, _delta({5: 2, 900: 1}))
+    shrunk = rollup_report.decode(rollups.add_to_histogram(only, rollups.HistogramDelta({900: -1})))
+    assert (shrunk.counts == rollup_report.dense({5: 2})).all()
+    assert rollups.add_to_histogram(only, rollups.HistogramDelta({5: -2, 900: -1})) == rollups.EMPTY_HISTOGRAM

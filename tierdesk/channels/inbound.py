@@ -21,7 +21,6 @@ class Inbound:
         hub = app[keys.CHANNELS]
         hub.note(channel)
         response = await app[keys.DESK].receive_message(channel.id, msg)
-        app[keys.PROM].inc("tierdesk_messages_total", action=response["action"])
         if hub.wants_notices(channel.id):
             app[keys.DELIVERY_WAKE]()  # a bot answer or a handoff notice is in the outbox
         return response

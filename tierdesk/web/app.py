@@ -50,6 +50,8 @@ from . import people_handlers as people
 from .auth import Authenticator
 from .supervisor_ws import SupervisorSockets
 from .client_address import ClientAddress, trusted_networks
+from .demo_inbox import DemoInbox
+from .demo_inbox import add_routes as add_demo_inbox
 from .errors import error_middleware
 from .prom import Registry
 from .ratelimit import RateLimiter
@@ -126,10 +128,13 @@ async def parameters_without_nul(
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveModel | None = None,
-               worker: WorkerMetrics | None = None, manage_heap: bool = False) -> web.Application:
+               worker: WorkerMetrics | None = None, manage_heap: bool = False,
+               demo_inbox: DemoInbox | None = None) -> web.Application:
     """``worker``: set in each worker of TIERDESK_WORKERS > 1 (tierdesk/workers.py).
     ``manage_heap``: the process is this server's own (`tierdesk serve`), so
-    the garbage collector's policy is installed (tierdesk/heap.py)."""
+    the garbage collector's policy is installed (tierdesk/heap.py).
+    ``demo_inbox``: `tierdesk serve --demo`'s receiver for the demo channel's
+    deliveries (tierdesk/web/demo_inbox.py)."""
     protocol_errors.install()
     app = web.Application(
         middlewares=[context_middleware, widget.cors, error_middleware, ip_rate_limit, parameters_without_nul,
@@ -170,6 +175,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     if manage_heap:
         app.cleanup_ctx.append(_heap)  # last: what the others loaded is frozen
     _routes(app)
+    if demo_inbox is not None:
+        add_demo_inbox(app, demo_inbox)
     from tierdesk import console  # the pages sit on the API, at its edge
 
     console.setup(app)
@@ -178,39 +185,73 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
 
 def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
     r = Registry(None if worker is None else {"worker": str(worker.index)})
-    r.counter("tierdesk_messages_total", "Customer messages by what tierdesk did with them")
+
+    def running(read: Callable[[], float]) -> Callable[[], float]:
+        """A component's running count; 0 before the component is up."""
+        def value() -> float:
+            try:
+                return read()
+            except KeyError:
+                return 0
+        return value
+
+    r.counter_by("tierdesk_messages_total",
+                 "Customer messages decided, by what tierdesk did with them (a re-sent message that gets its "
+                 "stored answer again is not counted)", "action",
+                 lambda: app[keys.DESK].messages_decided if keys.DESK in app else {})
     r.counter("tierdesk_agent_replies_total", "Agent replies accepted")
     r.counter("tierdesk_http_requests_total", "HTTP requests by route and status")
     r.histogram("tierdesk_http_request_duration_seconds", "HTTP request latency")
     r.gauge("tierdesk_queue_waiting", "Handoffs waiting for an agent",
             lambda: app[keys.DESK].queue_length() if keys.DESK in app else 0)
+    r.gauge_by("tierdesk_queue_oldest_wait_seconds", "How long the oldest waiting handoff of each skill has waited",
+               "skill", lambda: _per_skill(app, "oldest_wait_seconds"))
+    r.gauge_by("tierdesk_handoffs_at_risk", "Unanswered handoffs of each skill with less than the warning margin of "
+               "their first-response SLA left", "skill", lambda: _per_skill(app, "at_risk"))
+    r.gauge_by("tierdesk_handoffs_breached", "Unanswered handoffs of each skill past their first-response SLA",
+               "skill", lambda: _per_skill(app, "breached"))
     r.gauge("tierdesk_agents_online", "Agents online",
             lambda: sum(1 for a in app[keys.DESK].agents() if a.status.value == "online") if keys.DESK in app else 0)
     r.gauge("tierdesk_agent_websockets", "Agent WebSockets connected", lambda: app[keys.SOCKETS].count())
     r.gauge("tierdesk_widget_websockets", "Web chat widget WebSockets connected",
             lambda: app[keys.CUSTOMER_SOCKETS].count())
-    r.gauge("tierdesk_group_commit_batches", "Group-commit transactions written",
-            lambda: app[keys.STORE].committer.batches if keys.STORE in app else 0)
-    r.gauge("tierdesk_group_commit_changes", "Changes committed by group commit",
-            lambda: app[keys.STORE].committer.committed if keys.STORE in app else 0)
-    r.gauge("tierdesk_group_commit_stepwise_batches",
-            "PostgreSQL batches written in steps (the one-statement write was refused or not possible)",
-            lambda: app[keys.STORE].stepwise_batches if keys.STORE in app else 0)
-    r.gauge("tierdesk_changes_refused", "Changes the database refused (another instance changed the same "
-            "conversation or agent first)", lambda: app[keys.STORE].committer.refused if keys.STORE in app else 0)
-    r.gauge("tierdesk_decisions_made_again", "Requests decided again after the database refused their change",
-            lambda: app[keys.DESK].decided_again if keys.DESK in app else 0)
-    r.gauge("tierdesk_classifier_batches", "Micro-batched classifier calls",
-            lambda: app[keys.MODEL].batcher.batches_run)
-    r.gauge("tierdesk_classifier_messages", "Messages classified",
-            lambda: app[keys.MODEL].batcher.messages_classified)
-    r.gauge("tierdesk_deliveries_sent", "Webhook deliveries acknowledged by channels",
-            lambda: app[keys.DELIVERY].sent if keys.DELIVERY in app else 0)
-    r.gauge("tierdesk_delivery_retries", "Webhook deliveries scheduled for another try",
-            lambda: app[keys.DELIVERY].retries if keys.DELIVERY in app else 0)
-    r.gauge("tierdesk_delivery_dead_letters", "Webhook deliveries given up after their last try (dead letters)",
-            lambda: app[keys.DELIVERY].dead if keys.DELIVERY in app else 0)
+    r.counter("tierdesk_group_commit_batches_total", "Group-commit transactions written",
+              running(lambda: app[keys.STORE].committer.batches))
+    r.counter("tierdesk_group_commit_changes_total", "Changes committed by group commit",
+              running(lambda: app[keys.STORE].committer.committed))
+    r.counter("tierdesk_group_commit_stepwise_batches_total",
+              "PostgreSQL batches written in steps (the one-statement write was refused or not possible)",
+              running(lambda: app[keys.STORE].stepwise_batches))
+    r.counter("tierdesk_changes_refused_total", "Changes the database refused (another instance changed the same "
+              "conversation or agent first)", running(lambda: app[keys.STORE].committer.refused))
+    r.counter("tierdesk_decisions_made_again_total", "Requests decided again after the database refused their change",
+              running(lambda: app[keys.DESK].decided_again))
+    r.counter("tierdesk_classifier_batches_total", "Micro-batched classifier calls",
+              lambda: app[keys.MODEL].batcher.batches_run)
+    r.counter("tierdesk_classifier_messages_total", "Messages classified",
+              lambda: app[keys.MODEL].batcher.messages_classified)
+    r.counter("tierdesk_deliveries_sent_total", "Webhook deliveries acknowledged by channels",
+              running(lambda: app[keys.DELIVERY].sent))
+    r.counter("tierdesk_delivery_retries_total", "Webhook deliveries scheduled for another try",
+              running(lambda: app[keys.DELIVERY].retries))
+    r.counter("tierdesk_deliveries_dead_total",
+              "Webhook deliveries given up (dead letters: GET /v1/admin/deliveries, replay with "
+              "POST /v1/admin/deliveries/replay)", running(lambda: app[keys.DELIVERY].dead))
     return r
+
+
+_live_cache: dict[int, tuple[float, dict[str, Any]]] = {}
+
+
+def _per_skill(app: web.Application, field: str) -> dict[str, float]:
+    """From one live view a second: it walks every open handoff, and a scrape
+    (or a worker's publishing, every second) reads three series of it."""
+    if keys.DESK not in app:
+        return {}
+    hit = _live_cache.get(id(app))
+    if hit is None or time.monotonic() - hit[0] > 1.0:
+        hit = _live_cache[id(app)] = (time.monotonic(), app[keys.DESK].live(app[keys.SETTINGS].sla_warning_margin))
+    return {s["skill"]: float(s[field] or 0) for s in hit[1]["skills"]}
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -30,6 +30,7 @@ from tierdesk.tokens import new_token, token_hash
 from . import keys, monitor
 from . import schemas as s
 from .auth import bearer_token
+from .prom import CONTENT_TYPE
 from .sessions import SIGNED_IN
 
 log = structlog.get_logger(__name__)
@@ -606,6 +607,7 @@ async def get_metrics(request: web.Request) -> web.Response:
         raise InvalidInput("exact must be true or false", code="validation_failed")
     sla = request.app[keys.DESK].config.sla
     store = request.app[keys.STORE]
+    names = await _group_names(request, group_by)
     # Hourly rollups answer whole hours grouped by tier or channel at once;
     # anything finer (a skill, an agent, a range cut mid-hour) replays the
     # event log, which is exact but reads every event of the range.
@@ -614,14 +616,23 @@ async def get_metrics(request: web.Request) -> web.Response:
         rows, histograms = await store.rollup_rows(start, end)
         pending = await store.pending(now, sla, start, end)
         report = rollup_report.report(rows, histograms, pending, start=start, end=end, now=now, sla=sla,
-                                      group_by=group_by, bucket=bucket)  # type: ignore[arg-type]
+                                      group_by=group_by, bucket=bucket, names=names)  # type: ignore[arg-type]
         report["source"] = "rollups"
     else:
         events = await store.events_between(start, end)
         report = tiered.compute(events, start=start, end=end, now=now, sla=sla, group_by=group_by,  # type: ignore[arg-type]
-                                bucket=bucket)  # type: ignore[arg-type]
+                                bucket=bucket, names=names)  # type: ignore[arg-type]
         report["source"] = "replay"
     return json(report)
+
+
+async def _group_names(request: web.Request, group_by: str) -> dict[str, str]:
+    """Agents' or channels' names by id, for the report's group labels."""
+    if group_by == "agent":
+        return {a.id: a.name for a in request.app[keys.DESK].agents()}
+    if group_by == "channel":
+        return {c.id: c.name for c in await request.app[keys.ACCOUNTS].channels()}
+    return {}
 
 
 # ----------------------------------------------------------------- staffing
@@ -681,8 +692,8 @@ async def readyz(request: web.Request) -> web.Response:
 async def prometheus(request: web.Request) -> web.Response:
     worker = request.app.get(keys.WORKER_METRICS)
     others = await worker.others() if worker is not None else []
-    return web.Response(text=request.app[keys.PROM].render(others), content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(body=request.app[keys.PROM].render(others).encode("utf-8"),
+                        headers={"Content-Type": f"{CONTENT_TYPE}; charset=utf-8", "X-Content-Type-Options": "nosniff"})
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .supervisor_ws import SupervisorSockets
     from .auth import Authenticator
     from .client_address import ClientAddress
+    from .demo_inbox import DemoInbox
     from .prom import Registry
     from .ratelimit import RateLimiter
     from .sessions import Sessions
@@ -67,6 +68,8 @@ DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery")
 # This instance's name among the instances sharing a database.
 ORIGIN: web.AppKey[str] = web.AppKey("origin", str)
 WORKER_METRICS: web.AppKey[WorkerMetrics] = web.AppKey("worker_metrics")
+# Only with `tierdesk serve --demo`: the demo channel's webhook receiver.
+DEMO_INBOX: web.AppKey[DemoInbox] = web.AppKey("demo_inbox")
 PEOPLE: web.AppKey[People] = web.AppKey("people")
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
 # The channels (tierdesk/channels): adapters by kind, what each channel

@@ -5,8 +5,8 @@ No entry is served older than ``ttl`` (a revoked token stops working
 within it). Past half of it, an entry is read again once, in the
 background, while requests keep the value they have: when it expired for
 everyone at once, a busy channel's concurrent requests all queued behind
-database reads every ``ttl`` (64 requests, up to ~470 ms,
-docs/performance.md, session 6). A key not yet known, or an entry too old
+database reads every ``ttl`` (64 requests, up to ~470 ms, measured before
+f79b326). A key not yet known, or an entry too old
 to serve, is read once however many requests ask for it at the same time.
 """
 

