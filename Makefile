@@ -8,14 +8,15 @@ STAMP := $(VENV)/.installed-stamp
 EMBEDDINGS := $(VENV)/.embeddings-stamp
 
 CHROMIUM := /usr/bin/chromium
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 
-.PHONY: serve test test-unit faults bench embeddings clean-demo screenshots
+.PHONY: serve test test-unit faults bench embeddings clean-demo screenshots matrix
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tierdesk needs Python 3.11+"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,plot]'
+	$(BIN)/python -m pip install --quiet -e '.[test,plot,matrix]'
 	touch $(STAMP)
 
 ## serve: migrate the embedded SQLite database, train the demo model if none,
@@ -35,9 +36,26 @@ test: $(STAMP) $(EMBEDDINGS) $(CHROMIUM)
 $(CHROMIUM):
 	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
-## screenshots: the console's views, saved under docs/screenshots/ by its browser tests
-screenshots: $(STAMP) $(CHROMIUM)
-	TIERDESK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e/test_console_browser.py
+## screenshots: the console's and the web widget's views, saved under docs/screenshots/
+## by their browser tests (Chinese text needs a CJK font: fonts-noto-cjk)
+screenshots: $(STAMP) $(CHROMIUM) $(CJK_FONT)
+	TIERDESK_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e/test_console_browser.py tests/e2e/test_widget_browser.py
+
+$(CJK_FONT):
+	apt-get install -y fonts-noto-cjk || (apt-get update && apt-get install -y fonts-noto-cjk)
+
+## matrix: the Matrix bridge against a real Synapse on 127.0.0.1 (installed in
+## .venv-synapse, away from tierdesk's own dependencies); about a minute
+SYNAPSE := .venv-synapse/.installed-stamp
+
+matrix: $(STAMP) $(SYNAPSE)
+	$(BIN)/python -m pytest -q tests/matrix
+
+$(SYNAPSE):
+	test -x .venv-synapse/bin/python || $(PYTHON) -m venv .venv-synapse
+	.venv-synapse/bin/python -m pip install --quiet --upgrade pip
+	.venv-synapse/bin/python -m pip install --quiet 'matrix-synapse>=1.100'
+	touch $(SYNAPSE)
 
 ## faults: kill the server under load (SIGKILL) on both databases and check
 ## that no acknowledged message is lost; a few minutes

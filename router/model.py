@@ -173,6 +173,11 @@ class Channel:
     # The secret a rotation replaced, still good until previous_secret_until.
     previous_webhook_secret: str | None = None
     previous_secret_until: float | None = None
+    # How the channel reaches customers: "webhook", "widget" or "matrix"
+    # (tierdesk/channels); a webhook channel with ``notices`` also gets bot
+    # answers, handoff notices and rating requests, not only agent replies.
+    kind: str = "webhook"
+    notices: bool = False
 
     def secrets(self, now: float) -> list[str]:
         """The secrets that sign and verify now: the current one, and the
@@ -188,6 +193,9 @@ class Role(enum.StrEnum):
     AGENT = "agent"
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
+    # A widget's customer: a signed session for one conversation, not a
+    # stored token (tierdesk/channels/widget.py).
+    CUSTOMER = "customer"
 
 
 @dataclass(frozen=True, slots=True)

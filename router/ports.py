@@ -52,6 +52,22 @@ class Notifier(Protocol):
     def to_agent(self, agent_id: str, payload: dict[str, Any]) -> None: ...
 
 
+class Notices(Protocol):
+    """Which deliveries a channel wants through the outbox besides agent
+    replies ("agent_message", always): "bot_answer", "handoff" (connecting
+    you to a person) and "rating_request". The channel adapters at the edge
+    know (tierdesk/channels); the answer must not need I/O."""
+
+    def wanted(self, channel_id: str, kind: str) -> bool: ...
+
+
+class AgentRepliesOnly:
+    """A desk whose channels want agent replies only (as before channels had kinds)."""
+
+    def wanted(self, channel_id: str, kind: str) -> bool:
+        return kind == "agent_message"
+
+
 class DuplicateMessage(Exception):
     """The store already holds this inbound message id (not an error to users)."""
 
@@ -96,6 +112,7 @@ __all__ = [
     "DuplicateMessage",
     "FakeClock",
     "Handoff",
+    "Notices",
     "Notifier",
     "Store",
     "SystemClock",

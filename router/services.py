@@ -46,7 +46,7 @@ from .model import (
     Sender,
     Tier,
 )
-from .ports import Classifier, Clock, DuplicateMessage, Notifier, Store
+from .ports import AgentRepliesOnly, Classifier, Clock, DuplicateMessage, Notices, Notifier, Store
 from .metrics import SLA
 from .rollups import ConversationTally
 from .routing import Assignment, Dispatcher, Fallback
@@ -130,8 +130,10 @@ class Desk:
         clock: Clock,
         config: DeskConfig = DeskConfig(),
         notifier: Notifier | None = None,
+        notices: Notices | None = None,
     ) -> None:
         self.store = store
+        self.notices: Notices = notices or AgentRepliesOnly()
         self.classifier = classifier
         self.clock = clock
         self.config = config
@@ -645,6 +647,13 @@ class Desk:
                 response = {"action": "answer", "text": decision.text, "faq_id": decision.faq_id,
                             "confidence": round(decision.confidence, 4)}
                 outcome = "answer"
+                if self.notices.wanted(conv.channel_id, "bot_answer"):
+                    changes.outbox.append(OutboxItem(
+                        idempotency_key=reply_id, channel_id=conv.channel_id, conversation_id=conv.id,
+                        kind="bot_answer", at=now,
+                        payload={"type": "bot_answer", "message_id": reply_id, "conversation_id": conv.external_id,
+                                 "customer_id": conv.customer.id, "in_reply_to": msg.message_id,
+                                 "faq_id": decision.faq_id, "text": decision.text, "sent_at": now}))
             else:
                 tier = Tier.HUMAN
                 changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, received_at, **base, message_id=message_id,
@@ -654,6 +663,16 @@ class Desk:
                 h = self._open_handoff(conv, decision.reason, decision.skill, now, changes, effects)
                 response = self._handoff_response(h)
                 outcome = decision.reason.value
+                if self.notices.wanted(conv.channel_id, "handoff"):
+                    # The queue position and expected wait are the channel's
+                    # to tell when it delivers (they move meanwhile).
+                    changes.outbox.append(OutboxItem(
+                        idempotency_key=h.id, channel_id=conv.channel_id, conversation_id=conv.id,
+                        kind="handoff", at=now,
+                        payload={"type": "handoff", "handoff_id": h.id, "conversation_id": conv.external_id,
+                                 "customer_id": conv.customer.id, "in_reply_to": msg.message_id,
+                                 "reason": h.reason.value, "skill": h.skill, "agent_id": h.agent_id,
+                                 "queue_position": response["queue_position"], "sent_at": now}))
         changes.inbound = MessageRecord(
             message_id, conv.channel_id, conv.id, Sender.CUSTOMER, msg.text, received_at,
             external_id=msg.message_id, tier=tier, intent=intent, confidence=confidence, response=response,
@@ -722,7 +741,8 @@ class Desk:
         return touched
 
     @_decided_again_if_refused
-    async def feedback(self, channel_id: str, external_id: str, rating: int | None, resolved: bool) -> None:
+    async def feedback(self, channel_id: str, external_id: str, rating: int | None, resolved: bool,
+                       comment: str | None = None) -> None:
         """The customer rated the conversation and/or said it is resolved.
 
         One rating per episode: the same rating sent again (a retry, a
@@ -740,6 +760,8 @@ class Desk:
         base = dict(channel_id=conv.channel_id, conversation_id=conv.id)
         open_handoff = conv.handoff if conv.handoff is not None and conv.handoff.is_open else None
         data: dict[str, Any] = {"rating": new_rating, "resolved": resolved}
+        if comment is not None and new_rating is not None:
+            data["comment"] = comment
         if new_rating is not None and conv.rating is not None:
             data["replaces"] = conv.rating
         changes.event(TrackerEvent(EventKind.FEEDBACK, now, **base, handoff_id=open_handoff.id if open_handoff else None,
@@ -793,6 +815,14 @@ class Desk:
             await self._commit(changes, touched, effects)
             closed += 1
         return closed
+
+    async def customer_conversation(self, channel_id: str, external_id: str) -> Conversation | None:
+        """The channel's conversation as it stands (None if the customer
+        never wrote): for a channel telling its customer where they are."""
+        try:
+            return await self._existing_conversation(channel_id, external_id)
+        except NotFound:
+            return None
 
     async def _existing_conversation(self, channel_id: str, external_id: str) -> Conversation:
         await self._ensure_ready()
@@ -1088,7 +1118,15 @@ class Desk:
         conv = await self._agents_conversation(agent_id, conversation_id)
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
+        h = conv.handoff
+        assert h is not None
         touched = [conv, *self._end(conv, EndedBy.AGENT, now, changes, effects)]
+        if self.notices.wanted(conv.channel_id, "rating_request"):
+            changes.outbox.append(OutboxItem(
+                idempotency_key=f"{h.id}:rating", channel_id=conv.channel_id, conversation_id=conv.id,
+                kind="rating_request", at=now,
+                payload={"type": "rating_request", "handoff_id": h.id, "conversation_id": conv.external_id,
+                         "customer_id": conv.customer.id, "agent_id": agent_id, "sent_at": now}))
         await self._commit(changes, touched, effects)
 
     @_decided_again_if_refused

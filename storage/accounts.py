@@ -36,7 +36,7 @@ class Accounts:
             await conn.execute(t.channels.insert().values(
                 id=channel.id, name=channel.name, webhook_url=channel.webhook_url,
                 webhook_secret=channel.webhook_secret, created_at=channel.created_at,
-                require_signature=channel.require_signature,
+                require_signature=channel.require_signature, kind=channel.kind, notices=channel.notices,
             ))
         return channel
 

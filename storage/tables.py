@@ -50,6 +50,24 @@ channels = Table(
     # outbound requests are signed with both) until this time.
     Column("previous_webhook_secret", String(128)),
     Column("previous_secret_until", Double),
+    # How the channel reaches customers (tierdesk/channels): "webhook" (the
+    # channel's own integration, replies by signed webhook), "widget" (the
+    # built-in web chat) or "matrix" (the Matrix bridge).
+    Column("kind", String(16), nullable=False, server_default=text("'webhook'")),
+    # A webhook channel that also wants bot answers, "connecting you to a
+    # person" and rating requests delivered, not only agent replies.
+    Column("notices", Boolean, nullable=False, server_default=text("false")),
+)
+
+# Where a channel's bridge has read up to (the Matrix sync token), written
+# once what was read is committed: a restarted bridge goes on from there.
+channel_cursors = Table(
+    "channel_cursors",
+    metadata,
+    Column("channel_id", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Double, nullable=False),
 )
 
 credentials = Table(
@@ -147,6 +165,9 @@ handoffs = Table(
     ),
     # The staffing forecast and the simulator's replay read chosen days.
     Index("ix_handoffs_requested_at", "requested_at"),
+    # The expected wait told to a customer: how fast a skill's queue was
+    # taken lately (router/estimates.py).
+    Index("ix_handoffs_skill_assigned_at", "skill", "assigned_at"),
 )
 
 messages = Table(

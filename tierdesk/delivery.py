@@ -1,4 +1,5 @@
-"""The delivery worker: sends outbox items to channel webhooks.
+"""The delivery worker: hands outbox items to their channel's adapter
+(tierdesk/channels: a signed webhook, the widget, a Matrix room).
 
 Retries back off exponentially with equal jitter: each wait is between
 half and all of min(cap, base x 2^(attempt-1)), so retries from an outage
@@ -8,8 +9,8 @@ about 29 on average. Then it becomes a dead letter, logged at warning and
 counted; it holds back the later items of its conversation (order per
 conversation is kept) until an operator replays it.
 
-Each request carries the item's idempotency key, so a receiver that got a
-delivery whose acknowledgement was lost can drop the repeat. Items are
+Each item carries its idempotency key to the adapter, so a receiver that got
+a delivery whose acknowledgement was lost can drop the repeat. Items are
 claimed before they are sent (storage/outbox.py), so several workers or
 instances on one database do not send the same one.
 """
@@ -20,15 +21,14 @@ import asyncio
 import random
 import time
 
-import aiohttp
-import orjson
 import structlog
 
 from router.model import Channel
 from router.ports import Clock
 from storage.accounts import Accounts
 from storage.outbox import Delivery, Outbox
-from tierdesk.signing import HEADER, sign
+from tierdesk.channels.hub import ChannelHub
+from tierdesk.channels.port import Undeliverable
 
 log = structlog.get_logger(__name__)
 
@@ -50,10 +50,11 @@ LEASE_MARGIN_SECONDS = 30.0
 
 
 class DeliveryWorker:
-    def __init__(self, outbox: Outbox, accounts: Accounts, clock: Clock, *, max_attempts: int,
+    def __init__(self, outbox: Outbox, accounts: Accounts, clock: Clock, hub: ChannelHub, *, max_attempts: int,
                  timeout: float, poll: float, base_delay: float = 1.0, max_delay: float = 300.0,
                  alert_target: Channel | None = None) -> None:
         self.outbox = outbox
+        self.hub = hub
         self.accounts = accounts
         self.clock = clock
         self.max_attempts = max_attempts
@@ -84,22 +85,21 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
-            while not self._stopping:
-                try:
-                    due = await self.outbox.claim(self.clock.now(), self.timeout + LEASE_MARGIN_SECONDS)
-                    if due:
-                        await asyncio.gather(*(self._deliver(session, d) for d in due))
-                        continue
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - the worker must outlive a database outage
-                    log.warning("delivery_poll_failed", error=repr(exc))
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll)
-                except TimeoutError:
-                    pass
+        while not self._stopping:
+            try:
+                due = await self.outbox.claim(self.clock.now(), self.timeout + LEASE_MARGIN_SECONDS)
+                if due:
+                    await asyncio.gather(*(self._deliver(d) for d in due))
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive a database outage
+                log.warning("delivery_poll_failed", error=repr(exc))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll)
+            except TimeoutError:
+                pass
 
     async def _channel(self, channel_id: str) -> Channel | None:
         if self.alert_target is not None and channel_id == self.alert_target.id:
@@ -111,37 +111,33 @@ class DeliveryWorker:
         self._channels[channel_id] = (time.monotonic() + 30.0, channel)
         return channel
 
-    async def _deliver(self, session: aiohttp.ClientSession, d: Delivery) -> None:
+    async def _deliver(self, d: Delivery) -> None:
         channel = await self._channel(d.channel_id)
         undeliverable = ("channel does not exist" if channel is None else
-                         "channel is disabled" if channel.disabled_at is not None else
-                         "channel has no webhook_url" if not channel.webhook_url else None)
+                         "channel is disabled" if channel.disabled_at is not None else None)
+        error: str | None = None
+        if undeliverable is None:
+            assert channel is not None
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self.hub.deliver(channel, d)
+                await self.outbox.delivered(d.id, self.clock.now())
+                self.sent += 1
+                return
+            except Undeliverable as exc:
+                undeliverable = str(exc)
+            except asyncio.CancelledError:
+                raise
+            except TimeoutError as exc:
+                error = repr(exc)
+            except Exception as exc:  # noqa: BLE001 - any failure of the adapter is retried
+                error = str(exc) if type(exc).__name__ in ("DeliveryFailed", "NoAdapter") else repr(exc)
         if undeliverable is not None:
             await self.outbox.failed(d.id, error=undeliverable, retry_at=None)
             self.dead += 1
             log.warning("delivery_dead_letter", delivery=d.id, channel=d.channel_id, conversation=d.conversation_id,
                         attempts=d.attempts + 1, error=undeliverable)
             return
-        assert channel is not None and channel.webhook_url is not None
-        body = orjson.dumps(d.payload)
-        ts = int(self.clock.now())
-        headers = {"Content-Type": "application/json", "Idempotency-Key": d.idempotency_key,
-                   "X-Tierdesk-Delivery": str(d.id)}
-        secrets = channel.secrets(self.clock.now())
-        if secrets:
-            # While a rotation overlaps, one digest per secret: the receiver
-            # verifies with whichever it has.
-            headers[HEADER] = sign(secrets, ts, body)
-        error: str | None = None
-        try:
-            async with session.post(channel.webhook_url, data=body, headers=headers) as resp:
-                if 200 <= resp.status < 300:
-                    await self.outbox.delivered(d.id, self.clock.now())
-                    self.sent += 1
-                    return
-                error = f"HTTP {resp.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            error = repr(exc)
         attempts = d.attempts + 1
         dead = attempts >= self.max_attempts
         retry_at = None if dead else self.clock.now() + backoff(attempts, self.base_delay, self.max_delay)

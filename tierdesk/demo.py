@@ -53,6 +53,7 @@ class DemoTokens:
     channel_id: str
     webhook_secret: str
     agents: dict[str, dict[str, str]]
+    widget_channel_id: str = ""
     # email -> (role, password), for the console
     people: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
@@ -102,6 +103,20 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
         elif channel.webhook_url != webhook:  # served on another host or port than last time
             await accounts.set_webhook_url(channel.id, webhook)
         saved["webhook_secret"] = channel.webhook_secret
+        widget = await accounts.channel(saved.get("widget_channel_id", "")) if saved.get("widget_channel_id") else None
+        if widget is None:
+            # The built-in web chat: the demo page at /widget/demo/<id> embeds it.
+            widget = await accounts.create_channel(Channel(
+                id=new_id("chn"), name="Acme support", webhook_url=None,
+                webhook_secret="whsec_" + secrets.token_urlsafe(24), created_at=clock.now(), kind="widget",
+            ))
+            saved["widget_channel_id"] = widget.id
+        if settings.matrix_channel_id and await accounts.channel(settings.matrix_channel_id) is None:
+            # The Matrix bridge's rooms belong to the channel its settings name.
+            await accounts.create_channel(Channel(
+                id=settings.matrix_channel_id, name="Matrix", webhook_url=None,
+                webhook_secret="whsec_" + secrets.token_urlsafe(24), created_at=clock.now(), kind="matrix",
+            ))
         desk = Desk(store, _NoClassifier(), clock)
         await desk.start()
         known = {a.id for a in desk.agents()}
@@ -131,7 +146,8 @@ async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:
     return DemoTokens(admin=saved["admin_token"], supervisor=saved["supervisor_token"],
                       channel=saved["channel_token"], channel_id=saved["channel_id"],
                       webhook_secret=saved["webhook_secret"], agents=agents,
-                      people={e: (p["role"], p["password"]) for e, p in saved["people"].items()})
+                      people={e: (p["role"], p["password"]) for e, p in saved["people"].items()},
+                      widget_channel_id=saved["widget_channel_id"])
 
 
 async def _ensure_people(engines: Any, agents: dict[str, dict[str, str]], saved: dict[str, Any],
@@ -202,7 +218,14 @@ def banner(settings: Settings, tokens: DemoTokens, admin_token: str) -> str:
         lines.append(f"  agent token:       {a['token']}   ({name}; skills {a['skills']}"
                      + ("; $AG" if n == 0 else "") + ")")
     lines.append(f"  demo inbox:        {inbox_url(settings)}   (the channel's webhook: agent replies arrive here)")
-    lines += ["", f"Console: {base_url(settings)}/console/   sign in as (email / password):"]
+    base = base_url(settings)
+    lines += ["", f"Web chat demo (a customer's view): {base}/widget/demo/{tokens.widget_channel_id}",
+              f"  embed it on a page: <script src=\"{base}/widget/widget.js\" "
+              f"data-channel=\"{tokens.widget_channel_id}\" async></script>"]
+    if settings.matrix_homeserver:
+        lines += [f"Matrix bridge: write to {settings.matrix_user_id} on {settings.matrix_homeserver} "
+                  f"(channel {settings.matrix_channel_id})"]
+    lines += ["", f"Console: {base}/console/   sign in as (email / password):"]
     for email, (role, password) in tokens.people.items():
         lines.append(f"  {role:<11} {email:<26} {password}")
     lines += [

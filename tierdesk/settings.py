@@ -117,6 +117,26 @@ class Settings:
     # Secure flag of the session cookie: auto (when the request came over
     # TLS), true (always: behind a TLS-terminating proxy) or false.
     session_cookie_secure: str = "auto"
+    # The expected wait told to a customer in the queue (router/estimates.py):
+    # how far back the handoffs taken from the queue are counted, and how
+    # many it takes to say a number rather than "unknown".
+    wait_estimate_window_seconds: float = 1800.0
+    wait_estimate_min_samples: int = 3
+    # How long a web chat widget's customer session lasts (its conversation
+    # survives reloads for that long).
+    widget_session_lifetime_seconds: float = 30 * 86400.0
+    # The Matrix bridge (tierdesk/channels/matrix.py), on when a homeserver is
+    # given: the bot account (a password, or an access token), the device it
+    # sends from (transaction ids are deduplicated per device), the channel
+    # (kind "matrix") its rooms belong to, and the language of its notices.
+    matrix_homeserver: str = ""
+    matrix_user_id: str = ""
+    matrix_password: str = ""
+    matrix_access_token: str = ""
+    matrix_device_id: str = "TIERDESK"
+    matrix_channel_id: str = ""
+    matrix_language: str = "en"
+    matrix_sync_timeout_seconds: float = 30.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -164,6 +184,20 @@ class Settings:
         if self.presence_grace_seconds <= 0 or self.timekeeper_interval_seconds <= 0:
             raise InvalidInput("TIERDESK_PRESENCE_GRACE_SECONDS and TIERDESK_TIMEKEEPER_INTERVAL_SECONDS must be "
                                "positive")
+        if self.wait_estimate_window_seconds <= 0 or self.wait_estimate_min_samples < 1:
+            raise InvalidInput("TIERDESK_WAIT_ESTIMATE_WINDOW_SECONDS must be positive and "
+                               "TIERDESK_WAIT_ESTIMATE_MIN_SAMPLES at least 1")
+        if self.widget_session_lifetime_seconds <= 0:
+            raise InvalidInput("TIERDESK_WIDGET_SESSION_LIFETIME_SECONDS must be positive")
+        if self.matrix_homeserver:
+            if not self.matrix_homeserver.startswith(("http://", "https://")):
+                raise InvalidInput("TIERDESK_MATRIX_HOMESERVER must be an http(s) URL")
+            if not self.matrix_user_id or not self.matrix_channel_id:
+                raise InvalidInput("the Matrix bridge needs TIERDESK_MATRIX_USER_ID and TIERDESK_MATRIX_CHANNEL_ID")
+            if not (self.matrix_password or self.matrix_access_token):
+                raise InvalidInput("the Matrix bridge needs TIERDESK_MATRIX_PASSWORD or TIERDESK_MATRIX_ACCESS_TOKEN")
+            if self.matrix_language not in ("en", "zh"):
+                raise InvalidInput("TIERDESK_MATRIX_LANGUAGE must be en or zh")
         if self.workers < 1:
             raise InvalidInput("TIERDESK_WORKERS must be at least 1")
         if self.workers > 1 and self.is_sqlite:

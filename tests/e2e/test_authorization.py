@@ -22,7 +22,7 @@ from tierdesk.web.app import OPENAPI_PATH
 ROOT = Path(__file__).resolve().parents[2]
 FAQ = "how do I reset my password"
 BILLING = "I was charged twice for my order and want my money back"
-ROLES = ("none", "channel", "agent", "supervisor", "admin")
+ROLES = ("none", "channel", "agent", "supervisor", "admin", "customer")
 PUBLIC = frozenset(ROLES)
 TABLES = ("messages", "events", "conversations", "handoffs", "agents", "channels", "credentials", "outbox", "people",
           "sessions")
@@ -102,6 +102,15 @@ ENDPOINTS: dict[str, Endpoint] = {
     "reset_faq_answer": Endpoint("DELETE", "/v1/faq/intents/reset_password/answer", frozenset({"admin"})),
     "reload_faq": Endpoint("POST", "/v1/faq/reload", frozenset({"admin"})),
     "list_faq_misses": Endpoint("GET", "/v1/faq/misses", frozenset({"admin", "supervisor"})),
+    # the web chat widget: public to start, then the customer's session only
+    "widget_channel": Endpoint("GET", "/v1/widget/channels/{widget_channel}", PUBLIC),
+    "widget_session": Endpoint("POST", "/v1/widget/channels/{widget_channel}/sessions", PUBLIC, 201, {}),
+    "widget_conversation": Endpoint("GET", "/v1/widget/conversation", frozenset({"customer"})),
+    "widget_message": Endpoint("POST", "/v1/widget/messages", frozenset({"customer"}),
+                               body={"message_id": "wm-auth", "text": FAQ}),
+    "widget_feedback": Endpoint("POST", "/v1/widget/feedback", frozenset({"customer"}), body={"rating": 4}),
+    "widget_close": Endpoint("POST", "/v1/widget/close", frozenset({"customer"})),
+    "widget_ws": Endpoint("GET", "/v1/widget/ws", frozenset({"customer"}), status=101),
     "healthz": Endpoint("GET", "/healthz", PUBLIC),
     "readyz": Endpoint("GET", "/readyz", PUBLIC),
     "prometheus": Endpoint("GET", "/metrics", PUBLIC),
@@ -139,9 +148,14 @@ async def world(app_client: Api) -> World:
     (conv,) = (await api.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
     assert (await api.send("faq-1", FAQ, message_id="m-faq-1"))["action"] == "answer"
     supervisor = await api.admin("POST", "/v1/admin/supervisor-tokens", expect=201)
+    web = await api.admin("POST", "/v1/admin/channels", json={"name": "web chat", "kind": "widget"}, expect=201)
+    customer = await api.call("POST", f"/v1/widget/channels/{web['id']}/sessions", None, json={}, expect=201)
+    await api.call("POST", "/v1/widget/messages", customer["session"], json={"message_id": "wm-1", "text": FAQ})
     tokens = {"none": None, "channel": api.channel_token, "agent": ann["token"], "bob": bob["token"],
-              "supervisor": supervisor["token"], "admin": ADMIN_TOKEN, "other_channel": other["token"]}
-    ids = {"conv": conv["id"], "ann": ann["id"], "bob": bob["id"], "other_channel": other["id"]}
+              "supervisor": supervisor["token"], "admin": ADMIN_TOKEN, "other_channel": other["token"],
+              "customer": customer["session"]}
+    ids = {"conv": conv["id"], "ann": ann["id"], "bob": bob["id"], "other_channel": other["id"],
+           "widget_channel": web["id"]}
     return World(api, tokens, ids)
 
 
@@ -175,7 +189,8 @@ def test_the_matrix_is_the_documented_one() -> None:
                  for path in spec["paths"]}
     mine = {}
     for e in ENDPOINTS.values():
-        concrete = e.path.format(conv="conv_1", ann="agt_1", bob="agt_2", other_channel="chn_1").split("?")[0]
+        concrete = e.path.format(conv="conv_1", ann="agt_1", bob="agt_2", other_channel="chn_1",
+                                 widget_channel="chn_2").split("?")[0]
         (template,) = [t for t, rx in templates.items() if rx.match(concrete) and (e.method, t) in documented]
         mine[(e.method, template)] = e.allowed
     assert mine == documented
@@ -205,6 +220,9 @@ async def test_each_role_is_allowed_or_refused(world: World, name: str) -> None:
         if name == "agent_ws":
             status, data = await connect_ws(world, role)
             assert data["type"] == "hello" and data["agent_id"] == world.ids["ann"]
+        elif name == "widget_ws":
+            status, data = await connect_ws(world, role, e.path)
+            assert data["type"] == "hello" and [m["client_id"] for m in data["messages"]][0] == "wm-1"
         elif socket:
             status, data = await connect_ws(world, role, e.path)
             assert data == {"type": "hello", "alerts": []}

@@ -50,7 +50,13 @@ async def world(app_client: Api) -> World:
         "ann": ann["token"], "bob": bob["token"], "carl": carl["token"],
         "supervisor": supervisor["token"], "admin": ADMIN_TOKEN,
     }
-    ids = {"conv": conv["id"], "ann": ann["id"], "bob": bob["id"], "carl": carl["id"], "channel": api.channel_id}
+    web = await api.admin("POST", "/v1/admin/channels", json={"name": "web chat", "kind": "widget"}, expect=201)
+    customer = await api.call("POST", f"/v1/widget/channels/{web['id']}/sessions", None, json={}, expect=201)
+    tokens["customer"] = customer["session"]
+    tokens["forged_customer"] = customer["session"][:-4] + ("AAAA" if not customer["session"].endswith("AAAA")
+                                                            else "BBBB")
+    ids = {"conv": conv["id"], "ann": ann["id"], "bob": bob["id"], "carl": carl["id"], "channel": api.channel_id,
+           "widget": web["id"]}
     return World(api, tokens, ids)
 
 
@@ -183,7 +189,12 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
     ("feedback-rating-6", "POST", FEEDBACK, "channel", {"rating": 6}, 422, "validation_failed"),
     ("feedback-rating-0", "POST", FEEDBACK, "channel", {"rating": 0, "resolved": True}, 422, "validation_failed"),
     ("feedback-rating-string", "POST", FEEDBACK, "channel", {"rating": "5"}, 422, "validation_failed"),
-    ("feedback-unknown-field", "POST", FEEDBACK, "channel", {"rating": 5, "comment": "meh"}, 422,
+    ("feedback-comment-too-long", "POST", FEEDBACK, "channel", {"rating": 5, "comment": "x" * 2001}, 422,
+     "validation_failed"),
+    ("feedback-comment-empty", "POST", FEEDBACK, "channel", {"rating": 5, "comment": ""}, 422, "validation_failed"),
+    ("feedback-comment-nul", "POST", FEEDBACK, "channel", {"rating": 5, "comment": "a\u0000b"}, 422,
+     "validation_failed"),
+    ("feedback-unknown-field", "POST", FEEDBACK, "channel", {"rating": 5, "stars": "meh"}, 422,
      "validation_failed"),
     ("feedback-unknown-conversation", "POST", "/v1/conversations/nope/feedback", "channel", {"rating": 5}, 404,
      "not_found"),
@@ -238,6 +249,12 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
     ("channel-ftp-webhook", "POST", "/v1/admin/channels", "admin", {"name": "c", "webhook_url": "ftp://x"}, 422,
      "validation_failed"),
     ("channel-empty-name", "POST", "/v1/admin/channels", "admin", {"name": ""}, 422, "validation_failed"),
+    ("channel-unknown-kind", "POST", "/v1/admin/channels", "admin", {"name": "c", "kind": "sms"}, 422,
+     "validation_failed"),
+    ("channel-string-notices", "POST", "/v1/admin/channels", "admin", {"name": "c", "notices": "yes"}, 422,
+     "validation_failed"),
+    ("channel-patch-kind", "PATCH", "/v1/admin/channels/{channel}", "admin", {"kind": "widget"}, 422,
+     "validation_failed"),
     ("channel-unknown-field", "POST", "/v1/admin/channels", "admin", {"name": "c", "secret": "s"}, 422,
      "validation_failed"),
     ("channel-supervisor-token", "POST", "/v1/admin/channels", "supervisor", {"name": "c"}, 403, "forbidden"),
@@ -323,6 +340,49 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
     ("reply-nul-id", "POST", "/v1/conversations/a%00b/replies", "ann", {"text": "hi"}, 422, "validation_failed"),
     ("patch-nul-agent-id", "PATCH", "/v1/admin/agents/a%00b", "admin", {"capacity": 3}, 422, "validation_failed"),
     ("faq-nul-intent-id", "PATCH", "/v1/faq/intents/a%00b", "admin", {"answer": "x"}, 422, "validation_failed"),
+    # the web chat widget
+    ("widget-session-unknown-channel", "POST", "/v1/widget/channels/chn_missing/sessions", "none", {}, 404,
+     "not_found"),
+    ("widget-session-webhook-channel", "POST", "/v1/widget/channels/{channel}/sessions", "none", {}, 404,
+     "not_found"),
+    ("widget-session-unknown-field", "POST", "/v1/widget/channels/{widget}/sessions", "none", {"vip": True}, 422,
+     "validation_failed"),
+    ("widget-session-long-name", "POST", "/v1/widget/channels/{widget}/sessions", "none", {"name": "n" * 201}, 422,
+     "validation_failed"),
+    ("widget-session-malformed-json", "POST", "/v1/widget/channels/{widget}/sessions", "none", b"{", 400,
+     "invalid_json"),
+    ("widget-msg-malformed-json", "POST", "/v1/widget/messages", "customer", b"{", 400, "invalid_json"),
+    ("widget-msg-empty-body", "POST", "/v1/widget/messages", "customer", b"", 400, "invalid_json"),
+    ("widget-msg-missing-id", "POST", "/v1/widget/messages", "customer", {"text": FAQ}, 422, "validation_failed"),
+    ("widget-msg-missing-text", "POST", "/v1/widget/messages", "customer", {"message_id": "w1"}, 422,
+     "validation_failed"),
+    ("widget-msg-control-char-id", "POST", "/v1/widget/messages", "customer", {"message_id": "w\n1", "text": FAQ},
+     422, "validation_failed"),
+    ("widget-msg-unknown-field", "POST", "/v1/widget/messages", "customer",
+     {"message_id": "w1", "text": FAQ, "conversation_id": "w_other"}, 422, "validation_failed"),
+    ("widget-msg-empty-text", "POST", "/v1/widget/messages", "customer", {"message_id": "w1", "text": " "}, 422,
+     "empty_text"),
+    ("widget-msg-4097-bytes", "POST", "/v1/widget/messages", "customer", {"message_id": "w1", "text": "a" * 4097},
+     422, "text_too_long"),
+    ("widget-msg-nul-text", "POST", "/v1/widget/messages", "customer", {"message_id": "w1", "text": "a\u0000"},
+     422, "validation_failed"),
+    ("widget-msg-no-session", "POST", "/v1/widget/messages", "none", {"message_id": "w1", "text": FAQ}, 401,
+     "unauthenticated"),
+    ("widget-msg-forged-session", "POST", "/v1/widget/messages", "forged_customer",
+     {"message_id": "w1", "text": FAQ}, 401, "unauthenticated"),
+    ("widget-msg-channel-token", "POST", "/v1/widget/messages", "channel", {"message_id": "w1", "text": FAQ}, 403,
+     "forbidden"),
+    ("widget-feedback-rating-6", "POST", "/v1/widget/feedback", "customer", {"rating": 6}, 422, "validation_failed"),
+    ("widget-feedback-rating-string", "POST", "/v1/widget/feedback", "customer", {"rating": "5"}, 422,
+     "validation_failed"),
+    ("widget-feedback-no-rating", "POST", "/v1/widget/feedback", "customer", {"comment": "ok"}, 422,
+     "validation_failed"),
+    ("widget-feedback-long-comment", "POST", "/v1/widget/feedback", "customer", {"rating": 4, "comment": "c" * 2001},
+     422, "validation_failed"),
+    ("widget-feedback-before-any-message", "POST", "/v1/widget/feedback", "customer", {"rating": 4}, 404,
+     "not_found"),
+    ("widget-close-before-any-message", "POST", "/v1/widget/close", "customer", None, 404, "not_found"),
+    ("widget-message-as-customer-on-api", "POST", MESSAGES, "customer", msg(), 403, "forbidden"),
 ]
 
 
@@ -420,6 +480,15 @@ async def test_bad_metrics_query_is_refused(world: World, params: dict[str, str]
     pytest.param("/v1/agents/me/metrics", "supervisor", {}, 403, "forbidden", id="my-metrics-supervisor"),
     pytest.param("/v1/agents/team", "supervisor", {}, 403, "forbidden", id="team-supervisor"),
     pytest.param("/v1/admin/people", "supervisor", {}, 403, "forbidden", id="people-supervisor"),
+    pytest.param("/v1/widget/conversation", "customer", {"conversation": "w_other"}, 422, "validation_failed",
+                 id="widget-conversation-unknown-param"),
+    pytest.param("/v1/widget/conversation", "customer", {"after": ""}, 422, "validation_failed",
+                 id="widget-conversation-empty-after"),
+    pytest.param("/v1/widget/conversation", "forged_customer", {}, 401, "unauthenticated",
+                 id="widget-conversation-forged"),
+    pytest.param("/v1/widget/conversation", "ann", {}, 403, "forbidden", id="widget-conversation-agent"),
+    pytest.param("/v1/widget/channels/{widget}", "none", {"lang": "fr", "x": "1"}, 422, "validation_failed",
+                 id="widget-channel-unknown-param"),
     pytest.param("/v1/live", "supervisor", {"skill": "billing"}, 422, "validation_failed", id="live-unknown-param"),
     pytest.param("/v1/live", "ann", {}, 403, "forbidden", id="live-agent"),
 ])
@@ -476,7 +545,8 @@ NESTED = b'{"a":' * 10_000 + b"1" + b"}" * 10_000  # ~60 KB, under the body limi
 JSON_WRITES = [
     ("POST", MESSAGES, "channel"), ("POST", FEEDBACK, "channel"), ("PUT", "/v1/agents/me/status", "ann"),
     ("POST", REPLIES, "ann"), ("POST", TRANSFER, "ann"), ("POST", AGENTS, "admin"), ("PATCH", AGENT, "admin"),
-    ("POST", "/v1/admin/channels", "admin"), ("PATCH", INTENT, "admin"),
+    ("POST", "/v1/admin/channels", "admin"), ("PATCH", INTENT, "admin"), ("POST", "/v1/widget/messages", "customer"),
+    ("POST", "/v1/widget/feedback", "customer"),
 ]
 
 

@@ -50,14 +50,16 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
         agent = _post(f"{server.url}/v1/admin/agents", ADMIN,
                       {"name": "fuzz agent", "skills": ["general", "billing"], "capacity": 3, "status": "online"})
         supervisor = _post(f"{server.url}/v1/admin/supervisor-tokens", ADMIN, {})
+        web = _post(f"{server.url}/v1/admin/channels", ADMIN, {"name": "fuzz web", "kind": "widget"})
+        customer = _post(f"{server.url}/v1/widget/channels/{web['id']}/sessions", ADMIN, {})
         tokens = {"admin": ADMIN, "channel": channel["token"], "agent": agent["token"],
-                  "supervisor": supervisor["token"]}
+                  "supervisor": supervisor["token"], "customer": customer["session"]}
         yield server, tokens
     finally:
         server.stop()
 
 
-@schema.exclude(path="/v1/agents/ws").parametrize()
+@schema.exclude(path="/v1/agents/ws").exclude(path="/v1/widget/ws").parametrize()
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 def test_no_server_errors_and_responses_match_the_description(case, live_server) -> None:  # type: ignore[no-untyped-def]

@@ -74,7 +74,7 @@ def test_docs_copy_is_a_symlink_to_the_served_file() -> None:
 
 
 def test_every_operation_declares_roles_and_errors_use_the_error_schema() -> None:
-    roles = {"channel", "agent", "supervisor", "admin", "public"}
+    roles = {"channel", "agent", "supervisor", "admin", "customer", "public"}
     for path, item in SPEC["paths"].items():
         for method, op in item.items():
             assert set(op["x-roles"]) <= roles and op["x-roles"], (method, path)
@@ -99,8 +99,9 @@ async def test_every_route_is_documented_and_every_documented_operation_is_serve
     # app → document: every route (and each alternative of a regex segment
     # such as {kind:agents|channels}) has exactly one documented operation.
     served: set[tuple[str, str]] = set()
-    # The console's pages (/console/...) are not the API: docs/console.md.
-    routes = [r for r in app.router.routes() if not r.resource.canonical.startswith("/console")]
+    # The console's pages (/console/...) and the widget's script and demo page
+    # (/widget/...) are not the API: docs/console.md, docs/channels.md.
+    routes = [r for r in app.router.routes() if not r.resource.canonical.startswith(("/console", "/widget/"))]
     gets = {r.resource.canonical for r in routes if r.method == "GET"}
     for route in routes:
         canonical = route.resource.canonical
@@ -501,7 +502,8 @@ async def test_a_realistic_session_matches_the_document(app_client: Api) -> None
 
     # every documented operation was exercised with a success status
     succeeded = {(m, t) for m, t, status in c.exercised if status < 300}
-    missing = {op for op in spec_operations() - succeeded if not op[1].startswith("/v1/faq/")}  # FAQ: below
+    missing = {op for op in spec_operations() - succeeded
+               if not op[1].startswith(("/v1/faq/", "/v1/widget/"))}  # FAQ and the widget: below
     missing -= {("GET", "/v1/agents/ws"), ("GET", "/v1/live/ws")}  # upgrades: checked above and in test_sla_monitor
     assert not missing, f"operations never exercised successfully: {sorted(missing)}"
 
@@ -660,3 +662,51 @@ async def test_faq_tuning_matches_the_document(aiohttp_client: Any, db_url: str,
     faq_ops = {op for op in spec_operations() if op[1].startswith("/v1/faq/")}
     succeeded = {(m, t) for m, t, status in c.exercised if status < 300}
     assert faq_ops <= succeeded, f"never exercised successfully: {sorted(faq_ops - succeeded)}"
+
+
+async def test_the_web_widget_matches_the_document(app_client: Api) -> None:
+    api = app_client
+    c = Contract(api)
+    web = await c.call("POST", "/v1/admin/channels", ADMIN_TOKEN, expect=201,
+                       json_body={"name": "Acme support", "kind": "widget"})
+    await c.call("POST", "/v1/admin/agents", ADMIN_TOKEN, expect=201,
+                 json_body={"name": "Ann", "skills": ["general"], "capacity": 1, "status": "online"})
+    ann = (await api.admin("GET", "/v1/admin/agents"))["agents"][0]
+    ann_token = (await c.call("POST", f"/v1/admin/agents/{ann['id']}/token", ADMIN_TOKEN, expect=201))["token"]
+    cfg = await c.call("GET", f"/v1/widget/channels/{web['id']}", None, expect=200, params={"lang": "zh"})
+    assert cfg["lang"] == "zh"
+    await c.call("GET", f"/v1/widget/channels/{api.channel_id}", None, expect=404, code="not_found")
+    made = await c.call("POST", f"/v1/widget/channels/{web['id']}/sessions", None, expect=201,
+                        json_body={"name": "Dana"})
+    session = made["session"]
+    answered = await c.call("POST", "/v1/widget/messages", session, expect=200,
+                            json_body={"message_id": "wm-1", "text": FAQ})
+    assert answered["reply"]["action"] == "answer"
+    handed = await c.call("POST", "/v1/widget/messages", session, expect=200,
+                          json_body={"message_id": "wm-2", "text": HUMAN})
+    assert handed["reply"]["action"] == "handoff" and handed["conversation"]["status"] == "assigned"
+    forwarded = await c.call("POST", "/v1/widget/messages", session, expect=200,
+                             json_body={"message_id": "wm-3", "text": "hello?"})
+    assert forwarded["reply"]["action"] == "forwarded"
+    [conv] = (await api.call("GET", "/v1/agents/me/conversations", ann_token))["conversations"]
+    await api.call("POST", f"/v1/conversations/{conv['id']}/replies", ann_token, json={"text": "Hi"}, expect=201)
+    await api.call("POST", f"/v1/conversations/{conv['id']}/resolve", ann_token)
+    seen = await c.call("GET", "/v1/widget/conversation", session, expect=200)
+    assert seen["conversation"]["rating_wanted"] is True and seen["messages"][-1]["agent_name"] == "Ann"
+    await c.call("GET", "/v1/widget/conversation", session, expect=200, params={"after": seen["messages"][0]["id"]})
+    await c.call("POST", "/v1/widget/feedback", session, expect=200, json_body={"rating": 4, "comment": "ok"})
+    await c.call("POST", "/v1/widget/close", session, expect=200)
+    await c.call("GET", "/v1/widget/ws", session, expect=400, code="bad_request")
+    await c.call("POST", "/v1/widget/messages", session, expect=422, code="empty_text",
+                 json_body={"message_id": "wm-4", "text": " "}, request_valid=False)
+    await c.call("POST", "/v1/widget/feedback", session, expect=422, code="validation_failed",
+                 json_body={"rating": 9}, request_valid=False)
+    await c.call("GET", "/v1/widget/conversation", session + "x", expect=401, code="unauthenticated")
+    await c.call("GET", "/v1/widget/conversation", ann_token, expect=403, code="forbidden")
+    ws = await api.client.ws_connect(f"/v1/widget/ws?token={session}")
+    hello = json.loads((await ws.receive(timeout=10)).data)
+    assert hello["type"] == "hello" and len(hello["messages"]) == 5  # three asked, the answer, the reply
+    await ws.close()
+    widget_ops = {op for op in spec_operations() if op[1].startswith("/v1/widget/")} - {("GET", "/v1/widget/ws")}
+    succeeded = {(m, t) for m, t, status in c.exercised if status < 300}
+    assert widget_ops <= succeeded, f"never exercised successfully: {sorted(widget_ops - succeeded)}"

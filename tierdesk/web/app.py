@@ -22,6 +22,7 @@ from router.model import Channel
 from router.ports import Clock, SystemClock
 from router.services import Desk, DeskConfig
 from storage.accounts import Accounts
+from storage.channels import ChannelData
 from storage.alerts import AlertStore
 from storage.engine import create_engines
 from storage.faq import FaqRepository
@@ -30,6 +31,10 @@ from storage.notify import PgRelay
 from storage.outbox import Outbox
 from storage.people import People
 from storage.store import SqlStore
+from tierdesk.channels import webhook, widget
+from tierdesk.channels.estimates import WaitEstimator
+from tierdesk.channels.hub import ChannelHub
+from tierdesk.channels.inbound import Inbound
 from tierdesk.delivery import DeliveryWorker
 from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
 from tierdesk.models import LiveModel
@@ -132,7 +137,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     deliveries (tierdesk/web/demo_inbox.py)."""
     protocol_errors.install()
     app = web.Application(
-        middlewares=[context_middleware, error_middleware, ip_rate_limit, parameters_without_nul, body_deadline],
+        middlewares=[context_middleware, widget.cors, error_middleware, ip_rate_limit, parameters_without_nul,
+                     body_deadline],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
@@ -153,6 +159,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app[keys.MODEL] = model or LiveModel(settings.models_dir, settings.knowledge_base,
                                          max_batch=settings.classifier_max_batch)
     app[keys.DELIVERY_WAKE] = lambda: None
+    app[keys.CHANNELS] = ChannelHub(None, None, lambda: app.get(keys.DESK))
+    app[keys.INBOUND] = Inbound(app)
+    app[keys.CUSTOMER_SOCKETS] = widget.CustomerSockets()
     app[keys.CHANNEL_LIMIT] = RateLimiter(settings.rate_limit_channel_per_second, settings.rate_limit_channel_burst)
     app[keys.IP_LIMIT] = RateLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst)
     app[keys.CLIENT_ADDRESS] = ClientAddress(trusted_networks(settings.trusted_proxies))
@@ -204,6 +213,8 @@ def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
     r.gauge("tierdesk_agents_online", "Agents online",
             lambda: sum(1 for a in app[keys.DESK].agents() if a.status.value == "online") if keys.DESK in app else 0)
     r.gauge("tierdesk_agent_websockets", "Agent WebSockets connected", lambda: app[keys.SOCKETS].count())
+    r.gauge("tierdesk_widget_websockets", "Web chat widget WebSockets connected",
+            lambda: app[keys.CUSTOMER_SOCKETS].count())
     r.counter("tierdesk_group_commit_batches_total", "Group-commit transactions written",
               running(lambda: app[keys.STORE].committer.batches))
     r.counter("tierdesk_group_commit_changes_total", "Changes committed by group commit",
@@ -258,8 +269,14 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.OUTBOX] = Outbox(engines)
     app[keys.FAQ] = FaqRepository(engines)
     app[keys.HISTORY] = HandoffHistory(engines)
+    app[keys.CHANNEL_DATA] = ChannelData(engines)
+    hub = app[keys.CHANNELS]
+    hub.accounts = app[keys.ACCOUNTS]
+    hub.estimator = WaitEstimator(app[keys.CHANNEL_DATA], app[keys.CLOCK], window=s.wait_estimate_window_seconds,
+                                  min_samples=s.wait_estimate_min_samples)
     app[keys.AUTH] = Authenticator(app[keys.ACCOUNTS], s.admin_token,
                                    signature_tolerance=s.signature_tolerance_seconds)
+    app[keys.AUTH].use_clock(app[keys.CLOCK].now)
     app[keys.PEOPLE] = People(engines)
     app[keys.SESSIONS] = app[keys.AUTH].sessions = Sessions(app[keys.PEOPLE], s, app[keys.CLOCK])
     yield
@@ -312,9 +329,12 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
                             reservation_timeout_by_skill=rules.reservation_timeouts(),
                             misses_before_away=s.reservation_misses_before_away),
                         fallback=rules.fallback())
-    desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS])
+    hub = app[keys.CHANNELS]
+    desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS],
+                notices=hub)
     app[keys.STORE].committer.on_failure(desk.commit_failed)
     try:
+        await hub.refresh()  # what each channel wants delivered, before the first message
         await desk.start()
     except Exception as exc:  # noqa: BLE001 - start degraded; requests retry the load
         log.warning("desk_start_failed", error=repr(exc))
@@ -322,6 +342,7 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
     yield
     await desk.stop_refreshing()
     await app[keys.SOCKETS].close_all()
+    await app[keys.CUSTOMER_SOCKETS].close_all()
     await app[keys.SUPERVISOR_SOCKETS].close_all()
 
 
@@ -336,6 +357,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         def received(message: dict[str, Any]) -> None:
             if message.get("kind") in ("push", "signed_out"):
                 sockets.from_relay(message)
+            elif message.get("kind") == "customer_push":
+                app[keys.CUSTOMER_SOCKETS].from_relay(message)
             elif message.get("kind") == "supervisor_push":
                 app[keys.SUPERVISOR_SOCKETS].from_relay(message)
             elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
@@ -350,10 +373,12 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
         relay = PgRelay(app[keys.SETTINGS].database_url, app[keys.ORIGIN], received, reconnected)
         await relay.start()
         sockets.relay = relay.publish
+        app[keys.CUSTOMER_SOCKETS].relay = relay.publish
         app[keys.SUPERVISOR_SOCKETS].relay = relay.publish
     yield
     if relay is not None:
         app[keys.SOCKETS].relay = None
+        app[keys.CUSTOMER_SOCKETS].relay = None
         app[keys.SUPERVISOR_SOCKETS].relay = None
         await relay.close()
 
@@ -368,18 +393,36 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if s.alert_webhook_url:
         alert_target = Channel(id=monitor.ALERTS_CHANNEL, name="alerts", webhook_url=s.alert_webhook_url,
                                webhook_secret=s.alert_webhook_secret or None)
-    worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK], alert_target=alert_target,
+    hub = app[keys.CHANNELS]
+    hooks = webhook.WebhookAdapter(app[keys.CLOCK], s.webhook_timeout_seconds)
+    hub.register(hooks)
+    hub.register(widget.WidgetAdapter(app[keys.CUSTOMER_SOCKETS]))
+    worker = DeliveryWorker(app[keys.OUTBOX], app[keys.ACCOUNTS], app[keys.CLOCK], hub, alert_target=alert_target,
                             max_attempts=s.outbox_max_attempts, timeout=s.webhook_timeout_seconds,
                             poll=s.outbox_poll_seconds, base_delay=s.outbox_backoff_base_seconds,
                             max_delay=s.outbox_backoff_cap_seconds)
+    bridge = None
+    if s.matrix_homeserver:
+        from tierdesk.channels.matrix import MatrixBridge  # only with its extra installed
+
+        bridge = MatrixBridge(app)
+        hub.register(bridge)
+        app[keys.MATRIX] = bridge
     app[keys.DELIVERY_WAKE] = worker.wake
     app[keys.DELIVERY] = worker
     delivery = asyncio.create_task(worker.run(), name="delivery")
     sweeper = asyncio.create_task(_sweep(app), name="idle-sweeper")
     revalidator = asyncio.create_task(_revalidate_sockets(app), name="socket-revalidator")
+    directory = asyncio.create_task(hub.keep_fresh(), name="channel-directory")
+    matrix = asyncio.create_task(bridge.run(), name="matrix-bridge") if bridge is not None else None
     yield
+    if matrix is not None and bridge is not None:
+        matrix.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await matrix
     sweeper.cancel()
     revalidator.cancel()
+    directory.cancel()
     # Let the worker finish the deliveries it holds (bounded by the webhook
     # timeout); what it never got to stays in the outbox for the next start.
     worker.stop()
@@ -387,9 +430,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait_for(delivery, s.webhook_timeout_seconds + 1.0)
     except TimeoutError:
         log.warning("delivery_worker_stopped_mid_batch")
-    for task in (sweeper, delivery, revalidator):
+    for task in (sweeper, delivery, revalidator, directory):
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await hooks.close()
+    if bridge is not None:
+        await bridge.close()
 
 
 async def _publish_worker_metrics(app: web.Application) -> AsyncIterator[None]:
@@ -474,9 +520,9 @@ async def _sweep(app: web.Application) -> None:
 
 def _routes(app: web.Application) -> None:
     r = app.router
-    r.add_post("/v1/messages", h.post_message)
-    r.add_post("/v1/conversations/{conversation_id}/feedback", h.post_feedback)
-    r.add_post("/v1/conversations/{conversation_id}/close", h.post_close)
+    r.add_post("/v1/messages", webhook.post_message)
+    r.add_post("/v1/conversations/{conversation_id}/feedback", webhook.post_feedback)
+    r.add_post("/v1/conversations/{conversation_id}/close", webhook.post_close)
     r.add_get("/v1/agents/me", h.get_me)
     r.add_put("/v1/agents/me/status", h.put_status)
     r.add_get("/v1/agents/me/conversations", h.list_my_conversations)
@@ -523,3 +569,4 @@ def _routes(app: web.Application) -> None:
     r.add_get("/readyz", h.readyz)
     r.add_get("/metrics", h.prometheus)
     r.add_get("/v1/openapi.yaml", h.openapi)
+    widget.setup(app)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -32,6 +34,10 @@ class Authenticator:
         # Console sign-in (tierdesk/web/sessions.py): a request with the
         # session cookie and no bearer token acts as the signed-in person.
         self.sessions: Sessions | None = None
+        self._now: Callable[[], float] = time.time
+
+    def use_clock(self, now: Callable[[], float]) -> None:
+        self._now = now
 
     def forget(self, principal: Principal | None = None) -> None:
         self._principals.forget(None if principal is None else (lambda p: p == principal))
@@ -48,6 +54,13 @@ class Authenticator:
                 and "token" not in request.query):
             return await self.sessions.principal(request)  # type: ignore[no-any-return]
         token = bearer_token(request)
+        if token.startswith("td_customer_"):
+            # A widget's customer session: signed, not stored.
+            from tierdesk.channels.widget import SESSION, verify
+
+            session = await verify(token, self.channel, self._now())
+            request[SESSION] = session
+            return Principal(Role.CUSTOMER, session.channel_id)
         digest = token_hash(token)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
             return Principal(Role.ADMIN)
@@ -59,7 +72,7 @@ class Authenticator:
     async def channel(self, channel_id: str) -> Channel | None:
         return await self._channels.get(channel_id)
 
-    async def channel_request(self, request: web.Request, clock_now: float) -> tuple[Principal, bytes]:
+    async def channel_request(self, request: web.Request, clock_now: float) -> tuple[Principal, bytes, Channel]:
         """Authenticate a channel, read the body and check its signature if
         the channel requires signed requests."""
         principal = await self.require(request, Role.CHANNEL)
@@ -72,7 +85,7 @@ class Authenticator:
         # checked, so a broken signer is noticed before signing is required.
         if channel.require_signature or signature is not None:
             verify(channel.secrets(clock_now), signature, body, clock_now, self.signature_tolerance)
-        return principal, body
+        return principal, body, channel
 
     async def require(self, request: web.Request, *roles: Role) -> Principal:
         principal = await self.principal(request)

@@ -20,11 +20,10 @@ from router import metrics as tiered
 from router import rollup_report
 from router.changes import MessageRecord
 from router.ids import new_id
-from router.model import AgentStatus, Channel, Customer, Principal, Role
-from router.services import IncomingMessage
+from router.model import AgentStatus, Channel, Principal, Role
 from router.staffing import Target
 from tierdesk import planning
-from tierdesk.errors import Conflict, InvalidInput, NotFound, RateLimited
+from tierdesk.errors import Conflict, InvalidInput, NotFound
 from tierdesk.logging import bind
 from tierdesk.tokens import new_token, token_hash
 
@@ -93,41 +92,8 @@ async def body(request: web.Request) -> bytes:
 
 
 # ----------------------------------------------------------------- channels
-async def post_message(request: web.Request) -> web.Response:
-    principal, raw = await request.app[keys.AUTH].channel_request(request, request.app[keys.CLOCK].now())
-    wait = request.app[keys.CHANNEL_LIMIT].acquire(principal.subject_id or "")
-    if wait:
-        raise RateLimited("too many messages from this channel; slow down", retry_after=wait)
-    msg = s.decode(raw, s.MessageIn)
-    check_text(request, msg.text)
-    sent_at = parse_time(msg.sent_at, "sent_at")
-    channel_id = principal.subject_id or ""
-    bind(channel=channel_id, conversation=msg.conversation_id)
-    if request.app[keys.SETTINGS].log_message_text:
-        log.info("customer_message", message_id=msg.message_id, text=msg.text)
-    incoming = IncomingMessage(
-        message_id=msg.message_id, conversation_id=msg.conversation_id,
-        customer=Customer(msg.customer.id, msg.customer.name, msg.customer.is_vip), text=msg.text,
-        sent_at=sent_at,
-    )
-    response = await request.app[keys.DESK].receive_message(channel_id, incoming)
-    return json(response)
-
-
-async def post_feedback(request: web.Request) -> web.Response:
-    principal, raw = await request.app[keys.AUTH].channel_request(request, request.app[keys.CLOCK].now())
-    fb = s.decode(raw, s.FeedbackIn)
-    if fb.rating is None and not fb.resolved:
-        raise InvalidInput("give a rating, resolved=true, or both", code="validation_failed")
-    await request.app[keys.DESK].feedback(principal.subject_id or "", request.match_info["conversation_id"],
-                                          fb.rating, fb.resolved)
-    return json({"ok": True})
-
-
-async def post_close(request: web.Request) -> web.Response:
-    principal, _ = await request.app[keys.AUTH].channel_request(request, request.app[keys.CLOCK].now())
-    await request.app[keys.DESK].close(principal.subject_id or "", request.match_info["conversation_id"])
-    return json({"ok": True})
+# POST /v1/messages, feedback and close: the webhook channel's inbound side,
+# in tierdesk/channels/webhook.py.
 
 
 # ------------------------------------------------------------------- agents
@@ -250,6 +216,7 @@ async def post_transfer(request: web.Request) -> web.Response:
 async def post_resolve(request: web.Request) -> web.Response:
     p = await _agent(request)
     await request.app[keys.DESK].resolve(p.subject_id or "", request.match_info["conversation_id"])
+    request.app[keys.DELIVERY_WAKE]()  # a rating request, if the channel asks for one
     return json({"ok": True})
 
 
@@ -370,8 +337,8 @@ async def _tokens_revoked(request: web.Request, principal: Principal) -> None:
 
 
 def channel_view(c: Channel, now: float) -> dict[str, Any]:
-    return {"id": c.id, "name": c.name, "webhook_url": c.webhook_url, "require_signature": c.require_signature,
-            "disabled": c.disabled_at is not None,
+    return {"id": c.id, "name": c.name, "kind": c.kind, "webhook_url": c.webhook_url,
+            "require_signature": c.require_signature, "notices": c.notices, "disabled": c.disabled_at is not None,
             "previous_secret_until": iso(c.previous_secret_until)
             if c.previous_webhook_secret and (c.previous_secret_until or 0) > now else None}
 
@@ -394,6 +361,8 @@ async def patch_channel(request: web.Request) -> web.Response:
         values["webhook_url"] = patch.webhook_url
     if patch.require_signature is not msgspec.UNSET:
         values["require_signature"] = patch.require_signature
+    if patch.notices is not msgspec.UNSET:
+        values["notices"] = patch.notices
     secret = None
     if patch.rotate_webhook_secret:
         secret = _webhook_secret()
@@ -404,6 +373,7 @@ async def patch_channel(request: web.Request) -> web.Response:
         assert updated is not None
         channel = updated
         request.app[keys.AUTH].forget_channel(channel_id)
+        request.app[keys.CHANNELS].note(channel)
         if keys.DELIVERY in request.app:
             request.app[keys.DELIVERY].forget_channel(channel_id)
     view = channel_view(channel, now)
@@ -426,6 +396,7 @@ async def disable_channel(request: web.Request) -> web.Response:
         channel = await accounts.update_channel(channel_id, disabled_at=now) or channel
         await _revoke(request, Principal(Role.CHANNEL, channel_id))
         request.app[keys.AUTH].forget_channel(channel_id)
+        request.app[keys.CHANNELS].note(channel)
         if keys.DELIVERY in request.app:
             request.app[keys.DELIVERY].forget_channel(channel_id)
     return json(channel_view(channel, now))
@@ -487,14 +458,14 @@ async def create_channel(request: web.Request) -> web.Response:
     now = request.app[keys.CLOCK].now()
     channel = Channel(id=new_id("chn"), name=c.name, webhook_url=c.webhook_url,
                       webhook_secret=_webhook_secret(), created_at=now,
-                      require_signature=c.require_signature)
+                      require_signature=c.require_signature, kind=c.kind, notices=c.notices)
     accounts = request.app[keys.ACCOUNTS]
     await accounts.create_channel(channel)
+    request.app[keys.CHANNELS].note(channel)
     token = new_token(Role.CHANNEL)
     await accounts.add_credential(token_hash(token), Principal(Role.CHANNEL, channel.id), now)
-    return json({"id": channel.id, "name": channel.name, "webhook_url": channel.webhook_url,
-                 "webhook_secret": channel.webhook_secret, "require_signature": channel.require_signature,
-                 "token": token}, status=201)
+    return json(channel_view(channel, now) | {"webhook_secret": channel.webhook_secret, "token": token},
+                status=201)
 
 
 async def list_channels(request: web.Request) -> web.Response:

@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from router.rules import RoutingRules
     from router.services import Desk
     from storage.accounts import Accounts
+    from storage.channels import ChannelData
+    from tierdesk.channels.hub import ChannelHub
+    from tierdesk.channels.inbound import Inbound
+    from tierdesk.channels.matrix import MatrixBridge
+    from tierdesk.channels.widget import CustomerSockets
     from storage.alerts import AlertStore
     from storage.engine import Engines
     from storage.faq import FaqRepository
@@ -67,3 +72,10 @@ WORKER_METRICS: web.AppKey[WorkerMetrics] = web.AppKey("worker_metrics")
 DEMO_INBOX: web.AppKey[DemoInbox] = web.AppKey("demo_inbox")
 PEOPLE: web.AppKey[People] = web.AppKey("people")
 SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
+# The channels (tierdesk/channels): adapters by kind, what each channel
+# wants delivered, and the inbound side every adapter calls.
+CHANNELS: web.AppKey[ChannelHub] = web.AppKey("channels")
+INBOUND: web.AppKey[Inbound] = web.AppKey("inbound")
+CHANNEL_DATA: web.AppKey[ChannelData] = web.AppKey("channel_data")
+CUSTOMER_SOCKETS: web.AppKey[CustomerSockets] = web.AppKey("customer_sockets")
+MATRIX: web.AppKey[MatrixBridge] = web.AppKey("matrix")

@@ -53,9 +53,14 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     sent_at: str | float | None = None
 
 
+Comment = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
+
+
 class FeedbackIn(msgspec.Struct, forbid_unknown_fields=True):
     rating: Annotated[float, msgspec.Meta(ge=1, le=5)] | None = None
     resolved: bool = False
+    # What the customer wrote with their rating (kept with it in the event log).
+    comment: Comment | None = None
 
     def __post_init__(self) -> None:
         self.rating = _whole(self.rating, "rating")
@@ -116,6 +121,8 @@ class ChannelIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     webhook_url: WebhookUrl | None = None
     require_signature: bool = False
+    kind: Literal["webhook", "widget", "matrix"] = "webhook"
+    notices: bool = False
 
     def __post_init__(self) -> None:
         _check_webhook_url(self.webhook_url)
@@ -129,6 +136,7 @@ class ChannelPatch(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | msgspec.UnsetType = msgspec.UNSET
     webhook_url: WebhookUrl | None | msgspec.UnsetType = msgspec.UNSET
     require_signature: bool | msgspec.UnsetType = msgspec.UNSET
+    notices: bool | msgspec.UnsetType = msgspec.UNSET
     rotate_webhook_secret: bool = False
     # How long the old secret still verifies inbound requests (and signs
     # outbound ones beside the new) after a rotation; 0 ends it at once.
