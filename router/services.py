@@ -1085,6 +1085,18 @@ class Desk:
         messages = await self.store.history(conv.id, self.config.history_limit)
         return conv, messages
 
+    async def earlier(self, agent_id: str | None, conversation_id: str, limit: int = 20) -> list[Handoff]:
+        """The customer's other passages to a person on this channel (in this
+        conversation before, or in another of theirs), newest first: what an
+        agent wants to know before answering. ``agent_id`` None: a supervisor."""
+        if agent_id is None:
+            conv = await self._conversation_by_id(conversation_id)
+        else:
+            conv = await self._agents_conversation(agent_id, conversation_id)
+        current = conv.handoff.id if conv.handoff is not None else None
+        found = await self.store.customer_handoffs(conv.channel_id, conv.customer.id, limit + 1)
+        return [h for h in found if h.id != current][:limit]
+
     @_decided_again_if_refused
     async def agent_reply(self, agent_id: str, conversation_id: str, text: str) -> MessageRecord:
         gen = await self._begin()

@@ -234,6 +234,21 @@ class SqlStore:
         out.reverse()
         return out
 
+    async def customer_handoffs(self, channel_id: str, customer_id: str, limit: int) -> list[Handoff]:
+        """The customer's handoffs on this channel (every conversation of
+        theirs), newest first."""
+        c, h = t.conversations, t.handoffs
+        async with self.engines.reading() as conn:
+            q = (
+                select(h)
+                .join(c, c.c.id == h.c.conversation_id)
+                .where(c.c.channel_id == channel_id, c.c.customer_id == customer_id)
+                .order_by(h.c.requested_at.desc(), h.c.id.desc())
+                .limit(limit)
+            )
+            rows = (await conn.execute(q)).all()
+        return [_handoff_from(r) for r in rows]
+
     async def leads_idle_sweep(self) -> bool:
         return await self._sweep_lease.held()
 
@@ -358,17 +373,19 @@ def event_row(e: TrackerEvent) -> dict[str, Any]:
     }
 
 
+def _handoff_from(h: Sequence[Any]) -> Handoff:
+    hh = dict(zip(t.handoffs.c.keys(), h, strict=True))
+    return Handoff(
+        id=hh["id"], conversation_id=hh["conversation_id"], channel_id=hh["channel_id"], seq=hh["seq"],
+        reason=HandoffReason(hh["reason"]), skill=hh["skill"], requested_at=hh["requested_at"],
+        vip=bool(hh["vip"]), agent_id=hh["agent_id"], assigned_at=hh["assigned_at"],
+        first_reply_at=hh["first_reply_at"], resolved_at=hh["resolved_at"],
+    )
+
+
 def _conversation_from(c: Sequence[Any], h: Sequence[Any] | None) -> Conversation:
     cc = dict(zip(t.conversations.c.keys(), c, strict=True))
-    handoff = None
-    if h is not None:
-        hh = dict(zip(t.handoffs.c.keys(), h, strict=True))
-        handoff = Handoff(
-            id=hh["id"], conversation_id=hh["conversation_id"], channel_id=hh["channel_id"], seq=hh["seq"],
-            reason=HandoffReason(hh["reason"]), skill=hh["skill"], requested_at=hh["requested_at"],
-            vip=bool(hh["vip"]), agent_id=hh["agent_id"], assigned_at=hh["assigned_at"],
-            first_reply_at=hh["first_reply_at"], resolved_at=hh["resolved_at"],
-        )
+    handoff = None if h is None else _handoff_from(h)
     return Conversation(
         id=cc["id"], channel_id=cc["channel_id"], external_id=cc["external_id"],
         customer=Customer(cc["customer_id"], cc["customer_name"], bool(cc["customer_vip"])),

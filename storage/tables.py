@@ -130,6 +130,8 @@ conversations = Table(
     Column("rating", Integer),
     UniqueConstraint("channel_id", "external_id"),
     Index("ix_conversations_status_updated", "status", "updated_at"),
+    # A customer's earlier conversations, shown beside the one an agent holds.
+    Index("ix_conversations_customer", "channel_id", "customer_id"),
 )
 
 handoffs = Table(

@@ -55,6 +55,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "get_conversation": Endpoint("GET", "/v1/conversations/{conv}", frozenset({"agent", "supervisor", "admin"})),
     "post_reply": Endpoint("POST", "/v1/conversations/{conv}/replies", frozenset({"agent"}), 201,
                            {"text": "On it."}),
+    "get_earlier": Endpoint("GET", "/v1/conversations/{conv}/earlier", frozenset({"agent", "supervisor", "admin"})),
     "post_typing": Endpoint("POST", "/v1/conversations/{conv}/typing", frozenset({"agent"}), body={"typing": True}),
     "post_transfer": Endpoint("POST", "/v1/conversations/{conv}/transfer", frozenset({"agent"}),
                               body={"skill": "tech"}),
@@ -236,6 +237,8 @@ async def test_an_agent_reads_only_the_conversations_they_hold(world: World) -> 
     api, conv = world.api, world.ids["conv"]
     # bob does not hold order-1: no history, no reply, no transfer, no resolve, not in his list
     for method, path, body in (("GET", "/v1/conversations/{conv}", None),
+                               ("GET", "/v1/conversations/{conv}/earlier", None),
+                               ("POST", "/v1/conversations/{conv}/typing", None),
                                ("POST", "/v1/conversations/{conv}/replies", {"text": "hi"}),
                                ("POST", "/v1/conversations/{conv}/transfer", {"skill": "tech"}),
                                ("POST", "/v1/conversations/{conv}/resolve", None)):

@@ -189,6 +189,7 @@ def test_an_agent_works_a_conversation_live(world: World, open_page: Any) -> Non
     expect(page.locator("#messages")).to_contain_text(BILLING)
     expect(page.locator("#messages .handoff")).to_contain_text("needs_human")
     expect(page).not_to_have_title(re.compile(r"^\("))
+    expect(page.locator("#earlier")).to_contain_text("the first time this customer reached a person")
 
     # Enter sends; the reply reaches the channel's webhook
     page.locator("#reply").fill("Sorry about that, refunding now.")
@@ -232,6 +233,12 @@ def test_an_agent_works_a_conversation_live(world: World, open_page: Any) -> Non
     page.get_by_role("button", name="Resolve").click()
     expect(page.locator("#inbox li", has_text="Eve")).to_have_count(0)
     assert world.held_by("ann") == []
+
+    # Eve comes back: her earlier passage to a person is beside the conversation
+    world.send("order-2", BILLING, name="Eve")
+    page.locator("#inbox li", has_text="Eve").get_by_role("link").click()
+    expect(page.locator("#earlier li")).to_have_count(1)
+    expect(page.locator("#earlier li")).to_contain_text("Ann")
 
 
 def test_an_agent_cannot_open_another_agents_conversation(world: World, open_page: Any) -> None:

@@ -295,3 +295,4 @@ async def test_a_webhook_channel_is_not_sent_typing(app_client: Api) -> None:
     assert said["ok"] is True
     deliveries = await api.admin("GET", "/v1/admin/deliveries")
     assert all(d.get("kind") != "typing" for d in deliveries.get("deliveries", []))
+

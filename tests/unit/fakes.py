@@ -234,6 +234,12 @@ class FakeStore:
         mine = [m for m in self.t.messages if m.conversation_id == conversation_id]
         return mine[-limit:]
 
+    async def customer_handoffs(self, channel_id: str, customer_id: str, limit: int) -> list[Handoff]:
+        theirs = {s.id for s in self.t.conversations.values()
+                  if s.channel_id == channel_id and s.customer.id == customer_id}
+        found = [dataclasses.replace(h) for h in self.t.handoffs.values() if h.conversation_id in theirs]
+        return sorted(found, key=lambda h: (h.requested_at, h.id), reverse=True)[:limit]
+
     async def leads_idle_sweep(self) -> bool:
         return self.leads_sweep
 

@@ -530,6 +530,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/agents/team", h.list_team)
     r.add_get("/v1/agents/ws", h.agent_ws)
     r.add_get("/v1/conversations/{conversation_id}", h.get_conversation)
+    r.add_get("/v1/conversations/{conversation_id}/earlier", h.get_earlier)
     r.add_post("/v1/conversations/{conversation_id}/replies", h.post_reply)
     r.add_post("/v1/conversations/{conversation_id}/typing", h.post_typing)
     r.add_post("/v1/conversations/{conversation_id}/transfer", h.post_transfer)

@@ -194,6 +194,20 @@ async def get_conversation(request: web.Request) -> web.Response:
     return json({"conversation": conversation_view(request, conv), "messages": [message_view(m) for m in messages]})
 
 
+async def get_earlier(request: web.Request) -> web.Response:
+    principal = await request.app[keys.AUTH].require(request, Role.AGENT, Role.SUPERVISOR, Role.ADMIN)
+    agent_id = principal.subject_id if principal.role is Role.AGENT else None
+    desk = request.app[keys.DESK]
+    found = await desk.earlier(agent_id, request.match_info["conversation_id"])
+    names = {a.id: a.name for a in desk.agents()}
+    return json({"handoffs": [
+        {"id": h.id, "conversation_id": h.conversation_id, "reason": h.reason.value, "skill": h.skill,
+         "vip": h.vip, "agent_id": h.agent_id, "agent_name": names.get(h.agent_id or ""),
+         "requested_at": iso(h.requested_at), "assigned_at": iso(h.assigned_at),
+         "first_reply_at": iso(h.first_reply_at), "resolved_at": iso(h.resolved_at)}
+        for h in found]})
+
+
 async def post_reply(request: web.Request) -> web.Response:
     p = await _agent(request)
     reply = s.decode(await body(request), s.ReplyIn)

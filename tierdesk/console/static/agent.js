@@ -112,6 +112,7 @@
     $('conv-title').textContent = t('conv.loading');
     $('messages').replaceChildren();
     renderInbox();
+    loadEarlier(id);
     await catchUp();
   }
 
@@ -133,6 +134,21 @@
       if (e.code === 'not_your_conversation') { $('conv-title').textContent = t('error.not_your_conversation'); setMine(false); }
       else $('conv-title').textContent = t('conv.load_failed');
     }
+  }
+
+  // The customer's earlier passages to a person (this conversation before,
+  // or another of theirs): what an agent wants to know before answering.
+  async function loadEarlier(id) {
+    let found = [];
+    try { found = (await api('GET', '/v1/conversations/' + encodeURIComponent(id) + '/earlier')).handoffs; }
+    catch (e) { /* a convenience: the conversation itself is what matters */ }
+    if (S.current !== id) return;
+    $('earlier-section').hidden = false;
+    $('earlier').replaceChildren(...(found.length ? found.map((h) => el('li', {},
+      el('span', {text: ago(h.requested_at) + ' · ' + h.reason + ' · ' + h.skill}),
+      el('span', {class: 'muted', text: (h.agent_name || t('earlier.nobody')) + ' · ' +
+        (h.resolved_at ? t('earlier.ended') + ' ' + ago(h.resolved_at) : t('earlier.open'))}))) :
+      [el('li', {class: 'empty', text: t('earlier.none')})]));
   }
 
   function closeCurrent(noticeKey) {
