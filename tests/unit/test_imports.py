@@ -2,7 +2,12 @@
 
 The web layer's modules form a DAG: a circle among them (handlers needing ws
 needing handlers) only worked through imports tucked inside functions, and
-broke as soon as one was moved to the top of a file."""
+broke as soon as one was moved to the top of a file.
+
+The inner packages never import the application: router/ (the rules) imports
+none of the others, classifier/ and storage/ not tierdesk/. Each has the
+errors of its own words for that (router/errors.py, classifier/errors.py,
+storage/errors.py), mapped to HTTP in tierdesk/web/errors.py."""
 
 from __future__ import annotations
 
@@ -19,10 +24,12 @@ def _type_only(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def imported(tree: ast.AST, module: str, *, runtime_only: bool) -> Iterator[str]:
+def imported(tree: ast.AST, module: str, *, runtime_only: bool, names: bool = True) -> Iterator[str]:
     """The dotted names ``module`` imports, anywhere in the file (a function's
     body too). With ``runtime_only``, imports under ``if TYPE_CHECKING:`` are
-    left out: they never run, so they cannot make a circle at import time."""
+    left out: they never run, so they cannot make a circle at import time.
+    With ``names``, ``from p import x`` yields ``p.x`` as well as ``p`` (x may
+    be a module)."""
     package = module.rsplit(".", 1)[0]
 
     def walk(node: ast.AST) -> Iterator[str]:
@@ -41,7 +48,7 @@ def imported(tree: ast.AST, module: str, *, runtime_only: bool) -> Iterator[str]
                 name = node.module or ""
             yield name
             # `from . import keys` imports the module tierdesk.web.keys.
-            for alias in node.names:
+            for alias in node.names if names else ():
                 yield f"{name}.{alias.name}"
         for child in ast.iter_child_nodes(node):
             yield from walk(child)
@@ -93,6 +100,43 @@ def test_keys_import_nothing_at_run_time_from_the_web_layer() -> None:
     # keys.py is what every web module shares: it names types only, so it
     # can never close a circle.
     assert module_graph(ROOT / "tierdesk" / "web", "tierdesk.web")["tierdesk.web.keys"] == set()
+
+
+# The only import of the application left in an inner package: the `faq`
+# subcommands (classifier/cli.py, also run as `python -m classifier.cli`)
+# draw the application's terminal progress bar.
+KNOWN_UPWARD = {("classifier/cli.py", "tierdesk.progress")}
+
+
+def upward_imports(package: str, forbidden: tuple[str, ...], root: Path = ROOT) -> set[tuple[str, str]]:
+    """(file, module) for each import of a forbidden package, type-only ones too."""
+    found = set()
+    for path in sorted((root / package).rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        module = rel.removesuffix(".py").replace("/", ".")
+        for name in imported(ast.parse(path.read_text(encoding="utf-8")), module, runtime_only=False, names=False):
+            if name.split(".")[0] in forbidden:
+                found.add((rel, name))
+    return found
+
+
+def test_the_rules_import_no_other_package_of_ours() -> None:
+    assert upward_imports("router", ("tierdesk", "classifier", "storage")) == set()
+
+
+def test_classifier_and_storage_do_not_import_the_application() -> None:
+    found = upward_imports("classifier", ("tierdesk",)) | upward_imports("storage", ("tierdesk",))
+    assert found - KNOWN_UPWARD == set()
+
+
+def test_an_upward_import_is_found(tmp_path: Path) -> None:
+    (tmp_path / "router" / "sub").mkdir(parents=True)
+    (tmp_path / "router" / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from tierdesk.errors import NotFound\n")
+    (tmp_path / "router" / "sub" / "b.py").write_text("def f():\n    import tierdesk.web.app\n")
+    (tmp_path / "router" / "c.py").write_text("from router.errors import NotFound\nfrom . import tierdesk_words\n")
+    assert upward_imports("router", ("tierdesk",), tmp_path) == {("router/a.py", "tierdesk.errors"),
+                                                                 ("router/sub/b.py", "tierdesk.web.app")}
 
 
 def test_a_circle_is_found(tmp_path: Path) -> None:
