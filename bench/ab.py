@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as B  # noqa: E402 - the harness of `make bench`
+from accounting import per_request  # noqa: E402 - the harness of `make bench`
+from database import pg_create, pg_drop, pg_url  # noqa: E402
+from load import run_wrk  # noqa: E402
+from servers import Server  # noqa: E402
+from targets import probe_args, start_target, stop_servers, train_model  # noqa: E402
+import servers as S  # noqa: E402 - patched below: each tree's server runs in that tree
+import targets as T  # noqa: E402
 
 
 def main() -> int:
@@ -31,40 +37,40 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
     cli = p.parse_args()
-    args = B.probe_args()
+    args = probe_args()
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-ab-"))
-    models = B.train_model(None, tmp)
-    base_env = B.tierdesk_env
+    models = train_model(None, tmp)
+    base_env = T.tierdesk_env
     # Each tree's own code: run as a module from the tree, not the installed script.
-    B.tierdesk_argv = lambda: [sys.executable, "-m", "tierdesk.cli", "serve"]
+    T.tierdesk_argv = lambda: [sys.executable, "-m", "tierdesk.cli", "serve"]
     results: dict[tuple[str, str], list[float]] = {}
     for rnd in range(cli.rounds):
         for tree in (str(Path(t).resolve()) for t in cli.trees):
-            B.ROOT = Path(tree)
-            B.tierdesk_env = lambda a, d, ad, m, port, tree=tree: base_env(a, d, ad, m, port) | {"PYTHONPATH": tree}
+            T.ROOT = S.ROOT = Path(tree)
+            T.tierdesk_env = lambda a, d, ad, m, port, tree=tree: base_env(a, d, ad, m, port) | {"PYTHONPATH": tree}
             name = f"tierdesk_ab_{rnd}"
             if cli.db == "postgresql":
-                B.pg_drop(cli.pg_admin_url, name)
-                B.pg_create(cli.pg_admin_url, name)
-                url = B.pg_url(cli.pg_admin_url, name)
+                pg_drop(cli.pg_admin_url, name)
+                pg_create(cli.pg_admin_url, name)
+                url = pg_url(cli.pg_admin_url, name)
             else:
                 url = f"sqlite:///{tmp / f'{name}_{abs(hash(tree))}.db'}"
-            servers: list[B.Server] = []
+            servers: list[Server] = []
             try:
-                tg = B.start_target(args, cli.db, tmp, models, url, servers)
+                tg = start_target(args, cli.db, tmp, models, url, servers)
                 for mode in ("faq", "handoff"):
-                    B.run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=f"w{rnd}{mode}{time.time()}",
-                              duration=2, server_pid=None)
-                    r = B.run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=f"r{rnd}{mode}{time.time()}",
-                                  duration=cli.duration, server_pid=tg.server.pid, db_pids=tg.db_pids())
-                    B.per_request(r)
+                    run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=f"w{rnd}{mode}{time.time()}",
+                            duration=2, server_pid=None)
+                    r = run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=f"r{rnd}{mode}{time.time()}",
+                                duration=cli.duration, server_pid=tg.server.pid, db_pids=tg.db_pids())
+                    per_request(r)
                     results.setdefault((tree, mode), []).append(r["req_s"])
                     print(f"round {rnd + 1} {tree} {mode}: {r['req_s']:.0f} req/s, p99 {r['p99_ms']} ms, "
                           f"non-2xx {r['non2xx']}, server CPU {r.get('server_cpu_ms_per_req')} ms/req", flush=True)
             finally:
-                B.stop_servers(servers)
+                stop_servers(servers)
                 if cli.db == "postgresql":
-                    B.pg_drop(cli.pg_admin_url, name)
+                    pg_drop(cli.pg_admin_url, name)
     for (tree, mode), values in results.items():
         print(f"{tree} {mode}: " + " / ".join(f"{v:,.0f}" for v in values) + " req/s")
     shutil.rmtree(tmp, ignore_errors=True)

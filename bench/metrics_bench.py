@@ -70,27 +70,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import (  # noqa: E402 - the throughput harness's helpers
-    discard_or_keep,
-    server_env,
-    stop_servers,
-    train_model,
-    HOST,
-    BenchError,
-    CpuMeter,
-    Server,
-    code_version,
-    cpu_model,
-    free_port,
-    http as http_json,
-    mem_total_mib,
-    nproc,
-    pg_drop,
-    pg_settings,
-    pg_url,
-    rss_mib,
-    tierdesk_argv,
-)
+from accounting import CpuMeter, rss_mib  # noqa: E402 - the throughput harness's helpers
+from common import HOST, BenchError  # noqa: E402
+from database import pg_drop, pg_settings, pg_url  # noqa: E402
+from machine import code_version, cpu_model, mem_total_mib, nproc  # noqa: E402
+from servers import Server, free_port, http as http_json  # noqa: E402
+from targets import discard_or_keep, server_env, stop_servers, tierdesk_argv, train_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"

@@ -28,7 +28,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as B  # noqa: E402 - the harness of `make bench`
+from accounting import metrics_delta, process_tree, scrape  # noqa: E402 - the harness of `make bench`
+from database import Db, pg_create, pg_drop, pg_url  # noqa: E402
+from load import run_loadgen, run_wrk  # noqa: E402
+from servers import Server  # noqa: E402
+from targets import probe_args, start_target, stop_servers, train_model  # noqa: E402
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -38,7 +42,7 @@ def threads_of(pid: int) -> tuple[int, int, int, int]:
     summed over the threads of the server and of its child processes (the
     SQLite writer's, workers)."""
     user = system = voluntary = involuntary = 0
-    tasks = [t for p in B.process_tree(pid) for t in glob.glob(f"/proc/{p}/task/*")]
+    tasks = [t for p in process_tree(pid) for t in glob.glob(f"/proc/{p}/task/*")]
     for task in tasks:
         try:
             fields = open(task + "/stat").read().rsplit(")", 1)[1].split()
@@ -53,7 +57,7 @@ def threads_of(pid: int) -> tuple[int, int, int, int]:
     return user, system, voluntary, involuntary
 
 
-def backends(db: B.Db) -> dict[int, tuple[str, int]]:
+def backends(db: Db) -> dict[int, tuple[str, int]]:
     """The target database's backends: pid -> (last statement, CPU ticks)."""
     out = {}
     for pid, query in db.query("SELECT pid, query FROM pg_stat_activity WHERE datname = current_database() "
@@ -74,33 +78,33 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=6.0)
     p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     cli = p.parse_args()
-    args = B.probe_args()
+    args = probe_args()
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-rates-"))
-    models = B.train_model(None, tmp) if cli.db != "bare" else tmp
-    servers: list[B.Server] = []
+    models = train_model(None, tmp) if cli.db != "bare" else tmp
+    servers: list[Server] = []
     database = None
     url = None
     if cli.db == "postgresql":
         database = "tierdesk_rates_" + secrets.token_hex(4)
-        B.pg_create(cli.pg_admin_url, database)
-        url = B.pg_url(cli.pg_admin_url, database)
+        pg_create(cli.pg_admin_url, database)
+        url = pg_url(cli.pg_admin_url, database)
     elif cli.db == "sqlite":
         url = f"sqlite:///{tmp / 'rates.db'}"
     try:
-        tg = B.start_target(args, cli.db, tmp, models, url, servers)
-        B.run_wrk(args, tg.server.base, mode=cli.mode, token=tg.token, run_id="w" + secrets.token_hex(3),
-                  duration=2, server_pid=tg.server.pid)
+        tg = start_target(args, cli.db, tmp, models, url, servers)
+        run_wrk(args, tg.server.base, mode=cli.mode, token=tg.token, run_id="w" + secrets.token_hex(3),
+                duration=2, server_pid=tg.server.pid)
         for rate in (float(r) for r in cli.rates.split(",")):
-            m0 = B.scrape(tg.server.base) if tg.is_tierdesk else {}
+            m0 = scrape(tg.server.base) if tg.is_tierdesk else {}
             t0 = threads_of(tg.server.pid)
             b0 = backends(tg.db) if tg.db is not None and cli.db == "postgresql" else {}
-            r = B.run_loadgen(args, tg.server.base, mode=cli.mode, token=tg.token, run_id="r" + secrets.token_hex(3),
-                              rate=rate, duration=cli.duration, server_pid=tg.server.pid,
-                              acked_out=tmp / "acked.ids")
+            r = run_loadgen(args, tg.server.base, mode=cli.mode, token=tg.token, run_id="r" + secrets.token_hex(3),
+                            rate=rate, duration=cli.duration, server_pid=tg.server.pid,
+                            acked_out=tmp / "acked.ids")
             t1 = threads_of(tg.server.pid)
             n = r.get("completed") or 1
             user, system, vol, invol = (b - a for a, b in zip(t0, t1))
-            batch = B.metrics_delta(m0, B.scrape(tg.server.base)).get("group_commit_mean_batch") if m0 else None
+            batch = metrics_delta(m0, scrape(tg.server.base)).get("group_commit_mean_batch") if m0 else None
             print(f"{cli.db} {cli.mode} at {rate:.0f}/s: achieved {r['req_s']}/s, p50 {r.get('p50_ms')} ms, "
                   f"p99 {r.get('p99_ms')} ms, commit batch {batch}; server CPU per request "
                   f"{user * 1000 / HZ / n:.3f} ms user + {system * 1000 / HZ / n:.3f} ms system, "
@@ -113,9 +117,9 @@ def main() -> int:
                     if ticks > 0:
                         print(f"    PostgreSQL backend {pid}: {ticks * 1000 / HZ / n:.3f} ms per request  {query}")
     finally:
-        B.stop_servers(servers)
+        stop_servers(servers)
         if database is not None:
-            B.pg_drop(cli.pg_admin_url, database)
+            pg_drop(cli.pg_admin_url, database)
         shutil.rmtree(tmp, ignore_errors=True)  # the SQLite file grows by ~70 MB a run
     return 0
 

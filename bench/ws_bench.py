@@ -64,19 +64,11 @@ from metrics_bench import (  # noqa: E402 - same directory
     write_doc,
     ws_markdown,
 )
-from run import (  # noqa: E402
-    BenchError,
-    discard_or_keep,
-    stop_servers,
-    CpuMeter,
-    Server,
-    code_version,
-    free_port,
-    http,
-    rss_mib,
-    scrape,
-    tierdesk_argv,
-)
+from accounting import CpuMeter, rss_mib, scrape  # noqa: E402
+from common import BenchError  # noqa: E402
+from machine import code_version  # noqa: E402
+from servers import Server, free_port, http  # noqa: E402
+from targets import discard_or_keep, stop_servers, tierdesk_argv  # noqa: E402
 
 GAUGE = "tierdesk_agent_websockets"
 TARGET_RSS_DELTA_MIB = 200.0

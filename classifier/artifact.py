@@ -32,14 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from tierdesk.errors import (
-    Conflict,
-    CorruptModelError,
-    IncompatibleModelError,
-    InvalidInput,
-    ModelNotFound,
-)
+from router.errors import Conflict, InvalidInput
 
+from .errors import CorruptModelError, IncompatibleModelError, ModelNotFound
 from .fast import CompiledClassifier, EmbeddingBlock, FeatureBlock
 from .knowledge_base import KnowledgeBase
 from .text import Analyzer

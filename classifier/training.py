@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tierdesk.errors import InvalidInput
+from router.errors import InvalidInput
 
 from .fast import CompiledClassifier
 from .knowledge_base import KnowledgeBase, load_knowledge_base

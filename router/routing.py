@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tierdesk.errors import Conflict, NotFound
+from router.errors import Conflict, NotFound
 
 from .model import Agent, AgentStatus, Handoff
 

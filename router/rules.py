@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tierdesk.errors import InvalidInput
+from router.errors import InvalidInput
 
 from .alerts import SkillThresholds
 from .routing import Fallback

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from tierdesk.errors import ChangeRefused, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from router.errors import ChangeRefused, Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 
 from . import policy as hp
 from .attendance import AttendanceRules, lapsed_reservations, leaving_with

@@ -11,8 +11,9 @@ from sqlalchemy import Engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from tierdesk.errors import Conflict, Unavailable, Unstorable
+from router.errors import Conflict, Unavailable
 
+from .errors import Unstorable
 from .sqlite_batch import configure
 
 

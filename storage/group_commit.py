@@ -28,7 +28,9 @@ import structlog
 
 from router.changes import Changes
 from router.ports import DuplicateMessage
-from tierdesk.errors import ChangeRefused, Conflict, Unavailable, Unstorable
+from router.errors import ChangeRefused, Conflict, Unavailable
+
+from .errors import Unstorable
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tierdesk.errors import Unavailable
+from router.errors import Unavailable
 
 from .engine import Engines, HeldConnection
 

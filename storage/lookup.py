@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
-from tierdesk.errors import Unavailable
+from router.errors import Unavailable
 
 from .engine import Engines, HeldConnection
 from .key_filter import KeyFilter

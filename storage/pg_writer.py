@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 
 from router.changes import Changes
 from router.rollups import EMPTY_HISTOGRAM, HistogramDelta, add_to_histogram
-from tierdesk.errors import Unavailable
+from router.errors import Unavailable
 
 from .engine import Engines, HeldConnection
 from .notify import sync_notices

@@ -27,7 +27,7 @@ from pathlib import Path
 import structlog
 
 from router.changes import Changes
-from tierdesk.errors import Unavailable
+from router.errors import Unavailable
 
 from .rows import ChangeRows
 from .sqlite_batch import SqliteTexts

@@ -28,11 +28,12 @@ from router.metrics import SLA
 from router import rollup_report
 from router.rollups import ConversationTally, hour_of, tally_events
 from router.tracker import EventKind, TrackerEvent
-from tierdesk.errors import CapacityExceeded, Conflict, Unstorable
+from router.errors import CapacityExceeded, Conflict
 
 from . import tables as t
 from .batch_loader import BatchLoader
 from .engine import Engines
+from .errors import Unstorable
 from .group_commit import GroupCommitter
 from .lease import SweepLease
 from .lookup import conversation_keys

@@ -1,31 +1,34 @@
-"""The one error hierarchy of tierdesk.
+"""The errors the application sees, in one place to import them from.
 
-Every error the product raises on purpose derives from TierdeskError and
-carries a stable machine-readable ``code``. The HTTP layer maps the classes
-below to status codes in one table (tierdesk/web/errors.py); the CLI prints
-``code: message``. Nothing else decides how an error looks to a user.
+Each layer has the errors of its own words: the domain's (and the root,
+TierdeskError) in router/errors.py, the classifier's in classifier/errors.py,
+the storage's in storage/errors.py; they are re-exported here. Defined here
+are the application's own: a request too large or too slow, a caller over
+its rate. The HTTP layer maps them all to status codes in one table
+(tierdesk/web/errors.py); the CLI prints ``code: message``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from classifier.errors import CorruptModelError, IncompatibleModelError, KnowledgeBaseError, ModelError, ModelNotFound
+from router.errors import (
+    CapacityExceeded,
+    ChangeRefused,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TierdeskError,
+    Unauthenticated,
+    Unavailable,
+)
+from storage.errors import Unstorable
 
-
-class TierdeskError(Exception):
-    code = "error"
-
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-        self.details = details
-
-
-class InvalidInput(TierdeskError):
-    """The caller sent something malformed or out of bounds."""
-
-    code = "invalid_input"
+__all__ = [
+    "BodyTooSlow", "CapacityExceeded", "ChangeRefused", "Conflict", "CorruptModelError", "Forbidden",
+    "IncompatibleModelError", "InvalidInput", "KnowledgeBaseError", "ModelError", "ModelNotFound", "NotFound",
+    "PayloadTooLarge", "RateLimited", "TierdeskError", "Unauthenticated", "Unavailable", "Unstorable",
+]
 
 
 class PayloadTooLarge(InvalidInput):
@@ -38,87 +41,9 @@ class BodyTooSlow(InvalidInput):
     code = "request_timeout"
 
 
-class Unstorable(InvalidInput):
-    """The database cannot hold a value of this change (a character or a
-    number it has no room for). Validation at the edge refuses every such
-    value it knows of; this is what reaches the caller if one slips past,
-    and only that change fails, never the ones committed beside it."""
-
-    code = "unstorable"
-
-
-class Unauthenticated(TierdeskError):
-    code = "unauthenticated"
-
-
-class Forbidden(TierdeskError):
-    """Authenticated, but this caller may not touch that resource."""
-
-    code = "forbidden"
-
-
-class NotFound(TierdeskError):
-    code = "not_found"
-
-
-class Conflict(TierdeskError):
-    """The request is well formed but clashes with the current state."""
-
-    code = "conflict"
-
-
-class CapacityExceeded(Conflict):
-    code = "capacity_exceeded"
-
-
-class Unavailable(TierdeskError):
-    """A dependency (database, model) cannot serve right now; retry later."""
-
-    code = "unavailable"
-
-
-class ChangeRefused(Unavailable):
-    """The database refused one change: decided on a copy another instance
-    had changed since, or it would have taken an agent past capacity.
-    Nothing of it was stored, so deciding again on what is stored now is
-    safe (the Desk does so itself before the caller sees this)."""
-
-
 class RateLimited(TierdeskError):
     code = "rate_limited"
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class KnowledgeBaseError(InvalidInput):
-    """A knowledge base file is invalid; ``file`` and ``line`` point at the fault."""
-
-    code = "invalid_knowledge_base"
-
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
-        where = file or "<knowledge base>"
-        if line is not None:
-            where = f"{where}:{line}"
-        super().__init__(f"{where}: {message}", details={"file": file, "line": line})
-        self.file = file
-        self.line = line
-
-
-class ModelError(TierdeskError):
-    """A model artifact cannot be used."""
-
-    code = "model_error"
-
-
-class IncompatibleModelError(ModelError):
-    code = "incompatible_model"
-
-
-class CorruptModelError(ModelError):
-    code = "corrupt_model"
-
-
-class ModelNotFound(ModelError, NotFound):
-    code = "model_not_found"

@@ -45,6 +45,7 @@ from router.services import IncomingMessage
 from tierdesk.console.messages import MESSAGES
 from tierdesk.errors import NotFound
 from tierdesk.web import keys
+from tierdesk.web.wire import iso
 
 from .port import AgentReply, BotAnswer, Connecting, OutOfHours, RatingRequest, Typing, Undeliverable
 
@@ -210,8 +211,6 @@ class MatrixBridge:
         await self._send(out.to.conversation_id, out.key, {"msgtype": "m.notice", "body": body})
 
     async def out_of_hours(self, out: OutOfHours) -> None:
-        from tierdesk.web.handlers import iso
-
         await self._send(out.to.conversation_id, out.key, {
             "msgtype": "m.notice", "body": self.t("widget.out_of_hours", time=iso(out.opens_at) or "?")})
 

@@ -21,7 +21,7 @@ from tierdesk.logging import bind
 from tierdesk.signing import HEADER, sign
 from tierdesk.web import keys
 from tierdesk.web import schemas as s
-from tierdesk.web.handlers import check_text, json, parse_time
+from tierdesk.web.wire import check_text, json, parse_time
 
 from .port import AgentReply, BotAnswer, Connecting, OutOfHours, RatingRequest, Recipient, Typing, Undeliverable
 

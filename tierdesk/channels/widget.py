@@ -48,7 +48,7 @@ from tierdesk.console.messages import MESSAGES, pick_language
 from tierdesk.errors import InvalidInput, NotFound, Unauthenticated
 from tierdesk.web import keys
 from tierdesk.web import schemas as s
-from tierdesk.web.handlers import check_text, iso, json, only_params
+from tierdesk.web.wire import check_text, iso, json, only_params
 
 from .port import AgentReply, BotAnswer, Connecting, OutOfHours, RatingRequest, Typing
 

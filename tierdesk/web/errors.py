@@ -1,4 +1,5 @@
-"""The one place where errors become HTTP responses."""
+"""The one place where errors become HTTP responses: each layer's (the
+domain's, the classifier's, the storage's, the application's) by its class."""
 
 from __future__ import annotations
 
@@ -7,21 +8,9 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from tierdesk.errors import (
-    BodyTooSlow,
-    Conflict,
-    Forbidden,
-    InvalidInput,
-    KnowledgeBaseError,
-    ModelError,
-    ModelNotFound,
-    NotFound,
-    PayloadTooLarge,
-    RateLimited,
-    TierdeskError,
-    Unauthenticated,
-    Unavailable,
-)
+from classifier.errors import KnowledgeBaseError, ModelError, ModelNotFound
+from router.errors import Conflict, Forbidden, InvalidInput, NotFound, TierdeskError, Unauthenticated, Unavailable
+from tierdesk.errors import BodyTooSlow, PayloadTooLarge, RateLimited
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ from tierdesk.errors import InvalidInput
 
 from . import keys
 from . import schemas as s
-from .handlers import iso, json, only_params
+from .wire import iso, json, only_params
 
 
 def _intent_view(model, intent) -> dict:  # type: ignore[no-untyped-def]

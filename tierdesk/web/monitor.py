@@ -18,6 +18,7 @@ from router.rollups import hour_of
 from tierdesk.errors import Conflict
 
 from . import keys
+from .wire import iso
 
 log = structlog.get_logger(__name__)
 
@@ -27,8 +28,6 @@ ALERTS_CHANNEL = "alerts"
 
 
 def wire(alert: Alert) -> dict[str, Any]:
-    from .handlers import iso
-
     view = alert.view()
     for k in ("raised_at", "requested_at", "due_at"):
         if isinstance(view.get(k), (int, float)):
@@ -75,8 +74,6 @@ async def check(app: web.Application, rules: AlertRules) -> tuple[int, int]:
 
 
 def wire_time(t: float) -> str | None:
-    from .handlers import iso
-
     return iso(t)
 
 

@@ -13,7 +13,7 @@ from tierdesk.passwords import hash_password_async
 
 from . import keys
 from . import schemas as s
-from .handlers import body, iso, json
+from .wire import body, iso, json
 from .sessions import new_person, normal_email
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, web
 
-from .handlers import iso
+from .wire import iso
 
 log = structlog.get_logger(__name__)
 
