@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 EMBEDDINGS := $(VENV)/.embeddings-stamp
 
 CHROMIUM := /usr/bin/chromium
+WRK := /usr/bin/wrk
 CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 
 .PHONY: serve test test-unit faults bench embeddings clean-demo screenshots matrix
@@ -67,10 +68,15 @@ faults: $(STAMP)
 ## metrics endpoint over 1M messages, idle WebSockets (results in docs/benchmarks.md,
 ## read in docs/performance.md); the routing simulator: speed, Erlang C/A at full
 ## length, routing quality (docs/routing.md)
-bench: $(STAMP)
+bench: $(STAMP) $(WRK)
 	$(BIN)/python bench/run.py; a=$$?; $(BIN)/python bench/metrics_bench.py; b=$$?; \
 	$(BIN)/python bench/ws_bench.py; c=$$?; $(BIN)/python bench/simulate_bench.py; d=$$?; \
 	test $$a -eq 0 -a $$b -eq 0 -a $$c -eq 0 -a $$d -eq 0
+
+# The HTTP load generator of the throughput bench (Debian's wrk); installed
+# only when it is missing.
+$(WRK):
+	apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 
 ## embeddings: the optional MiniLM feature block (no torch); then
 ## `tierdesk faq train --embeddings` / `tierdesk faq eval --embeddings`
