@@ -1059,7 +1059,7 @@ class Desk:
                 self.dispatcher.set_status(agent.id, AgentStatus.AWAY, now)
                 set_away = True
             changes.agent(agent)
-        if not set_away and self.dispatcher.chooses(h.skill, exclude=h.agent_id) is None:
+        if not set_away and self.dispatcher.chooses(h.skill, h.agent_id, h.weight) is None:
             # Nobody else could take it now: it stays offered to the same
             # agent, on a new clock, rather than wait beside their free slot.
             h.assigned_at = now

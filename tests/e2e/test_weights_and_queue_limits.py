@@ -128,3 +128,33 @@ async def test_over_the_queue_limit_a_message_is_left_and_reaches_an_agent(aioht
     human = report["groups"][0]["human"]
     assert human["handoff_reasons"] == {"left_message": 1, "needs_human": 5}
     assert human["abandonment"]["numerator"] == 0
+
+
+async def test_the_widget_offers_to_leave_a_message_and_shows_it_left(aiohttp_client, db_url, clock, demo_model,
+                                                                      tmp_path) -> None:
+    from tests.e2e.test_widget_api import HUMAN, new_customer, widget_channel
+
+    # A limit of 0: a customer nobody can take at once is offered a message.
+    api = await _start(aiohttp_client, db_url, clock, demo_model, tmp_path,
+                       "skills:\n  general:\n    queue_limit: 0\n")
+    ch = await widget_channel(api)
+    for lang, header in (("en", "en"), ("zh", "zh-CN")):
+        text = (await api.call("GET", f"/v1/widget/channels/{ch['id']}", None,
+                               headers={"Accept-Language": header}))["messages"]
+        assert {"widget.queue_full", "widget.leave_message", "widget.leave_message_hint",
+                "widget.message_left"} <= set(text), lang
+    dana = await new_customer(api, ch["id"], "Dana")
+    said = await dana.say(HUMAN, "d-1")
+    assert (said["reply"]["action"], said["reply"]["queue_length"], said["reply"]["expected_wait_seconds"]) == (
+        "queue_full", 0, None)
+    state = said["conversation"]
+    assert (state["status"], state["queue_full"], state["queue_position"], state["left_message"]) == (
+        "bot", True, 1, False)
+    left = await dana.say("Please email me the invoice again", "d-2")
+    assert (left["reply"]["action"], left["reply"]["reason"]) == ("handoff", "left_message")
+    assert (left["conversation"]["status"], left["conversation"]["queue_full"],
+            left["conversation"]["left_message"]) == ("queued", False, True)
+    await dana.call("POST", "/v1/widget/close")  # gone: the message stays
+    ann = await api.add_agent("ann", ["general"], capacity=1)
+    [conv] = (await api.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
+    assert conv["handoff"]["reason"] == "left_message" and conv["handoff"]["agent_id"] == ann["id"]
