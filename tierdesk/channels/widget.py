@@ -263,7 +263,8 @@ async def conversation_state(request: web.Request, channel: Channel, conversatio
         state |= {"queue_full": True, "queue_position": full.position, "expected_wait_seconds": full.as_dict()[
             "expected_wait_seconds"], "basis": full.as_dict()["basis"]}
         return state
-    state["left_message"] = h is not None and h.is_open and h.left_message
+    # Until an agent takes it: then the agent is shown as for any handoff.
+    state["left_message"] = h is not None and h.is_open and h.left_message and h.agent_id is None
     if h is not None and h.is_open:
         if h.agent_id is not None:
             agent = desk.dispatcher.agents.get(h.agent_id)
