@@ -1,5 +1,6 @@
 # The two commands a new machine needs: `make serve` and `make test`.
-# Each sets up what it needs (virtualenv, dependencies) on its own.
+# Each sets up what it needs (virtualenv, dependencies) on its own; a
+# virtualenv left half made (an interrupted first run) is made again.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -14,7 +15,7 @@ CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tierdesk needs Python 3.11+"'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,plot,matrix]'
 	touch $(STAMP)
@@ -52,7 +53,7 @@ matrix: $(STAMP) $(SYNAPSE)
 	$(BIN)/python -m pytest -q tests/matrix
 
 $(SYNAPSE):
-	test -x .venv-synapse/bin/python || $(PYTHON) -m venv .venv-synapse
+	.venv-synapse/bin/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear .venv-synapse
 	.venv-synapse/bin/python -m pip install --quiet --upgrade pip
 	.venv-synapse/bin/python -m pip install --quiet 'matrix-synapse>=1.100'
 	touch $(SYNAPSE)

@@ -1141,6 +1141,11 @@ class Desk:
                             code="not_your_conversation")
         return conv
 
+    async def agents_conversation(self, agent_id: str, conversation_id: str) -> Conversation:
+        """The agent's own open conversation (Forbidden for anyone else's)."""
+        await self._ensure_ready()
+        return await self._agents_conversation(agent_id, conversation_id)
+
     async def history(self, agent_id: str | None, conversation_id: str) -> tuple[Conversation, list[MessageRecord]]:
         if agent_id is None:
             conv = await self._conversation_by_id(conversation_id)

@@ -55,6 +55,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "get_conversation": Endpoint("GET", "/v1/conversations/{conv}", frozenset({"agent", "supervisor", "admin"})),
     "post_reply": Endpoint("POST", "/v1/conversations/{conv}/replies", frozenset({"agent"}), 201,
                            {"text": "On it."}),
+    "post_typing": Endpoint("POST", "/v1/conversations/{conv}/typing", frozenset({"agent"}), body={"typing": True}),
     "post_transfer": Endpoint("POST", "/v1/conversations/{conv}/transfer", frozenset({"agent"}),
                               body={"skill": "tech"}),
     "post_resolve": Endpoint("POST", "/v1/conversations/{conv}/resolve", frozenset({"agent"})),

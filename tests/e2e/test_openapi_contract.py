@@ -315,6 +315,9 @@ async def test_a_realistic_session_matches_the_document(app_client: Api) -> None
     assert [(m["sender"], m["channel_message_id"]) for m in history["messages"]] == [("customer", "m2"),
                                                                                       ("customer", "m5")]
     clock.advance(20)
+    typing = await c.call("POST", f"/v1/conversations/{order1}/typing", tokens[holder], expect=200,
+                          json_body={"typing": True})
+    assert typing["shown"] is True  # a webhook channel: its adapter runs here and sends nothing
     reply = await c.call("POST", f"/v1/conversations/{order1}/replies", tokens[holder], expect=201,
                          json_body={"text": "Sorry about that, refunding now."})
     assert reply["sender"] == "agent" and reply["agent_id"] == holder and reply["tier"] == "human"

@@ -247,3 +247,51 @@ async def test_the_widget_api_allows_other_origins(app_client: Api) -> None:
     assert page.status == 200 and f'data-channel="{ch["id"]}"' in await page.text()
     assert (await api.client.get("/widget/nope.js")).status == 404
     await asyncio.sleep(0)
+
+
+async def test_typing_goes_both_ways_and_only_for_the_agent_holding_the_conversation(app_client: Api) -> None:
+    api = app_client
+    ch = await widget_channel(api)
+    ann = await api.add_agent("ann", ["general"], capacity=1)
+    await api.add_agent("bob", ["general"], capacity=1)
+    dana = await new_customer(api, ch["id"])
+    assert (await dana.say(HUMAN, "d-1"))["reply"]["agent_id"] == ann["id"]
+    [conv] = (await api.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
+    widget = await api.client.ws_connect(f"/v1/widget/ws?token={dana.session}")
+    await next_frame(widget, "hello")
+    agent = await api.client.ws_connect("/v1/agents/ws", headers={"Authorization": f"Bearer {ann['token']}"})
+    await next_frame(agent, "hello")
+
+    # the customer types: ann's socket is told which conversation
+    await widget.send_str('{"type":"typing"}')
+    assert (await next_frame(agent, "customer_typing"))["conversation_id"] == conv["id"]
+
+    # ann types: the widget shows her name; an empty body means typing
+    said = await api.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/typing", json={"typing": True})
+    assert said == {"ok": True, "shown": True}
+    frame = await next_frame(widget, "typing")
+    assert (frame["typing"], frame["name"]) == (True, "ann")
+    await api.call("POST", f"/v1/conversations/{conv['id']}/typing", ann["token"], data=b"")
+    await api.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/typing", json={"typing": False})
+    assert (await next_frame(widget, "typing"))["typing"] is True
+    assert (await next_frame(widget, "typing"))["typing"] is False
+
+    # bob does not hold it; a bad body writes nothing and says why
+    refused = await api.as_agent("bob", "POST", f"/v1/conversations/{conv['id']}/typing", json={}, expect=403)
+    assert refused["error"]["code"] == "not_your_conversation"
+    bad = await api.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/typing", json={"typing": "yes"},
+                             expect=422)
+    assert bad["error"]["code"] == "validation_failed"
+    await widget.close()
+    await agent.close()
+
+
+async def test_a_webhook_channel_is_not_sent_typing(app_client: Api) -> None:
+    api = app_client
+    ann = await api.add_agent("ann", ["general"], capacity=1)
+    await api.send("c-typing", HUMAN)
+    [conv] = (await api.as_agent("ann", "GET", "/v1/agents/me/conversations"))["conversations"]
+    said = await api.call("POST", f"/v1/conversations/{conv['id']}/typing", ann["token"], json={})
+    assert said["ok"] is True
+    deliveries = await api.admin("GET", "/v1/admin/deliveries")
+    assert all(d.get("kind") != "typing" for d in deliveries.get("deliveries", []))

@@ -149,6 +149,9 @@ def test_a_customer_is_served_by_the_bot_then_a_person_and_rates_it(world: World
     expect(queue).to_have_attribute("data-state", "assigned")
     expect(queue).to_contain_text("Ann is here to help you.")
     [mine] = world.held()
+    # Ann types: the widget says so, by her name
+    assert world.as_ann("POST", f"/v1/conversations/{mine['id']}/typing", {"typing": True})["shown"] is True
+    expect(page.locator("#tierdesk-widget .typing")).to_have_text("Ann is typing…")
     world.as_ann("POST", f"/v1/conversations/{mine['id']}/replies", {"text": "Hello, Ann here. How can I help?"},
                  expect=201)
     agent_msgs = page.locator("#tierdesk-widget .msg.agent")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from router.model import Channel
+from router.model import Channel, Conversation
 from storage.accounts import Accounts
 from storage.outbox import Delivery
 
@@ -166,6 +166,16 @@ class ChannelHub:
         if self.estimator is None:
             return expected_wait(position, [], 0.0, 0.0)
         return await self.estimator.wait(skill, position)
+
+    async def agent_typing(self, conv: Conversation, typing: bool, agent_name: str) -> bool:
+        """Tell the customer an agent is (or stopped) typing, where the
+        channel can show it; False when this instance cannot (a channel it
+        does not know, or whose adapter runs elsewhere)."""
+        channel = self._channels.get(conv.channel_id)
+        if channel is None or channel.kind not in self.adapters:
+            return False
+        await self.typing(channel, Recipient(channel, conv.external_id, conv.customer.id, conv.id), typing, agent_name)
+        return True
 
     async def typing(self, channel: Channel, to: Recipient, typing: bool, agent_name: str | None) -> None:
         """Best effort: never stored, never retried."""

@@ -534,6 +534,7 @@ def _routes(app: web.Application) -> None:
     r.add_get("/v1/agents/ws", h.agent_ws)
     r.add_get("/v1/conversations/{conversation_id}", h.get_conversation)
     r.add_post("/v1/conversations/{conversation_id}/replies", h.post_reply)
+    r.add_post("/v1/conversations/{conversation_id}/typing", h.post_typing)
     r.add_post("/v1/conversations/{conversation_id}/transfer", h.post_transfer)
     r.add_post("/v1/conversations/{conversation_id}/resolve", h.post_resolve)
     r.add_post("/v1/admin/agents", h.create_agent)

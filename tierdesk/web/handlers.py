@@ -209,6 +209,15 @@ async def post_reply(request: web.Request) -> web.Response:
     return json(message_view(message), status=201)
 
 
+async def post_typing(request: web.Request) -> web.Response:
+    p = await _agent(request)
+    typing = s.decode(await body(request) or b"{}", s.TypingIn).typing
+    desk = request.app[keys.DESK]
+    conv = await desk.agents_conversation(p.subject_id or "", request.match_info["conversation_id"])
+    shown = await request.app[keys.CHANNELS].agent_typing(conv, typing, desk.agent(p.subject_id or "").name)
+    return json({"ok": True, "shown": shown})
+
+
 async def post_transfer(request: web.Request) -> web.Response:
     p = await _agent(request)
     tr = s.decode(await body(request), s.TransferIn)

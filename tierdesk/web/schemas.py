@@ -151,6 +151,10 @@ class ReplyIn(msgspec.Struct, forbid_unknown_fields=True):
     text: Text
 
 
+class TypingIn(msgspec.Struct, forbid_unknown_fields=True):
+    typing: bool = True
+
+
 class TransferIn(msgspec.Struct, forbid_unknown_fields=True):
     skill: Skill | None = None
     agent_id: Id | None = None

@@ -106,6 +106,7 @@
     S.messages.clear();
     S.openConv = S.convs.get(id) || null;
     S.unread.delete(id);
+    $('customer-typing').hidden = true;
     if (push) history.pushState({id}, '', '/console/conversations/' + encodeURIComponent(id));
     $('reply').value = S.drafts.get(id) || '';
     $('conv-title').textContent = t('conv.loading');
@@ -197,6 +198,8 @@
         S.unread.set(id, (S.unread.get(id) || 0) + 1);
       }
       renderInbox();
+    } else if (push.type === 'customer_typing') {
+      if (push.conversation_id === S.current) showCustomerTyping();
     } else if (push.type === 'conversation_ended' || push.type === 'conversation_transferred') {
       const id = push.conversation_id;
       S.convs.delete(id);
@@ -295,6 +298,23 @@
       [el('li', {class: 'empty', text: t('canned.empty')})]));
   }
 
+  // Typing, both ways: the customer's shows for a few seconds under the
+  // history; the agent's is sent at most every 3 s while they type.
+  let customerTypingTimer = null;
+  function showCustomerTyping() {
+    $('customer-typing').hidden = false;
+    clearTimeout(customerTypingTimer);
+    customerTypingTimer = setTimeout(() => { $('customer-typing').hidden = true; }, 6000);
+  }
+
+  let lastTyping = 0;
+  function typing() {
+    const now = Date.now();
+    if (!S.current || !S.convs.has(S.current) || now - lastTyping < 3000) return;
+    lastTyping = now;
+    api('POST', '/v1/conversations/' + encodeURIComponent(S.current) + '/typing', {typing: true}).catch(() => {});
+  }
+
   function insert(text) {
     const box = $('reply');
     const at = box.selectionStart || box.value.length;
@@ -317,6 +337,7 @@
 
   // ------------------------------------------------------------ wiring
   $('composer').addEventListener('submit', send);
+  $('reply').addEventListener('input', typing);
   $('reply').addEventListener('keydown', (ev) => {
     if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); $('composer').requestSubmit(); }
   });
