@@ -33,6 +33,6 @@ def over_limit(dispatcher: Dispatcher, skill: str, weight: int, limits: Mapping[
     if limit is None:
         return None
     waiting = dispatcher.live_waiting(skill)
-    if waiting < limit or dispatcher.chooses(skill, None, weight) is not None:
+    if waiting < limit or dispatcher.takes_now(skill, weight):
         return None
     return QueueFull(skill, waiting, limit)

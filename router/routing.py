@@ -184,6 +184,14 @@ class Dispatcher:
         """The fallback skills a handoff has waited long enough to reach."""
         return [f.skill for f in self.fallback.get(handoff.skill, ()) if now - handoff.requested_at >= f.after]
 
+    def takes_now(self, skill: str, weight: int = 1) -> bool:
+        """Whether a new handoff of the skill would be assigned at once, as
+        ``request`` decides: an agent of the skill, or of a fallback of no
+        delay, with room for it and not kept for a heavier one. (By
+        eligibility alone: asking the chooser would move a round-robin.)"""
+        skills = [skill, *(f.skill for f in self.fallback.get(skill, ()) if f.after <= 0)]
+        return any(a.id not in self._kept and a.can_take(s, weight) for a in self.agents.values() for s in skills)
+
     def chooses(self, skill: str, exclude: str | None = None, weight: int = 1) -> Agent | None:
         """Who would take a handoff of ``skill`` now (nobody is changed)."""
         return self._choose(self.agents.values(), skill, exclude, weight)

@@ -78,9 +78,10 @@ async def test_over_the_queue_limit_a_message_is_left_and_reaches_an_agent(aioht
         api.clock.advance(200)
         await _resolve_the_oldest(api, "ann")
     assert (await api.send("c4", BILLING, message_id="m4"))["queue_position"] == 1
+    api.clock.advance(20)  # past the estimator's 10 s cache: the third taking counts
 
-    # The queue is at its limit: told the wait (second in line, one taken per
-    # 600 s: 1200 s) and offered to leave a message.
+    # The queue is at its limit: told the wait (second in line, three taken in
+    # the 1800 s window, one per 600 s: 1200 s) and offered to leave a message.
     full = await api.send("c5", BILLING, message_id="m5")
     assert full == {"action": "queue_full", "reason": "needs_human", "skill": "billing", "queue_length": 1,
                     "queue_limit": 1, "expected_wait_seconds": 1200.0,

@@ -161,3 +161,22 @@ async def test_an_offer_ends_with_the_conversation(store: FakeStore, clock: Fake
     assert store.conversation_state(WEB, "c2").message_offer is None
     resolved = _events_of(store, store.conversation_id(WEB, "c2"))[-1]
     assert resolved.kind is K.RESOLVED and "abandoned" not in resolved.data  # no handoff to abandon
+
+
+def test_a_fallback_of_no_delay_or_a_kept_agent_decides_as_routing_does() -> None:
+    from router.routing import Fallback
+
+    gen = Agent("gen", "gen", frozenset({"general"}), 1, AgentStatus.ONLINE)
+    d = Dispatcher([gen], [_handoff(1.0)], fallback={"billing": [Fallback("general", 0.0)]})
+    # general takes billing at once: never full
+    assert over_limit(d, "billing", 1, {"billing": 1}) is None
+    d.fallback = {"billing": [Fallback("general", 30.0)]}
+    assert over_limit(d, "billing", 1, {"billing": 1}) == QueueFull("billing", 1, 1)
+    # An agent kept for a heavier handoff takes nobody new: full.
+    ann = Agent("ann", "ann", frozenset({"tech"}), 2, AgentStatus.ONLINE, open_count=1)
+    d2 = Dispatcher([ann])
+    heavy = _handoff(1.0, "tech")
+    heavy.weight = 2
+    d2.request(heavy, 1.0)
+    assert d2.kept == {"ann"}
+    assert over_limit(d2, "tech", 1, {"tech": 1}) == QueueFull("tech", 1, 1)
