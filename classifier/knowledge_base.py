@@ -28,7 +28,8 @@ MIN_EXAMPLES = 3
 DEFAULT_SKILL = "general"
 
 _TOP_KEYS = {"default_skill", "intents"}
-_INTENT_KEYS = {"id", "examples", "answer", "skill", "needs_human", "out_of_scope", "threshold"}
+_INTENT_KEYS = {"id", "examples", "answer", "skill", "needs_human", "out_of_scope", "threshold", "weight"}
+MAX_WEIGHT = 10
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class Intent:
     needs_human: bool = False
     out_of_scope: bool = False
     threshold: float | None = None
+    # How much of an agent's capacity a handoff of this intent takes.
+    weight: int = 1
 
     @property
     def is_faq(self) -> bool:
@@ -332,6 +335,14 @@ class _FileParser:
                 raise self.error(t_node, f"{what}: threshold {value} is outside [0, 1]")
             threshold = float(value)
 
+        weight = 1
+        if "weight" in fields:
+            w_node = fields["weight"][1]
+            value = self.scalar(w_node)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WEIGHT:
+                raise self.error(w_node, f"{what}: weight must be a whole number from 1 to {MAX_WEIGHT}")
+            weight = value
+
         intent = Intent(
             id=intent_id,
             examples=tuple(examples),
@@ -340,5 +351,6 @@ class _FileParser:
             needs_human=needs_human,
             out_of_scope=out_of_scope,
             threshold=threshold,
+            weight=weight,
         )
         return intent, self.where(fields["id"][1]), marks

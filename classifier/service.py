@@ -37,6 +37,9 @@ class Prediction(NamedTuple):
     skill: str | None
     needs_human: bool
     out_of_scope: bool
+    # Of a confident prediction: the intent's weight against an agent's
+    # capacity (the knowledge base's ``weight``).
+    weight: int = 1
 
     @property
     def confident(self) -> bool:
@@ -106,6 +109,7 @@ class FaqModel:
                     intent.skill or default,
                     intent.needs_human,
                     intent.out_of_scope,
+                    intent.weight,
                 )
             )
         self._table = table
@@ -148,7 +152,7 @@ class FaqModel:
         return tuple(self._classes)
 
     def _prediction(self, k: int, confidence: float) -> Prediction:
-        intent_id, threshold, answer, skill, needs_human, out_of_scope = self._table[k]
+        intent_id, threshold, answer, skill, needs_human, out_of_scope, weight = self._table[k]
         confident = confidence >= threshold and not out_of_scope
         return Prediction(
             intent_id=intent_id,
@@ -160,6 +164,7 @@ class FaqModel:
             skill=skill if confident else self.kb.default_skill,
             needs_human=needs_human,
             out_of_scope=out_of_scope,
+            weight=weight if confident else 1,
         )
 
     def predict_many(self, texts: Sequence[str]) -> list[Prediction]:

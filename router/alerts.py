@@ -70,7 +70,8 @@ def evaluate(open_alerts: Mapping[str, Alert], now: float, *, handoffs: Iterable
 
     warn_after = first_response_sla * (1 - rules.warn_margin)
     for h in handoffs:
-        if h.is_open and h.first_reply_at is None and now - h.requested_at >= warn_after:
+        # A message left for a full queue waits its turn: nobody is on the line.
+        if h.is_open and h.first_reply_at is None and not h.left_message and now - h.requested_at >= warn_after:
             want(f"first_response:{h.id}", "first_response",
                  {"handoff_id": h.id, "conversation_id": h.conversation_id, "skill": h.skill},
                  {"requested_at": h.requested_at, "due_at": h.requested_at + first_response_sla,

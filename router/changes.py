@@ -33,6 +33,7 @@ class ConversationState:
     agent_id: str | None
     version: int
     rating: int | None
+    message_offer: str | None = None
 
     @classmethod
     def of(cls, c: Conversation) -> ConversationState:
@@ -50,6 +51,7 @@ class ConversationState:
             agent_id=c.agent_id,
             version=c.version,
             rating=c.rating,
+            message_offer=c.message_offer,
         )
 
 

@@ -32,6 +32,8 @@ class HandoffReason(enum.StrEnum):
     CUSTOMER_ASKED = "customer_asked"
     REPEATED_MISS = "repeated_miss"
     VIP = "vip"
+    # The customer left a message when the skill's queue was full.
+    LEFT_MESSAGE = "left_message"
     OTHER = "other"
 
 
@@ -56,6 +58,8 @@ class Agent:
     skills: frozenset[str]
     capacity: int
     status: AgentStatus = AgentStatus.OFFLINE
+    # Slots in use: the sum of the weights of the conversations held (a
+    # conversation weighs 1 unless it is a VIP's or of a heavy intent).
     open_count: int = 0
     # When the agent last took a conversation (or came online): ties in load go
     # to whoever has waited longest, so work spreads evenly over a shift.
@@ -83,8 +87,15 @@ class Agent:
         return (self.status is AgentStatus.ONLINE and self.open_count < self.capacity and self.disabled_at is None
                 and self.presence_lost_at is None)
 
-    def can_take(self, skill: str) -> bool:
-        return self.has_free_slot() and skill in self.skills
+    def fits(self, weight: int) -> bool:
+        """Room for a conversation of this weight. One heavier than the
+        whole capacity weighs the capacity (Handoff.slots_on): an idle agent
+        takes it and is then full, so it never waits for a slot that cannot
+        exist."""
+        return self.open_count + min(weight, self.capacity) <= self.capacity
+
+    def can_take(self, skill: str, weight: int = 1) -> bool:
+        return self.has_free_slot() and skill in self.skills and self.fits(weight)
 
 
 @dataclass(slots=True)
@@ -103,6 +114,17 @@ class Handoff:
     assigned_at: float | None = None
     first_reply_at: float | None = None
     resolved_at: float | None = None
+    # How much of an agent's capacity it takes (VIP, heavy intents: see
+    # docs/routing.md), and what it took from the agent holding it: the
+    # same is given back when it leaves, whatever the capacity is by then.
+    weight: int = 1
+    slots: int = 1
+    # A message the customer left when the skill's queue was full: it waits
+    # behind the customers waiting live and counts against no queue limit.
+    left_message: bool = False
+
+    def slots_on(self, agent: Agent) -> int:
+        return min(self.weight, max(agent.capacity, 1))
 
     @property
     def is_open(self) -> bool:
@@ -112,10 +134,10 @@ class Handoff:
     def waiting(self) -> bool:
         return self.is_open and self.agent_id is None
 
-    def queue_key(self) -> tuple[bool, float, str]:
-        # VIP before regular, then oldest first; the id breaks exact-time ties
-        # deterministically.
-        return (not self.vip, self.requested_at, self.id)
+    def queue_key(self) -> tuple[bool, bool, float, str]:
+        # Customers waiting live before messages left, VIP before regular,
+        # then oldest first; the id breaks exact-time ties deterministically.
+        return (self.left_message, not self.vip, self.requested_at, self.id)
 
 
 @dataclass(slots=True)
@@ -149,6 +171,9 @@ class Conversation:
     # The customer's rating of the current episode (or of the one just
     # ended): the same rating again changes nothing, another replaces it.
     rating: int | None = None
+    # The skill whose full queue the customer was offered to leave a message
+    # for: their next message is that message (router/queue_limits.py).
+    message_offer: str | None = None
 
     @property
     def agent_id(self) -> str | None:

@@ -49,6 +49,9 @@ class Prediction(Protocol):
     skill: str | None
     needs_human: bool
     out_of_scope: bool
+    # How much of an agent's capacity a conversation of the intent takes
+    # (the knowledge base's ``weight``; 1 unless the prediction is confident).
+    weight: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
 """Skill-based routing: who takes a handoff, and who waits in which order.
 
-Eligible agents are online, hold the skill and have a free slot. The least
-loaded (open ÷ capacity) wins; equal loads go to the agent idle longest. When
-nobody is eligible the handoff waits: VIP before regular, then oldest first.
-Whenever capacity appears (a slot frees, an agent comes online or gains a
-skill) the oldest eligible waiting handoffs are assigned at once.
+Eligible agents are online, hold the skill and have room for the
+conversation's weight. The least loaded (slots in use ÷ capacity) wins;
+equal loads go to the agent idle longest. When nobody is eligible the
+handoff waits: VIP before regular, then oldest first. Whenever capacity
+appears (a slot frees, an agent comes online or gains a skill) the oldest
+eligible waiting handoffs are assigned at once. A conversation may weigh
+more than one slot (docs/routing.md, "Conversation weights").
 
 The Dispatcher holds the agents and the queue in memory and mutates them; it
 returns what happened so the service layer can persist and announce it. It
@@ -43,14 +45,15 @@ class Fallback:
 # Who among the agents takes a handoff of the skill (None: nobody eligible).
 # The least-loaded rule below serves traffic; the simulator
 # (router/simulation.py) also plugs in round-robin and random baselines.
-Chooser = Callable[[Iterable[Agent], str, str | None], Agent | None]
+# Arguments: the agents, the skill, who not to choose, the conversation's weight.
+Chooser = Callable[[Iterable[Agent], str, str | None, int], Agent | None]
 
 
-def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None) -> Agent | None:
+def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None, weight: int = 1) -> Agent | None:
     best: Agent | None = None
     best_key: tuple[int, float, float, str] | None = None
     for agent in agents:
-        if not agent.can_take(skill) or agent.id == exclude:
+        if not agent.can_take(skill, weight) or agent.id == exclude:
             continue
         key = (-agent.level(skill), agent.load, agent.idle_since, agent.id)
         if best_key is None or key < best_key:
@@ -70,7 +73,12 @@ class Dispatcher:
         # Per skill, the waiting handoffs' queue keys in queue order: a
         # position is a binary search, not a walk of the whole queue (which
         # a busy hour makes thousands long).
-        self._by_skill: dict[str, list[tuple[bool, float, str]]] = {}
+        self._by_skill: dict[str, list[tuple[bool, bool, float, str]]] = {}
+        # Agents with a free slot kept for a heavier handoff that waits for
+        # them (the last drain decided): lighter work behind it may not take
+        # them, or a weight-2 VIP would wait for ever behind a stream of
+        # weight-1 conversations.
+        self._kept: set[str] = set()
         for h in waiting:
             self.enqueue(h)
 
@@ -101,21 +109,44 @@ class Dispatcher:
         queue order; merged lazily, so the first few of a long queue cost
         what they are, not what the queue is."""
         keys = itertools.islice(heapq.merge(*self._by_skill.values()), limit)
-        return [self._waiting[k[2]] for k in keys]
+        return [self._waiting[k[-1]] for k in keys]
 
     def waiting_count(self) -> int:
         return len(self._waiting)
 
     def waiting_by_skill(self) -> dict[str, tuple[int, float]]:
-        """Per skill: how many wait, and since when the oldest has waited
-        (VIPs come first in the queue, so it is the older of the first VIP
-        and the first other handoff)."""
+        """Per skill: how many customers wait live, and since when the oldest
+        has waited (VIPs come first in the queue, so it is the older of the
+        first VIP and the first other handoff). Messages left are not
+        counted: nobody is waiting on the line for them."""
         out = {}
         for skill, keys in self._by_skill.items():
-            first_regular = bisect.bisect_left(keys, (True,))
-            oldest = min(k[1] for k in (keys[0], keys[min(first_regular, len(keys) - 1)]))
-            out[skill] = (len(keys), oldest)
+            live = self.live_waiting(skill)
+            if not live:
+                continue
+            first_regular = bisect.bisect_left(keys, (False, True))
+            oldest = min(k[2] for k in (keys[0], keys[min(first_regular, live - 1)]))
+            out[skill] = (live, oldest)
         return out
+
+    def head(self, skill: str) -> Handoff | None:
+        """The first handoff waiting for the skill."""
+        keys = self._by_skill.get(skill)
+        return self._waiting[keys[0][-1]] if keys else None
+
+    @property
+    def kept(self) -> frozenset[str]:
+        """Agents with a free slot kept for a heavier handoff (see drain)."""
+        return frozenset(self._kept)
+
+    def live_waiting(self, skill: str) -> int:
+        """Customers waiting live for the skill (messages left excluded)."""
+        keys = self._by_skill.get(skill)
+        return bisect.bisect_left(keys, (True,)) if keys else 0
+
+    def left_messages(self) -> dict[str, int]:
+        """Per skill, the messages left waiting for an agent."""
+        return {skill: n for skill, keys in self._by_skill.items() if (n := len(keys) - self.live_waiting(skill))}
 
     def queue_position(self, handoff: Handoff) -> int | None:
         """1-based position among handoffs waiting for the same skill."""
@@ -135,14 +166,17 @@ class Dispatcher:
 
         ``exclude``: the agent who just transferred it away must not get it
         straight back at once; it may come back to them later from the queue."""
-        agent = self._choose(self.agents.values(), handoff.skill, exclude)
+        agents = [a for a in self.agents.values() if a.id not in self._kept] if self._kept else self.agents.values()
+        agent = self._choose(agents, handoff.skill, exclude, handoff.weight)
         if agent is None:
             for skill in self.widened(handoff, now):
-                agent = self._choose(self.agents.values(), skill, exclude)
+                agent = self._choose(agents, skill, exclude, handoff.weight)
                 if agent is not None:
                     break
         if agent is None:
             self.enqueue(handoff)
+            if handoff.weight > 1:
+                self._keep_for(handoff, [a for a in self.agents.values() if a.has_free_slot()])
             return None
         return self._assign(handoff, agent, now)
 
@@ -150,13 +184,21 @@ class Dispatcher:
         """The fallback skills a handoff has waited long enough to reach."""
         return [f.skill for f in self.fallback.get(handoff.skill, ()) if now - handoff.requested_at >= f.after]
 
-    def chooses(self, skill: str, exclude: str | None = None) -> Agent | None:
+    def takes_now(self, skill: str, weight: int = 1) -> bool:
+        """Whether a new handoff of the skill would be assigned at once, as
+        ``request`` decides: an agent of the skill, or of a fallback of no
+        delay, with room for it and not kept for a heavier one. (By
+        eligibility alone: asking the chooser would move a round-robin.)"""
+        skills = [skill, *(f.skill for f in self.fallback.get(skill, ()) if f.after <= 0)]
+        return any(a.id not in self._kept and a.can_take(s, weight) for a in self.agents.values() for s in skills)
+
+    def chooses(self, skill: str, exclude: str | None = None, weight: int = 1) -> Agent | None:
         """Who would take a handoff of ``skill`` now (nobody is changed)."""
-        return self._choose(self.agents.values(), skill, exclude)
+        return self._choose(self.agents.values(), skill, exclude, weight)
 
     def assign_to(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
         """A transfer to a named agent: skills don't matter, capacity does."""
-        if not agent.has_free_slot():
+        if not (agent.has_free_slot() and agent.fits(handoff.weight)):
             raise Conflict(f"agent {agent.id!r} has no free slot", code="agent_unavailable")
         return self._assign(handoff, agent, now)
 
@@ -165,8 +207,8 @@ class Dispatcher:
         self.dequeue(handoff)
         if handoff.agent_id is not None:
             agent = self.agents.get(handoff.agent_id)
-            if agent is not None and agent.open_count > 0:
-                agent.open_count -= 1
+            if agent is not None:
+                agent.open_count = max(agent.open_count - handoff.slots, 0)
         return self.drain(now)
 
     def refresh_agent(self, stored: Agent) -> None:
@@ -214,6 +256,7 @@ class Dispatcher:
     def drain(self, now: float) -> list[Assignment]:
         """Assign waiting handoffs while some agent can take one, oldest first."""
         made: list[Assignment] = []
+        self._kept = set()
         if not self._waiting:
             return made
         free = [a for a in self.agents.values() if a.has_free_slot()]
@@ -224,24 +267,36 @@ class Dispatcher:
         servable = {skill for a in free for skill in a.skills}
         keys = list(heapq.merge(*(v for k, v in self._by_skill.items() if k in servable)))
         for key in keys:
-            handoff = self._waiting[key[2]]
-            agent = self._choose(free, handoff.skill, None)
-            if agent is not None and self._took(handoff, agent, free, made, now):
+            handoff = self._waiting[key[-1]]
+            agent = self._choose(free, handoff.skill, None, handoff.weight)
+            if agent is not None:
+                if self._took(handoff, agent, free, made, now):
+                    return made
+            elif handoff.weight > 1 and self._keep_for(handoff, free):
                 return made
         # Then widened work, oldest first: an agent takes waiting work of
         # their own skills (above) before work that fell back to them.
         widening = [s for s in self._by_skill if any(f.skill in servable for f in self.fallback.get(s, ()))]
         for key in list(heapq.merge(*(self._by_skill[s] for s in widening))):
-            handoff = self._waiting.get(key[2])
+            handoff = self._waiting.get(key[-1])
             if handoff is None:
                 continue
             for skill in self.widened(handoff, now):
-                agent = self._choose(free, skill, None)
+                agent = self._choose(free, skill, None, handoff.weight)
                 if agent is not None:
                     if self._took(handoff, agent, free, made, now):
                         return made
                     break
         return made
+
+    def _keep_for(self, heavy: Handoff, free: list[Agent]) -> bool:
+        """Nobody has room for this heavier handoff: its skill's agents with
+        a free slot take nothing lighter until it fits one of them. True
+        when no free agent is left."""
+        for agent in [a for a in free if heavy.skill in a.skills]:
+            free.remove(agent)
+            self._kept.add(agent.id)
+        return not free
 
     def _took(self, handoff: Handoff, agent: Agent, free: list[Agent], made: list[Assignment], now: float) -> bool:
         """Assign; True when no free agent is left."""
@@ -252,7 +307,9 @@ class Dispatcher:
 
     def _assign(self, handoff: Handoff, agent: Agent, now: float) -> Assignment:
         self.dequeue(handoff)
-        agent.open_count += 1
+        handoff.slots = handoff.slots_on(agent)
+        agent.open_count += handoff.slots
+        self._kept.discard(agent.id)
         agent.idle_since = now
         handoff.agent_id = agent.id
         handoff.assigned_at = now

@@ -1,12 +1,14 @@
 """Per-skill routing rules, as a deployment writes them (a YAML file named by
 TIERDESK_ROUTING_RULES; docs/routing.md shows one):
 
+    vip_weight: 2                      # a VIP's conversation takes 2 of an agent's capacity
     skills:
       billing:
         fallback:                      # widen to these skills once waited
           - {skill: general, after_seconds: 30}
         reservation_timeout_seconds: 30
         alerts: {queue_length: 20, oldest_wait_seconds: 120}
+        queue_limit: 30                # more waiting: offered to leave a message
 
 Plain data in, checked rules out; reading the file is the edge's job.
 """
@@ -30,11 +32,20 @@ class SkillRules:
     # The SLA monitor raises an alert past these (router/alerts.py).
     alert_queue_length: int | None = None
     alert_oldest_wait_seconds: float | None = None
+    # Customers waiting live at most; the next is offered to leave a message.
+    queue_limit: int | None = None
+
+
+MAX_WEIGHT = 10
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingRules:
     skills: Mapping[str, SkillRules] = field(default_factory=dict)
+    vip_weight: int = 1
+
+    def queue_limits(self) -> dict[str, int]:
+        return {s: r.queue_limit for s, r in self.skills.items() if r.queue_limit is not None}
 
     def fallback(self) -> dict[str, tuple[Fallback, ...]]:
         return {s: r.fallback for s, r in self.skills.items() if r.fallback}
@@ -54,11 +65,18 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
+def _whole(value: Any, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"routing rules: {where} must be a whole number from {low} to {high}")
+    return value
+
+
 def parse_rules(data: Any) -> RoutingRules:
     if data is None:
         return RoutingRules()
-    if not isinstance(data, dict) or set(data) - {"skills"}:
-        raise InvalidInput("routing rules: the top level holds only `skills`")
+    if not isinstance(data, dict) or set(data) - {"skills", "vip_weight"}:
+        raise InvalidInput("routing rules: the top level holds only `skills` and `vip_weight`")
+    vip_weight = _whole(data.get("vip_weight", 1), "vip_weight", 1, MAX_WEIGHT)
     skills = data.get("skills") or {}
     if not isinstance(skills, dict):
         raise InvalidInput("routing rules: `skills` maps each skill to its rules")
@@ -68,7 +86,7 @@ def parse_rules(data: Any) -> RoutingRules:
         rules = rules or {}
         if not isinstance(rules, dict):
             raise InvalidInput(f"routing rules: {where} must be a mapping")
-        unknown = set(rules) - {"fallback", "reservation_timeout_seconds", "alerts"}
+        unknown = set(rules) - {"fallback", "reservation_timeout_seconds", "alerts", "queue_limit"}
         if unknown:
             raise InvalidInput(f"routing rules: {where} has unknown keys {sorted(unknown)}")
         chain = []
@@ -90,7 +108,9 @@ def parse_rules(data: Any) -> RoutingRules:
                                          or queue_length < 1):
             raise InvalidInput(f"routing rules: {where}.alerts.queue_length must be a whole number, 1 or more")
         oldest = alerts.get("oldest_wait_seconds")
+        limit = rules.get("queue_limit")
         parsed[str(skill)] = SkillRules(
             tuple(chain), None if timeout is None else _number(timeout, f"{where}.reservation_timeout_seconds"),
-            queue_length, None if oldest is None else _number(oldest, f"{where}.alerts.oldest_wait_seconds"))
-    return RoutingRules(parsed)
+            queue_length, None if oldest is None else _number(oldest, f"{where}.alerts.oldest_wait_seconds"),
+            None if limit is None else _whole(limit, f"{where}.queue_limit", 0, 10**6))
+    return RoutingRules(parsed, vip_weight)

@@ -48,6 +48,7 @@ from .model import (
 )
 from .ports import AgentRepliesOnly, Classifier, Clock, DuplicateMessage, Notices, Notifier, Store
 from .metrics import SLA
+from .queue_limits import QueueFull, over_limit
 from .rollups import ConversationTally
 from .routing import Assignment, Dispatcher, Fallback
 from .tracker import EndedBy, EventKind, TrackerEvent
@@ -87,6 +88,11 @@ class DeskConfig:
     attendance: AttendanceRules = AttendanceRules()
     # Per skill, the skills a waiting handoff widens to (router/rules.py).
     fallback: Mapping[str, tuple[Fallback, ...]] = field(default_factory=dict)
+    # How much of an agent's capacity a VIP's conversation takes (the
+    # rules file's ``vip_weight``); a heavy intent may weigh more.
+    vip_weight: int = 1
+    # Per skill, customers waiting live at most (router/queue_limits.py).
+    queue_limits: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -115,6 +121,14 @@ def _decided_again_if_refused(
                 desk.decided_again += 1
 
     return decide
+
+
+def _message_awaits_reply(conv: Conversation) -> bool:
+    """A message left for a full queue that no agent has answered yet: it
+    waits for its turn however long that takes, so neither the customer
+    leaving nor the idle timeout ends it."""
+    h = conv.handoff
+    return h is not None and h.is_open and h.left_message and h.first_reply_at is None
 
 
 class NullNotifier:
@@ -566,7 +580,8 @@ class Desk:
     ) -> dict[str, Any]:
         prediction: hp.Prediction | None = None
         while True:
-            while conv.tier is Tier.BOT and prediction is None:
+            # A message left for a full queue goes to a person as it is.
+            while conv.tier is Tier.BOT and prediction is None and conv.message_offer is None:
                 # Loop: the conversation may have moved on while we waited.
                 prediction = await self.classifier.classify(msg.text)
             if gen != self.generation:
@@ -627,6 +642,14 @@ class Desk:
                 })
             else:
                 response = self._handoff_response(h)
+        elif conv.message_offer is not None:
+            tier = Tier.HUMAN
+            changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, received_at, **base, message_id=message_id,
+                                       data={"tier": tier.value}))
+            h = self._leave_message(conv, message_id, now, changes, effects)
+            response = self._handoff_response(h)
+            outcome = h.reason.value
+            self._handoff_notice(conv, h, msg.message_id, response, now, changes)
         else:
             assert prediction is not None
             intent, confidence = prediction.intent_id, prediction.confidence
@@ -660,19 +683,16 @@ class Desk:
                                            data={"tier": tier.value}))
                 if decision.reason is HandoffReason.CUSTOMER_ASKED:
                     self._mark_miss(conv, "asked_for_person", now, changes)
-                h = self._open_handoff(conv, decision.reason, decision.skill, now, changes, effects)
-                response = self._handoff_response(h)
-                outcome = decision.reason.value
-                if self.notices.wanted(conv.channel_id, "handoff"):
-                    # The queue position and expected wait are the channel's
-                    # to tell when it delivers (they move meanwhile).
-                    changes.outbox.append(OutboxItem(
-                        idempotency_key=h.id, channel_id=conv.channel_id, conversation_id=conv.id,
-                        kind="handoff", at=now,
-                        payload={"type": "handoff", "handoff_id": h.id, "conversation_id": conv.external_id,
-                                 "customer_id": conv.customer.id, "in_reply_to": msg.message_id,
-                                 "reason": h.reason.value, "skill": h.skill, "agent_id": h.agent_id,
-                                 "queue_position": response["queue_position"], "sent_at": now}))
+                weight = self._weight(conv, prediction.weight)
+                full = over_limit(self.dispatcher, decision.skill, weight, self.config.queue_limits)
+                if full is not None:
+                    response = self._offer_message(conv, full, decision.reason, msg.message_id, now, changes)
+                    outcome = "queue_full"
+                else:
+                    h = self._open_handoff(conv, decision.reason, decision.skill, now, changes, effects, weight)
+                    response = self._handoff_response(h)
+                    outcome = decision.reason.value
+                    self._handoff_notice(conv, h, msg.message_id, response, now, changes)
         changes.inbound = MessageRecord(
             message_id, conv.channel_id, conv.id, Sender.CUSTOMER, msg.text, received_at,
             external_id=msg.message_id, tier=tier, intent=intent, confidence=confidence, response=response,
@@ -681,6 +701,51 @@ class Desk:
         conv.last_bot_answered = message_id if outcome == "answer" else None
         changes.conversation(conv)
         return response
+
+    def _weight(self, conv: Conversation, intent_weight: int) -> int:
+        return max(intent_weight, self.config.vip_weight if conv.customer.vip else 1)
+
+    def _handoff_notice(self, conv: Conversation, h: Handoff, in_reply_to: str, response: dict[str, Any],
+                        now: float, changes: Changes) -> None:
+        if self.notices.wanted(conv.channel_id, "handoff"):
+            # The queue position and expected wait are the channel's
+            # to tell when it delivers (they move meanwhile).
+            changes.outbox.append(OutboxItem(
+                idempotency_key=h.id, channel_id=conv.channel_id, conversation_id=conv.id,
+                kind="handoff", at=now,
+                payload={"type": "handoff", "handoff_id": h.id, "conversation_id": conv.external_id,
+                         "customer_id": conv.customer.id, "in_reply_to": in_reply_to,
+                         "reason": h.reason.value, "skill": h.skill, "agent_id": h.agent_id,
+                         "queue_position": response["queue_position"], "sent_at": now}))
+
+    def _offer_message(self, conv: Conversation, full: QueueFull, reason: HandoffReason, in_reply_to: str,
+                       now: float, changes: Changes) -> dict[str, Any]:
+        """The skill's queue is full: no handoff; the customer is offered to
+        leave a message, which their next message will be."""
+        conv.message_offer = full.skill
+        conv.bot_streak = 0
+        changes.event(TrackerEvent(EventKind.QUEUE_FULL, now, conv.channel_id, conv.id,
+                                   data={**full.as_dict(), "reason": reason.value}))
+        if self.notices.wanted(conv.channel_id, "queue_full"):
+            # The expected wait is the channel's to tell when it delivers.
+            changes.outbox.append(OutboxItem(
+                idempotency_key=f"qf_{conv.id}_{in_reply_to}"[:200], channel_id=conv.channel_id,
+                conversation_id=conv.id, kind="queue_full", at=now,
+                payload={"type": "queue_full", "conversation_id": conv.external_id,
+                         "customer_id": conv.customer.id, "in_reply_to": in_reply_to, **full.as_dict(),
+                         "sent_at": now}))
+        return {"action": "queue_full", "reason": reason.value, **full.as_dict()}
+
+    def _leave_message(self, conv: Conversation, message_id: str, now: float, changes: Changes,
+                       effects: _Effects) -> Handoff:
+        """The customer's message after a full-queue offer: a message left
+        for the skill, queued behind the customers waiting live."""
+        skill, conv.message_offer = conv.message_offer, None
+        assert skill is not None
+        changes.event(TrackerEvent(EventKind.MESSAGE_LEFT, now, conv.channel_id, conv.id, message_id=message_id,
+                                   data={"skill": skill}))
+        return self._open_handoff(conv, HandoffReason.LEFT_MESSAGE, skill, now, changes, effects,
+                                  self._weight(conv, 1), left_message=True)
 
     def _mark_miss(self, conv: Conversation, why: str, now: float, changes: Changes) -> None:
         if conv.last_bot_answered is None:
@@ -701,13 +766,13 @@ class Desk:
 
     def _open_handoff(
         self, conv: Conversation, reason: HandoffReason, skill: str, now: float,
-        changes: Changes, effects: _Effects,
+        changes: Changes, effects: _Effects, weight: int = 1, left_message: bool = False,
     ) -> Handoff:
         conv.handoff_count += 1
         conv.bot_streak = 0
         h = Handoff(id=new_id("ho"), conversation_id=conv.id, channel_id=conv.channel_id,
                     seq=conv.handoff_count, reason=reason, skill=skill, requested_at=now,
-                    vip=conv.customer.vip)
+                    vip=conv.customer.vip, weight=weight, left_message=left_message)
         conv.handoff = h
         conv.status = ConversationStatus.QUEUED
         changes.event(TrackerEvent(EventKind.HANDOFF_REQUESTED, now, conv.channel_id, conv.id, handoff_id=h.id,
@@ -727,7 +792,7 @@ class Desk:
         conv.status = ConversationStatus.ASSIGNED
         changes.conversation(conv)
         changes.handoff(h)
-        changes.load(a.agent.id, +1)
+        changes.load(a.agent.id, +h.slots)
         changes.agent(a.agent)
         changes.event(TrackerEvent(EventKind.ASSIGNED, a.at, conv.channel_id, conv.id, handoff_id=h.id,
                                    agent_id=a.agent.id, data={"skill": h.skill}))
@@ -787,8 +852,8 @@ class Desk:
         """The channel reports the customer left."""
         gen = await self._begin()
         conv = await self._existing_conversation(channel_id, external_id)
-        if conv.status is ConversationStatus.RESOLVED:
-            return
+        if conv.status is ConversationStatus.RESOLVED or _message_awaits_reply(conv):
+            return  # a message left is answered though its writer has gone
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
         touched = [conv, *self._end(conv, EndedBy.CUSTOMER, now, changes, effects)]
@@ -808,7 +873,8 @@ class Desk:
                 conv = await self._conversation_by_id(cid)
             except NotFound:
                 continue
-            if conv.status is ConversationStatus.RESOLVED or conv.updated_at > now - idle_for:
+            if (conv.status is ConversationStatus.RESOLVED or conv.updated_at > now - idle_for
+                    or _message_awaits_reply(conv)):
                 continue
             changes, effects = Changes(generation=self.generation), _Effects()
             touched = [conv, *self._end(conv, EndedBy.IDLE, self.clock.now(), changes, effects)]
@@ -841,18 +907,21 @@ class Desk:
         data: dict[str, Any] = {"by": by.value}
         touched: list[Conversation] = []
         if h is not None:
-            data["abandoned"] = h.first_reply_at is None and by in (EndedBy.CUSTOMER, EndedBy.IDLE)
+            # A customer who left a message did not give up on it.
+            data["abandoned"] = (h.first_reply_at is None and by in (EndedBy.CUSTOMER, EndedBy.IDLE)
+                                 and not h.left_message)
             agent_id = h.agent_id
             h.resolved_at = now
             changes.handoff(h)
             if agent_id is not None:
-                changes.load(agent_id, -1)
+                changes.load(agent_id, -h.slots)
                 effects.to_agent(agent_id, {"type": "conversation_ended", "conversation_id": conv.id,
                                             "by": by.value})
             made = self.dispatcher.release(h, now)
             touched = self._record_assignments(made, changes, effects)
         conv.status = ConversationStatus.RESOLVED
         conv.bot_streak = 0
+        conv.message_offer = None
         conv.updated_at = now
         changes.conversation(conv)
         changes.event(TrackerEvent(EventKind.RESOLVED, now, conv.channel_id, conv.id,
@@ -990,7 +1059,7 @@ class Desk:
                 self.dispatcher.set_status(agent.id, AgentStatus.AWAY, now)
                 set_away = True
             changes.agent(agent)
-        if not set_away and self.dispatcher.chooses(h.skill, exclude=h.agent_id) is None:
+        if not set_away and self.dispatcher.chooses(h.skill, h.agent_id, h.weight) is None:
             # Nobody else could take it now: it stays offered to the same
             # agent, on a new clock, rather than wait beside their free slot.
             h.assigned_at = now
@@ -1037,7 +1106,7 @@ class Desk:
         h = conv.handoff
         assert h is not None and h.agent_id is not None
         from_agent = h.agent_id
-        changes.load(from_agent, -1)
+        changes.load(from_agent, -h.slots)
         effects.to_agent(from_agent, {"type": "conversation_requeued", "conversation_id": conv.id, "reason": reason})
         changes.event(TrackerEvent(EventKind.REQUEUED, now, conv.channel_id, conv.id, handoff_id=h.id,
                                    agent_id=from_agent, data={"reason": reason, "skill": h.skill, **(data or {})}))
@@ -1160,11 +1229,12 @@ class Desk:
             target = self.dispatcher.agent(to_agent)
             if to_agent == agent_id:
                 raise Conflict("the conversation is already yours")
-            if not target.has_free_slot():
-                raise Conflict(f"agent {to_agent!r} is not online with a free slot", code="agent_unavailable")
+            if not (target.has_free_slot() and target.fits(h.weight)):
+                raise Conflict(f"agent {to_agent!r} is not online with room for the conversation",
+                               code="agent_unavailable")
         now = self.clock.now()
         changes, effects = Changes(generation=gen), _Effects()
-        changes.load(agent_id, -1)
+        changes.load(agent_id, -h.slots)
         effects.to_agent(agent_id, {"type": "conversation_transferred", "conversation_id": conv.id})
         new_skill = skill if skill is not None else h.skill
         changes.event(TrackerEvent(EventKind.TRANSFERRED, now, conv.channel_id, conv.id, handoff_id=h.id,
@@ -1207,16 +1277,26 @@ class Desk:
                 "id": h.id, "seq": h.seq, "reason": h.reason.value, "skill": h.skill,
                 "requested_at": h.requested_at, "agent_id": h.agent_id, "assigned_at": h.assigned_at,
                 "first_reply_at": h.first_reply_at, "resolved_at": h.resolved_at,
-                "queue_position": self.dispatcher.queue_position(h),
+                "queue_position": self.dispatcher.queue_position(h), "weight": h.weight,
             },
         }
+
+    def conversations_held(self) -> dict[str, int]:
+        """Per agent, how many conversations they hold (their load counts
+        slots, which a heavy conversation takes several of)."""
+        held: dict[str, int] = {}
+        for h in self.open_handoffs():
+            if h.agent_id is not None:
+                held[h.agent_id] = held.get(h.agent_id, 0) + 1
+        return held
 
     def open_handoffs(self) -> list[Handoff]:
         return [c.handoff for c in self._by_id.values() if c.handoff is not None and c.handoff.is_open]
 
     def live(self, warn_margin: float) -> dict[str, Any]:
         return live_view(self.dispatcher.agents.values(), list(self._by_id.values()), self.clock.now(),
-                         first_response_sla=self.config.sla.human_first_response_seconds, warn_margin=warn_margin)
+                         first_response_sla=self.config.sla.human_first_response_seconds, warn_margin=warn_margin,
+                         queue_limits=self.config.queue_limits)
 
     def queue(self, limit: int | None = None) -> list[Handoff]:
         return self.dispatcher.waiting(limit)

@@ -339,7 +339,7 @@ class Simulation:
     def __init__(self, agents: Sequence[AgentSpec], *, chooser: str | Chooser = "least-loaded", seed: int = 0,
                  within: float = 20.0, warmup: float = 0.0, slot_seconds: float | None = None,
                  sample_every: float = 60.0, check: bool = False, keep: bool = False,
-                 fallback: Mapping[str, Sequence[Fallback]] | None = None) -> None:
+                 fallback: Mapping[str, Sequence[Fallback]] | None = None, vip_weight: int = 1) -> None:
         self.specs = list(agents)
         self.chooser_name = chooser if isinstance(chooser, str) else getattr(chooser, "__name__", "custom")
         self.choose = make_chooser(chooser, [a.id for a in self.specs], seed)
@@ -352,6 +352,9 @@ class Simulation:
         # Skill fallback as the router applies it (router/rules.py): a
         # waiting handoff widens to the next skill's agents at each delay.
         self.fallback = dict(fallback or {})
+        # How many of an agent's slots a VIP's conversation takes (the rules
+        # file's vip_weight): occupancy counts the slots held.
+        self.vip_weight = vip_weight
 
     def run(self, arrivals: Iterable[Arrival], *, until: float | None = None,
             progress: Progress | None = None, progress_every: int = 20_000) -> Result:
@@ -456,7 +459,7 @@ class Simulation:
                     h = obj
                     h.resolved_at = t
                     aid = h.agent_id
-                    busy = clip(t) - clip(h.assigned_at)
+                    busy = (clip(t) - clip(h.assigned_at)) * h.slots
                     a = res.agents[aid]
                     a.busy += busy
                     skill_busy[h.skill] = skill_busy.get(h.skill, 0.0) + busy
@@ -502,7 +505,7 @@ class Simulation:
                 n_arrivals += 1
                 measured = t >= w0
                 h = Handoff(f"h{n_arrivals}", f"c{n_arrivals}", "sim", 1, HandoffReason.OTHER, x.skill,
-                            requested_at=t, vip=x.vip)
+                            requested_at=t, vip=x.vip, weight=self.vip_weight if x.vip else 1)
                 tally = skills.get(x.skill)
                 if tally is None:
                     tally = skills[x.skill] = Tally()
@@ -560,6 +563,9 @@ class Simulation:
     def _violations(dispatcher: Dispatcher, queued: dict[str, int], waiting: int) -> int:
         bad = 0 if waiting == dispatcher.waiting_count() else 1
         for skill, n in queued.items():
-            if n and any(a.can_take(skill) for a in dispatcher.agents.values()):
+            head = dispatcher.head(skill) if n else None
+            # An agent kept for a heavier handoff may idle a slot: that is the rule, not a fault.
+            if head is not None and any(a.can_take(skill, head.weight) and a.id not in dispatcher.kept
+                                        for a in dispatcher.agents.values()):
                 bad += 1
         return bad

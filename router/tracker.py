@@ -27,6 +27,9 @@ class EventKind(enum.StrEnum):
     REOPENED = "reopened"
     FEEDBACK = "feedback"  # data: rating, resolved
     BOT_MISS = "bot_miss"  # message_id: the question the bot got wrong; data: why
+    # The skill's queue was full: offered to leave a message instead.
+    QUEUE_FULL = "queue_full"  # data: skill, queue_length, queue_limit, reason
+    MESSAGE_LEFT = "message_left"  # message_id: the message the customer left; data: skill
 
 
 class EndedBy(enum.StrEnum):

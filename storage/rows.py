@@ -233,7 +233,8 @@ def _status(a: Any) -> str:
 
 def conversation_row(s: ConversationState) -> Row:
     return (s.id, s.channel_id, s.external_id, s.customer.id, s.customer.name, s.customer.vip, s.status.value,
-            s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id, s.version, s.rating)
+            s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id, s.version, s.rating,
+            s.message_offer)
 
 
 CONVERSATION_STATUS = 6
@@ -246,4 +247,4 @@ HANDOFF_RESOLVED_AT = 11
 
 def handoff_row(h: Handoff) -> Row:
     return (h.id, h.conversation_id, h.channel_id, h.seq, h.reason.value, h.skill, h.requested_at, h.vip,
-            h.agent_id, h.assigned_at, h.first_reply_at, h.resolved_at)
+            h.agent_id, h.assigned_at, h.first_reply_at, h.resolved_at, h.weight, h.slots, h.left_message)

@@ -285,11 +285,16 @@ class SqlStore:
             return [r[0] for r in (await conn.execute(q)).all()]
 
     async def idle_conversations(self, before: float, limit: int) -> list[str]:
+        h = t.handoffs
+        # A message left for a full queue waits for its reply however long
+        # (router/services.py): not idle, so never among the first found.
+        left_waiting = (select(h.c.id).where(h.c.id == t.conversations.c.handoff_id, h.c.left_message,
+                                             h.c.first_reply_at.is_(None), h.c.resolved_at.is_(None)).exists())
         async with self.engines.reading() as conn:
             q = (
                 select(t.conversations.c.id)
                 .where(t.conversations.c.status != ConversationStatus.RESOLVED.value,
-                       t.conversations.c.updated_at < before)
+                       t.conversations.c.updated_at < before, ~left_waiting)
                 .order_by(t.conversations.c.updated_at)
                 .limit(limit)
             )
@@ -380,7 +385,8 @@ def _handoff_from(h: Sequence[Any]) -> Handoff:
         id=hh["id"], conversation_id=hh["conversation_id"], channel_id=hh["channel_id"], seq=hh["seq"],
         reason=HandoffReason(hh["reason"]), skill=hh["skill"], requested_at=hh["requested_at"],
         vip=bool(hh["vip"]), agent_id=hh["agent_id"], assigned_at=hh["assigned_at"],
-        first_reply_at=hh["first_reply_at"], resolved_at=hh["resolved_at"],
+        first_reply_at=hh["first_reply_at"], resolved_at=hh["resolved_at"], weight=hh["weight"],
+        slots=hh["slots"], left_message=bool(hh["left_message"]),
     )
 
 
@@ -392,5 +398,5 @@ def _conversation_from(c: Sequence[Any], h: Sequence[Any] | None) -> Conversatio
         customer=Customer(cc["customer_id"], cc["customer_name"], bool(cc["customer_vip"])),
         created_at=cc["created_at"], status=ConversationStatus(cc["status"]), updated_at=cc["updated_at"],
         bot_streak=cc["bot_streak"], handoff_count=cc["handoff_count"], handoff=handoff, version=cc["version"],
-        rating=cc["rating"],
+        rating=cc["rating"], message_offer=cc["message_offer"],
     )

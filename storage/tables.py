@@ -128,6 +128,9 @@ conversations = Table(
     # The customer's rating of the current episode (or the one just ended):
     # a repeated rating is not counted again, a different one replaces it.
     Column("rating", Integer),
+    # The skill whose full queue the customer was offered to leave a
+    # message for: their next message is that message (router/queue_limits.py).
+    Column("message_offer", String(100)),
     UniqueConstraint("channel_id", "external_id"),
     Index("ix_conversations_status_updated", "status", "updated_at"),
     # A customer's earlier conversations, shown beside the one an agent holds.
@@ -149,6 +152,13 @@ handoffs = Table(
     Column("assigned_at", Double),
     Column("first_reply_at", Double),
     Column("resolved_at", Double),
+    # How much of an agent's capacity it takes, and what it took from the
+    # agent holding it (router/model.py Handoff).
+    Column("weight", Integer, nullable=False, server_default=text("1")),
+    Column("slots", Integer, nullable=False, server_default=text("1")),
+    # A message the customer left when the skill's queue was full: routed
+    # after the customers waiting live.
+    Column("left_message", Boolean, nullable=False, server_default=text("false")),
     UniqueConstraint("conversation_id", "seq"),
     # At most one open handoff per conversation: a conversation can never be
     # held by two agents, whatever the application does.

@@ -273,6 +273,8 @@ def synthetic_desk(args: argparse.Namespace) -> tuple[list[AgentSpec], list[Skil
         raise InvalidInput("--handle and --patience must be positive")
     if not 0 <= args.vip_share <= 1:
         raise InvalidInput("--vip-share must be in [0, 1]")
+    if not 1 <= args.vip_weight <= 10:
+        raise InvalidInput("--vip-weight must be from 1 to 10")
     agents = [AgentSpec(f"agent-{i:03d}", frozenset(skills[(i + j) % len(skills)] for j in range(args.skills_per_agent)),
                         args.capacity) for i in range(args.agents)]
     if args.rate is not None:
@@ -357,7 +359,7 @@ def _simulate(args: argparse.Namespace) -> int:
         bar = ProgressBar(f"simulating ({chooser})", total)
         started = time.process_time()
         sim = Simulation(agents, chooser=chooser, seed=args.seed, within=args.within, warmup=warmup,
-                         slot_seconds=SLOT_SECONDS)
+                         slot_seconds=SLOT_SECONDS, vip_weight=args.vip_weight)
         results[chooser] = sim.run(arrivals(), progress=bar.update, progress_every=5000)
         bar.close()
         cpu = time.process_time() - started
@@ -441,6 +443,8 @@ def register(sub: Any, formatter_class: Any = argparse.HelpFormatter) -> None:
     sim.add_argument("--handle-cv", type=float, default=1.0, help="lognormal: sd ÷ mean")
     sim.add_argument("--patience", type=float, help="mean patience, seconds (exponential); default: nobody leaves")
     sim.add_argument("--vip-share", type=float, default=0.0, help="share of handoffs from VIP customers")
+    sim.add_argument("--vip-weight", type=int, default=1,
+                     help="slots of an agent's capacity a VIP conversation takes (the rules file's vip_weight)")
     sim.add_argument("--conversations", type=int, help="default 100,000")
     sim.add_argument("--hours", type=float, help="simulated hours instead of --conversations")
     sim.add_argument("--warmup", type=float, help="seconds left out at the start (default 20 handling times; "

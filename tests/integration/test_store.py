@@ -500,3 +500,27 @@ async def test_a_histogram_stored_without_bounds_is_added_to_and_read_with_its_b
     [(_, _, _, h)] = hists
     assert h.counts[b] == 1 and h.counts[bin_of(30.0)] == 1 and h.counts.sum() == 2
     assert (h.low, h.high) == (30.0, bin_bounds(b)[1])
+
+
+async def test_weights_left_messages_and_offers_round_trip_and_idle_skips_a_message_left(store: SqlStore) -> None:
+    # A message left and unanswered is never idle; a queued live customer,
+    # and a message left that an agent has answered, are.
+    left = Handoff(id="h1", conversation_id="c1", channel_id="ch", seq=1, reason=HandoffReason.LEFT_MESSAGE,
+                   skill="billing", requested_at=1.0, vip=True, weight=2, left_message=True)
+    live = Handoff(id="h2", conversation_id="c2", channel_id="ch", seq=1, reason=HandoffReason.NEEDS_HUMAN,
+                   skill="billing", requested_at=1.0)
+    answered = Handoff(id="h3", conversation_id="c3", channel_id="ch", seq=1, reason=HandoffReason.LEFT_MESSAGE,
+                       skill="billing", requested_at=1.0, left_message=True, first_reply_at=2.0)
+    offered = conversation("c4", "x4")
+    offered.message_offer = "billing"
+    c = Changes()
+    for i, h in enumerate((left, live, answered), 1):
+        c.conversation(conversation(f"c{i}", f"x{i}", ConversationStatus.QUEUED, h))
+        c.handoff(h)
+    c.conversation(offered)
+    await store.commit(c)
+    assert sorted(await store.idle_conversations(100.0, 10)) == ["c2", "c3", "c4"]
+    loaded = await store.load_conversation("ch", "x1")
+    assert loaded is not None and loaded.handoff is not None
+    assert (loaded.handoff.weight, loaded.handoff.left_message, loaded.handoff.slots) == (2, True, 1)
+    assert (await store.load_conversation("ch", "x4")).message_offer == "billing"  # type: ignore[union-attr]

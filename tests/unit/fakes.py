@@ -33,6 +33,7 @@ class Prediction:
     skill: str | None = None
     needs_human: bool = False
     out_of_scope: bool = False
+    weight: int = 1
 
 
 UNSURE = Prediction()

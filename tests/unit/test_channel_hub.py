@@ -33,6 +33,9 @@ class Recorder:
     async def rating_request(self, out: Any) -> None:
         self.calls.append(("rating_request", out))
 
+    async def queue_full(self, out: Any) -> None:
+        self.calls.append(("queue_full", out))
+
     async def typing(self, out: Any) -> None:
         self.calls.append(("typing", out))
 
@@ -47,7 +50,7 @@ def hub_with(*channels: Channel) -> ChannelHub:
 def test_what_each_kind_of_channel_is_sent() -> None:
     hub = hub_with(Channel("a", "a"), Channel("b", "b", notices=True), Channel("w", "w", kind="widget"),
                    Channel("m", "m", kind="matrix"))
-    kinds = ("agent_message", "bot_answer", "handoff", "rating_request")
+    kinds = ("agent_message", "bot_answer", "handoff", "rating_request", "queue_full")
     assert [k for k in kinds if hub.wanted("a", k)] == ["agent_message"]
     assert [k for k in kinds if hub.wanted("b", k)] == list(kinds)
     assert [k for k in kinds if hub.wanted("w", k)] == ["agent_message", "rating_request"]
@@ -75,7 +78,14 @@ async def test_outbox_items_become_port_calls() -> None:
                                          "skill": "billing", "agent_id": None, "queue_position": 1,
                                          "opens_at": 99.0}, "handoff"))
     await hub.deliver(channel, delivery({**base, "type": "rating_request", "handoff_id": "ho_1"}, "rating_request"))
-    assert [name for name, _ in rec.calls] == ["agent_reply", "connecting", "out_of_hours", "rating_request"]
+    await hub.deliver(channel, delivery({**base, "type": "queue_full", "skill": "billing", "queue_length": 30,
+                                         "queue_limit": 30, "in_reply_to": "m9"}, "queue_full"))
+    assert [name for name, _ in rec.calls] == ["agent_reply", "connecting", "out_of_hours", "rating_request",
+                                               "queue_full"]
+    full = rec.calls[4][1]
+    # The wait told is the one after the last customer waiting.
+    assert (full.skill, full.queue_length, full.wait.position, full.to.conversation_id) == ("billing", 30, 31,
+                                                                                            "chat-1")
     reply = rec.calls[0][1]
     assert (reply.to.conversation_id, reply.to.tierdesk_conversation_id, reply.key, reply.agent_name) == (
         "chat-1", "conv_1", "key-1", "Ann")

@@ -13,7 +13,7 @@ from router import metrics, rollup_report, rollups
 from router.metrics import SLA
 from router.model import AgentStatus, Customer
 from router.ports import FakeClock
-from router.services import Desk, IncomingMessage
+from router.services import Desk, DeskConfig, IncomingMessage
 from router.tracker import EventKind, TrackerEvent
 
 from .fakes import FakeClassifier, FakeStore, Prediction
@@ -113,7 +113,8 @@ def test_histogram_percentiles_are_within_one_percent() -> None:
 
 async def simulate(seed: int) -> tuple[list[TrackerEvent], float]:
     """Random traffic through the real Desk: FAQ answers, handoffs, queueing,
-    replies, transfers, resolutions, feedback, customers leaving."""
+    full queues and messages left, replies, transfers, resolutions,
+    feedback, customers leaving."""
     rng = random.Random(seed)
     clock = FakeClock(1_767_225_600.0)
     store = FakeStore()
@@ -122,7 +123,8 @@ async def simulate(seed: int) -> tuple[list[TrackerEvent], float]:
     classifier = FakeClassifier()
     classifier.says("faq", Prediction("reset", 0.95, 0.5, "Do X", None, False, False))
     classifier.says("bill", Prediction("refund", 0.95, 0.5, None, "billing", True, False))
-    desk = Desk(store, classifier, clock)
+    # Weights and a queue limit too: full queues, messages left (never abandoned).
+    desk = Desk(store, classifier, clock, DeskConfig(queue_limits={"billing": 2}, vip_weight=2))
     await desk.start()
     for i in range(3):
         await desk.update_agent(f"a{i}", status=AgentStatus.ONLINE)

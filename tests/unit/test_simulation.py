@@ -119,8 +119,8 @@ def test_the_check_catches_a_chooser_that_leaves_a_slot_idle() -> None:
 
     coin = random.Random(1)
 
-    def lazy(agents, skill, exclude=None) -> Agent | None:  # type: ignore[no-untyped-def]
-        return choose_agent(agents, skill, exclude) if coin.random() < 0.9 else None
+    def lazy(agents, skill, exclude=None, weight=1) -> Agent | None:  # type: ignore[no-untyped-def]
+        return choose_agent(agents, skill, exclude, weight) if coin.random() < 0.9 else None
 
     agents, traffic = mixed_desk()
     result = Simulation(agents, chooser=lazy, seed=3, check=True).run(poisson_arrivals(traffic, seed=3, count=3000))

@@ -22,6 +22,7 @@ from .port import (
     ChannelAdapter,
     Connecting,
     OutOfHours,
+    QueueFullNotice,
     RatingRequest,
     Recipient,
     Typing,
@@ -39,9 +40,9 @@ KINDS = ("webhook", "widget", "matrix")
 WANTED: dict[str, frozenset[str]] = {
     "webhook": frozenset(),
     "widget": frozenset({"rating_request"}),
-    "matrix": frozenset({"bot_answer", "handoff", "rating_request"}),
+    "matrix": frozenset({"bot_answer", "handoff", "rating_request", "queue_full"}),
 }
-NOTICES = frozenset({"bot_answer", "handoff", "rating_request"})
+NOTICES = frozenset({"bot_answer", "handoff", "rating_request", "queue_full"})
 PORT_KINDS = NOTICES | {"agent_message"}
 
 
@@ -126,6 +127,11 @@ class ChannelHub:
                                                p.get("in_reply_to"), p["sent_at"]))
         elif kind == "handoff":
             await self._handoff(adapter, to, d.idempotency_key, p)
+        elif kind == "queue_full":
+            # The wait as it stands at delivery, after the last one waiting.
+            wait = await self.wait(p["skill"], p["queue_length"] + 1)
+            await adapter.queue_full(QueueFullNotice(to, d.idempotency_key, p["skill"], p["queue_length"], wait,
+                                                     p["sent_at"]))
         else:
             await adapter.rating_request(RatingRequest(to, d.idempotency_key, p["handoff_id"], p["sent_at"]))
 

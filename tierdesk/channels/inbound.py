@@ -23,6 +23,11 @@ class Inbound:
         response = await app[keys.DESK].receive_message(channel.id, msg)
         if hub.wants_notices(channel.id):
             app[keys.DELIVERY_WAKE]()  # a bot answer or a handoff notice is in the outbox
+        if response.get("action") == "queue_full":
+            # The wait the customer would have, after the last one waiting:
+            # as it stands now, so not stored with the answer.
+            wait = (await hub.wait(response["skill"], response["queue_length"] + 1)).as_dict()
+            response = response | {"expected_wait_seconds": wait["expected_wait_seconds"], "basis": wait["basis"]}
         return response
 
     async def rating(self, channel: Channel, conversation_id: str, rating: int | None, *,

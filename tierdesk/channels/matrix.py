@@ -47,7 +47,7 @@ from tierdesk.errors import NotFound
 from tierdesk.web import keys
 from tierdesk.web.wire import iso
 
-from .port import AgentReply, BotAnswer, Connecting, OutOfHours, RatingRequest, Typing, Undeliverable
+from .port import AgentReply, BotAnswer, Connecting, OutOfHours, QueueFullNotice, RatingRequest, Typing, Undeliverable
 
 log = structlog.get_logger(__name__)
 
@@ -201,6 +201,8 @@ class MatrixBridge:
     async def connecting(self, out: Connecting) -> None:
         if out.agent_name is not None:
             body = self.t("widget.with_agent", name=out.agent_name)
+        elif out.reason == "left_message":
+            body = self.t("widget.message_left")
         else:
             wait = out.wait
             body = " ".join([
@@ -213,6 +215,13 @@ class MatrixBridge:
     async def out_of_hours(self, out: OutOfHours) -> None:
         await self._send(out.to.conversation_id, out.key, {
             "msgtype": "m.notice", "body": self.t("widget.out_of_hours", time=iso(out.opens_at) or "?")})
+
+    async def queue_full(self, out: QueueFullNotice) -> None:
+        """The customer's next message in the room is the message left."""
+        wait = out.wait
+        body = " ".join([self.t("widget.queue_full"), self.t("widget.wait_unknown") if wait.seconds is None else
+                         self.t("widget.wait", time=self._duration(wait.seconds)), self.t("widget.leave_message_hint")])
+        await self._send(out.to.conversation_id, out.key, {"msgtype": "m.notice", "body": body})
 
     async def rating_request(self, out: RatingRequest) -> None:
         await self._send(out.to.conversation_id, out.key, {

@@ -83,6 +83,20 @@ class OutOfHours:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueFullNotice:
+    """The skill's queue is full: how long the wait would be (``wait``, at
+    the place after the last customer waiting), and the offer to leave a
+    message, which the customer's next message is."""
+
+    to: Recipient
+    key: str
+    skill: str
+    queue_length: int
+    wait: WaitEstimate
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class RatingRequest:
     to: Recipient
     key: str
@@ -111,6 +125,8 @@ class ChannelAdapter(Protocol):
     async def out_of_hours(self, out: OutOfHours) -> None: ...
 
     async def rating_request(self, out: RatingRequest) -> None: ...
+
+    async def queue_full(self, out: QueueFullNotice) -> None: ...
 
     async def typing(self, out: Typing) -> None: ...
 

@@ -23,7 +23,8 @@ from tierdesk.web import keys
 from tierdesk.web import schemas as s
 from tierdesk.web.wire import check_text, json, parse_time
 
-from .port import AgentReply, BotAnswer, Connecting, OutOfHours, RatingRequest, Recipient, Typing, Undeliverable
+from .port import (AgentReply, BotAnswer, Connecting, OutOfHours, QueueFullNotice, RatingRequest, Recipient, Typing,
+                   Undeliverable)
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +98,15 @@ class WebhookAdapter:
         await self._post(out.to, out.key, {
             "type": "rating_request", "handoff_id": out.handoff_id, "conversation_id": out.to.conversation_id,
             "customer_id": out.to.customer_id, "sent_at": out.sent_at})
+
+    async def queue_full(self, out: QueueFullNotice) -> None:
+        """The customer's next message (POST /v1/messages) is the message
+        left, if they write one."""
+        await self._post(out.to, out.key, {
+            "type": "queue_full", "conversation_id": out.to.conversation_id, "customer_id": out.to.customer_id,
+            "skill": out.skill, "queue_length": out.queue_length,
+            "expected_wait_seconds": out.wait.as_dict()["expected_wait_seconds"],
+            "basis": out.wait.as_dict()["basis"], "leave_message": True, "sent_at": out.sent_at})
 
     async def typing(self, out: Typing) -> None:
         """Not sent: a webhook per keystroke would cost more than it tells."""

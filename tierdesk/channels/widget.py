@@ -50,7 +50,7 @@ from tierdesk.web import keys
 from tierdesk.web import schemas as s
 from tierdesk.web.wire import check_text, iso, json, only_params
 
-from .port import AgentReply, BotAnswer, Connecting, OutOfHours, RatingRequest, Typing
+from .port import AgentReply, BotAnswer, Connecting, OutOfHours, QueueFullNotice, RatingRequest, Typing
 
 log = structlog.get_logger(__name__)
 
@@ -226,6 +226,9 @@ class WidgetAdapter:
     async def rating_request(self, out: RatingRequest) -> None:
         self._nudge(out.to.channel.id, out.to.conversation_id)
 
+    async def queue_full(self, out: QueueFullNotice) -> None:
+        self._nudge(out.to.channel.id, out.to.conversation_id)
+
     async def typing(self, out: Typing) -> None:
         self._nudge(out.to.channel.id, out.to.conversation_id,
                     {"type": "typing", "typing": out.typing, "name": out.agent_name})
@@ -247,11 +250,21 @@ async def conversation_state(request: web.Request, channel: Channel, conversatio
     desk = request.app[keys.DESK]
     conv = await desk.customer_conversation(channel.id, conversation_id)
     state: dict[str, Any] = {"status": "new", "queue_position": None, "expected_wait_seconds": None,
-                             "basis": None, "agent_name": None, "rating": None, "rating_wanted": False}
+                             "basis": None, "agent_name": None, "rating": None, "rating_wanted": False,
+                             "queue_full": False, "left_message": False}
     if conv is None:
         return state
     h = conv.handoff
     state |= {"status": conv.status.value, "rating": conv.rating}
+    if conv.message_offer is not None:
+        # Offered to leave a message: how long the wait would have been.
+        full = await request.app[keys.CHANNELS].wait(conv.message_offer, desk.dispatcher.live_waiting(
+            conv.message_offer) + 1)
+        state |= {"queue_full": True, "queue_position": full.position, "expected_wait_seconds": full.as_dict()[
+            "expected_wait_seconds"], "basis": full.as_dict()["basis"]}
+        return state
+    # Until an agent takes it: then the agent is shown as for any handoff.
+    state["left_message"] = h is not None and h.is_open and h.left_message and h.agent_id is None
     if h is not None and h.is_open:
         if h.agent_id is not None:
             agent = desk.dispatcher.agents.get(h.agent_id)

@@ -210,6 +210,8 @@ def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
                "their first-response SLA left", "skill", lambda: _per_skill(app, "at_risk"))
     r.gauge_by("tierdesk_handoffs_breached", "Unanswered handoffs of each skill past their first-response SLA",
                "skill", lambda: _per_skill(app, "breached"))
+    r.gauge_by("tierdesk_left_messages_waiting", "Messages left for a full queue, waiting for an agent, per skill",
+               "skill", lambda: _per_skill(app, "left_messages"))
     r.gauge("tierdesk_agents_online", "Agents online",
             lambda: sum(1 for a in app[keys.DESK].agents() if a.status.value == "online") if keys.DESK in app else 0)
     r.gauge("tierdesk_agent_websockets", "Agent WebSockets connected", lambda: app[keys.SOCKETS].count())
@@ -328,7 +330,8 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
                             reservation_timeout_seconds=s.reservation_timeout_seconds,
                             reservation_timeout_by_skill=rules.reservation_timeouts(),
                             misses_before_away=s.reservation_misses_before_away),
-                        fallback=rules.fallback())
+                        fallback=rules.fallback(), vip_weight=rules.vip_weight,
+                        queue_limits=rules.queue_limits())
     hub = app[keys.CHANNELS]
     desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS],
                 notices=hub)

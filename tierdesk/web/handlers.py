@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -47,10 +48,12 @@ QUEUE_LIMIT_MAX = 5000
 
 
 # ------------------------------------------------------------------- agents
-def agent_view(a: Any) -> dict[str, Any]:
+def agent_view(a: Any, held: Mapping[str, int]) -> dict[str, Any]:
+    """``held``: conversations per agent (Desk.conversations_held); the load
+    is the slots they take, more than their number when some weigh more."""
     return {"id": a.id, "name": a.name, "skills": sorted(a.skills), "capacity": a.capacity,
-            "status": a.status.value, "open_conversations": a.open_count, "disabled": a.disabled_at is not None,
-            "levels": {s: a.level(s) for s in sorted(a.skills)}}
+            "status": a.status.value, "open_conversations": held.get(a.id, 0), "load": a.open_count,
+            "disabled": a.disabled_at is not None, "levels": {s: a.level(s) for s in sorted(a.skills)}}
 
 
 def message_view(m: MessageRecord) -> dict[str, Any]:
@@ -84,7 +87,7 @@ async def get_me(request: web.Request) -> web.Response:
     p = await _agent(request)
     desk = request.app[keys.DESK]
     await desk.ensure_ready()
-    return json(agent_view(desk.agent(p.subject_id or "")))
+    return json(agent_view(desk.agent(p.subject_id or ""), desk.conversations_held()))
 
 
 async def list_team(request: web.Request) -> web.Response:
@@ -127,8 +130,9 @@ async def my_metrics(request: web.Request) -> web.Response:
 async def put_status(request: web.Request) -> web.Response:
     p = await _agent(request)
     st = s.decode(await body(request), s.StatusIn)
-    agent = await request.app[keys.DESK].update_agent(p.subject_id or "", status=AgentStatus(st.status))
-    return json(agent_view(agent))
+    desk = request.app[keys.DESK]
+    agent = await desk.update_agent(p.subject_id or "", status=AgentStatus(st.status))
+    return json(agent_view(agent, desk.conversations_held()))
 
 
 async def list_my_conversations(request: web.Request) -> web.Response:
@@ -237,24 +241,26 @@ async def create_agent(request: web.Request) -> web.Response:
     token = new_token(Role.AGENT)
     await request.app[keys.ACCOUNTS].add_credential(token_hash(token), Principal(Role.AGENT, agent.id),
                                                     request.app[keys.CLOCK].now())
-    return json(agent_view(agent) | {"token": token}, status=201)
+    return json(agent_view(agent, {}) | {"token": token}, status=201)
 
 
 async def list_agents(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
     desk = request.app[keys.DESK]
     await desk.ensure_ready()
-    return json({"agents": [agent_view(a) for a in desk.agents()]})
+    held = desk.conversations_held()
+    return json({"agents": [agent_view(a, held) for a in desk.agents()]})
 
 
 async def patch_agent(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN)
     patch = s.decode(await body(request), s.AgentPatch)
-    agent = await request.app[keys.DESK].update_agent(
+    desk = request.app[keys.DESK]
+    agent = await desk.update_agent(
         request.match_info["agent_id"], name=patch.name, skills=patch.skills, capacity=patch.capacity,
         status=AgentStatus(patch.status) if patch.status else None, levels=patch.levels,
     )
-    return json(agent_view(agent))
+    return json(agent_view(agent, desk.conversations_held()))
 
 
 async def rotate_token(request: web.Request) -> web.Response:
@@ -287,9 +293,10 @@ async def disable_agent(request: web.Request) -> web.Response:
     their tokens revoked, their sockets closed, their conversations requeued."""
     await request.app[keys.AUTH].require(request, Role.ADMIN)
     agent_id = request.match_info["agent_id"]
-    agent, requeued = await request.app[keys.DESK].disable_agent(agent_id)
+    desk = request.app[keys.DESK]
+    agent, requeued = await desk.disable_agent(agent_id)
     await _revoke(request, Principal(Role.AGENT, agent_id))
-    return json(agent_view(agent) | {"requeued": requeued})
+    return json(agent_view(agent, desk.conversations_held()) | {"requeued": requeued})
 
 
 async def _revoke(request: web.Request, principal: Principal) -> None:

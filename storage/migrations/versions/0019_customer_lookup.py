@@ -1,7 +1,7 @@
 """A customer's earlier conversations: conversations by channel and customer
 
 Revision ID: 0019
-Revises: 0013
+Revises: 0018
 Create Date: 2026-12-05
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0019"
-down_revision = "0013"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

@@ -219,6 +219,15 @@
     if (outOfHours) {
       kind = 'closed';
       line = t('widget.out_of_hours', {time: new Date(outOfHours).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en')});
+    } else if (s.queue_full) {
+      // The queue is full: the wait it would be, and the offer to leave a
+      // message (the next message sent is that message).
+      kind = 'full';
+      line = t('widget.queue_full') + ' ' +
+        (s.expected_wait_seconds == null ? t('widget.wait_unknown') : t('widget.wait', {time: duration(s.expected_wait_seconds)}));
+    } else if (s.left_message) {
+      kind = 'left';
+      line = t('widget.message_left');
     } else if (s.status === 'queued') {
       kind = 'queued';
       line = t('widget.connecting') + ' ' + t('widget.position', {n: s.queue_position}) + ' ' +
@@ -229,6 +238,19 @@
     }
     el.queue.dataset.state = kind;
     el.queue.textContent = line;
+    if (kind === 'full') {
+      const leave = document.createElement('button');
+      leave.type = 'button';
+      leave.className = 'leave';
+      leave.textContent = t('widget.leave_message');
+      leave.addEventListener('click', () => {
+        el.input.placeholder = t('widget.leave_message_hint');
+        el.input.focus();
+      });
+      el.queue.append(' ', leave);
+    } else {
+      el.input.placeholder = '';
+    }
     el.rate.hidden = !(s.rating_wanted && !rated);
     el.thanks.hidden = !rated;
     el.thanks.textContent = t('widget.thanks');

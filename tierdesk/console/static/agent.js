@@ -233,7 +233,8 @@
     try {
       const me = await api('GET', '/v1/agents/me');
       $('status').value = me.status;
-      $('load').textContent = me.open_conversations + ' / ' + me.capacity;
+      // Slots in use: a heavy conversation (a VIP's, some intents) takes several.
+      $('load').textContent = me.load + ' / ' + me.capacity;
       S.mySkills = me.skills;
     } catch (e) { /* shown by the connection state */ }
   }

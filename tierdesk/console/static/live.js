@@ -47,7 +47,9 @@
         el('p', {class: 'muted'}, t('live.risk_count') + ': ',
           el('span', {'data-field': 'at-risk', text: q.at_risk + ' / ' + q.breached})),
         el('p', {class: 'muted'}, t('live.agents') + ' ' + t('live.online_busy') + ': ' + q.agents_online + ' / ' +
-          (q.agents_online - q.agents_with_free_slot)));
+          (q.agents_online - q.agents_with_free_slot)),
+        q.left_messages ? el('p', {class: 'muted'}, t('live.left_messages') + ': ',
+          el('span', {'data-field': 'left-messages', text: String(q.left_messages)})) : null);
     });
     $('skills').replaceChildren(...cards);
     $('no-queue').hidden = total > 0;
@@ -55,7 +57,9 @@
       el('th', {scope: 'row', text: a.name}),
       el('td', {}, el('span', {class: 'status ' + a.status, text: t('status.' + a.status)}),
         a.present ? null : el('span', {class: 'muted', text: ' · ' + t('live.gone')})),
-      el('td', {text: a.load + ' / ' + a.capacity}),
+      // The load counts slots: a heavy conversation (VIP, some intents) takes several.
+      el('td', {text: a.load + ' / ' + a.capacity +
+        (a.conversations !== a.load ? ' · ' + t('live.conversations', {n: a.conversations}) : '')}),
       el('td', {text: a.unanswered ? a.unanswered + ' (' + duration(a.oldest_unanswered_seconds) + ')' : '0'}),
       el('td', {text: a.skills.join(', ')}))));
   }
