@@ -101,7 +101,10 @@ def _sqlite_pragmas(engine: AsyncEngine | Engine, *, begin: str, synchronous: st
         conn.exec_driver_sql(begin)
 
 
-def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "NORMAL") -> Engines:
+def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "NORMAL",
+                   wait_seconds: float = 5.0) -> Engines:
+    """``wait_seconds``: how long a PostgreSQL connection is waited for (from
+    the pool, or a new one) before the database counts as unavailable."""
     url = async_url(url)
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
@@ -116,7 +119,7 @@ def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "N
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        pool_timeout=3,
+        pool_timeout=wait_seconds,
         # Fail fast when the server is gone instead of hanging requests.
         # Every execution planned for the tables as they are: asyncpg
         # prepares each statement once per connection, and a generic plan
@@ -127,10 +130,11 @@ def create_engines(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "N
         # (auto_explain under load, before fde0715). The group commit's statement,
         # too large to plan every time, is kept on key paths instead
         # (storage/pg_writer.py).
-        # Connecting gives up after 5 s: a refused connection fails at once
-        # anyway, and a busy server (a checkpoint's fsync on a loaded disk)
-        # took over 2 s to accept one, which turned a slow moment into 503s.
-        connect_args={"timeout": 5, "command_timeout": 30,
+        # Connecting gives up after wait_seconds (5 s by default): a refused
+        # connection fails at once anyway, and a busy server (a checkpoint's
+        # fsync on a loaded disk) took over 2 s to accept one, which turned a
+        # slow moment into 503s.
+        connect_args={"timeout": wait_seconds, "command_timeout": 30,
                       "server_settings": {"plan_cache_mode": "force_custom_plan"}},
     )
     return Engines(write=engine, read=engine, dialect=u.get_backend_name())

@@ -79,6 +79,9 @@ class Settings:
     # SQLite durability: NORMAL (survives a process crash) or FULL (also a power cut).
     sqlite_synchronous: str = "NORMAL"
     db_pool_size: int = 5
+    # How long a request waits for a PostgreSQL connection (from the pool or
+    # a new one) before it is answered 503 "retry".
+    db_wait_seconds: float = 5.0
     # Server processes on the one port (PostgreSQL only; tierdesk/workers.py).
     workers: int = 1
     # Rate limits (requests per second, 0 = off) and their bursts.

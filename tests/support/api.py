@@ -12,6 +12,10 @@ from tierdesk.settings import Settings
 from tierdesk.web.app import create_app
 
 ADMIN_TOKEN = "td_admin_test-token"
+# A test waits longer for a PostgreSQL connection than a deployment would:
+# on a machine busy with other test runs, 5 s is not enough to get one, and
+# a neighbour's load is not what these tests judge.
+PATIENT = 60.0
 KNOWLEDGE_BASE = Path(__file__).resolve().parents[2] / "knowledge_base"
 
 
@@ -29,6 +33,7 @@ class Api:
 
     @classmethod
     async def start(cls, aiohttp_client: Any, *, db_url: str, clock: FakeClock, model: Any, **overrides: Any) -> Api:
+        overrides = {"db_wait_seconds": PATIENT, **overrides}
         settings = Settings.from_env({}, database_url=db_url, admin_token=ADMIN_TOKEN,
                                      sweep_interval_seconds=3600.0, log_format="console", **overrides)
         app = create_app(settings, clock=clock, model=LiveModel.of(model))
@@ -42,6 +47,7 @@ class Api:
     async def start_deployed(cls, aiohttp_client: Any, *, db_url: str, clock: FakeClock, models: Path,
                              **settings_overrides: Any) -> Api:
         """The server as deployed: models and knowledge base read from disk."""
+        settings_overrides = {"db_wait_seconds": PATIENT, **settings_overrides}
         settings = Settings.from_env({}, database_url=db_url, admin_token=ADMIN_TOKEN, models_dir=models,
                                      knowledge_base=KNOWLEDGE_BASE, sweep_interval_seconds=3600.0,
                                      model_watch_seconds=3600.0, **settings_overrides)

@@ -258,7 +258,8 @@ def _per_skill(app: web.Application, field: str) -> dict[str, float]:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
-    engines = create_engines(s.database_url, pool_size=s.db_pool_size, sqlite_synchronous=s.sqlite_synchronous)
+    engines = create_engines(s.database_url, pool_size=s.db_pool_size, sqlite_synchronous=s.sqlite_synchronous,
+                             wait_seconds=s.db_wait_seconds)
     app[keys.ENGINES] = engines
     store = SqlStore(engines, origin=app[keys.ORIGIN] if engines.dialect == "postgresql" else None)
     app[keys.STORE] = store
