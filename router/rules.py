@@ -7,6 +7,10 @@ TIERDESK_ROUTING_RULES; docs/routing.md shows one):
           - {skill: general, after_seconds: 30}
         reservation_timeout_seconds: 30
         alerts: {queue_length: 20, oldest_wait_seconds: 120}
+        hours:                         # business hours (router/business_hours.py)
+          timezone: Asia/Shanghai
+          weekly: {mon-fri: "09:00-18:00", sat: ["10:00-12:00", "13:00-16:00"]}
+          holidays: [2026-12-25]
 
 Plain data in, checked rules out; reading the file is the edge's job.
 """
@@ -20,6 +24,7 @@ from typing import Any
 from tierdesk.errors import InvalidInput
 
 from .alerts import SkillThresholds
+from .business_hours import BusinessHours, HoursError, Schedule, parse_hours
 from .routing import Fallback
 
 
@@ -30,6 +35,8 @@ class SkillRules:
     # The SLA monitor raises an alert past these (router/alerts.py).
     alert_queue_length: int | None = None
     alert_oldest_wait_seconds: float | None = None
+    # When people work the skill; None: 7×24.
+    hours: BusinessHours | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +49,9 @@ class RoutingRules:
     def alert_thresholds(self) -> dict[str, SkillThresholds]:
         return {s: SkillThresholds(r.alert_queue_length, r.alert_oldest_wait_seconds) for s, r in self.skills.items()
                 if r.alert_queue_length is not None or r.alert_oldest_wait_seconds is not None}
+
+    def hours(self) -> Schedule:
+        return Schedule({s: r.hours for s, r in self.skills.items() if r.hours is not None})
 
     def reservation_timeouts(self) -> dict[str, float]:
         return {s: r.reservation_timeout_seconds for s, r in self.skills.items()
@@ -68,7 +78,7 @@ def parse_rules(data: Any) -> RoutingRules:
         rules = rules or {}
         if not isinstance(rules, dict):
             raise InvalidInput(f"routing rules: {where} must be a mapping")
-        unknown = set(rules) - {"fallback", "reservation_timeout_seconds", "alerts"}
+        unknown = set(rules) - {"fallback", "reservation_timeout_seconds", "alerts", "hours"}
         if unknown:
             raise InvalidInput(f"routing rules: {where} has unknown keys {sorted(unknown)}")
         chain = []
@@ -90,7 +100,14 @@ def parse_rules(data: Any) -> RoutingRules:
                                          or queue_length < 1):
             raise InvalidInput(f"routing rules: {where}.alerts.queue_length must be a whole number, 1 or more")
         oldest = alerts.get("oldest_wait_seconds")
+        hours = None
+        if rules.get("hours") is not None:
+            try:
+                hours = parse_hours(rules["hours"])
+            except HoursError as exc:
+                raise InvalidInput(f"routing rules: {where}.hours {exc}") from None
         parsed[str(skill)] = SkillRules(
             tuple(chain), None if timeout is None else _number(timeout, f"{where}.reservation_timeout_seconds"),
-            queue_length, None if oldest is None else _number(oldest, f"{where}.alerts.oldest_wait_seconds"))
+            queue_length, None if oldest is None else _number(oldest, f"{where}.alerts.oldest_wait_seconds"),
+            hours)
     return RoutingRules(parsed)

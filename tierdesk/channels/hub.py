@@ -38,10 +38,10 @@ KINDS = ("webhook", "widget", "matrix")
 # a webhook channel asks for the notices with its ``notices`` setting.
 WANTED: dict[str, frozenset[str]] = {
     "webhook": frozenset(),
-    "widget": frozenset({"rating_request"}),
-    "matrix": frozenset({"bot_answer", "handoff", "rating_request"}),
+    "widget": frozenset({"out_of_hours", "rating_request"}),
+    "matrix": frozenset({"bot_answer", "handoff", "out_of_hours", "rating_request"}),
 }
-NOTICES = frozenset({"bot_answer", "handoff", "rating_request"})
+NOTICES = frozenset({"bot_answer", "handoff", "out_of_hours", "rating_request"})
 PORT_KINDS = NOTICES | {"agent_message"}
 
 
@@ -126,13 +126,13 @@ class ChannelHub:
                                                p.get("in_reply_to"), p["sent_at"]))
         elif kind == "handoff":
             await self._handoff(adapter, to, d.idempotency_key, p)
+        elif kind == "out_of_hours":
+            await adapter.out_of_hours(OutOfHours(to, d.idempotency_key, p["handoff_id"], p["skill"], p["opens_at"],
+                                                  p["sent_at"], p.get("timezone")))
         else:
             await adapter.rating_request(RatingRequest(to, d.idempotency_key, p["handoff_id"], p["sent_at"]))
 
     async def _handoff(self, adapter: ChannelAdapter, to: Recipient, key: str, p: dict[str, Any]) -> None:
-        if p.get("opens_at") is not None:  # the skill is closed now (business hours)
-            await adapter.out_of_hours(OutOfHours(to, key, p["handoff_id"], p["skill"], p["opens_at"], p["sent_at"]))
-            return
         position, agent_name = p.get("queue_position"), None
         desk = self._desk()
         if desk is not None:
