@@ -302,3 +302,11 @@ def test_the_documented_example_rules_file_loads() -> None:
     billing = rules.hours().by_skill["billing"]
     assert billing.timezone == "Asia/Shanghai" and len(billing.holidays) == 2
     assert not billing.is_open(at("2026-12-25 03:00")) and billing.is_open(at("2026-12-24 03:00"))
+
+
+def test_matrix_tells_the_opening_in_the_skills_time_zone() -> None:
+    from tierdesk.channels.matrix import local_time
+
+    assert local_time(at("2026-12-28 01:00"), "Asia/Shanghai") == "2026-12-28 09:00 (Asia/Shanghai)"
+    assert local_time(at("2026-12-28 01:00"), None) == "2026-12-28 01:00 (UTC)"
+    assert local_time(None, "Asia/Shanghai") == "?"
