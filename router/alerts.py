@@ -10,6 +10,11 @@ two for thresholds so a value hovering at one does not flap.
   threshold; cleared below ``clear_ratio`` of it.
 - ``containment``: bot containment over the last window under the floor
   (with enough conversations to judge); cleared ``clear_margin`` above it.
+
+A skill with business hours is judged on its business time (the SLA
+clocks stop while it is closed), and not at all while it is closed: no
+alert about it is raised then, and one already open stays as it is until
+the skill opens and the condition can be judged again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .business_hours import Schedule
 from .model import Handoff
 
 
@@ -57,11 +63,12 @@ class Decisions:
 
 def evaluate(open_alerts: Mapping[str, Alert], now: float, *, handoffs: Iterable[Handoff],
              queues: Mapping[str, tuple[int, float]], containment: tuple[int, int] | None,
-             first_response_sla: float, rules: AlertRules) -> Decisions:
+             first_response_sla: float, rules: AlertRules, hours: Schedule | None = None) -> Decisions:
     """``queues``: per skill (waiting, oldest request time); ``containment``:
     (contained, conversations started) over the last window."""
     raise_: list[Alert] = []
     active: set[str] = set()
+    hours = hours or Schedule()
 
     def want(key: str, kind: str, subject: dict[str, Any], data: dict[str, Any]) -> None:
         active.add(key)
@@ -71,15 +78,25 @@ def evaluate(open_alerts: Mapping[str, Alert], now: float, *, handoffs: Iterable
     warn_after = first_response_sla * (1 - rules.warn_margin)
     for h in handoffs:
         # A message left for a full queue waits its turn: nobody is on the line.
-        if h.is_open and h.first_reply_at is None and not h.left_message and now - h.requested_at >= warn_after:
-            want(f"first_response:{h.id}", "first_response",
+        if not h.is_open or h.first_reply_at is not None or h.left_message:
+            continue
+        key = f"first_response:{h.id}"
+        if not hours.is_open(h.skill, now):
+            if key in open_alerts:
+                active.add(key)  # closed: judged again when it opens
+            continue
+        if hours.elapsed(h.skill, h.requested_at, now) >= warn_after:
+            want(key, "first_response",
                  {"handoff_id": h.id, "conversation_id": h.conversation_id, "skill": h.skill},
-                 {"requested_at": h.requested_at, "due_at": h.requested_at + first_response_sla,
+                 {"requested_at": h.requested_at, "due_at": hours.after(h.skill, h.requested_at, first_response_sla),
                   "agent_id": h.agent_id})
 
     for skill, limits in rules.per_skill.items():
+        if not hours.is_open(skill, now):
+            active.update(k for k in (f"queue_length:{skill}", f"oldest_wait:{skill}") if k in open_alerts)
+            continue
         waiting, oldest_at = queues.get(skill, (0, now))
-        oldest = now - oldest_at if waiting else 0.0
+        oldest = hours.elapsed(skill, oldest_at, now) if waiting else 0.0
         key = f"queue_length:{skill}"
         if limits.queue_length is not None and (
                 waiting >= limits.queue_length or

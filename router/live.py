@@ -6,14 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .business_hours import Schedule
 from .model import Agent, AgentStatus, Conversation
 
 
 def live_view(agents: Iterable[Agent], conversations: Iterable[Conversation], now: float, *,
               first_response_sla: float, warn_margin: float,
-              queue_limits: Mapping[str, int] | None = None) -> dict[str, Any]:
+              queue_limits: Mapping[str, int] | None = None, hours: Schedule | None = None) -> dict[str, Any]:
     """``warn_margin``: a handoff is at risk once less than this share of its
-    first-response SLA is left and nobody has answered it."""
+    first-response SLA is left and nobody has answered it. ``hours``: a
+    skill's SLA clock counts its business time only (a wait is shown as it
+    is, on the wall clock)."""
+    hours = hours or Schedule()
     agents = [a for a in agents if a.disabled_at is None]
     open_handoffs = [c.handoff for c in conversations if c.handoff is not None and c.handoff.is_open]
     skills = sorted({s for a in agents for s in a.skills} | {h.skill for h in open_handoffs})
@@ -37,9 +41,10 @@ def live_view(agents: Iterable[Agent], conversations: Iterable[Conversation], no
         else:
             held.setdefault(h.agent_id, []).append(h)
         if h.first_reply_at is None:
-            if waited >= first_response_sla:
+            on_clock = hours.elapsed(h.skill, h.requested_at, now)
+            if on_clock >= first_response_sla:
                 row["breached"] += 1
-            elif waited >= warn_after:
+            elif on_clock >= warn_after and hours.is_open(h.skill, now):
                 row["at_risk"] += 1
     for a in agents:
         present = a.presence_lost_at is None

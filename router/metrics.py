@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from .business_hours import Schedule
 from .model import Tier
 from .tracker import EndedBy, EventKind, TrackerEvent
 
@@ -31,6 +32,15 @@ class SLA:
     bot_seconds: float = 2.0
     human_seconds: float = 60.0
     human_first_response_seconds: float = 60.0
+    # Per skill, business hours: the human tier's SLA clocks (response time,
+    # first response, queue wait) count only the time the skill is open.
+    # Those of the rules in effect when the figure is computed.
+    hours: Schedule = field(default_factory=Schedule)
+
+    def elapsed(self, tier: Tier, skill: str | None, a: float, b: float) -> float:
+        """How much of [a, b) a tier's SLA clock counts: all of it for the
+        bot, the skill's business time for the human tier."""
+        return max(0.0, b - a) if tier is Tier.BOT else self.hours.elapsed(skill, a, b)
 
     def for_tier(self, tier: Tier) -> float:
         return self.bot_seconds if tier is Tier.BOT else self.human_seconds
@@ -49,6 +59,9 @@ class _HandoffFact:
     assigned_at: float | None = None
     first_reply_at: float | None = None
     first_reply_by: str | None = None  # sent the first response
+    # The SLA clocks (business time of the skill it was in then).
+    queue_wait: float | None = None
+    first_response: float | None = None
     ended_at: float | None = None
     # Resolved (by an agent, or the customer's "resolved"), as opposed to
     # ended by the customer leaving or the idle timeout: only a resolution
@@ -67,10 +80,11 @@ class _MessageFact:
     after_first_reply: bool = False
     replied_at: float | None = None
     replied_by: str | None = None
+    # On the tier's SLA clock (business time for the human tier).
+    response_time: float | None = None
 
-    @property
-    def response_time(self) -> float | None:
-        return None if self.replied_at is None else self.replied_at - self.received_at
+    def skill(self) -> str | None:
+        return None if self.handoff is None else self.handoff.skill
 
 
 @dataclass(slots=True)
@@ -121,8 +135,10 @@ class _ConversationState:
     last_episode: _Episode | None = None
 
 
-def replay(events: Iterable[TrackerEvent]) -> _Replay:
-    """Turn the event log (ordered by time, then log order) into facts."""
+def replay(events: Iterable[TrackerEvent], sla: SLA | None = None) -> _Replay:
+    """Turn the event log (ordered by time, then log order) into facts;
+    durations on ``sla``'s clocks (business hours)."""
+    sla = sla or SLA()
     out = _Replay()
     states: dict[str, _ConversationState] = {}
     for e in events:
@@ -152,6 +168,7 @@ def replay(events: Iterable[TrackerEvent]) -> _Replay:
             fact = st.awaiting_bot.pop(str(e.data.get("in_reply_to")), None)
             if fact is not None and fact.replied_at is None:
                 fact.replied_at = e.at
+                fact.response_time = e.at - fact.received_at
         elif kind is EventKind.HANDOFF_REQUESTED:
             h = _HandoffFact(id=e.handoff_id or "", channel=st.channel, requested_at=e.at,
                              reason=str(e.data.get("reason", "other")), skill=str(e.data.get("skill", "")))
@@ -170,14 +187,17 @@ def replay(events: Iterable[TrackerEvent]) -> _Replay:
                 if st.handoff.assigned_at is None:
                     st.handoff.assigned_at = e.at
                     st.handoff.first_agent = e.agent_id
+                    st.handoff.queue_wait = sla.elapsed(Tier.HUMAN, st.handoff.skill, st.handoff.requested_at, e.at)
         elif kind is EventKind.AGENT_REPLIED:
             for fact in st.awaiting_human:
                 fact.replied_at = e.at
                 fact.replied_by = e.agent_id
+                fact.response_time = sla.elapsed(Tier.HUMAN, fact.skill(), fact.received_at, e.at)
             st.awaiting_human.clear()
             if st.handoff is not None and st.handoff.first_reply_at is None:
                 st.handoff.first_reply_at = e.at
                 st.handoff.first_reply_by = e.agent_id
+                st.handoff.first_response = sla.elapsed(Tier.HUMAN, st.handoff.skill, st.handoff.requested_at, e.at)
         elif kind is EventKind.TRANSFERRED:
             if st.handoff is not None:
                 st.handoff.skill = str(e.data.get("skill") or st.handoff.skill)
@@ -381,7 +401,7 @@ def compute(
     requested, conversations started, and ratings counted (at their episode's
     end) in the range. ``names``: agents' or channels' names by id, for the
     groups' labels."""
-    facts = replay(events)
+    facts = replay(events, sla)
     groups: dict[tuple[str | None, float | None], _Group] = defaultdict(_Group)
 
     def inside(t: float) -> bool:
@@ -433,13 +453,15 @@ def compute(
     }
 
 
-def _message_figures(messages: list[_MessageFact], sla_seconds: float, now: float) -> dict[str, Any]:
+def _message_figures(messages: list[_MessageFact], sla: SLA, tier: Tier, now: float) -> dict[str, Any]:
+    sla_seconds = sla.for_tier(tier)
     replied = [m.response_time for m in messages if m.response_time is not None]
     within = sum(1 for t in replied if t <= sla_seconds)
     # Due once a reply arrived or the SLA has *passed*: at the deadline itself
     # a reply could still land within it (replies at exactly the SLA count as
     # within), so the message is still pending.
-    due = sum(1 for m in messages if m.replied_at is not None or now > m.received_at + sla_seconds)
+    due = sum(1 for m in messages
+              if m.replied_at is not None or sla.elapsed(tier, m.skill(), m.received_at, now) > sla_seconds)
     return {
         "messages": len(messages),
         "pending": len(messages) - due,
@@ -454,7 +476,7 @@ def _satisfaction(ratings: list[_Rating], tier: Tier) -> dict[str, Any]:
 
 
 def _bot_figures(g: _Group, sla: SLA, now: float) -> dict[str, Any]:
-    figures = _message_figures(g.bot_messages, sla.bot_seconds, now)
+    figures = _message_figures(g.bot_messages, sla, Tier.BOT, now)
     contained = [ep for ep in g.episodes if ep.ended_at is not None and not ep.handoffs]
     figures["conversations_started"] = len(g.episodes)
     figures["containment"] = ratio(len(contained), len(g.episodes))
@@ -464,12 +486,13 @@ def _bot_figures(g: _Group, sla: SLA, now: float) -> dict[str, Any]:
 
 
 def _human_figures(g: _Group, sla: SLA, now: float) -> dict[str, Any]:
-    figures = _message_figures(g.human_messages, sla.human_seconds, now)
+    figures = _message_figures(g.human_messages, sla, Tier.HUMAN, now)
     hs = g.handoffs
     first_sla = sla.human_first_response_seconds
-    first = [h.first_reply_at - h.requested_at for h in g.first_responses if h.first_reply_at is not None]
+    first = [h.first_response for h in g.first_responses if h.first_response is not None]
     # As for messages: due once answered or past the SLA; before that pending.
-    first_pending = sum(1 for h in g.first_responses if h.first_reply_at is None and now <= h.requested_at + first_sla)
+    first_pending = sum(1 for h in g.first_responses if h.first_reply_at is None
+                        and sla.elapsed(Tier.HUMAN, h.skill, h.requested_at, now) <= first_sla)
     reasons: dict[str, int] = defaultdict(int)
     for h in hs:
         reasons[h.reason] += 1
@@ -483,7 +506,7 @@ def _human_figures(g: _Group, sla: SLA, now: float) -> dict[str, Any]:
     )
     figures["first_response_pending"] = first_pending
     figures["reply_interval"] = duration_stats(interval)  # type: ignore[arg-type]
-    figures["queue_wait"] = duration_stats([h.assigned_at - h.requested_at for h in g.queue_waits])  # type: ignore[operator]
+    figures["queue_wait"] = duration_stats([h.queue_wait for h in g.queue_waits])  # type: ignore[misc]
     figures["resolution_time"] = duration_stats([h.ended_at - h.requested_at for h in g.resolutions])  # type: ignore[operator]
     figures["abandonment"] = ratio(sum(1 for h in hs if h.abandoned), len(hs))
     figures["satisfaction"] = _satisfaction(g.ratings, Tier.HUMAN)

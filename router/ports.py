@@ -55,7 +55,8 @@ class Notifier(Protocol):
 class Notices(Protocol):
     """Which deliveries a channel wants through the outbox besides agent
     replies ("agent_message", always): "bot_answer", "handoff" (connecting
-    you to a person) and "rating_request". The channel adapters at the edge
+    you to a person), "out_of_hours" (the skill is closed: when it opens,
+    sent instead of "handoff") and "rating_request". The channel adapters at the edge
     know (tierdesk/channels); the answer must not need I/O."""
 
     def wanted(self, channel_id: str, kind: str) -> bool: ...

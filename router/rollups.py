@@ -6,8 +6,9 @@ Each conversation keeps a ConversationTally: the same state machine as the
 replay in router/metrics.py, but it emits additive deltas as events happen.
 Counts are exact; percentiles come from a fixed array of log-spaced bins
 (DDSketch's layout with a relative accuracy of 1%): each sample is
-represented within 1% of its true value, so every percentile is too. SLA comparisons use the SLAs in
-force when the reply happened (`tierdesk metrics rebuild` recomputes).
+represented within 1% of its true value, so every percentile is too. SLA comparisons, and the business
+hours the human tier's clocks count, are those in force when the reply happened (`tierdesk metrics
+rebuild` recomputes with today's).
 
 The replay (metrics.compute) stays the reference: tests check that both
 give the same report. Reading the rollups back into a report is
@@ -185,6 +186,7 @@ class Deltas:
 @dataclass(slots=True)
 class _Handoff:
     requested_at: float
+    skill: str | None = None  # the one it is in now: its hours run its SLA clocks
     assigned: bool = False
     first_reply_at: float | None = None
     ended: bool = False
@@ -233,9 +235,9 @@ class ConversationTally:
         elif kind is EventKind.BOT_ANSWERED:
             received = self.awaiting_bot.pop(str(e.data.get("in_reply_to")), None)
             if received is not None:
-                self._replied(received, e.at, "bot", sla.bot_seconds, out)
+                self._replied(received, e.at - received, "bot", sla.bot_seconds, out)
         elif kind is EventKind.HANDOFF_REQUESTED:
-            self.handoff = _Handoff(requested_at=e.at)
+            self.handoff = _Handoff(requested_at=e.at, skill=str(e.data.get("skill", "")))
             if self.episode_start is None:  # pragma: no cover - a handoff always follows a message
                 self.episode_start = e.at
                 out.add(e.at, ch, "episodes.started")
@@ -248,22 +250,28 @@ class ConversationTally:
             h = self.handoff
             if h is not None and not h.assigned:
                 h.assigned = True
-                out.sample(h.requested_at, ch, "human.queue_wait", e.at - h.requested_at)
+                out.sample(h.requested_at, ch, "human.queue_wait",
+                           sla.elapsed(Tier.HUMAN, h.skill, h.requested_at, e.at))
         elif kind is EventKind.AGENT_REPLIED:
+            h = self.handoff
+            skill = h.skill if h is not None else None
             for message_id, received, after in self.awaiting_human:
-                self._replied(received, e.at, "human", sla.human_seconds, out)
+                rt = sla.elapsed(Tier.HUMAN, skill, received, e.at)
+                self._replied(received, rt, "human", sla.human_seconds, out)
                 if after:
-                    out.sample(received, ch, "human.interval", e.at - received)
+                    out.sample(received, ch, "human.interval", rt)
                 if message_id:
                     out.replied.append((message_id, e.at))
             self.awaiting_human.clear()
-            h = self.handoff
             if h is not None and h.first_reply_at is None:
                 h.first_reply_at = e.at
-                first = e.at - h.requested_at
+                first = sla.elapsed(Tier.HUMAN, h.skill, h.requested_at, e.at)
                 out.sample(h.requested_at, ch, "human.first", first)
                 if first <= sla.human_first_response_seconds:
                     out.add(h.requested_at, ch, "human.first_within")
+        elif kind is EventKind.TRANSFERRED:
+            if self.handoff is not None:
+                self.handoff.skill = str(e.data.get("skill") or self.handoff.skill)
         elif kind is EventKind.RESOLVED:
             h = self.handoff
             if h is not None and not h.ended:
@@ -308,8 +316,8 @@ class ConversationTally:
             out.add(at, self.channel, f"{tier}.ratings_good")
         self.rated = (at, tier, rating)
 
-    def _replied(self, received: float, at: float, tier: str, sla_seconds: float, out: Deltas) -> None:
-        rt = at - received
+    def _replied(self, received: float, rt: float, tier: str, sla_seconds: float, out: Deltas) -> None:
+        """``rt``: the response time on the tier's SLA clock."""
         out.sample(received, self.channel, f"{tier}.rt", rt)
         if rt <= sla_seconds:
             out.add(received, self.channel, f"{tier}.within_sla")

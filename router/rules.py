@@ -9,6 +9,10 @@ TIERDESK_ROUTING_RULES; docs/routing.md shows one):
         reservation_timeout_seconds: 30
         alerts: {queue_length: 20, oldest_wait_seconds: 120}
         queue_limit: 30                # more waiting: offered to leave a message
+        hours:                         # business hours (router/business_hours.py)
+          timezone: Asia/Shanghai
+          weekly: {mon-fri: "09:00-18:00", sat: ["10:00-12:00", "13:00-16:00"]}
+          holidays: [2026-12-25]
 
 Plain data in, checked rules out; reading the file is the edge's job.
 """
@@ -22,6 +26,7 @@ from typing import Any
 from router.errors import InvalidInput
 
 from .alerts import SkillThresholds
+from .business_hours import BusinessHours, HoursError, Schedule, parse_hours
 from .routing import Fallback
 
 
@@ -34,6 +39,8 @@ class SkillRules:
     alert_oldest_wait_seconds: float | None = None
     # Customers waiting live at most; the next is offered to leave a message.
     queue_limit: int | None = None
+    # When people work the skill; None: 7×24.
+    hours: BusinessHours | None = None
 
 
 MAX_WEIGHT = 10
@@ -53,6 +60,9 @@ class RoutingRules:
     def alert_thresholds(self) -> dict[str, SkillThresholds]:
         return {s: SkillThresholds(r.alert_queue_length, r.alert_oldest_wait_seconds) for s, r in self.skills.items()
                 if r.alert_queue_length is not None or r.alert_oldest_wait_seconds is not None}
+
+    def hours(self) -> Schedule:
+        return Schedule({s: r.hours for s, r in self.skills.items() if r.hours is not None})
 
     def reservation_timeouts(self) -> dict[str, float]:
         return {s: r.reservation_timeout_seconds for s, r in self.skills.items()
@@ -86,7 +96,7 @@ def parse_rules(data: Any) -> RoutingRules:
         rules = rules or {}
         if not isinstance(rules, dict):
             raise InvalidInput(f"routing rules: {where} must be a mapping")
-        unknown = set(rules) - {"fallback", "reservation_timeout_seconds", "alerts", "queue_limit"}
+        unknown = set(rules) - {"fallback", "reservation_timeout_seconds", "alerts", "queue_limit", "hours"}
         if unknown:
             raise InvalidInput(f"routing rules: {where} has unknown keys {sorted(unknown)}")
         chain = []
@@ -109,8 +119,14 @@ def parse_rules(data: Any) -> RoutingRules:
             raise InvalidInput(f"routing rules: {where}.alerts.queue_length must be a whole number, 1 or more")
         oldest = alerts.get("oldest_wait_seconds")
         limit = rules.get("queue_limit")
+        hours = None
+        if rules.get("hours") is not None:
+            try:
+                hours = parse_hours(rules["hours"])
+            except HoursError as exc:
+                raise InvalidInput(f"routing rules: {where}.hours {exc}") from None
         parsed[str(skill)] = SkillRules(
             tuple(chain), None if timeout is None else _number(timeout, f"{where}.reservation_timeout_seconds"),
             queue_length, None if oldest is None else _number(oldest, f"{where}.alerts.oldest_wait_seconds"),
-            None if limit is None else _whole(limit, f"{where}.queue_limit", 0, 10**6))
+            None if limit is None else _whole(limit, f"{where}.queue_limit", 0, 10**6), hours)
     return RoutingRules(parsed, vip_weight)

@@ -32,6 +32,7 @@ from router.errors import ChangeRefused, Conflict, Forbidden, InvalidInput, NotF
 
 from . import policy as hp
 from .attendance import AttendanceRules, lapsed_reservations, leaving_with
+from .business_hours import iso_utc
 from .live import live_view
 from .changes import AgentProfile, Changes, MessageRecord, OutboxItem
 from .ids import new_id
@@ -641,13 +642,13 @@ class Desk:
                     "message": {"id": message_id, "text": msg.text, "at": received_at},
                 })
             else:
-                response = self._handoff_response(h)
+                response = self._handoff_response(h, now)
         elif conv.message_offer is not None:
             tier = Tier.HUMAN
             changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, received_at, **base, message_id=message_id,
                                        data={"tier": tier.value}))
             h = self._leave_message(conv, message_id, now, changes, effects)
-            response = self._handoff_response(h)
+            response = self._handoff_response(h, now)
             outcome = h.reason.value
             self._handoff_notice(conv, h, msg.message_id, response, now, changes)
         else:
@@ -690,7 +691,7 @@ class Desk:
                     outcome = "queue_full"
                 else:
                     h = self._open_handoff(conv, decision.reason, decision.skill, now, changes, effects, weight)
-                    response = self._handoff_response(h)
+                    response = self._handoff_response(h, now)
                     outcome = decision.reason.value
                     self._handoff_notice(conv, h, msg.message_id, response, now, changes)
         changes.inbound = MessageRecord(
@@ -707,7 +708,16 @@ class Desk:
 
     def _handoff_notice(self, conv: Conversation, h: Handoff, in_reply_to: str, response: dict[str, Any],
                         now: float, changes: Changes) -> None:
-        if self.notices.wanted(conv.channel_id, "handoff"):
+        opens_at = self._opens_at(h, now)
+        if opens_at is not None and self.notices.wanted(conv.channel_id, "out_of_hours"):
+            changes.outbox.append(OutboxItem(
+                idempotency_key=h.id, channel_id=conv.channel_id, conversation_id=conv.id,
+                kind="out_of_hours", at=now,
+                payload={"type": "out_of_hours", "handoff_id": h.id, "conversation_id": conv.external_id,
+                         "customer_id": conv.customer.id, "in_reply_to": in_reply_to,
+                         "skill": h.skill, "opens_at": opens_at,
+                         "timezone": self.config.sla.hours.timezone(h.skill), "sent_at": now}))
+        elif self.notices.wanted(conv.channel_id, "handoff"):
             # The queue position and expected wait are the channel's
             # to tell when it delivers (they move meanwhile).
             changes.outbox.append(OutboxItem(
@@ -755,14 +765,29 @@ class Desk:
                                    message_id=conv.last_bot_answered, data={"why": why}))
         conv.last_bot_answered = None
 
-    def _handoff_response(self, h: Handoff) -> dict[str, Any]:
-        return {
+    def _handoff_response(self, h: Handoff, now: float) -> dict[str, Any]:
+        response = {
             "action": "handoff",
             "reason": h.reason.value,
             "skill": h.skill,
             "agent_id": h.agent_id,
             "queue_position": self.dispatcher.queue_position(h),
         }
+        opens_at = self._opens_at(h, now)
+        if opens_at is not None:
+            response["opens_at"] = iso_utc(opens_at)
+        return response
+
+    def opens_at(self, h: Handoff) -> float | None:
+        """When a waiting handoff's skill opens, if it is closed now (business
+        hours); None when it is open, or someone holds the handoff already."""
+        return self._opens_at(h, self.clock.now())
+
+    def _opens_at(self, h: Handoff, now: float) -> float | None:
+        hours = self.config.sla.hours
+        if h.agent_id is not None or hours.is_open(h.skill, now):
+            return None
+        return hours.next_opening(h.skill, now)
 
     def _open_handoff(
         self, conv: Conversation, reason: HandoffReason, skill: str, now: float,
@@ -1296,7 +1321,7 @@ class Desk:
     def live(self, warn_margin: float) -> dict[str, Any]:
         return live_view(self.dispatcher.agents.values(), list(self._by_id.values()), self.clock.now(),
                          first_response_sla=self.config.sla.human_first_response_seconds, warn_margin=warn_margin,
-                         queue_limits=self.config.queue_limits)
+                         queue_limits=self.config.queue_limits, hours=self.config.sla.hours)
 
     def queue(self, limit: int | None = None) -> list[Handoff]:
         return self.dispatcher.waiting(limit)

@@ -339,19 +339,42 @@ class SqlStore:
 
         m, h = t.messages, t.handoffs
         since = max(start, now - max(sla.bot_seconds, sla.human_seconds))
+        first_since = max(start, now - sla.human_first_response_seconds)
+        if sla.hours:
+            # Business hours stop the human tier's clocks: a handoff left
+            # unanswered overnight may still be inside its SLA, so the whole
+            # range is looked at (a report's range is at most 31 days).
+            since = first_since = start
         async with self.engines.reading() as conn:
-            rows = (await conn.execute(select(m.c.at, m.c.channel_id, m.c.tier).where(
+            rows = (await conn.execute(select(m.c.at, m.c.channel_id, m.c.tier, m.c.conversation_id, m.c.outcome).where(
                 m.c.replied_at.is_(None), m.c.external_id.is_not(None), m.c.at >= since, m.c.at < end,
             ))).all()
-            for at, channel, tier in rows:
-                if tier in ("bot", "human") and at >= now - sla.for_tier(Tier(tier)):
+            skills = await self._handoff_skills(conn, {r[3] for r in rows if r[2] == "human"}) if sla.hours else {}
+            for at, channel, tier, conversation_id, outcome in rows:
+                if tier not in ("bot", "human"):
+                    continue
+                skill = _skill_of(skills.get(conversation_id, []), at, caused=outcome not in ("forwarded", "queued"))
+                if sla.elapsed(Tier(tier), skill, at, now) <= sla.for_tier(Tier(tier)):
                     bump(at, channel, tier)
-            rows = (await conn.execute(select(h.c.requested_at, h.c.channel_id).where(
-                h.c.first_reply_at.is_(None), h.c.requested_at >= max(start, now - sla.human_first_response_seconds),
-                h.c.requested_at < end,
+            rows = (await conn.execute(select(h.c.requested_at, h.c.channel_id, h.c.skill).where(
+                h.c.first_reply_at.is_(None), h.c.requested_at >= first_since, h.c.requested_at < end,
             ))).all()
-            for at, channel in rows:
-                bump(at, channel, "first")
+            for at, channel, skill in rows:
+                if sla.elapsed(Tier.HUMAN, skill, at, now) <= sla.human_first_response_seconds:
+                    bump(at, channel, "first")
+        return out
+
+    @staticmethod
+    async def _handoff_skills(conn: Any, conversation_ids: set[str]) -> dict[str, list[tuple[float, str]]]:
+        """Per conversation, its handoffs' (request time, skill) in order."""
+        h = t.handoffs
+        out: dict[str, list[tuple[float, str]]] = {}
+        ids = sorted(conversation_ids)
+        for i in range(0, len(ids), 500):
+            rows = (await conn.execute(select(h.c.conversation_id, h.c.requested_at, h.c.skill).where(
+                h.c.conversation_id.in_(ids[i:i + 500])).order_by(h.c.requested_at))).all()
+            for cid, at, skill in rows:
+                out.setdefault(cid, []).append((at, skill))
         return out
 
     async def ping(self) -> None:
@@ -361,6 +384,20 @@ class SqlStore:
     async def count(self, table: str) -> int:
         async with self.engines.reading() as conn:
             return int((await conn.execute(select(func.count()).select_from(t.metadata.tables[table]))).scalar_one())
+
+
+def _skill_of(handoffs: list[tuple[float, str]], at: float, *, caused: bool) -> str | None:
+    """The skill of the handoff a human-tier customer message at ``at``
+    belongs to: the one it caused (requested as it was decided, at or just
+    after it), else the last one requested by then."""
+    if caused:
+        return next((s for requested_at, s in handoffs if requested_at >= at), None)
+    skill = None
+    for requested_at, s in handoffs:
+        if requested_at > at:
+            break
+        skill = s
+    return skill
 
 
 # ------------------------------------------------------------------- mapping

@@ -108,8 +108,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _sla(settings: Settings):  # type: ignore[no-untyped-def]
     from router.metrics import SLA
+    from tierdesk.rules_file import load_routing_rules
 
-    return SLA(settings.sla_bot_seconds, settings.sla_human_seconds, settings.sla_human_first_response_seconds)
+    # Business hours as the routing rules have them now: a rebuild counts
+    # the human tier's clocks by today's hours.
+    return SLA(settings.sla_bot_seconds, settings.sla_human_seconds, settings.sla_human_first_response_seconds,
+               hours=load_routing_rules(settings.routing_rules).hours())
 
 
 def _metrics_rebuild(args: argparse.Namespace) -> int:

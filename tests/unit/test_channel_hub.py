@@ -74,9 +74,8 @@ async def test_outbox_items_become_port_calls() -> None:
     await hub.deliver(channel, delivery({**base, "type": "handoff", "handoff_id": "ho_1", "reason": "needs_human",
                                          "skill": "billing", "agent_id": None, "queue_position": 2}, "handoff"))
     # a handoff whose skill is closed now (business hours): told when it opens instead
-    await hub.deliver(channel, delivery({**base, "type": "handoff", "handoff_id": "ho_2", "reason": "needs_human",
-                                         "skill": "billing", "agent_id": None, "queue_position": 1,
-                                         "opens_at": 99.0}, "handoff"))
+    await hub.deliver(channel, delivery({**base, "type": "out_of_hours", "handoff_id": "ho_2", "skill": "billing",
+                                         "opens_at": 99.0, "timezone": "Asia/Shanghai"}, "out_of_hours"))
     await hub.deliver(channel, delivery({**base, "type": "rating_request", "handoff_id": "ho_1"}, "rating_request"))
     await hub.deliver(channel, delivery({**base, "type": "queue_full", "skill": "billing", "queue_length": 30,
                                          "queue_limit": 30, "in_reply_to": "m9"}, "queue_full"))
@@ -91,7 +90,7 @@ async def test_outbox_items_become_port_calls() -> None:
         "chat-1", "conv_1", "key-1", "Ann")
     connecting = rec.calls[1][1]
     assert connecting.wait.position == 2 and connecting.wait.seconds is None  # no estimator: unknown
-    assert rec.calls[2][1].opens_at == 99.0
+    assert (rec.calls[2][1].opens_at, rec.calls[2][1].timezone) == (99.0, "Asia/Shanghai")
 
 
 async def test_a_kind_without_an_adapter_here_is_retried_elsewhere() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from router import metrics, rollup_report, rollups
 from router.metrics import SLA
-from router.model import AgentStatus, Customer
+from router.model import AgentStatus, Customer, Tier
 from router.ports import FakeClock
 from router.services import Desk, DeskConfig, IncomingMessage
 from router.tracker import EventKind, TrackerEvent
@@ -22,24 +22,26 @@ SLA_ = SLA(2.0, 60.0, 60.0)
 
 
 def report_via_rollups(events: list[TrackerEvent], start: float, end: float, now: float,
-                       group_by: str = "tier", bucket: metrics.Bucket = None) -> dict:
-    _, deltas = rollups.tally_events(events, SLA_)
+                       group_by: str = "tier", bucket: metrics.Bucket = None, sla: SLA = SLA_) -> dict:
+    _, deltas = rollups.tally_events(events, sla)
     rows = [(h, ch, name, v) for (h, ch, name), v in deltas.values.items() if start <= h < end]
+    # What storage's `pending` reads from the tables, here from the facts.
     pending: dict[tuple[float, str], dict[str, int]] = {}
-    facts = metrics.replay(events)
+    facts = metrics.replay(events, sla)
     for m in facts.messages:
-        due = m.replied_at is not None or now > m.received_at + SLA_.for_tier(m.tier)
+        due = m.replied_at is not None or sla.elapsed(m.tier, m.skill(), m.received_at, now) > sla.for_tier(m.tier)
         if not due and start <= m.received_at < end:
             pending.setdefault((rollups.hour_of(m.received_at), m.channel), {}).setdefault(m.tier.value, 0)
             pending[(rollups.hour_of(m.received_at), m.channel)][m.tier.value] += 1
     for h in facts.handoffs:
-        due = h.first_reply_at is not None or now > h.requested_at + SLA_.human_first_response_seconds
+        due = h.first_reply_at is not None or sla.elapsed(
+            Tier.HUMAN, h.skill, h.requested_at, now) > sla.human_first_response_seconds
         if not due and start <= h.requested_at < end:
             slot = pending.setdefault((rollups.hour_of(h.requested_at), h.channel), {})
             slot["first"] = slot.get("first", 0) + 1
     hists = [(h, ch, stat, rollup_report.Histogram.of(d)) for (h, ch, stat), d in deltas.hist.items()
              if start <= h < end]
-    return rollup_report.report(rows, hists, pending, start=start, end=end, now=now, sla=SLA_, group_by=group_by,
+    return rollup_report.report(rows, hists, pending, start=start, end=end, now=now, sla=sla, group_by=group_by,
                           bucket=bucket)
 
 
@@ -111,7 +113,7 @@ def test_histogram_percentiles_are_within_one_percent() -> None:
         assert rollups.bin_value(rollups.bin_of(v)) == pytest.approx(v, rel=0.01)
 
 
-async def simulate(seed: int) -> tuple[list[TrackerEvent], float]:
+async def simulate(seed: int, sla: SLA = SLA_) -> tuple[list[TrackerEvent], float]:
     """Random traffic through the real Desk: FAQ answers, handoffs, queueing,
     full queues and messages left, replies, transfers, resolutions,
     feedback, customers leaving."""
@@ -124,7 +126,7 @@ async def simulate(seed: int) -> tuple[list[TrackerEvent], float]:
     classifier.says("faq", Prediction("reset", 0.95, 0.5, "Do X", None, False, False))
     classifier.says("bill", Prediction("refund", 0.95, 0.5, None, "billing", True, False))
     # Weights and a queue limit too: full queues, messages left (never abandoned).
-    desk = Desk(store, classifier, clock, DeskConfig(queue_limits={"billing": 2}, vip_weight=2))
+    desk = Desk(store, classifier, clock, DeskConfig(sla=sla, queue_limits={"billing": 2}, vip_weight=2))
     await desk.start()
     for i in range(3):
         await desk.update_agent(f"a{i}", status=AgentStatus.ONLINE)

@@ -39,10 +39,10 @@ KINDS = ("webhook", "widget", "matrix")
 # a webhook channel asks for the notices with its ``notices`` setting.
 WANTED: dict[str, frozenset[str]] = {
     "webhook": frozenset(),
-    "widget": frozenset({"rating_request"}),
-    "matrix": frozenset({"bot_answer", "handoff", "rating_request", "queue_full"}),
+    "widget": frozenset({"out_of_hours", "rating_request"}),
+    "matrix": frozenset({"bot_answer", "handoff", "out_of_hours", "rating_request", "queue_full"}),
 }
-NOTICES = frozenset({"bot_answer", "handoff", "rating_request", "queue_full"})
+NOTICES = frozenset({"bot_answer", "handoff", "out_of_hours", "rating_request", "queue_full"})
 PORT_KINDS = NOTICES | {"agent_message"}
 
 
@@ -132,13 +132,13 @@ class ChannelHub:
             wait = await self.wait(p["skill"], p["queue_length"] + 1)
             await adapter.queue_full(QueueFullNotice(to, d.idempotency_key, p["skill"], p["queue_length"], wait,
                                                      p["sent_at"]))
+        elif kind == "out_of_hours":
+            await adapter.out_of_hours(OutOfHours(to, d.idempotency_key, p["handoff_id"], p["skill"], p["opens_at"],
+                                                  p["sent_at"], p.get("timezone")))
         else:
             await adapter.rating_request(RatingRequest(to, d.idempotency_key, p["handoff_id"], p["sent_at"]))
 
     async def _handoff(self, adapter: ChannelAdapter, to: Recipient, key: str, p: dict[str, Any]) -> None:
-        if p.get("opens_at") is not None:  # the skill is closed now (business hours)
-            await adapter.out_of_hours(OutOfHours(to, key, p["handoff_id"], p["skill"], p["opens_at"], p["sent_at"]))
-            return
         position, agent_name = p.get("queue_position"), None
         desk = self._desk()
         if desk is not None:

@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
@@ -50,6 +52,15 @@ from tierdesk.web.wire import iso
 from .port import AgentReply, BotAnswer, Connecting, OutOfHours, QueueFullNotice, RatingRequest, Typing, Undeliverable
 
 log = structlog.get_logger(__name__)
+
+
+def local_time(t: float | None, timezone: str | None) -> str:
+    """An opening time as the skill's people read it: "2026-01-05 09:00
+    (Asia/Shanghai)"; in UTC when the skill names no zone."""
+    if t is None:
+        return "?"
+    zone = ZoneInfo(timezone) if timezone else UTC
+    return f"{datetime.fromtimestamp(t, zone):%Y-%m-%d %H:%M} ({timezone or 'UTC'})"
 
 CURSOR = "matrix.next_batch"
 # Only what the bridge reads: room messages and memberships, no presence or
@@ -214,7 +225,7 @@ class MatrixBridge:
 
     async def out_of_hours(self, out: OutOfHours) -> None:
         await self._send(out.to.conversation_id, out.key, {
-            "msgtype": "m.notice", "body": self.t("widget.out_of_hours", time=iso(out.opens_at) or "?")})
+            "msgtype": "m.notice", "body": self.t("widget.out_of_hours", time=local_time(out.opens_at, out.timezone))})
 
     async def queue_full(self, out: QueueFullNotice) -> None:
         """The customer's next message in the room is the message left."""

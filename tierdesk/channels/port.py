@@ -72,7 +72,8 @@ class Connecting:
 
 @dataclass(frozen=True, slots=True)
 class OutOfHours:
-    """Nobody works the skill now: when it opens, and leave a message."""
+    """The handoff's skill is closed now (business hours): when it opens.
+    The handoff stays queued and is taken when someone can."""
 
     to: Recipient
     key: str
@@ -80,6 +81,7 @@ class OutOfHours:
     skill: str
     opens_at: float | None
     sent_at: float
+    timezone: str | None = None  # the skill's (an IANA name), to show the time as its people read it
 
 
 @dataclass(frozen=True, slots=True)

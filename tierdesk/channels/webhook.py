@@ -92,7 +92,7 @@ class WebhookAdapter:
         await self._post(out.to, out.key, {
             "type": "out_of_hours", "handoff_id": out.handoff_id, "conversation_id": out.to.conversation_id,
             "customer_id": out.to.customer_id, "skill": out.skill, "opens_at": out.opens_at,
-            "sent_at": out.sent_at})
+            "timezone": out.timezone, "sent_at": out.sent_at})
 
     async def rating_request(self, out: RatingRequest) -> None:
         await self._post(out.to, out.key, {

@@ -251,7 +251,7 @@ async def conversation_state(request: web.Request, channel: Channel, conversatio
     conv = await desk.customer_conversation(channel.id, conversation_id)
     state: dict[str, Any] = {"status": "new", "queue_position": None, "expected_wait_seconds": None,
                              "basis": None, "agent_name": None, "rating": None, "rating_wanted": False,
-                             "queue_full": False, "left_message": False}
+                             "queue_full": False, "left_message": False, "opens_at": None}
     if conv is None:
         return state
     h = conv.handoff
@@ -272,7 +272,9 @@ async def conversation_state(request: web.Request, channel: Channel, conversatio
         else:
             wait = await request.app[keys.CHANNELS].wait(h.skill, desk.dispatcher.queue_position(h))
             state |= {"queue_position": wait.position, "expected_wait_seconds": wait.as_dict()[
-                "expected_wait_seconds"], "basis": wait.as_dict()["basis"]}
+                "expected_wait_seconds"], "basis": wait.as_dict()["basis"],
+                # The skill is closed now (business hours): when it opens.
+                "opens_at": iso(desk.opens_at(h))}
     # A person worked it and it is over: the customer is asked for a rating.
     state["rating_wanted"] = (conv.status.value == "resolved" and conv.rating is None and h is not None
                               and h.first_reply_at is not None)

@@ -324,7 +324,8 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
     rules = app[keys.ROUTING_RULES]
     config = DeskConfig(default_skill=s.default_skill, max_bot_answers=s.max_bot_answers,
                         vip_to_human=s.vip_to_human,
-                        sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds),
+                        sla=SLA(s.sla_bot_seconds, s.sla_human_seconds, s.sla_human_first_response_seconds,
+                                hours=rules.hours()),
                         attendance=AttendanceRules(
                             presence_grace_seconds=s.presence_grace_seconds,
                             requeue_answered_on_leave=s.requeue_answered_on_leave,

@@ -46,7 +46,7 @@ async def check(app: web.Application, rules: AlertRules) -> tuple[int, int]:
         containment = await store.containment_since(hour_of(now) - 3600)
     decisions = evaluate(open_alerts, now, handoffs=desk.open_handoffs(), queues=desk.dispatcher.waiting_by_skill(),
                          containment=containment, first_response_sla=desk.config.sla.human_first_response_seconds,
-                         rules=rules)
+                         rules=rules, hours=desk.config.sla.hours)
     if not decisions.raise_ and not decisions.clear:
         return 0, 0
     deliveries = []

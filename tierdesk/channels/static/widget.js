@@ -274,7 +274,8 @@
     if (!s) return;
     if (state && state.status === 'resolved' && s.status !== 'resolved') rated = false;
     state = s;
-    if (s.status !== 'queued') outOfHours = null;
+    // The state says whether the skill is closed now (business hours).
+    outOfHours = s.status === 'queued' ? (s.opens_at || null) : null;
     renderState();
   }
 

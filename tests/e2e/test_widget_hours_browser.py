@@ -1,0 +1,104 @@
+"""The web chat widget out of hours, in a real browser (Debian's Chromium,
+headless, Playwright): a customer who asks for a person while the skill is
+closed is told when it opens, in English and in Chinese, also after a
+reload; once an agent takes the conversation the notice gives way."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router.ports import FakeClock
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ThreadedServer
+from tests.support.server import free_port
+from tierdesk.settings import Settings
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+
+ADMIN = "td_admin_widget-hours-tests"
+HUMAN = "I want to talk to a human"
+WAIT_MS = 30_000  # generous: the machine is shared
+# The server's clock reads 2026-01-01T09:00:00Z: 17:00 on New Year's Day in
+# Shanghai, a holiday; general opens next on Friday 09:00 there (01:00 UTC).
+RULES = """\
+skills:
+  general:
+    hours:
+      timezone: Asia/Shanghai
+      weekly: {mon-fri: "09:00-18:00"}
+      holidays: [2026-01-01]
+"""
+
+expect.set_options(timeout=WAIT_MS)
+
+if not Path(CHROMIUM).exists():  # pragma: no cover - `make test` installs it
+    pytest.skip(f"{CHROMIUM} is missing: `make test` installs Debian's chromium", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, demo_model: Any) -> Iterator[Any]:
+    folder = tmp_path_factory.mktemp("widget-hours")
+    shutil.copy(sqlite_template, folder / "tierdesk.db")
+    (folder / "routing.yaml").write_text(RULES)
+    settings = Settings.from_env({}, database_url=f"sqlite:///{folder / 'tierdesk.db'}", admin_token=ADMIN,
+                                 port=free_port(), sweep_interval_seconds=3600.0, log_format="console",
+                                 log_level="warning", outbox_poll_seconds=0.2, rate_limit_ip_per_second=0.0,
+                                 routing_rules=folder / "routing.yaml")
+    s = ThreadedServer(settings, FakeClock(1_767_258_000.0), demo_model)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def ask_for_a_person(browser: Any, server: Any, channel: str, locale: str, lang: str) -> Any:
+    ctx = browser.new_context(base_url=server.url, viewport={"width": 1100, "height": 800}, timezone_id="UTC",
+                              locale=locale)
+    ctx.set_default_timeout(WAIT_MS)
+    page = ctx.new_page()
+    page.goto(f"/widget/demo/{channel}?lang={lang}")
+    page.locator("#tierdesk-widget .launcher").click()
+    expect(page.locator("#tierdesk-widget .conn")).to_have_attribute("data-state", "live")
+    box = page.locator("#tierdesk-widget textarea.input")
+    box.fill(HUMAN)
+    box.press("Enter")
+    return page
+
+
+def test_out_of_hours_the_widget_tells_when_people_are_back(browser: Any, server: Any) -> None:
+    widget = server.http("POST", "/v1/admin/channels", ADMIN, {"name": "Acme support", "kind": "widget"},
+                         expect=201)
+    page = ask_for_a_person(browser, server, widget["id"], "en-US", "en")
+    queue = page.locator("#tierdesk-widget .queue")
+    expect(queue).to_have_attribute("data-state", "closed")
+    expect(queue).to_contain_text("We are closed now. We open again 1/2/2026, 1:00:00 AM.")
+    page.reload()  # kept in the conversation's state, not only pushed once
+    page.locator("#tierdesk-widget .panel").wait_for()
+    expect(queue).to_contain_text("We are closed now.")
+
+    zh = ask_for_a_person(browser, server, widget["id"], "zh-CN", "zh")
+    zh_queue = zh.locator("#tierdesk-widget .queue")
+    expect(zh_queue).to_have_attribute("data-state", "closed")
+    expect(zh_queue).to_contain_text("现在不在服务时间。我们将于 2026/1/2 01:00:00 重新开放。")
+
+    # An agent comes online (before opening): they take the waiting customers, the notice gives way.
+    server.http("POST", "/v1/admin/agents", ADMIN, {"name": "Ann", "skills": ["general"], "capacity": 2,
+                                                   "status": "online"}, expect=201)
+    expect(queue).to_have_attribute("data-state", "assigned")
+    expect(zh_queue).to_have_attribute("data-state", "assigned")
+    for p in (page, zh):
+        p.context.close()
