@@ -49,6 +49,7 @@ class Prediction(Protocol):
     skill: str | None
     needs_human: bool
     out_of_scope: bool
+    language: str | None  # the language ``answer`` is in
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class Answer:
     text: str
     faq_id: str
     confidence: float
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,4 +120,4 @@ class HandoffPolicy:
             return Handoff(HandoffReason.REPEATED_MISS, skill, intent, conf)
         if not confident or not prediction.answer:
             return Handoff(HandoffReason.LOW_CONFIDENCE, skill, intent, conf)
-        return Answer(prediction.answer, intent, conf)
+        return Answer(prediction.answer, intent, conf, prediction.language)
