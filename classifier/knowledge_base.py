@@ -22,12 +22,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from router.errors import InvalidInput, NotFound
 
 from .errors import KnowledgeBaseError
+from .language import InvalidLanguage, language_tag
 from .text import normalize
 
 MIN_EXAMPLES = 3
 DEFAULT_SKILL = "general"
+DEFAULT_LANGUAGE = "en"
 
-_TOP_KEYS = {"default_skill", "intents"}
+_TOP_KEYS = {"default_skill", "default_language", "intents"}
 _INTENT_KEYS = {"id", "examples", "answer", "skill", "needs_human", "out_of_scope", "threshold", "weight"}
 MAX_WEIGHT = 10
 
@@ -43,10 +45,20 @@ class Intent:
     threshold: float | None = None
     # How much of an agent's capacity a handoff of this intent takes.
     weight: int = 1
+    # Answers in languages other than the knowledge base's default (which is
+    # ``answer``'s), as sorted (language, text) pairs.
+    translations: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_faq(self) -> bool:
         return not (self.needs_human or self.out_of_scope)
+
+    def answers(self, default_language: str) -> dict[str, str]:
+        """Every answer by language, the default language's included."""
+        out = dict(self.translations)
+        if self.answer is not None:
+            out[default_language] = self.answer
+        return out
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class KnowledgeBase:
     intents: tuple[Intent, ...]
     default_skill: str = DEFAULT_SKILL
     source_files: tuple[str, ...] = ()
+    default_language: str = DEFAULT_LANGUAGE
     _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -103,7 +116,19 @@ class KnowledgeBase:
         blob = json.dumps(canonical, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
-    def with_answer(self, intent_id: str, text: str) -> "KnowledgeBase":
+    def answer_language(self, tag: str | None) -> str:
+        """``tag`` checked as the language of an answer; None means the
+        default language."""
+        if tag is None:
+            return self.default_language
+        try:
+            return language_tag(tag)
+        except InvalidLanguage as exc:
+            raise InvalidInput(str(exc)) from None
+
+    def with_answer(self, intent_id: str, text: str, language: str | None = None) -> "KnowledgeBase":
+        """The answer of ``intent_id`` in ``language`` (the default language
+        when None) replaced or, for a language it had none in, added."""
         intent = self.get(intent_id)
         if intent is None:
             raise NotFound(f"unknown intent {intent_id!r}")
@@ -111,9 +136,13 @@ class KnowledgeBase:
             raise InvalidInput(f"intent {intent_id!r} is not an FAQ intent; it has no answer")
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("an FAQ answer must be a non-empty string")
-        new = replace(intent, answer=text)
+        language = self.answer_language(language)
+        if language == self.default_language:
+            new = replace(intent, answer=text)
+        else:
+            new = replace(intent, translations=tuple(sorted({**dict(intent.translations), language: text}.items())))
         intents = tuple(new if i.id == intent_id else i for i in self.intents)
-        return KnowledgeBase(intents, self.default_skill, self.source_files)
+        return KnowledgeBase(intents, self.default_skill, self.source_files, self.default_language)
 
 
 def load_knowledge_base(path: str | Path) -> KnowledgeBase:
@@ -131,8 +160,20 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
     seen_ids: dict[str, str] = {}
     seen_examples: dict[str, tuple[str, str]] = {}
     default_skill: tuple[str, str] | None = None
+    default_language: tuple[str, str] | None = None
+    answers: dict[str, tuple[dict[str | None, str], str]] = {}
     for file in files:
         parsed = _FileParser(str(file)).parse()
+        if parsed.default_language is not None:
+            language, where = parsed.default_language
+            if default_language is not None and default_language[0] != language:
+                raise _error_at(
+                    where,
+                    f"default_language {language!r} conflicts with {default_language[0]!r} set at "
+                    f"{default_language[1]}",
+                )
+            default_language = (language, where)
+        answers.update(parsed.answers)
         if parsed.default_skill is not None:
             skill, where = parsed.default_skill
             if default_skill is not None and default_skill[0] != skill:
@@ -161,10 +202,12 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
             intents.append(intent)
     if not intents:
         raise KnowledgeBaseError("knowledge base defines no intents", file=str(path))
+    language = default_language[0] if default_language else DEFAULT_LANGUAGE
     return KnowledgeBase(
-        tuple(intents),
+        tuple(_in_languages(i, answers.get(i.id), language) for i in intents),
         default_skill[0] if default_skill else DEFAULT_SKILL,
         tuple(str(f) for f in files),
+        language,
     )
 
 
@@ -177,12 +220,33 @@ def _error_at(where: str, message: str) -> KnowledgeBaseError:
 class _ParsedFile:
     default_skill: tuple[str, str] | None
     intents: list[tuple[Intent, str, list[str]]]
+    default_language: tuple[str, str] | None = None
+    answers: dict[str, tuple[dict[str | None, str], str]] = field(default_factory=dict)
+
+
+def _in_languages(intent: Intent, written: tuple[dict[str | None, str], str] | None, default: str) -> Intent:
+    """``intent`` with its answers sorted into the default language's and the
+    others, once the default language is known."""
+    if written is None:
+        return intent
+    texts, where = written
+    by_language = {default if language is None else language: text for language, text in texts.items()}
+    if default not in by_language:
+        raise _error_at(
+            where,
+            f"intent {intent.id!r} has no answer in the default language {default!r} "
+            f"(it has {', '.join(sorted(by_language))}; set default_language or add one)",
+        )
+    answer = by_language.pop(default)
+    return replace(intent, answer=answer, translations=tuple(sorted(by_language.items())))
 
 
 class _FileParser:
     def __init__(self, file: str) -> None:
         self.file = file
         self._constructor = SafeConstructor()
+        # Answers by intent as written, with where: see _in_languages.
+        self.languages: dict[str, tuple[dict[str | None, str], str]] = {}
 
     def error(self, node: Node | None, message: str) -> KnowledgeBaseError:
         line = node.start_mark.line + 1 if node is not None else None
@@ -217,13 +281,20 @@ class _FileParser:
         if "default_skill" in top:
             node = top["default_skill"][1]
             default_skill = (self.string(node, "default_skill"), self.where(node))
+        default_language = None
+        if "default_language" in top:
+            node = top["default_language"][1]
+            try:
+                default_language = (language_tag(self.string(node, "default_language")), self.where(node))
+            except InvalidLanguage as exc:
+                raise self.error(node, f"default_language: {exc}") from None
         intents: list[tuple[Intent, str, list[str]]] = []
         if "intents" in top:
             seq = top["intents"][1]
             if not isinstance(seq, SequenceNode):
                 raise self.error(seq, "intents must be a list")
             intents = [self.intent(item) for item in seq.value]
-        return _ParsedFile(default_skill, intents)
+        return _ParsedFile(default_skill, intents, default_language, self.languages)
 
     def mapping(self, node: Node, what: str, allowed: set[str]) -> dict[str, tuple[Node, Node]]:
         if not isinstance(node, MappingNode):
@@ -262,6 +333,28 @@ class _FileParser:
         if not isinstance(value, bool):
             raise self.error(node, f"{what} must be true or false")
         return value
+
+    def answers(self, node: Node, what: str) -> dict[str | None, str]:
+        """A plain string (key None: the default language, known only once
+        every file is read) or a mapping of language to string."""
+        if not isinstance(node, MappingNode):
+            value = self.scalar(node)
+            if value is not None and not isinstance(value, str):
+                raise self.error(node, f"{what}: answer must be a string or a mapping of language to string")
+            return {None: value.strip()} if isinstance(value, str) and value.strip() else {}
+        out: dict[str | None, str] = {}
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node)
+            if isinstance(key, bool):  # YAML reads a bare no/yes/on/off as true or false
+                raise self.error(key_node, f"{what}: write the language in quotes (YAML read it as {key})")
+            try:
+                language = language_tag(key)
+            except InvalidLanguage as exc:
+                raise self.error(key_node, f"{what}: {exc}") from None
+            if language in out:
+                raise self.error(key_node, f"{what}: two answers in {language!r}")
+            out[language] = self.string(value_node, f"{what}: the answer in {language!r}")
+        return out
 
     def intent(self, node: Node) -> tuple[Intent, str, list[str]]:
         fields = self.mapping(node, "an intent", _INTENT_KEYS)
@@ -302,22 +395,22 @@ class _FileParser:
                 ex_node, f"{what} has {len(examples)} examples; at least {MIN_EXAMPLES} needed"
             )
 
-        answer = None
+        answers: dict[str | None, str] = {}
         if "answer" in fields:
             answer_node = fields["answer"][1]
-            value = self.scalar(answer_node)
-            if value is not None and not isinstance(value, str):
-                raise self.error(answer_node, f"{what}: answer must be a string")
-            answer = value.strip() if isinstance(value, str) and value.strip() else None
-            if answer is not None and (needs_human or out_of_scope):
+            answers = self.answers(answer_node, what)
+            if answers and (needs_human or out_of_scope):
                 raise self.error(
                     answer_node,
                     f"{what}: only FAQ intents have answers (this one is "
                     f"{'needs_human' if needs_human else 'out_of_scope'})",
                 )
-        if not (needs_human or out_of_scope) and answer is None:
+            if answers:
+                self.languages[intent_id] = (answers, self.where(fields["answer"][0]))
+        if not (needs_human or out_of_scope) and not answers:
             where = fields["answer"][1] if "answer" in fields else node
             raise self.error(where, f"{what} is an FAQ intent but has no answer")
+        answer = answers.get(None)
 
         skill = self.string(fields["skill"][1], f"{what}: skill") if "skill" in fields else None
         if skill is not None and out_of_scope:

@@ -19,6 +19,7 @@ from .artifact import LoadedModel, ModelStore, load_model
 from .errors import IncompatibleModelError
 from .fast import CompiledClassifier
 from .knowledge_base import KnowledgeBase
+from .language import choose_language
 from .thresholds import Thresholds
 
 # Classification only needs the start of a message; capping it bounds the
@@ -40,6 +41,8 @@ class Prediction(NamedTuple):
     # Of a confident prediction: the intent's weight against an agent's
     # capacity (the knowledge base's ``weight``).
     weight: int = 1
+    # The language ``answer`` is in (None when there is no answer).
+    language: str | None = None
 
     @property
     def confident(self) -> bool:
@@ -92,6 +95,7 @@ class FaqModel:
         # Per-class facts precomputed once, so a prediction is an argmax and a
         # tuple lookup.
         default = self.kb.default_skill
+        language = self.kb.default_language
         table = []
         for intent_id in self._classes:
             intent = self.kb.get(intent_id)
@@ -105,7 +109,7 @@ class FaqModel:
                 (
                     intent_id,
                     float(threshold),
-                    intent.answer if intent.is_faq else None,
+                    intent.answers(language) if intent.is_faq else {},
                     intent.skill or default,
                     intent.needs_human,
                     intent.out_of_scope,
@@ -151,38 +155,48 @@ class FaqModel:
     def intent_ids(self) -> tuple[str, ...]:
         return tuple(self._classes)
 
-    def _prediction(self, k: int, confidence: float) -> Prediction:
-        intent_id, threshold, answer, skill, needs_human, out_of_scope, weight = self._table[k]
+    def _prediction(self, k: int, confidence: float, text: str, locale: str | None) -> Prediction:
+        intent_id, threshold, answers, skill, needs_human, out_of_scope, weight = self._table[k]
         confident = confidence >= threshold and not out_of_scope
+        language = None
+        if answers:
+            language = choose_language(answers, self.kb.default_language, locale=locale, text=text)
         return Prediction(
             intent_id=intent_id,
             confidence=confidence,
             threshold=threshold,
-            answer=answer,
+            answer=answers.get(language) if language else None,
             # An unsure guess at "billing" is no reason to queue for billing
             # agents: only a confident prediction routes to its own skill.
             skill=skill if confident else self.kb.default_skill,
             needs_human=needs_human,
             out_of_scope=out_of_scope,
             weight=weight if confident else 1,
+            language=language,
         )
 
-    def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
+    def predict_many(self, texts: Sequence[str], locales: Sequence[str | None] | None = None) -> list[Prediction]:
+        """``locales``: what each message's channel said its customer's
+        language is (None: not said); it and the text choose the answer."""
         texts = _check_texts(texts)
         if not texts:
             return []
+        if locales is None:
+            locales = [None] * len(texts)
+        elif len(locales) != len(texts):
+            raise InvalidInput(f"{len(locales)} locales for {len(texts)} messages")
         if len(texts) == 1:
             probs = self.compiled.predict_proba_one(texts[0])
             k = int(np.argmax(probs))
-            return [self._prediction(k, float(probs[k]))]
+            return [self._prediction(k, float(probs[k]), texts[0], locales[0])]
         probs = self.compiled.predict_proba_many(texts)
         # One argmax and one gather for the batch, then plain Python values.
         best = probs.argmax(axis=1)
         confidence = probs[np.arange(len(texts)), best]
-        return list(map(self._prediction, best.tolist(), confidence.tolist()))
+        return list(map(self._prediction, best.tolist(), confidence.tolist(), texts, locales))
 
-    def predict(self, text: str) -> Prediction:
-        return self.predict_many([text])[0]
+    def predict(self, text: str, locale: str | None = None) -> Prediction:
+        return self.predict_many([text], [locale])[0]
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

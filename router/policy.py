@@ -52,6 +52,7 @@ class Prediction(Protocol):
     # How much of an agent's capacity a conversation of the intent takes
     # (the knowledge base's ``weight``; 1 unless the prediction is confident).
     weight: int
+    language: str | None  # the language ``answer`` is in
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Answer:
     text: str
     faq_id: str
     confidence: float
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,4 +123,4 @@ class HandoffPolicy:
             return Handoff(HandoffReason.REPEATED_MISS, skill, intent, conf)
         if not confident or not prediction.answer:
             return Handoff(HandoffReason.LOW_CONFIDENCE, skill, intent, conf)
-        return Answer(prediction.answer, intent, conf)
+        return Answer(prediction.answer, intent, conf, prediction.language)

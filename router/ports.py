@@ -43,7 +43,10 @@ class FakeClock:
 
 
 class Classifier(Protocol):
-    async def classify(self, text: str) -> Prediction: ...
+    async def classify(self, text: str, locale: str | None = None) -> Prediction:
+        """``locale``: the customer's language as their channel said it
+        ("zh-CN"), which with the text chooses the answer's language."""
+        ...
 
 
 class Notifier(Protocol):

@@ -75,6 +75,9 @@ class IncomingMessage:
     customer: Customer
     text: str
     sent_at: float | None = None
+    # The customer's language as the channel knows it ("zh-CN"; None: it
+    # does not), preferred over the language the text looks written in.
+    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,7 +587,7 @@ class Desk:
             # A message left for a full queue goes to a person as it is.
             while conv.tier is Tier.BOT and prediction is None and conv.message_offer is None:
                 # Loop: the conversation may have moved on while we waited.
-                prediction = await self.classifier.classify(msg.text)
+                prediction = await self.classifier.classify(msg.text, msg.locale)
             if gen != self.generation:
                 raise Unavailable("state was reloaded; retry")  # nothing was changed yet
             if not self._ready:
@@ -669,7 +672,7 @@ class Desk:
                                            data={"in_reply_to": message_id, "faq_id": decision.faq_id,
                                                  "confidence": round(decision.confidence, 6)}))
                 response = {"action": "answer", "text": decision.text, "faq_id": decision.faq_id,
-                            "confidence": round(decision.confidence, 4)}
+                            "confidence": round(decision.confidence, 4), "language": decision.language}
                 outcome = "answer"
                 if self.notices.wanted(conv.channel_id, "bot_answer"):
                     changes.outbox.append(OutboxItem(
@@ -677,7 +680,8 @@ class Desk:
                         kind="bot_answer", at=now,
                         payload={"type": "bot_answer", "message_id": reply_id, "conversation_id": conv.external_id,
                                  "customer_id": conv.customer.id, "in_reply_to": msg.message_id,
-                                 "faq_id": decision.faq_id, "text": decision.text, "sent_at": now}))
+                                 "faq_id": decision.faq_id, "text": decision.text, "language": decision.language,
+                                 "sent_at": now}))
             else:
                 tier = Tier.HUMAN
                 changes.event(TrackerEvent(EventKind.MESSAGE_RECEIVED, received_at, **base, message_id=message_id,

@@ -35,19 +35,26 @@ class FaqRepository:
     def __init__(self, engines: Engines) -> None:
         self.engines = engines
 
-    async def answer_overrides(self) -> dict[str, str]:
+    async def answer_overrides(self) -> dict[tuple[str, str], str]:
+        """The answer edits by (intent, language)."""
+        a = t.faq_answers
         async with self.engines.reading() as conn:
-            rows = (await conn.execute(select(t.faq_answers.c.intent_id, t.faq_answers.c.answer))).all()
-        return {intent: answer for intent, answer in rows}
+            rows = (await conn.execute(select(a.c.intent_id, a.c.language, a.c.answer))).all()
+        return {(intent, language): answer for intent, language, answer in rows}
 
-    async def set_answer(self, intent_id: str, answer: str, now: float) -> None:
+    async def set_answer(self, intent_id: str, language: str, answer: str, now: float) -> None:
+        a = t.faq_answers
         async with self.engines.writing() as conn:
-            await conn.execute(delete(t.faq_answers).where(t.faq_answers.c.intent_id == intent_id))
-            await conn.execute(t.faq_answers.insert().values(intent_id=intent_id, answer=answer, updated_at=now))
+            await conn.execute(delete(a).where(a.c.intent_id == intent_id, a.c.language == language))
+            await conn.execute(a.insert().values(intent_id=intent_id, language=language, answer=answer,
+                                                 updated_at=now))
 
-    async def clear_answer(self, intent_id: str) -> bool:
+    async def clear_answer(self, intent_id: str, language: str | None = None) -> bool:
+        """Drop the edit in ``language``, or in every language when None."""
+        a = t.faq_answers
+        where = [a.c.intent_id == intent_id] + ([a.c.language == language] if language is not None else [])
         async with self.engines.writing() as conn:
-            result = await conn.execute(delete(t.faq_answers).where(t.faq_answers.c.intent_id == intent_id))
+            result = await conn.execute(delete(a).where(*where))
         return result.rowcount > 0
 
     async def misses(self, since: float, limit: int = 5000) -> list[MissedQuestion]:

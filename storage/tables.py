@@ -254,6 +254,8 @@ faq_answers = Table(
     # Answer edits made through the API: they override the knowledge base
     # file's answer and go live without retraining, on every instance.
     Column("intent_id", String(100), primary_key=True),
+    # The BCP 47 primary subtag of the answer's language.
+    Column("language", String(16), primary_key=True, server_default="en"),
     Column("answer", Text, nullable=False),
     Column("updated_at", Double, nullable=False),
 )

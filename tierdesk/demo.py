@@ -69,7 +69,7 @@ def inbox_url(settings: Settings) -> str:
 
 
 class _NoClassifier:
-    async def classify(self, text: str) -> Any:  # pragma: no cover - never called by set-up
+    async def classify(self, text: str, locale: str | None = None) -> Any:  # pragma: no cover - never called by set-up
         raise RuntimeError("the demo set-up classifies nothing")
 
 

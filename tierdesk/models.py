@@ -30,7 +30,8 @@ class LiveModel:
         self.knowledge_base = Path(knowledge_base)
         self.store = ModelStore(self.models_dir)
         self._model: FaqModel | None = None
-        self._overrides: dict[str, str] = {}
+        # Answer edits by (intent, language), applied over the file's answers.
+        self._overrides: dict[tuple[str, str], str] = {}
         self._lock = asyncio.Lock()
         self.batcher = MicroBatcher(self._current, max_batch=max_batch)
 
@@ -58,15 +59,15 @@ class LiveModel:
     def model(self) -> FaqModel:
         return self._current()
 
-    async def classify(self, text: str) -> Prediction:
-        return await self.batcher.classify(text)
+    async def classify(self, text: str, locale: str | None = None) -> Prediction:
+        return await self.batcher.classify(text, locale)
 
     # ------------------------------------------------------------- loading
-    def _kb(self, overrides: Mapping[str, str] | None = None) -> KnowledgeBase:
+    def _kb(self, overrides: Mapping[tuple[str, str], str] | None = None) -> KnowledgeBase:
         kb = load_knowledge_base(self.knowledge_base)
-        for intent_id, answer in (self._overrides if overrides is None else overrides).items():
+        for (intent_id, language), answer in (self._overrides if overrides is None else overrides).items():
             if kb.get(intent_id) is not None and kb.get(intent_id).is_faq:  # type: ignore[union-attr]
-                kb = kb.with_answer(intent_id, answer)
+                kb = kb.with_answer(intent_id, answer, language)
         return kb
 
     def load_version(self, version: str | None) -> FaqModel:
@@ -76,14 +77,14 @@ class LiveModel:
             return FaqModel.load_active(self.models_dir, kb)
         return FaqModel.load(self.store.path(version), kb)
 
-    async def load(self, overrides: Mapping[str, str] | None = None) -> None:
+    async def load(self, overrides: Mapping[tuple[str, str], str] | None = None) -> None:
         """Load the active version (at start-up)."""
         async with self._lock:
             if overrides is not None:
                 self._overrides = dict(overrides)
             self._model = await asyncio.to_thread(self.load_version, None)
 
-    async def try_load(self, overrides: Mapping[str, str] | None = None) -> Exception | None:
+    async def try_load(self, overrides: Mapping[tuple[str, str], str] | None = None) -> Exception | None:
         try:
             await self.load(overrides)
         except (TierdeskError, FileNotFoundError) as exc:
@@ -132,16 +133,18 @@ class LiveModel:
             self._model = self._current().with_knowledge_base(kb)
         return self._model
 
-    async def set_answer(self, intent_id: str, answer: str) -> FaqModel:
+    async def set_answer(self, intent_id: str, answer: str, language: str) -> FaqModel:
         async with self._lock:
             model = self._current()
-            self._model = model.with_knowledge_base(model.kb.with_answer(intent_id, answer))
-            self._overrides[intent_id] = answer
+            self._model = model.with_knowledge_base(model.kb.with_answer(intent_id, answer, language))
+            self._overrides[(intent_id, language)] = answer
         return self._model
 
-    async def clear_answer(self, intent_id: str) -> FaqModel:
+    async def clear_answer(self, intent_id: str, language: str | None = None) -> FaqModel:
+        """Back to the file's answer in ``language`` (every language: None)."""
         async with self._lock:
-            overrides = {k: v for k, v in self._overrides.items() if k != intent_id}
+            overrides = {(i, lang): v for (i, lang), v in self._overrides.items()
+                         if i != intent_id or (language is not None and lang != language)}
             kb = await asyncio.to_thread(self._kb, overrides)
             self._model = self._current().with_knowledge_base(kb)
             self._overrides = overrides

@@ -228,6 +228,8 @@ def test_the_widget_in_chinese_at_phone_width_and_by_keyboard(world: World, new_
     page.keyboard.press("Enter")
     expect(page.locator("#tierdesk-widget .msg.customer")).to_have_count(1)
     expect(page.locator("#tierdesk-widget .msg.bot .who")).to_have_text("智能助手")
+    # The browser's language (navigator.language) chose the answer's.
+    expect(page.locator("#tierdesk-widget .msg.bot")).to_contain_text("要重置密码")
     expect(page.locator("#tierdesk-widget .conn")).to_have_text("已连接")
     # nothing reaches past the screen's edge
     wide = page.evaluate("""() => {

@@ -34,13 +34,15 @@ class Prediction:
     needs_human: bool = False
     out_of_scope: bool = False
     weight: int = 1
+    language: str | None = None
 
 
 UNSURE = Prediction()
 
 
-def faq(intent_id: str, answer: str, *, skill: str | None = None, confidence: float = 0.9) -> Prediction:
-    return Prediction(intent_id=intent_id, confidence=confidence, answer=answer, skill=skill)
+def faq(intent_id: str, answer: str, *, skill: str | None = None, confidence: float = 0.9,
+        language: str = "en") -> Prediction:
+    return Prediction(intent_id=intent_id, confidence=confidence, answer=answer, skill=skill, language=language)
 
 
 def needs_person(intent_id: str, skill: str, *, confidence: float = 0.9) -> Prediction:
@@ -60,12 +62,14 @@ class FakeClassifier:
         self.clock = clock
         self.latency = latency
         self.calls: list[str] = []
+        self.locales: list[str | None] = []
 
     def says(self, text: str, prediction: Prediction) -> None:
         self.script[text] = prediction
 
-    async def classify(self, text: str) -> Prediction:
+    async def classify(self, text: str, locale: str | None = None) -> Prediction:
         self.calls.append(text)
+        self.locales.append(locale)
         if self.latency and self.clock is not None:
             self.clock.advance(self.latency)
         return self.script.get(text, self.default)

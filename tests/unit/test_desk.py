@@ -76,8 +76,10 @@ def cid(store: FakeStore, conversation: str) -> str:
 # ------------------------------------------------------------------ bot tier
 async def test_faq_answer(desk: Desk, store: FakeStore, classifier: FakeClassifier) -> None:
     response = await send(desk, "c1", RESET, message_id="ext-1")
-    assert response == {"action": "answer", "text": RESET_ANSWER, "faq_id": "reset_password", "confidence": 0.9}
+    assert response == {"action": "answer", "text": RESET_ANSWER, "faq_id": "reset_password", "confidence": 0.9,
+                        "language": "en"}
     assert classifier.calls == [RESET]
+    assert classifier.locales == [None]
     assert len(store.commits) == 1
     state = store.conversation_state(WEB, "c1")
     assert state.status is ConversationStatus.BOT and state.bot_streak == 1 and state.handoff_id is None

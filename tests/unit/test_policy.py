@@ -19,6 +19,7 @@ class Pred:
     skill: str | None = "account"
     needs_human: bool = False
     out_of_scope: bool = False
+    language: str | None = "en"
 
 
 CONFIDENT = Pred()
@@ -63,7 +64,11 @@ def test_asking_for_a_person_wins_over_every_other_rule() -> None:
 
 def test_confident_answer() -> None:
     assert policy.decide("how do I reset my password", CONFIDENT, bot_streak=1) == Answer(
-        "Use the 'forgot password' link.", "reset_password", 0.9
+        "Use the 'forgot password' link.", "reset_password", 0.9, "en"
+    )
+    # The answer's language goes with it.
+    assert policy.decide("怎么重置密码", Pred(answer="点击“忘记密码”。", language="zh"), bot_streak=0) == Answer(
+        "点击“忘记密码”。", "reset_password", 0.9, "zh"
     )
     # At the threshold is confident.
     assert isinstance(policy.decide("x", Pred(confidence=0.5), bot_streak=0), Answer)

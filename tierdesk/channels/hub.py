@@ -124,7 +124,7 @@ class ChannelHub:
                                                  p.get("agent_name") or "", p["sent_at"]))
         elif kind == "bot_answer":
             await adapter.bot_answer(BotAnswer(to, d.idempotency_key, p["message_id"], p["text"], p.get("faq_id"),
-                                               p.get("in_reply_to"), p["sent_at"]))
+                                               p.get("in_reply_to"), p["sent_at"], p.get("language")))
         elif kind == "handoff":
             await self._handoff(adapter, to, d.idempotency_key, p)
         elif kind == "queue_full":

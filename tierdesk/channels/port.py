@@ -42,6 +42,7 @@ class BotAnswer:
     faq_id: str | None
     in_reply_to: str | None  # the channel's id of the customer message answered
     sent_at: float
+    language: str | None = None  # the language ``text`` is in
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ class WebhookAdapter:
         await self._post(out.to, out.key, {
             "type": "bot_answer", "message_id": out.message_id, "conversation_id": out.to.conversation_id,
             "customer_id": out.to.customer_id, "in_reply_to": out.in_reply_to, "faq_id": out.faq_id,
-            "text": out.text, "sent_at": out.sent_at})
+            "text": out.text, "language": out.language, "sent_at": out.sent_at})
 
     async def connecting(self, out: Connecting) -> None:
         await self._post(out.to, out.key, {
@@ -128,7 +128,7 @@ async def post_message(request: web.Request) -> web.Response:
     incoming = IncomingMessage(
         message_id=msg.message_id, conversation_id=msg.conversation_id,
         customer=Customer(msg.customer.id, msg.customer.name, msg.customer.is_vip), text=msg.text,
-        sent_at=sent_at,
+        sent_at=sent_at, locale=msg.locale,
     )
     return json(await app[keys.INBOUND].message(channel, incoming))
 

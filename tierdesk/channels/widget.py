@@ -306,6 +306,7 @@ class WidgetMessageIn(msgspec.Struct, forbid_unknown_fields=True):
     # Made by the widget before it first sends, the same on every retry.
     message_id: s.Id
     text: s.Text
+    locale: s.Locale | None = None  # navigator.language
 
 
 class WidgetFeedbackIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -372,7 +373,7 @@ async def post_message(request: web.Request) -> web.Response:
     check_text(request, msg.text)
     reply = await request.app[keys.INBOUND].message(channel, IncomingMessage(
         message_id=msg.message_id, conversation_id=session.conversation_id,
-        customer=Customer(session.customer_id, session.name), text=msg.text))
+        customer=Customer(session.customer_id, session.name), text=msg.text, locale=msg.locale))
     messages = await _messages(request, channel, session.conversation_id, None)
     # From the customer's message on: it and what answered it.
     mine = next((i for i, m in enumerate(messages) if m["client_id"] == msg.message_id), None)

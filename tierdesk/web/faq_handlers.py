@@ -18,7 +18,8 @@ from .wire import iso, json, only_params
 def _intent_view(model, intent) -> dict:  # type: ignore[no-untyped-def]
     return {"id": intent.id, "kind": "out_of_scope" if intent.out_of_scope else
             "needs_human" if intent.needs_human else "faq",
-            "answer": intent.answer, "skill": intent.skill, "threshold": model.thresholds.for_intent(intent.id)
+            "answer": intent.answer, "answers": intent.answers(model.kb.default_language),
+            "skill": intent.skill, "threshold": model.thresholds.for_intent(intent.id)
             if intent.threshold is None else intent.threshold, "examples": len(intent.examples)}
 
 
@@ -43,7 +44,8 @@ async def rollback_model(request: web.Request) -> web.Response:
 async def list_intents(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR, Role.AGENT)
     model = request.app[keys.MODEL].model
-    return json({"model": model.version, "intents": [_intent_view(model, i) for i in model.kb.intents]})
+    return json({"model": model.version, "default_language": model.kb.default_language,
+                 "intents": [_intent_view(model, i) for i in model.kb.intents]})
 
 
 async def patch_intent(request: web.Request) -> web.Response:
@@ -52,23 +54,31 @@ async def patch_intent(request: web.Request) -> web.Response:
     intent_id = request.match_info["intent_id"]
     live = request.app[keys.MODEL]
     # Validate against the live model before anything is stored.
-    live.model.kb.with_answer(intent_id, patch.answer)
-    await request.app[keys.FAQ].set_answer(intent_id, patch.answer, request.app[keys.CLOCK].now())
-    model = await live.set_answer(intent_id, patch.answer)
+    kb = live.model.kb
+    language = kb.answer_language(patch.language)
+    kb.with_answer(intent_id, patch.answer, language)
+    await request.app[keys.FAQ].set_answer(intent_id, language, patch.answer, request.app[keys.CLOCK].now())
+    model = await live.set_answer(intent_id, patch.answer, language)
     intent = model.kb.get(intent_id)
     return json(_intent_view(model, intent))
 
 
 async def reset_intent_answer(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN)
+    only_params(request, "language")
     intent_id = request.match_info["intent_id"]
     live = request.app[keys.MODEL]
     if live.model.kb.get(intent_id) is None:
         raise InvalidInput(f"unknown intent {intent_id!r}", code="validation_failed")
+    tag = request.query.get("language")
+    try:
+        language = None if tag is None else live.model.kb.answer_language(tag)
+    except InvalidInput as exc:
+        raise InvalidInput(str(exc), code="validation_failed") from None
     # Swap the live model first: if the knowledge base cannot be read, the
     # stored edit stays and so does the model that serves it.
-    model = await live.clear_answer(intent_id)
-    await request.app[keys.FAQ].clear_answer(intent_id)
+    model = await live.clear_answer(intent_id, language)
+    await request.app[keys.FAQ].clear_answer(intent_id, language)
     return json(_intent_view(model, model.kb.get(intent_id)))
 
 

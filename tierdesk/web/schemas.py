@@ -18,6 +18,9 @@ NO_NUL = r"^[^\x00]*$"
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Text = Annotated[str, msgspec.Meta(pattern=NO_NUL)]
+# The customer's language as a channel knows it: a BCP 47 tag ("zh-CN") or a
+# POSIX locale ("zh_CN"); its first part chooses the answer's language.
+Locale = Annotated[str, msgspec.Meta(min_length=1, max_length=35, pattern=r"^[A-Za-z]{1,8}([-_][A-Za-z0-9]{1,8})*$")]
 Skill = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
@@ -51,6 +54,7 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     customer: CustomerIn
     text: Text
     sent_at: str | float | None = None
+    locale: Locale | None = None
 
 
 Comment = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
@@ -220,3 +224,6 @@ def decode(body: bytes, kind: type[T]) -> T:
 
 class AnswerPatch(msgspec.Struct, forbid_unknown_fields=True):
     answer: Annotated[str, msgspec.Meta(min_length=1, max_length=8000, pattern=NO_NUL)]
+    # The answer's language (a BCP 47 primary subtag); the knowledge base's
+    # default language when left out.
+    language: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] | None = None

@@ -16,9 +16,11 @@ class CountingModel:
         self.tag = tag
         self.fail = fail
         self.calls: list[list[str]] = []
+        self.locales: list[list[str | None] | None] = []
 
-    def predict_many(self, texts):
+    def predict_many(self, texts, locales=None):
         self.calls.append(list(texts))
+        self.locales.append(list(locales) if locales is not None else None)
         if self.fail is not None:
             raise self.fail
         return [

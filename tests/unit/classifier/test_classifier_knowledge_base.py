@@ -308,8 +308,14 @@ def test_demo_knowledge_base_shape(demo_kb):
     assert len(faq) >= 15 and len(human) >= 4 and len(oos) == 1
     assert {i.skill for i in human} >= {"billing", "tech"}
     assert demo_kb.default_skill == "general"
-    for intent in faq:
+    assert demo_kb.default_language == "en"
+    for intent in demo_kb.intents:
+        # Enough Chinese to recognise a Chinese question without guessing.
         chinese = [e for e in intent.examples if any("\u4e00" <= ch <= "\u9fff" for ch in e)]
-        assert 3 <= len(chinese) <= 5, intent.id
+        assert len(chinese) >= 6, intent.id
         assert len(intent.examples) - len(chinese) >= 8, intent.id
+    for intent in faq:
+        assert set(intent.answers("en")) == {"en", "zh"}, intent.id
+        assert not any("\u4e00" <= ch <= "\u9fff" for ch in intent.answer), intent.id
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in dict(intent.translations)["zh"]), intent.id
     assert len(oos[0].examples) >= 20

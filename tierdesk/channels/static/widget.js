@@ -381,7 +381,7 @@
         p.state = 'sending';
         render();
         try {
-          const r = await call('POST', '/v1/widget/messages', {message_id: p.id, text: p.text});
+          const r = await call('POST', '/v1/widget/messages', {message_id: p.id, text: p.text, locale: navigator.language || undefined});
           saved.pending = saved.pending.filter((q) => q.id !== p.id);
           setState(r.conversation);
           merge(r.messages);
