@@ -35,7 +35,7 @@ async def test_an_edit_per_intent_and_language(repo: FaqRepository) -> None:
 
 def test_edits_made_before_languages_are_the_default_languages(tmp_path) -> None:  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    upgrade(url, "0013")  # the head before answers had languages
+    upgrade(url, "0019")  # the head before answers had languages
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO faq_answers (intent_id, answer, updated_at) VALUES ('shipping', 'Two days.', 1)"))

@@ -47,7 +47,6 @@ from router.services import IncomingMessage
 from tierdesk.console.messages import MESSAGES
 from tierdesk.errors import NotFound
 from tierdesk.web import keys
-from tierdesk.web.wire import iso
 
 from .port import AgentReply, BotAnswer, Connecting, OutOfHours, QueueFullNotice, RatingRequest, Typing, Undeliverable
 
