@@ -82,6 +82,11 @@ def main_eval(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
     from .datasets import DATASET_NAMES, load_dataset
+
+    if args.unknown_intents or args.draws != 1:
+        args.as_trained = True
+    if args.as_trained:
+        return _eval_as_trained(args, progress)
     from .evaluation import evaluate, evaluate_datasets, format_table, plot_curve, write_json
 
     names: list[str] = []
@@ -120,6 +125,51 @@ def _eval(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
         print(f"wrote {args.out}")
     if args.plot:
         plot_curve(reports, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _eval_as_trained(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
+    from .as_trained import average, evaluate_as_trained, format_as_trained
+    from .datasets import DATASET_NAMES, load_dataset
+    from .evaluation import write_json
+
+    names: list[str] = []
+    for name in args.dataset:
+        names.extend(DATASET_NAMES if name == "all" else [name])
+    unknown = [n for n in names if n not in DATASET_NAMES]
+    if unknown:
+        raise InvalidInput(f"--as-trained needs a dataset with a test split ({', '.join(DATASET_NAMES)}); "
+                           f"not {', '.join(unknown)} (`faq train` prints a knowledge base's estimate)")
+    if args.draws < 1:
+        raise InvalidInput(f"--draws must be >= 1, got {args.draws}")
+    params = {**({"linear": args.linear} if args.linear else {}), **_embedding_params(args)} or None
+    reports = []
+    for name in dict.fromkeys(names):
+        progress(f"loading {name}")
+        dataset = load_dataset(name, args.datasets_dir)
+        for draw in range(args.draws if args.unknown_intents else 1):
+            reports.append(evaluate_as_trained(
+                dataset, unknown_intents=args.unknown_intents, draw=draw,
+                target_precision=args.target_precision, unknown_share=args.unknown_share,
+                params=params, progress=progress))
+    print()
+    print(format_as_trained(reports))
+    print(
+        "\nest = what `faq train` prints, from the training split alone (split-half estimate); test = "
+        "measured on the test split. prec = precision of the bot's answers (an answer to an unknown "
+        "intent's or out-of-scope sentence is wrong); cov = share of known in-scope questions answered; "
+        f"unk = share of unknown intents' questions answered (est: simulated, {args.unknown_share:.0%} of "
+        "traffic assumed); oos@t = out-of-scope answered; ECE on test, known intents."
+    )
+    if args.out:
+        summary = {n: average([r for r in reports if r["dataset"] == n]) for n in dict.fromkeys(names)}
+        write_json({"reports": reports, "mean": summary}, args.out)
+        print(f"wrote {args.out}")
+    if args.plot:
+        from .calibration import plot_reliability
+
+        plot_reliability(reports, args.plot)
         print(f"wrote {args.plot}")
     return 0
 
@@ -239,6 +289,17 @@ def register(subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     ev.add_argument("--workers", type=int, default=_default_workers(),
                     help="processes for the named datasets' model fits and sentence embeddings "
                          "(default: the CPUs available, here %(default)s; 1 = all in this process)")
+    ev.add_argument("--as-trained", action="store_true",
+                    help="choose thresholds as `faq train` does, from the training split alone, and show "
+                         "its estimate next to the test measurement (--plot then draws reliability diagrams)")
+    ev.add_argument("--unknown-intents", type=int, default=0, metavar="N",
+                    help="with --as-trained: leave N intents out of training; their test sentences must be "
+                         "handed off (questions no intent covers)")
+    ev.add_argument("--draws", type=int, default=1,
+                    help="with --unknown-intents: this many seeded draws of the intents left out (0, 1, ...)")
+    ev.add_argument("--unknown-share", type=float, default=0.2,
+                    help="with --as-trained: share of traffic `faq train` assumes to be questions no intent "
+                         "covers (default 0.2)")
     ev.add_argument("--out", type=Path, help="write the full report as JSON")
     ev.add_argument("--plot", type=Path, help="write the precision/coverage curve as PNG")
     ev.set_defaults(func=main_eval)

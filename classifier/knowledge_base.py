@@ -23,6 +23,8 @@ from tierdesk.errors import InvalidInput, KnowledgeBaseError, NotFound
 
 from .text import normalize
 
+# Fewer examples than this are accepted with a warning: such an intent gets
+# the global threshold and is flagged in the training report.
 MIN_EXAMPLES = 3
 DEFAULT_SKILL = "general"
 
@@ -50,6 +52,8 @@ class KnowledgeBase:
     intents: tuple[Intent, ...]
     default_skill: str = DEFAULT_SKILL
     source_files: tuple[str, ...] = ()
+    # What loading accepted but an editor should fix (file:line: ...).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
     _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -109,7 +113,7 @@ class KnowledgeBase:
             raise InvalidInput("an FAQ answer must be a non-empty string")
         new = replace(intent, answer=text)
         intents = tuple(new if i.id == intent_id else i for i in self.intents)
-        return KnowledgeBase(intents, self.default_skill, self.source_files)
+        return KnowledgeBase(intents, self.default_skill, self.source_files, self.warnings)
 
 
 def load_knowledge_base(path: str | Path) -> KnowledgeBase:
@@ -124,11 +128,13 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
         raise KnowledgeBaseError("no such file or directory", file=str(path))
 
     intents: list[Intent] = []
+    warnings: list[str] = []
     seen_ids: dict[str, str] = {}
     seen_examples: dict[str, tuple[str, str]] = {}
     default_skill: tuple[str, str] | None = None
     for file in files:
         parsed = _FileParser(str(file)).parse()
+        warnings.extend(parsed.warnings)
         if parsed.default_skill is not None:
             skill, where = parsed.default_skill
             if default_skill is not None and default_skill[0] != skill:
@@ -150,8 +156,8 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
                     other_id, other_where = seen_examples[key]
                     raise _error_at(
                         ex_where,
-                        f"example {example!r} is already listed under intent {other_id!r} "
-                        f"at {other_where}",
+                        f"example {example!r} of intent {intent.id!r} is already listed under "
+                        f"intent {other_id!r} at {other_where}",
                     )
                 seen_examples[key] = (intent.id, ex_where)
             intents.append(intent)
@@ -161,6 +167,7 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
         tuple(intents),
         default_skill[0] if default_skill else DEFAULT_SKILL,
         tuple(str(f) for f in files),
+        tuple(warnings),
     )
 
 
@@ -173,12 +180,14 @@ def _error_at(where: str, message: str) -> KnowledgeBaseError:
 class _ParsedFile:
     default_skill: tuple[str, str] | None
     intents: list[tuple[Intent, str, list[str]]]
+    warnings: list[str]
 
 
 class _FileParser:
     def __init__(self, file: str) -> None:
         self.file = file
         self._constructor = SafeConstructor()
+        self.warnings: list[str] = []
 
     def error(self, node: Node | None, message: str) -> KnowledgeBaseError:
         line = node.start_mark.line + 1 if node is not None else None
@@ -219,7 +228,7 @@ class _FileParser:
             if not isinstance(seq, SequenceNode):
                 raise self.error(seq, "intents must be a list")
             intents = [self.intent(item) for item in seq.value]
-        return _ParsedFile(default_skill, intents)
+        return _ParsedFile(default_skill, intents, self.warnings)
 
     def mapping(self, node: Node, what: str, allowed: set[str]) -> dict[str, tuple[Node, Node]]:
         if not isinstance(node, MappingNode):
@@ -278,24 +287,29 @@ class _FileParser:
             raise self.error(node, f"{what}: needs_human and out_of_scope exclude each other")
 
         if "examples" not in fields:
-            raise self.error(node, f"{what} has no examples (at least {MIN_EXAMPLES} needed)")
+            raise self.error(node, f"{what} has no examples")
         ex_node = fields["examples"][1]
         if not isinstance(ex_node, SequenceNode):
             raise self.error(ex_node, f"{what}: examples must be a list of strings")
         examples: list[str] = []
         marks: list[str] = []
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for item in ex_node.value:
             text = self.string(item, f"{what}: each example")
             key = normalize(text)
             if key in seen:
-                raise self.error(item, f"{what}: duplicate example {text!r}")
-            seen.add(key)
+                self.warnings.append(f"{self.where(item)}: {what}: duplicate example {text!r} "
+                                     f"(first at {seen[key]}), dropped")
+                continue
+            seen[key] = self.where(item)
             examples.append(text)
             marks.append(self.where(item))
+        if not examples:
+            raise self.error(ex_node, f"{what} has no examples")
         if len(examples) < MIN_EXAMPLES:
-            raise self.error(
-                ex_node, f"{what} has {len(examples)} examples; at least {MIN_EXAMPLES} needed"
+            self.warnings.append(
+                f"{self.where(ex_node)}: {what} has {len(examples)} example(s); with fewer than "
+                f"{MIN_EXAMPLES} it uses the global threshold and its held-out figures mean little"
             )
 
         answer = None
