@@ -31,7 +31,8 @@ def _default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def main_train(args: argparse.Namespace) -> int:
+def main_train(args: argparse.Namespace, extra: tuple[list[str], list[str]] | None = None) -> int:
+    """``extra``: more (texts, intent ids) to train on, e.g. labelled traffic."""
     from tierdesk.progress import Progress
 
     from .training import train_and_save
@@ -45,6 +46,8 @@ def main_train(args: argparse.Namespace) -> int:
             progress=progress,
             target_precision=args.target_precision,
             params=_embedding_params(args),
+            unknown_share=args.unknown_share,
+            extra=extra,
         )
     state = "active" if not args.no_activate else "not activated"
     print(f"model {version} saved in {args.models_dir} ({state})")
@@ -83,6 +86,8 @@ def main_eval(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
     from .datasets import DATASET_NAMES, load_dataset
 
+    if not args.dataset:
+        raise InvalidInput("--dataset is required (or, with tierdesk's CLI, --traffic DAYS)")
     if args.unknown_intents or args.draws != 1:
         args.as_trained = True
     if args.as_trained:
@@ -257,6 +262,9 @@ def register(subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     train.add_argument("--target-precision", type=float, default=0.97,
                        help="precision the bot's answers should reach: the confidence threshold is chosen "
                             "for it (higher: fewer, surer answers; more handoffs)")
+    train.add_argument("--unknown-share", type=float, default=0.2,
+                       help="share of traffic assumed to be questions no intent covers, simulated by leaving "
+                            "intents out of training (default 0.2; 0: not simulated)")
     train.add_argument("--version", help="version name (default: next vNNNN)")
     train.add_argument("--no-activate", action="store_true", help="save without activating")
     _add_embedding_options(train)
@@ -268,7 +276,6 @@ def register(subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     ev.add_argument(
         "--dataset",
         action="append",
-        required=True,
         help="clinc150, banking77, smp2017, all, or a knowledge base path (repeatable)",
     )
     ev.add_argument("--datasets-dir", type=Path, default=None,

@@ -196,6 +196,63 @@ def _faq_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labelled_traffic(days: float):  # type: ignore[no-untyped-def]
+    import time
+
+    from storage.faq import FaqRepository
+
+    async def work(engines):  # type: ignore[no-untyped-def]
+        return await FaqRepository(engines).labelled_traffic(time.time() - days * 86400)
+
+    return asyncio.run(_with_engines(work))
+
+
+def _faq_train(args: argparse.Namespace) -> int:
+    """`faq train`, with --traffic: agents' labels of stored questions as more examples."""
+    from classifier.cli import main_train
+
+    if args.traffic is None:
+        return main_train(args)
+    from classifier.knowledge_base import load_knowledge_base
+    from classifier.traffic import training_examples
+
+    if not 0 < args.traffic <= 366:
+        raise InvalidInput("--traffic must be a number of days in (0, 366]")
+    texts, labels, warnings = training_examples(_labelled_traffic(args.traffic), load_knowledge_base(args.kb))
+    print(f"labelled traffic of the last {args.traffic:g} days: {len(texts)} questions to train on")
+    for warning in warnings:
+        print(f"warning: {warning}")
+    return main_train(args, extra=(texts, labels))
+
+
+def _faq_eval(args: argparse.Namespace) -> int:
+    """`faq eval`, with --traffic: the active model (or --version) on labelled stored traffic."""
+    from classifier.cli import main_eval
+
+    if args.traffic is None:
+        return main_eval(args)
+    import json
+
+    from classifier.traffic import format_traffic, score_on_traffic
+    from tierdesk.models import LiveModel
+
+    if args.dataset:
+        raise InvalidInput("--traffic measures on stored traffic; leave out --dataset")
+    if not 0 < args.traffic <= 366:
+        raise InvalidInput("--traffic must be a number of days in (0, 366]")
+    settings = Settings.from_env()
+    items = _labelled_traffic(args.traffic)
+
+    model = LiveModel(settings.models_dir, settings.knowledge_base).load_version(args.version)
+    report = score_on_traffic(model, items)
+    print(format_traffic(report, args.traffic))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _faq_shadow(args: argparse.Namespace) -> int:
     import json
     import time
@@ -307,6 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
     from classifier.cli import register
 
     faq = register(sub, formatter_class=HelpFormatter)
+    faq_train, faq_eval = faq.choices["train"], faq.choices["eval"]
+    faq_train.add_argument("--traffic", type=float, metavar="DAYS", default=None,
+                           help="also train on the customer questions of the last DAYS days that agents "
+                                "labelled (PUT /v1/faq/labels/{message_id}); reads the database")
+    faq_train.set_defaults(func=_faq_train)
+    faq_eval.add_argument("--traffic", type=float, metavar="DAYS", default=None,
+                          help="instead of a dataset: precision and coverage of the active model (or "
+                               "--version) on the labelled customer questions of the last DAYS days")
+    faq_eval.add_argument("--version", default=None, help="with --traffic: the model version to measure")
+    faq_eval.set_defaults(func=_faq_eval)
     misses = _command(faq, "misses", "questions the bot missed, clustered, biggest first", (
         "A miss is a question the bot was not confident enough to answer, an answer the customer\n"
         "rated down, or an answer after which the customer asked for a person."))
