@@ -185,14 +185,18 @@ def _faq_suggest(args: argparse.Namespace) -> int:
     import time
 
     from storage.faq import FaqRepository
+    from classifier.text import normalize
     from tierdesk.faq_traffic import known_examples, missed_clusters, suggestion_yaml
 
     async def work(engines):  # type: ignore[no-untyped-def]
-        return await missed_clusters(FaqRepository(engines), time.time() - args.days * 86400)
+        since = time.time() - args.days * 86400
+        repo = FaqRepository(engines)
+        return await missed_clusters(repo, since), await repo.labels(since)
 
-    misses, clusters = asyncio.run(_with_engines(work))
+    (misses, clusters), labels = asyncio.run(_with_engines(work))
+    labelled = {normalize(x.text): x.intent for x in labels if x.intent is not None}
     print(suggestion_yaml(clusters, min_size=args.min_size, top=args.top, misses=len(misses), days=args.days,
-                          known=known_examples(Settings.from_env().knowledge_base)), end="")
+                          known=known_examples(Settings.from_env().knowledge_base), labelled=labelled), end="")
     return 0
 
 
@@ -380,9 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     misses.add_argument("--days", type=float, default=7.0, help="look back this many days")
     misses.set_defaults(func=_faq_misses)
     suggest = _command(faq, "suggest", "draft knowledge-base entries from the biggest miss clusters", (
-        "Prints YAML to review and paste into the knowledge base. Clusters too small, too short to be\n"
-        "a question (\"hi\"), or made of an existing intent's own examples (its answer is what needs\n"
-        "work) are not drafted; the output says which and why."))
+        "Prints YAML to review and paste into the knowledge base. Only clusters of handed-off questions\n"
+        "are drafted: not those too small, too short to be a question (\"hi\"), made of an existing\n"
+        "intent's own examples or labelled by agents as one (that intent covers them), or answered by the\n"
+        "bot and rejected (its answer is what needs work); the output says which and why."))
     suggest.add_argument("--days", type=float, default=7.0, help="look back this many days")
     suggest.add_argument("--min-size", type=int, default=2, help="draft only clusters of at least this many questions")
     suggest.add_argument("--top", type=int, default=10, help="draft at most this many entries")
