@@ -31,7 +31,8 @@ def _default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def main_train(args: argparse.Namespace) -> int:
+def main_train(args: argparse.Namespace, extra: tuple[list[str], list[str]] | None = None) -> int:
+    """``extra``: more (texts, intent ids) to train on, e.g. labelled traffic."""
     from tierdesk.progress import Progress
 
     from .training import train_and_save
@@ -45,6 +46,8 @@ def main_train(args: argparse.Namespace) -> int:
             progress=progress,
             target_precision=args.target_precision,
             params=_embedding_params(args),
+            unknown_share=args.unknown_share,
+            extra=extra,
         )
     state = "active" if not args.no_activate else "not activated"
     print(f"model {version} saved in {args.models_dir} ({state})")
@@ -82,6 +85,13 @@ def main_eval(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
     from .datasets import DATASET_NAMES, load_dataset
+
+    if not args.dataset:
+        raise InvalidInput("--dataset is required (or, with tierdesk's CLI, --traffic DAYS)")
+    if args.unknown_intents or args.draws != 1:
+        args.as_trained = True
+    if args.as_trained:
+        return _eval_as_trained(args, progress)
     from .evaluation import evaluate, evaluate_datasets, format_table, plot_curve, write_json
 
     names: list[str] = []
@@ -120,6 +130,51 @@ def _eval(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
         print(f"wrote {args.out}")
     if args.plot:
         plot_curve(reports, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _eval_as_trained(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
+    from .as_trained import average, evaluate_as_trained, format_as_trained
+    from .datasets import DATASET_NAMES, load_dataset
+    from .evaluation import write_json
+
+    names: list[str] = []
+    for name in args.dataset:
+        names.extend(DATASET_NAMES if name == "all" else [name])
+    unknown = [n for n in names if n not in DATASET_NAMES]
+    if unknown:
+        raise InvalidInput(f"--as-trained needs a dataset with a test split ({', '.join(DATASET_NAMES)}); "
+                           f"not {', '.join(unknown)} (`faq train` prints a knowledge base's estimate)")
+    if args.draws < 1:
+        raise InvalidInput(f"--draws must be >= 1, got {args.draws}")
+    params = {**({"linear": args.linear} if args.linear else {}), **_embedding_params(args)} or None
+    reports = []
+    for name in dict.fromkeys(names):
+        progress(f"loading {name}")
+        dataset = load_dataset(name, args.datasets_dir)
+        for draw in range(args.draws if args.unknown_intents else 1):
+            reports.append(evaluate_as_trained(
+                dataset, unknown_intents=args.unknown_intents, draw=draw,
+                target_precision=args.target_precision, unknown_share=args.unknown_share,
+                params=params, progress=progress))
+    print()
+    print(format_as_trained(reports))
+    print(
+        "\nest = what `faq train` prints, from the training split alone (split-half estimate); test = "
+        "measured on the test split. prec = precision of the bot's answers (an answer to an unknown "
+        "intent's or out-of-scope sentence is wrong); cov = share of known in-scope questions answered; "
+        f"unk = share of unknown intents' questions answered (est: simulated, {args.unknown_share:.0%} of "
+        "traffic assumed); oos@t = out-of-scope answered; ECE on test, known intents."
+    )
+    if args.out:
+        summary = {n: average([r for r in reports if r["dataset"] == n]) for n in dict.fromkeys(names)}
+        write_json({"reports": reports, "mean": summary}, args.out)
+        print(f"wrote {args.out}")
+    if args.plot:
+        from .calibration import plot_reliability
+
+        plot_reliability(reports, args.plot)
         print(f"wrote {args.plot}")
     return 0
 
@@ -207,6 +262,9 @@ def register(subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     train.add_argument("--target-precision", type=float, default=0.97,
                        help="precision the bot's answers should reach: the confidence threshold is chosen "
                             "for it (higher: fewer, surer answers; more handoffs)")
+    train.add_argument("--unknown-share", type=float, default=0.2,
+                       help="share of traffic assumed to be questions no intent covers, simulated by leaving "
+                            "intents out of training (default 0.2; 0: not simulated)")
     train.add_argument("--version", help="version name (default: next vNNNN)")
     train.add_argument("--no-activate", action="store_true", help="save without activating")
     _add_embedding_options(train)
@@ -218,7 +276,6 @@ def register(subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     ev.add_argument(
         "--dataset",
         action="append",
-        required=True,
         help="clinc150, banking77, smp2017, all, or a knowledge base path (repeatable)",
     )
     ev.add_argument("--datasets-dir", type=Path, default=None,
@@ -239,6 +296,17 @@ def register(subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     ev.add_argument("--workers", type=int, default=_default_workers(),
                     help="processes for the named datasets' model fits and sentence embeddings "
                          "(default: the CPUs available, here %(default)s; 1 = all in this process)")
+    ev.add_argument("--as-trained", action="store_true",
+                    help="choose thresholds as `faq train` does, from the training split alone, and show "
+                         "its estimate next to the test measurement (--plot then draws reliability diagrams)")
+    ev.add_argument("--unknown-intents", type=int, default=0, metavar="N",
+                    help="with --as-trained: leave N intents out of training; their test sentences must be "
+                         "handed off (questions no intent covers)")
+    ev.add_argument("--draws", type=int, default=1,
+                    help="with --unknown-intents: this many seeded draws of the intents left out (0, 1, ...)")
+    ev.add_argument("--unknown-share", type=float, default=0.2,
+                    help="with --as-trained: share of traffic `faq train` assumes to be questions no intent "
+                         "covers (default 0.2)")
     ev.add_argument("--out", type=Path, help="write the full report as JSON")
     ev.add_argument("--plot", type=Path, help="write the precision/coverage curve as PNG")
     ev.set_defaults(func=main_eval)

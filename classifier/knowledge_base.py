@@ -25,6 +25,8 @@ from .errors import KnowledgeBaseError
 from .language import InvalidLanguage, language_tag
 from .text import normalize
 
+# Fewer examples than this are accepted with a warning: such an intent gets
+# the global threshold and is flagged in the training report.
 MIN_EXAMPLES = 3
 DEFAULT_SKILL = "general"
 DEFAULT_LANGUAGE = "en"
@@ -67,6 +69,8 @@ class KnowledgeBase:
     default_skill: str = DEFAULT_SKILL
     source_files: tuple[str, ...] = ()
     default_language: str = DEFAULT_LANGUAGE
+    # What loading accepted but an editor should fix (file:line: ...).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
     _by_id: dict[str, Intent] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -142,7 +146,7 @@ class KnowledgeBase:
         else:
             new = replace(intent, translations=tuple(sorted({**dict(intent.translations), language: text}.items())))
         intents = tuple(new if i.id == intent_id else i for i in self.intents)
-        return KnowledgeBase(intents, self.default_skill, self.source_files, self.default_language)
+        return KnowledgeBase(intents, self.default_skill, self.source_files, self.default_language, self.warnings)
 
 
 def load_knowledge_base(path: str | Path) -> KnowledgeBase:
@@ -157,6 +161,7 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
         raise KnowledgeBaseError("no such file or directory", file=str(path))
 
     intents: list[Intent] = []
+    warnings: list[str] = []
     seen_ids: dict[str, str] = {}
     seen_examples: dict[str, tuple[str, str]] = {}
     default_skill: tuple[str, str] | None = None
@@ -174,6 +179,7 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
                 )
             default_language = (language, where)
         answers.update(parsed.answers)
+        warnings.extend(parsed.warnings)
         if parsed.default_skill is not None:
             skill, where = parsed.default_skill
             if default_skill is not None and default_skill[0] != skill:
@@ -195,8 +201,8 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
                     other_id, other_where = seen_examples[key]
                     raise _error_at(
                         ex_where,
-                        f"example {example!r} is already listed under intent {other_id!r} "
-                        f"at {other_where}",
+                        f"example {example!r} of intent {intent.id!r} is already listed under "
+                        f"intent {other_id!r} at {other_where}",
                     )
                 seen_examples[key] = (intent.id, ex_where)
             intents.append(intent)
@@ -208,6 +214,7 @@ def load_knowledge_base(path: str | Path) -> KnowledgeBase:
         default_skill[0] if default_skill else DEFAULT_SKILL,
         tuple(str(f) for f in files),
         language,
+        tuple(warnings),
     )
 
 
@@ -222,6 +229,7 @@ class _ParsedFile:
     intents: list[tuple[Intent, str, list[str]]]
     default_language: tuple[str, str] | None = None
     answers: dict[str, tuple[dict[str | None, str], str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _in_languages(intent: Intent, written: tuple[dict[str | None, str], str] | None, default: str) -> Intent:
@@ -247,6 +255,7 @@ class _FileParser:
         self._constructor = SafeConstructor()
         # Answers by intent as written, with where: see _in_languages.
         self.languages: dict[str, tuple[dict[str | None, str], str]] = {}
+        self.warnings: list[str] = []
 
     def error(self, node: Node | None, message: str) -> KnowledgeBaseError:
         line = node.start_mark.line + 1 if node is not None else None
@@ -294,7 +303,7 @@ class _FileParser:
             if not isinstance(seq, SequenceNode):
                 raise self.error(seq, "intents must be a list")
             intents = [self.intent(item) for item in seq.value]
-        return _ParsedFile(default_skill, intents, default_language, self.languages)
+        return _ParsedFile(default_skill, intents, default_language, self.languages, self.warnings)
 
     def mapping(self, node: Node, what: str, allowed: set[str]) -> dict[str, tuple[Node, Node]]:
         if not isinstance(node, MappingNode):
@@ -375,24 +384,29 @@ class _FileParser:
             raise self.error(node, f"{what}: needs_human and out_of_scope exclude each other")
 
         if "examples" not in fields:
-            raise self.error(node, f"{what} has no examples (at least {MIN_EXAMPLES} needed)")
+            raise self.error(node, f"{what} has no examples")
         ex_node = fields["examples"][1]
         if not isinstance(ex_node, SequenceNode):
             raise self.error(ex_node, f"{what}: examples must be a list of strings")
         examples: list[str] = []
         marks: list[str] = []
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for item in ex_node.value:
             text = self.string(item, f"{what}: each example")
             key = normalize(text)
             if key in seen:
-                raise self.error(item, f"{what}: duplicate example {text!r}")
-            seen.add(key)
+                self.warnings.append(f"{self.where(item)}: {what}: duplicate example {text!r} "
+                                     f"(first at {seen[key]}), dropped")
+                continue
+            seen[key] = self.where(item)
             examples.append(text)
             marks.append(self.where(item))
+        if not examples:
+            raise self.error(ex_node, f"{what} has no examples")
         if len(examples) < MIN_EXAMPLES:
-            raise self.error(
-                ex_node, f"{what} has {len(examples)} examples; at least {MIN_EXAMPLES} needed"
+            self.warnings.append(
+                f"{self.where(ex_node)}: {what} has {len(examples)} example(s); with fewer than "
+                f"{MIN_EXAMPLES} it uses the global threshold and its held-out figures mean little"
             )
 
         answers: dict[str | None, str] = {}

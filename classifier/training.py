@@ -23,7 +23,9 @@ import numpy as np
 from router.errors import InvalidInput
 
 from .fast import CompiledClassifier
-from .knowledge_base import KnowledgeBase, load_knowledge_base
+from .calibration import calibration_report
+from .estimate import DEFAULT_UNKNOWN_SHARE, HeldOut, describe, split_half_estimate
+from .knowledge_base import MIN_EXAMPLES, KnowledgeBase, load_knowledge_base
 from .model import IntentClassifier
 from .thresholds import (
     DEFAULT_TARGET_PRECISION,
@@ -40,6 +42,9 @@ Progress = Callable[[str], None]
 CV_BELOW_EXAMPLES = 2000
 MIN_VALIDATION_PER_INTENT = 3
 MAX_FOLDS = 5
+# Intents are left out of training in this many groups to simulate questions
+# no intent covers: a quarter of the topics unknown at a time.
+UNKNOWN_GROUPS = 4
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,15 @@ def _noop(_: str) -> None:
     pass
 
 
+def _split_groups(labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of examples that can be held out, and of those that always
+    train: an intent with fewer than MIN_EXAMPLES examples has too few to
+    spare one for validation in a single split."""
+    counts = Counter(labels)
+    small = np.array([counts[y] < MIN_EXAMPLES for y in labels], dtype=bool)
+    return np.flatnonzero(~small), np.flatnonzero(small)
+
+
 def heldout_predictions(
     texts: list[str],
     labels: list[str],
@@ -65,29 +79,41 @@ def heldout_predictions(
     progress: Progress = _noop,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(true labels, predicted labels, confidences, method) for held-out examples."""
+    import warnings
+
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     y = np.asarray(labels, dtype=object)
-    smallest = min(Counter(labels).values())
+    counts = Counter(labels)
+    regular = [n for n in counts.values() if n >= MIN_EXAMPLES]
+    smallest = min(regular) if regular else min(counts.values())
     per_intent_val = int(smallest * validation_fraction)
     if len(texts) >= CV_BELOW_EXAMPLES and per_intent_val >= MIN_VALIDATION_PER_INTENT:
+        splittable, always_train = _split_groups(labels)
         idx_train, idx_val = train_test_split(
-            np.arange(len(texts)),
+            splittable,
             test_size=validation_fraction,
-            stratify=y,
+            stratify=y[splittable],
             random_state=random_state,
         )
+        idx_train = np.concatenate([idx_train, always_train])
         progress(f"validation split: {len(idx_train)} train / {len(idx_val)} held out")
         model = IntentClassifier(**params).fit([texts[i] for i in idx_train], y[idx_train])
         probs = model.predict_proba([texts[i] for i in idx_val])
         return y[idx_val], model.classes_[probs.argmax(1)], probs.max(1), "split"
 
-    folds = min(MAX_FOLDS, smallest)
+    folds = max(2, min(MAX_FOLDS, smallest))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
     true = np.empty(len(texts), dtype=object)
     pred = np.empty(len(texts), dtype=object)
     conf = np.empty(len(texts), dtype=np.float64)
-    for k, (idx_train, idx_val) in enumerate(splitter.split(np.zeros(len(texts)), y), start=1):
+    with warnings.catch_warnings():
+        # An intent with one or two examples cannot be in every fold; when its
+        # only example is held out the model cannot know it, and the held-out
+        # prediction is rightly wrong.
+        warnings.filterwarnings("ignore", message="The least populated class")
+        split = list(splitter.split(np.zeros(len(texts)), y))
+    for k, (idx_train, idx_val) in enumerate(split, start=1):
         progress(f"cross-validation fold {k}/{folds}")
         model = IntentClassifier(**params).fit([texts[i] for i in idx_train], y[idx_train])
         probs = model.predict_proba([texts[i] for i in idx_val])
@@ -95,6 +121,52 @@ def heldout_predictions(
         pred[idx_val] = model.classes_[probs.argmax(1)]
         conf[idx_val] = probs.max(1)
     return true, pred, conf, f"{folds}-fold cross-validation"
+
+
+def unknown_intent_predictions(
+    texts: list[str],
+    labels: list[str],
+    *,
+    leavable: list[str],
+    groups: int = UNKNOWN_GROUPS,
+    random_state: int,
+    params: Mapping[str, Any],
+    progress: Progress = _noop,
+    train_fraction: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Predictions for questions no intent covers, on the knowledge base's
+    own topics: the ``leavable`` intents are dealt into ``groups``; a model
+    fitted without one group's intents predicts all of that group's
+    examples. Any answer to one of them is wrong. None when fewer than two
+    intents can be left out (a model needs two classes)."""
+    if len(leavable) < 2:
+        return None
+    rng = np.random.default_rng(random_state)
+    order = list(rng.permutation(sorted(leavable)))
+    groups = max(2, min(groups, len(order)))
+    y = np.asarray(labels, dtype=object)
+    # Large knowledge bases: fit on a stratified share only, as the held-out
+    # split does, so these fits cost what that one costs.
+    keep = np.ones(len(texts), dtype=bool)
+    if train_fraction < 1.0:
+        keep = rng.random(len(texts)) < train_fraction
+    true_parts, pred_parts, conf_parts = [], [], []
+    for k in range(groups):
+        left_out = set(order[k::groups])
+        out_mask = np.array([label in left_out for label in labels], dtype=bool)
+        fit_mask = ~out_mask & keep
+        if len(set(y[fit_mask])) < 2:
+            continue
+        progress(f"leaving intents out {k + 1}/{groups}: {len(left_out)} intents unknown to the model")
+        model = IntentClassifier(**params).fit([texts[i] for i in np.flatnonzero(fit_mask)], y[fit_mask])
+        idx = np.flatnonzero(out_mask)
+        probs = model.predict_proba([texts[i] for i in idx])
+        true_parts.append(y[idx])
+        pred_parts.append(model.classes_[probs.argmax(1)])
+        conf_parts.append(probs.max(1))
+    if not true_parts:
+        return None
+    return np.concatenate(true_parts), np.concatenate(pred_parts), np.concatenate(conf_parts)
 
 
 def train(
@@ -106,28 +178,43 @@ def train(
     progress: Progress | None = None,
     params: Mapping[str, Any] | None = None,
     min_intent_support: int = MIN_INTENT_SUPPORT,
+    unknown_share: float = DEFAULT_UNKNOWN_SHARE,
+    extra: tuple[list[str], list[str]] | None = None,
 ) -> TrainedModel:
+    """``unknown_share``: the share of traffic assumed to be on-topic
+    questions no intent covers (0 turns their simulation off). ``extra``:
+    more (texts, intent ids), e.g. labelled desk traffic, trained on and
+    held out like the knowledge base's examples."""
     progress = progress or _noop
     params = dict(params or {})
     if not 0.0 < target_precision <= 1.0:
         raise InvalidInput(f"target precision {target_precision} must be in (0, 1]")
     if not 0.0 < validation_fraction < 1.0:
         raise InvalidInput(f"validation fraction {validation_fraction} must be in (0, 1)")
+    if not 0.0 <= unknown_share < 1.0:
+        raise InvalidInput(f"unknown share {unknown_share} must be in [0, 1)")
     texts, labels = kb.training_data()
+    if extra is not None:
+        unknown_ids = sorted(set(extra[1]) - set(kb.intent_ids))
+        if unknown_ids:
+            raise InvalidInput(f"labelled traffic names intents the knowledge base lacks: {', '.join(unknown_ids)}")
+        texts, labels = texts + list(extra[0]), labels + list(extra[1])
     if len(set(labels)) < 2:
         raise InvalidInput("a knowledge base needs at least two intents to train a classifier")
     started = time.perf_counter()
     progress(f"training on {len(texts)} examples, {len(kb.intents)} intents")
+    for warning in kb.warnings:
+        progress(f"warning: {warning}")
+    args = (kb, texts, labels, target_precision, validation_fraction, random_state, progress, params,
+            min_intent_support, unknown_share, started)
     if params.get("embeddings"):
         from .embeddings import memoized
 
         progress("sentence embeddings on: loading the encoder")
         # Cross-validation folds and the final fit share each text's embedding.
         with memoized(True):
-            return _train(kb, texts, labels, target_precision, validation_fraction,
-                          random_state, progress, params, min_intent_support, started)
-    return _train(kb, texts, labels, target_precision, validation_fraction,
-                  random_state, progress, params, min_intent_support, started)
+            return _train(*args)
+    return _train(*args)
 
 
 def _train(
@@ -140,6 +227,7 @@ def _train(
     progress: Progress,
     params: dict[str, Any],
     min_intent_support: int,
+    unknown_share: float,
     started: float,
 ) -> TrainedModel:
 
@@ -152,13 +240,35 @@ def _train(
         progress=progress,
     )
     oos = [i.id for i in kb.intents if i.out_of_scope]
+    unknown = None
+    if unknown_share > 0:
+        unknown = unknown_intent_predictions(
+            texts, labels, leavable=[i.id for i in kb.intents if not i.out_of_scope],
+            random_state=random_state, params=params, progress=progress,
+            train_fraction=1.0 - validation_fraction if method == "split" else 1.0,
+        )
+    held = HeldOut.join((true, pred, conf), unknown)
+    small = [i.id for i in kb.intents if len(i.examples) < MIN_EXAMPLES]
+    needs_human = [i.id for i in kb.intents if i.needs_human]
+
+    def choose(part: HeldOut, weights: np.ndarray) -> Thresholds:
+        return select_thresholds(
+            part.pred, part.conf, part.true, target_precision=target_precision,
+            never_answered=oos, min_support=min_intent_support, weights=weights, global_only=small,
+            routing_only=needs_human,
+        )[0]
+
+    weights = held.weights(unknown_share)
     thresholds, details = select_thresholds(
-        pred,
-        conf,
-        true,
+        held.pred,
+        held.conf,
+        held.true,
         target_precision=target_precision,
         never_answered=oos,
         min_support=min_intent_support,
+        weights=weights,
+        global_only=small,
+        routing_only=needs_human,
     )
     global_info = details["global"]
     if not global_info["met"]:
@@ -170,49 +280,39 @@ def _train(
         f"thresholds: global {thresholds.global_threshold:.3f}, "
         f"{len(thresholds.per_intent)} intent-specific (target precision {target_precision:.0%})"
     )
+    estimate = split_half_estimate(
+        held, choose, never_answered=oos + needs_human, out_of_scope=oos,
+        unknown_share=unknown_share, seed=random_state,
+    )
+    for intent in small:
+        estimate["per_intent"].setdefault(intent, {})["flag"] = (
+            f"only {len(kb.get(intent).examples)} example(s): global threshold, estimate unreliable"
+        )
 
     progress("fitting final model on all examples")
     estimator = IntentClassifier(**params).fit(texts, labels)
     compiled = CompiledClassifier.from_fitted(estimator)
 
-    answered_by_intent = _answered_mask(pred, conf, thresholds, oos)
-    in_scope = np.array([t not in oos for t in true], dtype=bool)
-    n_answered = int(answered_by_intent.sum())
+    known = ~held.unknown
     evaluation = {
         "heldout_method": method,
-        "heldout_examples": int(len(true)),
+        "heldout_examples": int(known.sum()),
         "heldout_accuracy": float(np.mean(pred == true)),
-        "precision_at_thresholds": (
-            float(np.mean(pred[answered_by_intent] == true[answered_by_intent]))
-            if n_answered
-            else None
-        ),
-        "coverage_at_thresholds": float(
-            (answered_by_intent & in_scope).sum() / max(int(in_scope.sum()), 1)
-        ),
+        "precision_at_thresholds": estimate["precision"],
+        "coverage_at_thresholds": estimate["coverage"],
+        "estimate": estimate,
+        "calibration": calibration_report(conf, pred == true),
+        "warnings": list(kb.warnings),
+        "small_intents": small,
         "threshold_selection": details,
         "curve": precision_coverage_curve(pred, conf, true, out_of_scope=oos),
         "params": IntentClassifier(**params).get_params(),
         "train_seconds": round(time.perf_counter() - started, 2),
     }
-    progress(
-        f"held-out ({method}): accuracy {evaluation['heldout_accuracy']:.1%}, "
-        f"precision {_pct(evaluation['precision_at_thresholds'])}, "
-        f"coverage {evaluation['coverage_at_thresholds']:.1%} at the chosen thresholds"
-    )
+    progress(f"held-out ({method}): accuracy {evaluation['heldout_accuracy']:.1%}")
+    for line in describe(estimate, has_out_of_scope=bool(oos)):
+        progress(line)
     return TrainedModel(compiled, thresholds, evaluation, kb.content_hash(), estimator)
-
-
-def _answered_mask(
-    pred: np.ndarray, conf: np.ndarray, thresholds: Thresholds, oos: list[str]
-) -> np.ndarray:
-    limits = np.array([thresholds.for_intent(p) for p in pred], dtype=np.float64)
-    not_oos = np.array([p not in oos for p in pred], dtype=bool)
-    return not_oos & (conf >= limits)
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
 
 
 def train_and_save(

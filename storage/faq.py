@@ -1,4 +1,5 @@
-"""FAQ tuning data: live answer edits, and the questions the bot missed."""
+"""FAQ tuning data: live answer edits, the questions the bot missed, and
+what agents said customer questions were (labels)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,30 @@ class LabelledQuestion:
     outcome: str | None  # "answer" or a handoff reason
     intent: str | None  # what the live model predicted
     verdict: str | None  # "confirmed", a miss, or None (nobody said)
+
+
+@dataclass(frozen=True, slots=True)
+class FaqLabel:
+    message_id: str
+    text: str
+    intent: str | None  # the FAQ intent it asks; None: not an FAQ question
+    labelled_by: str
+    labelled_at: float
+    predicted: str | None  # what the live model made of it
+    outcome: str | None  # "answer" or a handoff reason
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficLabel:
+    """One customer question with what is known of its right answer: an
+    agent's label (``intent``, or None for "not an FAQ"), a bot answer the
+    customer confirmed (``intent``), or a bot answer the customer rejected
+    (``not_intent``: answering it with that intent is wrong)."""
+
+    text: str
+    intent: str | None
+    not_intent: str | None
+    source: str  # "label", "confirmed", or the miss ("thumbs_down", "asked_for_person")
 
 
 class FaqRepository:
@@ -84,3 +109,65 @@ class FaqRepository:
         async with self.engines.reading() as conn:
             rows = (await conn.execute(q)).all()
         return [LabelledQuestion(r.text, r.outcome, r.intent, r.verdict) for r in rows]
+
+    async def customer_message(self, message_id: str) -> tuple[str, str | None, str | None] | None:
+        """(text, predicted intent, outcome) of a customer message, or None."""
+        m = t.messages
+        q = select(m.c.text, m.c.intent, m.c.outcome).where(
+            m.c.id == message_id, m.c.sender == "customer", m.c.external_id.is_not(None))
+        async with self.engines.reading() as conn:
+            row = (await conn.execute(q)).first()
+        return None if row is None else (row.text, row.intent, row.outcome)
+
+    async def set_label(self, message_id: str, intent_id: str | None, labelled_by: str, now: float) -> None:
+        async with self.engines.writing() as conn:
+            await conn.execute(delete(t.faq_labels).where(t.faq_labels.c.message_id == message_id))
+            await conn.execute(t.faq_labels.insert().values(
+                message_id=message_id, intent_id=intent_id, labelled_by=labelled_by, labelled_at=now))
+
+    async def labels(self, since: float, limit: int = 5000) -> list[FaqLabel]:
+        """Labels given since ``since``, newest first."""
+        m, lab = t.messages, t.faq_labels
+        q = (
+            select(lab.c.message_id, m.c.text, lab.c.intent_id, lab.c.labelled_by, lab.c.labelled_at,
+                   m.c.intent, m.c.outcome)
+            .select_from(lab.join(m, m.c.id == lab.c.message_id))
+            .where(lab.c.labelled_at >= since)
+            .order_by(lab.c.labelled_at.desc(), lab.c.message_id)
+            .limit(limit)
+        )
+        async with self.engines.reading() as conn:
+            rows = (await conn.execute(q)).all()
+        return [FaqLabel(*row) for row in rows]
+
+    async def labelled_traffic(self, since: float, limit: int = 20000) -> list[TrafficLabel]:
+        """Customer questions since ``since`` whose right answer is known in
+        part: agents' labels first, then bot answers customers confirmed or
+        rejected (a message with a label is taken from the label only)."""
+        m, lab = t.messages, t.faq_labels
+        labelled = (
+            select(m.c.text, lab.c.intent_id)
+            .select_from(lab.join(m, m.c.id == lab.c.message_id))
+            .where(m.c.at >= since)
+            .order_by(m.c.at.desc())
+            .limit(limit)
+        )
+        judged = (
+            select(m.c.text, m.c.intent, m.c.verdict)
+            .select_from(m.outerjoin(lab, lab.c.message_id == m.c.id))
+            .where(m.c.at >= since, m.c.external_id.is_not(None), m.c.outcome == "answer",
+                   lab.c.message_id.is_(None),
+                   m.c.verdict.in_(("confirmed", *MISS_VERDICTS)))
+            .order_by(m.c.at.desc())
+            .limit(limit)
+        )
+        async with self.engines.reading() as conn:
+            rows = (await conn.execute(labelled)).all()
+            verdicts = (await conn.execute(judged)).all()
+        out = [TrafficLabel(r.text, r.intent_id, None, "label") for r in rows]
+        for r in verdicts:
+            if r.verdict == "confirmed":
+                out.append(TrafficLabel(r.text, r.intent, None, "confirmed"))
+            else:
+                out.append(TrafficLabel(r.text, None, r.intent, r.verdict))
+        return out

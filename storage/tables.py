@@ -248,6 +248,20 @@ metric_histograms = Table(
     Column("counts", LargeBinary, nullable=False),
 )
 
+faq_labels = Table(
+    "faq_labels",
+    metadata,
+    # What an agent or supervisor said a customer message was: an FAQ
+    # intent's question (intent_id), or no FAQ at all (intent_id NULL).
+    # Training and `faq eval --traffic` read them; one label a message, the
+    # latest wins.
+    Column("message_id", String(64), primary_key=True),
+    Column("intent_id", String(100)),
+    Column("labelled_by", String(64), nullable=False),
+    Column("labelled_at", Double, nullable=False),
+    Index("ix_faq_labels_labelled_at", "labelled_at"),
+)
+
 faq_answers = Table(
     "faq_answers",
     metadata,

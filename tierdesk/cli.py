@@ -189,14 +189,75 @@ def _faq_suggest(args: argparse.Namespace) -> int:
     import time
 
     from storage.faq import FaqRepository
+    from classifier.text import normalize
     from tierdesk.faq_traffic import known_examples, missed_clusters, suggestion_yaml
 
     async def work(engines):  # type: ignore[no-untyped-def]
-        return await missed_clusters(FaqRepository(engines), time.time() - args.days * 86400)
+        since = time.time() - args.days * 86400
+        repo = FaqRepository(engines)
+        return await missed_clusters(repo, since), await repo.labels(since)
 
-    misses, clusters = asyncio.run(_with_engines(work))
+    (misses, clusters), labels = asyncio.run(_with_engines(work))
+    labelled = {normalize(x.text): x.intent for x in labels if x.intent is not None}
     print(suggestion_yaml(clusters, min_size=args.min_size, top=args.top, misses=len(misses), days=args.days,
-                          known=known_examples(Settings.from_env().knowledge_base)), end="")
+                          known=known_examples(Settings.from_env().knowledge_base), labelled=labelled), end="")
+    return 0
+
+
+def _labelled_traffic(days: float):  # type: ignore[no-untyped-def]
+    import time
+
+    from storage.faq import FaqRepository
+
+    async def work(engines):  # type: ignore[no-untyped-def]
+        return await FaqRepository(engines).labelled_traffic(time.time() - days * 86400)
+
+    return asyncio.run(_with_engines(work))
+
+
+def _faq_train(args: argparse.Namespace) -> int:
+    """`faq train`, with --traffic: agents' labels of stored questions as more examples."""
+    from classifier.cli import main_train
+
+    if args.traffic is None:
+        return main_train(args)
+    from classifier.knowledge_base import load_knowledge_base
+    from classifier.traffic import training_examples
+
+    if not 0 < args.traffic <= 366:
+        raise InvalidInput("--traffic must be a number of days in (0, 366]")
+    texts, labels, warnings = training_examples(_labelled_traffic(args.traffic), load_knowledge_base(args.kb))
+    print(f"labelled traffic of the last {args.traffic:g} days: {len(texts)} questions to train on")
+    for warning in warnings:
+        print(f"warning: {warning}")
+    return main_train(args, extra=(texts, labels))
+
+
+def _faq_eval(args: argparse.Namespace) -> int:
+    """`faq eval`, with --traffic: the active model (or --version) on labelled stored traffic."""
+    from classifier.cli import main_eval
+
+    if args.traffic is None:
+        return main_eval(args)
+    import json
+
+    from classifier.traffic import format_traffic, score_on_traffic
+    from tierdesk.models import LiveModel
+
+    if args.dataset:
+        raise InvalidInput("--traffic measures on stored traffic; leave out --dataset")
+    if not 0 < args.traffic <= 366:
+        raise InvalidInput("--traffic must be a number of days in (0, 366]")
+    settings = Settings.from_env()
+    items = _labelled_traffic(args.traffic)
+
+    model = LiveModel(settings.models_dir, settings.knowledge_base).load_version(args.version)
+    report = score_on_traffic(model, items)
+    print(format_traffic(report, args.traffic))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -311,15 +372,26 @@ def build_parser() -> argparse.ArgumentParser:
     from classifier.cli import register
 
     faq = register(sub, formatter_class=HelpFormatter)
+    faq_train, faq_eval = faq.choices["train"], faq.choices["eval"]
+    faq_train.add_argument("--traffic", type=float, metavar="DAYS", default=None,
+                           help="also train on the customer questions of the last DAYS days that agents "
+                                "labelled (PUT /v1/faq/labels/{message_id}); reads the database")
+    faq_train.set_defaults(func=_faq_train)
+    faq_eval.add_argument("--traffic", type=float, metavar="DAYS", default=None,
+                          help="instead of a dataset: precision and coverage of the active model (or "
+                               "--version) on the labelled customer questions of the last DAYS days")
+    faq_eval.add_argument("--version", default=None, help="with --traffic: the model version to measure")
+    faq_eval.set_defaults(func=_faq_eval)
     misses = _command(faq, "misses", "questions the bot missed, clustered, biggest first", (
         "A miss is a question the bot was not confident enough to answer, an answer the customer\n"
         "rated down, or an answer after which the customer asked for a person."))
     misses.add_argument("--days", type=float, default=7.0, help="look back this many days")
     misses.set_defaults(func=_faq_misses)
     suggest = _command(faq, "suggest", "draft knowledge-base entries from the biggest miss clusters", (
-        "Prints YAML to review and paste into the knowledge base. Clusters too small, too short to be\n"
-        "a question (\"hi\"), or made of an existing intent's own examples (its answer is what needs\n"
-        "work) are not drafted; the output says which and why."))
+        "Prints YAML to review and paste into the knowledge base. Only clusters of handed-off questions\n"
+        "are drafted: not those too small, too short to be a question (\"hi\"), made of an existing\n"
+        "intent's own examples or labelled by agents as one (that intent covers them), or answered by the\n"
+        "bot and rejected (its answer is what needs work); the output says which and why."))
     suggest.add_argument("--days", type=float, default=7.0, help="look back this many days")
     suggest.add_argument("--min-size", type=int, default=2, help="draft only clusters of at least this many questions")
     suggest.add_argument("--top", type=int, default=10, help="draft at most this many entries")

@@ -51,13 +51,18 @@ def _too_short(text: str) -> bool:
 
 
 def suggestion_yaml(clusters: list[Cluster], *, min_size: int = 2, top: int = 10, misses: int | None = None,
-                    days: float | None = None, known: Mapping[str, str] | None = None) -> str:
+                    days: float | None = None, known: Mapping[str, str] | None = None,
+                    labelled: Mapping[str, str] | None = None) -> str:
     """Draft knowledge-base entries for the biggest clusters, to edit and
     paste, with a comment on every cluster that was not drafted and why.
     ``known``: the knowledge base's examples (``known_examples``): a cluster
     made of an existing intent's own examples is that intent's problem (its
-    answer, or its threshold), not a new intent."""
+    answer, or its threshold), not a new intent. ``labelled``: questions
+    agents labelled as an FAQ intent (normalised text -> intent): that intent
+    covers them already. Only clusters of handed-off questions are drafted:
+    a question the bot answered and the customer rejected has an intent."""
     known = known or {}
+    labelled = labelled or {}
     drafts: list[Cluster] = []
     notes: list[str] = []
     small = 0
@@ -70,6 +75,12 @@ def suggestion_yaml(clusters: list[Cluster], *, min_size: int = 2, top: int = 10
         elif covered:
             notes.append(f"{_questions(c.size)} like {c.representative!r}: already examples of intent "
                          f"{', '.join(covered)}; review its answer or threshold instead ({_reasons(c)})")
+        elif labels := sorted({labelled[normalize(e)] for e in c.examples if normalize(e) in labelled}):
+            notes.append(f"{_questions(c.size)} like {c.representative!r}: labelled by agents as intent "
+                         f"{', '.join(labels)}; train on them with `tierdesk faq train --traffic DAYS`")
+        elif "low_confidence" not in c.reasons:
+            notes.append(f"{_questions(c.size)} like {c.representative!r}: answered by the bot as "
+                         f"{c.top_intent or '-'} and rejected ({_reasons(c)}); review that intent's answer")
         elif len(drafts) < top:
             drafts.append(c)
         else:

@@ -104,6 +104,10 @@ ENDPOINTS: dict[str, Endpoint] = {
     "reset_faq_answer": Endpoint("DELETE", "/v1/faq/intents/reset_password/answer", frozenset({"admin"})),
     "reload_faq": Endpoint("POST", "/v1/faq/reload", frozenset({"admin"})),
     "list_faq_misses": Endpoint("GET", "/v1/faq/misses", frozenset({"admin", "supervisor"})),
+    "list_faq_labels": Endpoint("GET", "/v1/faq/labels", frozenset({"admin", "supervisor"})),
+    # no such message: 404 once past the authorization check
+    "put_faq_label": Endpoint("PUT", "/v1/faq/labels/msg_missing", frozenset({"admin", "supervisor", "agent"}),
+                              404, {"intent": None}),
     # the web chat widget: public to start, then the customer's session only
     "widget_channel": Endpoint("GET", "/v1/widget/channels/{widget_channel}", PUBLIC),
     "widget_session": Endpoint("POST", "/v1/widget/channels/{widget_channel}/sessions", PUBLIC, 201, {}),

@@ -664,6 +664,22 @@ async def test_faq_tuning_matches_the_document(aiohttp_client: Any, db_url: str,
     await c.call("GET", "/v1/faq/intents", channel, expect=403, code="forbidden")
     await c.call("POST", "/v1/faq/reload", supervisor, expect=403, code="forbidden")
 
+    # The handed-off question q4, labelled "not an FAQ" by the supervisor.
+    queue = await c.call("GET", "/v1/queue", supervisor, expect=200)
+    [conversation] = [w["conversation_id"] for w in queue["waiting"]]
+    detail = await c.call("GET", f"/v1/conversations/{conversation}", supervisor, expect=200)
+    [q4] = [m["id"] for m in detail["messages"] if m["sender"] == "customer"]
+    label = await c.call("PUT", f"/v1/faq/labels/{q4}", supervisor, expect=200, json_body={"intent": None})
+    assert label["intent"] is None and label["outcome"] == "low_confidence"
+    await c.call("PUT", f"/v1/faq/labels/{q4}", supervisor, expect=422, code="validation_failed",
+                 json_body={"intent": "talk_to_human"})
+    await c.call("PUT", "/v1/faq/labels/msg_none", supervisor, expect=404, code="not_found",
+                 json_body={"intent": "reset_password"})
+    labels = await c.call("GET", "/v1/faq/labels", supervisor, expect=200, params={"days": "1"})
+    assert [x["message_id"] for x in labels["labels"]] == [q4]
+    await c.call("GET", "/v1/faq/labels", admin, expect=422, code="validation_failed", params={"days": "0"},
+                 request_valid=False)
+
     faq_ops = {op for op in spec_operations() if op[1].startswith("/v1/faq/")}
     succeeded = {(m, t) for m, t, status in c.exercised if status < 300}
     assert faq_ops <= succeeded, f"never exercised successfully: {sorted(faq_ops - succeeded)}"

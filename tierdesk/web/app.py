@@ -572,6 +572,8 @@ def _routes(app: web.Application) -> None:
     r.add_delete("/v1/faq/intents/{intent_id}/answer", faq.reset_intent_answer)
     r.add_post("/v1/faq/reload", faq.reload_knowledge_base)
     r.add_get("/v1/faq/misses", faq.list_misses)
+    r.add_get("/v1/faq/labels", faq.list_labels)
+    r.add_put("/v1/faq/labels/{message_id}", faq.put_label)
     r.add_get("/healthz", h.healthz)
     r.add_get("/readyz", h.readyz)
     r.add_get("/metrics", h.prometheus)

@@ -1,4 +1,5 @@
-"""FAQ tuning over HTTP: model versions, live answer edits, bot misses."""
+"""FAQ tuning over HTTP: model versions, live answer edits, bot misses,
+labels of customer questions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from aiohttp import web
 
 from tierdesk.faq_traffic import missed_clusters, shadow_run
 from router.model import Role
-from tierdesk.errors import InvalidInput
+from tierdesk.errors import InvalidInput, NotFound
 
 from . import keys
 from . import schemas as s
@@ -124,3 +125,45 @@ async def shadow_model(request: web.Request) -> web.Response:
     since = request.app[keys.CLOCK].now() - days * 86400
     report = await shadow_run(request.app[keys.MODEL], request.app[keys.FAQ], request.match_info["version"], since)
     return json(report)
+
+
+def _label_view(label) -> dict:  # type: ignore[no-untyped-def]
+    return {"message_id": label.message_id, "text": label.text, "intent": label.intent,
+            "labelled_by": label.labelled_by, "labelled_at": iso(label.labelled_at),
+            "predicted": label.predicted, "outcome": label.outcome}
+
+
+async def put_label(request: web.Request) -> web.Response:
+    """An agent or supervisor says what a customer question was: one of the
+    knowledge base's FAQ intents, or (intent null) no FAQ at all."""
+    principal = await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR, Role.AGENT)
+    body = s.decode(await request.read(), s.FaqLabelPut)
+    message_id = request.match_info["message_id"]
+    if body.intent is not None:
+        intent = request.app[keys.MODEL].model.kb.get(body.intent)
+        if intent is None or not intent.is_faq:
+            raise InvalidInput(f"{body.intent!r} is not an FAQ intent of the knowledge base "
+                               "(GET /v1/faq/intents lists them); use null for \"not an FAQ\"",
+                               code="validation_failed")
+    repo = request.app[keys.FAQ]
+    if await repo.customer_message(message_id) is None:
+        raise NotFound(f"no customer message {message_id!r}")
+    now = request.app[keys.CLOCK].now()
+    await repo.set_label(message_id, body.intent, principal.subject_id or principal.role.value, now)
+    [label] = [x for x in await repo.labels(now, limit=5000) if x.message_id == message_id]
+    return json(_label_view(label))
+
+
+async def list_labels(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    only_params(request, "days", "limit")
+    try:
+        days = float(request.query.get("days", "30"))
+        limit = int(request.query.get("limit", "1000"))
+    except ValueError:
+        raise InvalidInput("days and limit must be numbers", code="validation_failed") from None
+    if not (0 < days <= 366) or not (1 <= limit <= 5000):
+        raise InvalidInput("days must be in (0, 366] and limit in [1, 5000]", code="validation_failed")
+    since = request.app[keys.CLOCK].now() - days * 86400
+    labels = await request.app[keys.FAQ].labels(since, limit)
+    return json({"since": iso(since), "labels": [_label_view(x) for x in labels]})

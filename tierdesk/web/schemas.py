@@ -222,6 +222,11 @@ def decode(body: bytes, kind: type[T]) -> T:
         raise InvalidInput(TOO_DEEP, code="invalid_json") from None
 
 
+class FaqLabelPut(msgspec.Struct, forbid_unknown_fields=True):
+    # An FAQ intent's id, or null: the question is no FAQ.
+    intent: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)] | None
+
+
 class AnswerPatch(msgspec.Struct, forbid_unknown_fields=True):
     answer: Annotated[str, msgspec.Meta(min_length=1, max_length=8000, pattern=NO_NUL)]
     # The answer's language (a BCP 47 primary subtag); the knowledge base's

@@ -59,13 +59,11 @@ def test_loads_valid_file(write_kb, small_kb_yaml):
             intents:
               - id: a
                 answer: A
-                examples:
-                  - one
-                  - two
+                examples: []
             """,
-            5,
-            "2 examples; at least 3",
-            id="too-few-examples",
+            4,
+            "intent 'a' has no examples",
+            id="no-examples",
         ),
         pytest.param(
             """
@@ -223,6 +221,59 @@ def test_rejects_with_file_and_line(write_kb, body, line, fragment):
     assert fragment in str(err)
     assert str(err).startswith(f"{path}:{line}: ")
     assert err.code == "invalid_knowledge_base"
+
+
+def test_small_intents_and_duplicates_within_an_intent_load_with_warnings(write_kb):
+    path = write_kb(
+        """
+        intents:
+          - id: a
+            answer: A
+            examples:
+              - one
+              - two
+          - id: b
+            answer: B
+            examples:
+              - four
+              - Four
+              - five
+              - six
+        """
+    )
+    kb = load_knowledge_base(path)
+    assert kb.get("a").examples == ("one", "two")
+    assert kb.get("b").examples == ("four", "five", "six")
+    assert len(kb.warnings) == 2
+    small, dup = kb.warnings
+    assert small.startswith(f"{path}:5: intent 'a' has 2 example(s)") and "global threshold" in small
+    assert dup.startswith(f"{path}:11: intent 'b': duplicate example 'Four' (first at {path}:10), dropped")
+
+
+def test_the_same_sentence_in_two_intents_names_both_places(write_kb, tmp_path):
+    first = write_kb(
+        """
+        intents:
+          - id: a
+            answer: A
+            examples: [one, two, three]
+        """,
+        name="a.yaml", directory=tmp_path / "kb",
+    )
+    second = write_kb(
+        """
+        intents:
+          - id: b
+            answer: B
+            examples:
+              - four
+              - "  ONE "
+        """,
+        name="b.yaml", directory=tmp_path / "kb",
+    )
+    err = _error(tmp_path / "kb")
+    assert err.file == str(second) and err.line == 6
+    assert f"of intent 'b' is already listed under intent 'a' at {first}:4" in str(err)
 
 
 def test_directory_of_files_and_cross_file_duplicate(write_kb, tmp_path):
