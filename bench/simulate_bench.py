@@ -32,8 +32,10 @@ anyway), 1 error. Single process: every figure is CPU time of one core
 5. **A starved skill with fallback on**: 10 general agents (concurrency 1,
    exponential handling, 5 min); 10 % of the handoffs need billing, whose
    agents are all away; billing falls back to general after 30 s
-   (router/rules.py), general work first (docs/routing.md). 4 seeds ×
-   100,000 at 60, 70 and 85 % load: billing's mean wait. Target ≤ 45 s.
+   (router/rules.py) with the default wait credit (docs/routing.md). 4
+   seeds × 100,000 at 60, 70 and 85 % load: billing's mean wait (target ≤
+   45 s), and what general's own customers pay for it (mean wait, service
+   level).
 
 Writes bench/results/simulate.json and the section between
 ``<!-- simulate-bench:begin -->`` and ``<!-- simulate-bench:end -->`` of
@@ -199,7 +201,7 @@ def quality(concurrency: int, capacities: list[int] | None, seeds: int, n: int) 
 
 
 def starved(seeds: int, n: int) -> dict[str, Any]:
-    from router.routing import Fallback
+    from router.routing import WAIT_CREDIT_SECONDS, Fallback
 
     handle = 300.0
     agents = [AgentSpec(f"g{i}", frozenset({"general"}), 1) for i in range(10)]
@@ -208,7 +210,7 @@ def starved(seeds: int, n: int) -> dict[str, Any]:
         rate = load * 10 / handle
         traffic = [SkillTraffic("general", rate * 0.9, Exponential(handle)),
                    SkillTraffic("billing", rate * 0.1, Exponential(handle))]
-        waits = []
+        waits, general, general_sl = [], [], []
         for seed in range(1, seeds + 1):
             t0 = time.process_time()
             sim = Simulation(agents, seed=seed, warmup=100 * handle,
@@ -216,10 +218,15 @@ def starved(seeds: int, n: int) -> dict[str, Any]:
             s = sim.run(poisson_arrivals(traffic, seed=seed, count=n)).summary(samples=False, per_agent=False)
             total += time.process_time() - t0
             waits.append(s["skills"]["billing"]["mean_wait"])
+            general.append(s["skills"]["general"]["mean_wait"])
+            general_sl.append(s["skills"]["general"]["service_level"])
         m, se = mean_se(waits)
-        rows.append({"load": load, "billing_mean_wait": m, "se": se, "ok": m <= 45.0})
+        gm, gse = mean_se(general)
+        rows.append({"load": load, "billing_mean_wait": m, "se": se, "general_mean_wait": gm, "general_se": gse,
+                     "general_service_level": statistics.fmean(general_sl), "ok": m <= 45.0})
     return {"seeds": seeds, "conversations_each": n, "cpu_seconds": total, "fallback_after_seconds": 30.0,
-            "rows": rows, "targets": {"mean_wait_le_45_s_at_85": rows[-1]["ok"]}}
+            "wait_credit_seconds": WAIT_CREDIT_SECONDS, "rows": rows,
+            "targets": {f"mean_wait_le_45_s_at_{100 * r['load']:.0f}": r["ok"] for r in rows}}
 
 
 def render(r: dict[str, Any], command: str) -> str:
@@ -292,16 +299,20 @@ def render(r: dict[str, Any], command: str) -> str:
                                                for k, ok in q["targets"].items()) + ".")
         out.append("")
     st = r["starved"]
-    out += [f"**A starved skill with fallback on** (billing's agents all away, billing → general after "
-            f"{st['fallback_after_seconds']:g} s, general work first; {st['seeds']} seeds × "
-            f"{st['conversations_each']:,}, {st['cpu_seconds']:.0f} s of CPU; target mean wait ≤ 45 s):", "",
-            "| load | billing's mean wait ± se | |", "|---|---|---|"]
+    out += [f"**A starved skill with fallback on** (10 general agents, 10 % of the handoffs need billing, whose "
+            f"agents are all away; billing → general after {st['fallback_after_seconds']:g} s, wait credit "
+            f"{st['wait_credit_seconds']:g} s; {st['seeds']} seeds × {st['conversations_each']:,}, "
+            f"{st['cpu_seconds']:.0f} s of CPU; target: billing's mean wait ≤ 45 s):", "",
+            "| load | billing's mean wait ± se | | general's mean wait ± se | general's service level |",
+            "|---|---|---|---|---|"]
     for row in st["rows"]:
         out.append(f"| {100 * row['load']:.0f} % | {row['billing_mean_wait']:.1f} ± {row['se']:.1f} s | "
-                   f"{'PASS' if row['ok'] else 'FAIL'} |")
-    out += ["", "Without fallback the same billing handoffs are never answered. With it, a widened handoff "
-            "waits its delay and then for a general agent with no general work waiting: the rule that an "
-            "agent takes their own skills' work first makes that long once the general pool is busy.", ""]
+                   f"{'PASS' if row['ok'] else 'FAIL'} | {row['general_mean_wait']:.1f} ± "
+                   f"{row['general_se']:.1f} s | {100 * row['general_service_level']:.1f} % |")
+    out += ["", "Without fallback the same billing handoffs are never answered. With it, nobody holding billing "
+            "is online, so a billing handoff does not wait out the delay, and it competes with general's own "
+            "work as if it had waited the credit longer: general's customers pay for the billing load their "
+            "agents now carry (the desk's mean wait over both skills is what the pool's size sets).", ""]
     return "\n".join(out)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from router.errors import Conflict, NotFound
@@ -33,13 +33,23 @@ class Assignment:
     at: float
 
 
+# How much longer than it has a widened handoff counts as having waited when
+# it competes with the fallback skill's own work (docs/routing.md, "Skill
+# fallback", has the simulated figures behind it).
+WAIT_CREDIT_SECONDS = 600.0
+
+
 @dataclass(frozen=True, slots=True)
 class Fallback:
     """A handoff of a skill that has waited ``after`` seconds may also go to
-    agents of ``skill``."""
+    agents of ``skill`` (at once when nobody who could take it sooner is
+    online). Among those agents' own waiting work it counts as having waited
+    ``credit`` seconds longer than it has: own work first while it has
+    waited that much longer, widened work first after that."""
 
     skill: str
     after: float
+    credit: float = WAIT_CREDIT_SECONDS
 
 
 # Who among the agents takes a handoff of the skill (None: nobody eligible).
@@ -180,16 +190,39 @@ class Dispatcher:
             return None
         return self._assign(handoff, agent, now)
 
-    def widened(self, handoff: Handoff, now: float) -> list[str]:
-        """The fallback skills a handoff has waited long enough to reach."""
-        return [f.skill for f in self.fallback.get(handoff.skill, ()) if now - handoff.requested_at >= f.after]
+    def widened(self, handoff: Handoff, now: float, present: set[str] | None = None) -> list[str]:
+        """The fallback skills a handoff has reached: it has waited past
+        their delay, or nobody online holds a skill it reached before, so
+        there is nobody to wait for (TaskRouter's ``skip_if: workers.available
+        == 0``). ``present``: the skills some online agent holds, if known."""
+        return self._reached(handoff.skill, now - handoff.requested_at, present)
+
+    def _reached(self, skill: str, waited: float, present: set[str] | None = None) -> list[str]:
+        chain = self.fallback.get(skill, ())
+        if not chain:
+            return []
+        if present is None:
+            present = self.present_skills()
+        reached: list[str] = []
+        waiting_for_someone = skill in present
+        for f in chain:
+            if waiting_for_someone and waited < f.after:
+                break
+            reached.append(f.skill)
+            waiting_for_someone = waiting_for_someone or f.skill in present
+        return reached
+
+    def present_skills(self) -> set[str]:
+        """The skills held by some agent who is online and present, busy or not."""
+        return {s for a in self.agents.values() if a.status is AgentStatus.ONLINE and a.disabled_at is None
+                and a.presence_lost_at is None for s in a.skills}
 
     def takes_now(self, skill: str, weight: int = 1) -> bool:
         """Whether a new handoff of the skill would be assigned at once, as
-        ``request`` decides: an agent of the skill, or of a fallback of no
-        delay, with room for it and not kept for a heavier one. (By
+        ``request`` decides: an agent of the skill, or of a fallback it
+        reaches at once, with room for it and not kept for a heavier one. (By
         eligibility alone: asking the chooser would move a round-robin.)"""
-        skills = [skill, *(f.skill for f in self.fallback.get(skill, ()) if f.after <= 0)]
+        skills = [skill, *self._reached(skill, 0.0)]
         return any(a.id not in self._kept and a.can_take(s, weight) for a in self.agents.values() for s in skills)
 
     def chooses(self, skill: str, exclude: str | None = None, weight: int = 1) -> Agent | None:
@@ -254,7 +287,9 @@ class Dispatcher:
         return self.drain(now)
 
     def drain(self, now: float) -> list[Assignment]:
-        """Assign waiting handoffs while some agent can take one, oldest first."""
+        """Assign waiting handoffs while some agent can take one, in queue
+        order: VIP first, then longest waited, a widened handoff's wait
+        counted with its fallback step's credit."""
         made: list[Assignment] = []
         self._kept = set()
         if not self._waiting:
@@ -262,31 +297,32 @@ class Dispatcher:
         free = [a for a in self.agents.values() if a.has_free_slot()]
         if not free:
             return made
-        # Oldest first across the skills some free agent has; the others
-        # cannot be served now, so they are not even looked at.
+        # Only the skills some free agent has can be served now; the others
+        # are not even looked at.
         servable = {skill for a in free for skill in a.skills}
-        keys = list(heapq.merge(*(v for k, v in self._by_skill.items() if k in servable)))
-        for key in keys:
-            handoff = self._waiting[key[-1]]
-            agent = self._choose(free, handoff.skill, None, handoff.weight)
-            if agent is not None:
-                if self._took(handoff, agent, free, made, now):
-                    return made
-            elif handoff.weight > 1 and self._keep_for(handoff, free):
-                return made
-        # Then widened work, oldest first: an agent takes waiting work of
-        # their own skills (above) before work that fell back to them.
-        widening = [s for s in self._by_skill if any(f.skill in servable for f in self.fallback.get(s, ()))]
-        for key in list(heapq.merge(*(self._by_skill[s] for s in widening))):
+        own = [(keys, None) for skill, keys in self._by_skill.items() if skill in servable]
+        # Widened work competes with the agents' own, as if requested its
+        # credit earlier: neither queue starves the other (docs/routing.md).
+        steps = [(keys, f) for skill, keys in self._by_skill.items()
+                 for f in self.fallback.get(skill, ()) if f.skill in servable]
+        present = self.present_skills() if steps else set()
+        streams = [_credited(keys, step, i) for i, (keys, step) in enumerate(own + steps)]
+        for _, _, key, step in list(heapq.merge(*streams)):
             handoff = self._waiting.get(key[-1])
             if handoff is None:
-                continue
-            for skill in self.widened(handoff, now):
-                agent = self._choose(free, skill, None, handoff.weight)
-                if agent is not None:
-                    if self._took(handoff, agent, free, made, now):
+                continue  # taken already, through another of its skills
+            if step is None:
+                agent = self._choose(free, handoff.skill, None, handoff.weight)
+                if agent is None:
+                    if handoff.weight > 1 and self._keep_for(handoff, free):
                         return made
-                    break
+                    continue
+            elif step.skill in self.widened(handoff, now, present):
+                agent = self._choose(free, step.skill, None, handoff.weight)
+            else:
+                continue
+            if agent is not None and self._took(handoff, agent, free, made, now):
+                return made
         return made
 
     def _keep_for(self, heavy: Handoff, free: list[Agent]) -> bool:
@@ -314,3 +350,17 @@ class Dispatcher:
         handoff.agent_id = agent.id
         handoff.assigned_at = now
         return Assignment(handoff=handoff, agent=agent, at=now)
+
+
+def _credited(keys: Sequence[tuple], step: Fallback | None,
+              rank: int) -> Iterator[tuple[tuple, int, tuple, Fallback | None]]:
+    """A skill's queue keys (VIP flag, ..., requested at, id) as they compete
+    in ``drain``: a widened handoff's request time moved back by its step's
+    credit. Each queue keeps its order, so the queues merge; ``rank`` breaks
+    exact ties (own work, then the chain's order)."""
+    if step is None:
+        for k in keys:
+            yield k, rank, k, None
+    else:
+        for k in keys:
+            yield (*k[:-2], k[-2] - step.credit, k[-1]), rank, k, step

@@ -5,7 +5,7 @@ TIERDESK_ROUTING_RULES; docs/routing.md shows one):
     skills:
       billing:
         fallback:                      # widen to these skills once waited
-          - {skill: general, after_seconds: 30}
+          - {skill: general, after_seconds: 30}   # wait_credit_seconds: 600 by default
         reservation_timeout_seconds: 30
         alerts: {queue_length: 20, oldest_wait_seconds: 120}
         queue_limit: 30                # more waiting: offered to leave a message
@@ -27,7 +27,7 @@ from router.errors import InvalidInput
 
 from .alerts import SkillThresholds
 from .business_hours import BusinessHours, HoursError, Schedule, parse_hours
-from .routing import Fallback
+from .routing import WAIT_CREDIT_SECONDS, Fallback
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +101,17 @@ def parse_rules(data: Any) -> RoutingRules:
             raise InvalidInput(f"routing rules: {where} has unknown keys {sorted(unknown)}")
         chain = []
         for i, step in enumerate(rules.get("fallback") or []):
-            if not isinstance(step, dict) or set(step) != {"skill", "after_seconds"} or not isinstance(
+            if not isinstance(step, dict) or not {"skill", "after_seconds"} <= set(step) <= {
+                    "skill", "after_seconds", "wait_credit_seconds"} or not isinstance(
                     step["skill"], str) or not step["skill"]:
-                raise InvalidInput(f"routing rules: {where}.fallback[{i}] needs `skill` and `after_seconds`")
+                raise InvalidInput(f"routing rules: {where}.fallback[{i}] needs `skill` and `after_seconds` "
+                                   "(and may have `wait_credit_seconds`)")
             if step["skill"] == skill:
                 raise InvalidInput(f"routing rules: {where}.fallback[{i}] falls back to the skill itself")
-            chain.append(Fallback(step["skill"], _number(step["after_seconds"], f"{where}.fallback[{i}]")))
+            credit = step.get("wait_credit_seconds")
+            chain.append(Fallback(step["skill"], _number(step["after_seconds"], f"{where}.fallback[{i}]"),
+                                  WAIT_CREDIT_SECONDS if credit is None else _number(
+                                      credit, f"{where}.fallback[{i}].wait_credit_seconds")))
         if [f.after for f in chain] != sorted(f.after for f in chain):
             raise InvalidInput(f"routing rules: {where}.fallback must widen in order of after_seconds")
         timeout = rules.get("reservation_timeout_seconds")

@@ -148,15 +148,19 @@ async def test_fallback_widens_at_its_delay_and_not_before(aiohttp_client, db_ur
     api = await _start(aiohttp_client, db_url, clock, demo_model, routing_rules=rules,
                        reservation_timeout_seconds=0.0)
     gus = await api.add_agent("gus", ["general"], capacity=2)
-    handoff = await api.send("c1", BILLING, message_id="m1")
-    assert handoff["skill"] == "billing" and handoff["agent_id"] is None  # nobody holds billing
+    # Nobody online holds billing: there is nobody to wait for, so general at once.
+    assert (await api.send("c0", BILLING, message_id="m0"))["agent_id"] == gus["id"]
+    bea = await api.add_agent("bea", ["billing"], capacity=1)
+    assert (await api.send("c1", BILLING, message_id="m1"))["agent_id"] == bea["id"]
+    handoff = await api.send("c2", BILLING, message_id="m2")
+    assert handoff["skill"] == "billing" and handoff["agent_id"] is None  # bea is busy: wait for her
     api.clock.advance(29)
     await attendance.tick(api.app)
     assert (await api.admin("GET", "/v1/queue"))["total"] == 1
     api.clock.advance(1)
     await attendance.tick(api.app)
     assert (await api.admin("GET", "/v1/queue"))["total"] == 0
-    assert (await api.send("c1", "hello?", message_id="m2")) == {"action": "forwarded", "agent_id": gus["id"]}
+    assert (await api.send("c2", "hello?", message_id="m3")) == {"action": "forwarded", "agent_id": gus["id"]}
 
 
 def test_a_bad_routing_rules_file_stops_the_server_with_a_message(tmp_path) -> None:

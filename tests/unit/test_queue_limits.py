@@ -167,11 +167,15 @@ def test_a_fallback_of_no_delay_or_a_kept_agent_decides_as_routing_does() -> Non
     from router.routing import Fallback
 
     gen = Agent("gen", "gen", frozenset({"general"}), 1, AgentStatus.ONLINE)
-    d = Dispatcher([gen], [_handoff(1.0)], fallback={"billing": [Fallback("general", 0.0)]})
+    bill = Agent("bill", "bill", frozenset({"billing"}), 1, AgentStatus.ONLINE, open_count=1)  # busy
+    d = Dispatcher([gen, bill], [_handoff(1.0)], fallback={"billing": [Fallback("general", 0.0)]})
     # general takes billing at once: never full
     assert over_limit(d, "billing", 1, {"billing": 1}) is None
     d.fallback = {"billing": [Fallback("general", 30.0)]}
     assert over_limit(d, "billing", 1, {"billing": 1}) == QueueFull("billing", 1, 1)
+    # with nobody on billing there is nobody to wait for: general takes it at once
+    d3 = Dispatcher([gen], [_handoff(1.0)], fallback={"billing": [Fallback("general", 30.0)]})
+    assert over_limit(d3, "billing", 1, {"billing": 1}) is None
     # An agent kept for a heavier handoff takes nobody new: full.
     ann = Agent("ann", "ann", frozenset({"tech"}), 2, AgentStatus.ONLINE, open_count=1)
     d2 = Dispatcher([ann])
