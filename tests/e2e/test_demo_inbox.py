@@ -41,8 +41,11 @@ async def test_the_inbox_keeps_signed_deliveries_once_and_refuses_unsigned_ones(
                           ({HEADER: sign("another secret", int(clock.now()), body)}, "bad_signature")):
         resp = await client.post("/demo/inbox", data=body, headers=headers)
         assert resp.status == 401 and (await resp.json())["error"]["code"] == code
-    listing = await (await client.get("/demo/inbox")).json()
+    listing = await (await client.get("/demo/inbox", params={"wait": "5"})).json()  # not empty: at once
     assert listing["channel_id"] == "chn_demo" and listing["repeats"] == 1
+    for bad in ("-1", "31", "nan", "soon"):
+        resp = await client.get("/demo/inbox", params={"wait": bad})
+        assert resp.status == 422 and (await resp.json())["error"]["code"] == "validation_failed"
     [kept] = listing["received"]
     assert kept["payload"]["text"] == "Sorry about that" and kept["signature"] == "valid"
     assert kept["idempotency_key"] == "msg_1" and kept["received_at"] == "2026-01-01T00:00:00Z"
@@ -71,3 +74,20 @@ def test_the_demo_channel_delivers_to_the_inbox_where_the_server_listens(tmp_pat
             await engines.dispose()
 
     assert asyncio.run(webhook()) == "http://127.0.0.1:9090/demo/inbox"
+
+
+async def test_waiting_on_an_empty_inbox_returns_with_the_first_delivery(aiohttp_client, db_url, demo_model,
+                                                                         clock: FakeClock) -> None:
+    from tierdesk.models import LiveModel
+
+    settings = Settings.from_env({}, database_url=db_url, admin_token=ADMIN_TOKEN, log_format="console")
+    app = create_app(settings, clock=clock, model=LiveModel.of(demo_model), demo_inbox=DemoInbox("chn_demo", SECRET))
+    client = await aiohttp_client(app)
+    waiting = asyncio.ensure_future(client.get("/demo/inbox", params={"wait": "30"}))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # empty: it waits
+    body = orjson.dumps({"type": "agent_message", "text": "Here it is"})
+    await client.post("/demo/inbox", data=body, headers={HEADER: sign(SECRET, int(clock.now()), body),
+                                                          "Idempotency-Key": "msg_9"})
+    listing = await (await asyncio.wait_for(waiting, 30)).json()
+    assert [d["payload"]["text"] for d in listing["received"]] == ["Here it is"]

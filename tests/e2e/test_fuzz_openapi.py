@@ -7,6 +7,7 @@ operation, so it fits in `make test`."""
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,10 @@ schema = schemathesis.openapi.from_path(str(SPEC))
 _negative = schema.config.checks.negative_data_rejection
 _negative.expected_statuses = [*_negative.expected_statuses, "413"]
 EXAMPLES = 12
+# The same cases on every run, so that `make test` is green or red for the
+# code, never for the draw; TIERDESK_FUZZ_RANDOM=1 explores new ones (what
+# it finds becomes a fix and, where it helps, a case in test_bad_input.py).
+RANDOM = os.environ.get("TIERDESK_FUZZ_RANDOM") == "1"
 
 
 def _post(url: str, token: str, body: dict) -> dict:
@@ -60,7 +65,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
 
 
 @schema.exclude(path="/v1/agents/ws").exclude(path="/v1/widget/ws").parametrize()
-@settings(max_examples=EXAMPLES, deadline=None,
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 def test_no_server_errors_and_responses_match_the_description(case, live_server) -> None:  # type: ignore[no-untyped-def]
     server, tokens = live_server
