@@ -1,7 +1,8 @@
 """Use cases: what happens when a customer writes, an agent acts, time passes.
 
 The Desk owns the in-memory working set (agents, the waiting queue, the
-conversations in play) and is the only writer of it. Each use case runs its
+conversations in play; its machinery is router/working_set.py) and is the
+only writer of it. Each use case runs its
 decision synchronously on the event loop, so no two requests interleave
 inside one, records what changed in a Changes, and awaits the store's group
 commit before answering. A change the database refuses (an agent's
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -50,12 +49,9 @@ from .model import (
 from .ports import AgentRepliesOnly, Classifier, Clock, DuplicateMessage, Notices, Notifier, Store
 from .metrics import SLA
 from .queue_limits import QueueFull, over_limit
-from .rollups import ConversationTally
 from .routing import Assignment, Dispatcher, Fallback
 from .tracker import EndedBy, EventKind, TrackerEvent
-
-# The most cached conversations one new conversation looks at to make room.
-EVICTION_SCAN = 16
+from .working_set import WorkingSet, _Effects
 
 # How many times one request's use case is decided at most. A change the
 # database refuses (another instance changed the conversation or took the
@@ -99,16 +95,6 @@ class DeskConfig:
     queue_limits: Mapping[str, int] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Effects:
-    """What to announce once the commit is durable."""
-
-    notices: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def to_agent(self, agent_id: str, payload: dict[str, Any]) -> None:
-        self.notices.append((agent_id, payload))
-
-
 def _decided_again_if_refused(
     use_case: Callable[Concatenate[Desk, P], Awaitable[T]],
 ) -> Callable[Concatenate[Desk, P], Awaitable[T]]:
@@ -140,7 +126,7 @@ class NullNotifier:
         pass
 
 
-class Desk:
+class Desk(WorkingSet):
     def __init__(
         self,
         store: Store,
@@ -163,109 +149,11 @@ class Desk:
             vip_to_human=config.vip_to_human,
         )
         self.dispatcher = Dispatcher(fallback=config.fallback)
-        self.generation = 0
-        self._conversations: OrderedDict[tuple[str, str], Conversation] = OrderedDict()
-        self._by_id: dict[str, Conversation] = {}
-        self._loading: dict[tuple[str, str], asyncio.Future[Conversation | None]] = {}
-        self._pending: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
-        self._in_flight: dict[str, int] = {}  # conversation id -> uncommitted changes
-        self._in_use: dict[str, int] = {}  # conversation id -> messages being decided on it
-        # Per agent, uncommitted changes touching them, and commits of them
-        # landed: a refresh must not overwrite what memory has ahead of the
-        # database, nor a value its read raced.
-        self._agents_in_flight: dict[str, int] = {}
-        self._load_in_flight: dict[str, int] = {}  # agent id -> uncommitted load deltas
-        self._agent_commits: dict[str, int] = {}
-        # Changed by other instances, to read afresh (changed_elsewhere).
-        self._stale_conversations: set[str] = set()
-        self._stale_agents: set[str] = set()
-        self._deferred_agents: set[str] = set()
-        self._refresher: asyncio.Task[None] | None = None
-        self._stopped = False
-        # Until the working set is read: all of it (_whole), or only what a
-        # failed commit left ahead of the database (the dirty ids).
-        self._ready = False
-        self._whole = True
-        self._drops = 0
-        self._dirty_conversations: set[str] = set()
-        self._dirty_agents: set[str] = set()
-        self._reload_lock = asyncio.Lock()
+        self._init_working_set()
         self.decided_again = 0  # use cases decided anew after a refusal
         # Customer messages decided here, by action; a re-sent message that
         # gets its stored answer again is not counted twice.
         self.messages_decided: dict[str, int] = {}
-
-    # ------------------------------------------------------------------ state
-    async def start(self) -> None:
-        """Read the working set from the store (again, if started before)."""
-        self._ready, self._whole = False, True
-        await self._ensure_ready()
-
-    async def ensure_ready(self) -> None:
-        """Before reading agents or the queue: reload them if a failure (or a
-        failed start) dropped them."""
-        await self._ensure_ready()
-
-    async def _ensure_ready(self) -> None:
-        repaired = False
-        while not self._ready:
-            async with self._reload_lock:
-                if self._ready:
-                    break  # another request did it while this one waited
-                drops = self._drops
-                if self._whole:
-                    await self._load_everything()
-                else:
-                    await self._repair()
-                repaired = True
-                # A failure while reading: what it dropped is read next time round.
-                self._ready = drops == self._drops
-        if repaired:
-            await self._rebalance()
-
-    async def _load_everything(self) -> None:
-        agents = await self.store.load_agents()
-        open_conversations = await self.store.load_open_conversations()
-        self._conversations.clear()
-        self._by_id.clear()
-        waiting = [c.handoff for c in open_conversations if c.handoff and c.handoff.waiting]
-        self.dispatcher = Dispatcher(agents, waiting, fallback=self.config.fallback)
-        for c in open_conversations:
-            self._remember(c)
-        self._whole = False
-        self._dirty_conversations.clear()
-        self._dirty_agents.clear()
-
-    async def _repair(self) -> None:
-        """Read again what a failed commit left ahead of the database, and
-        only that: with many handoffs open, reading everything is what took
-        long enough for the next refusal to arrive."""
-        conversation_ids, agent_ids = set(self._dirty_conversations), set(self._dirty_agents)
-        agents = {a.id: a for a in await self.store.load_agents(agent_ids)} if agent_ids else {}
-        stored = ({c.id: c for c in await self.store.load_conversations_by_id(conversation_ids)}
-                  if conversation_ids else {})
-        for aid in agent_ids:
-            if aid in agents:
-                self.dispatcher.refresh_agent(agents[aid])
-            else:
-                self.dispatcher.agents.pop(aid, None)  # its creation was refused
-        for cid in conversation_ids:
-            old = self._by_id.pop(cid, None)
-            if old is not None:
-                if old.handoff is not None:
-                    self.dispatcher.dequeue(old.handoff)
-                key = (old.channel_id, old.external_id)
-                # The key may hold another copy by now: the same conversation
-                # as another instance created it, which is the one stored.
-                if self._conversations.get(key) is old:
-                    del self._conversations[key]
-            c = stored.get(cid)
-            if c is not None:
-                self._remember(c)
-                if c.handoff is not None:
-                    self.dispatcher.enqueue(c.handoff)
-        self._dirty_conversations -= conversation_ids
-        self._dirty_agents -= agent_ids
 
     async def _rebalance(self) -> None:
         """Assign what waits while agents have free slots: after a reload
@@ -275,266 +163,6 @@ class Desk:
             changes, effects = Changes(generation=self.generation), _Effects()
             touched = self._record_assignments(made, changes, effects)
             await self._commit(changes, touched, effects)
-
-    def invalidate(self) -> None:
-        """Anything in memory may be wrong (changes by others were missed, the
-        database was away): read everything again before the next use case,
-        and commit nothing decided before."""
-        self.generation += 1
-        self._drops += 1
-        self._ready = False
-        self._whole = True
-
-    def commit_failed(self) -> None:
-        """Called synchronously by the store when a batch fails (not a
-        refusal: the database failed), before any waiter wakes: every change
-        in flight failed, so what they touched is read again, and nothing
-        decided on the old state is committed after it."""
-        self.generation += 1
-        self._drop(self._in_flight, self._agents_in_flight)
-
-    def _drop(self, conversation_ids: Iterable[str], agent_ids: Iterable[str]) -> None:
-        """These are ahead of the database: read them again before the next
-        use case. What else was decided meanwhile stands or falls by the
-        database's own guards (versions, capacity)."""
-        self._drops += 1
-        self._ready = False
-        self._dirty_conversations.update(conversation_ids)
-        self._dirty_agents.update(agent_ids)
-
-    async def _begin(self) -> int:
-        await self._ensure_ready()
-        return self.generation
-
-    def _remember(self, c: Conversation) -> None:
-        key = (c.channel_id, c.external_id)
-        self._conversations[key] = c
-        self._conversations.move_to_end(key)
-        self._by_id[c.id] = c
-        self._evict(keep=key)
-
-    def _evict(self, keep: tuple[str, str]) -> None:
-        # Conversations with a person involved or a commit in flight stay: the
-        # dispatcher holds their handoffs, and memory is ahead of the database.
-        excess = len(self._conversations) - self.config.conversation_cache_size
-        if excess <= 0:
-            return
-        # Look at the oldest few only, and send the ones that must stay to the
-        # back: a head of queued conversations would otherwise be re-scanned
-        # (the whole cache copied, even) on every new conversation once the
-        # cache is full, which made each message O(cache size). "Few" has a
-        # ceiling: once more conversations must stay than the cache holds
-        # (a queue of 90,000 for 100 agents), the excess itself is O(cache
-        # size), and scanning twice it per message stalled the service.
-        for key in list(itertools.islice(self._conversations, min(excess * 2, EVICTION_SCAN))):
-            c = self._conversations[key]
-            if key != keep and c.tier is Tier.BOT and not self._in_flight.get(c.id) and not self._in_use.get(c.id):
-                del self._conversations[key]
-                self._by_id.pop(c.id, None)
-                excess -= 1
-                if excess <= 0:
-                    return
-            else:
-                self._conversations.move_to_end(key)
-
-    async def _conversation(self, channel_id: str, external_id: str, customer: Customer) -> Conversation:
-        key = (channel_id, external_id)
-        while True:
-            await self._ensure_ready()
-            c = self._conversations.get(key)
-            if c is not None:
-                self._conversations.move_to_end(key)
-                return c
-            loading = self._loading.get(key)
-            if loading is not None:
-                # Whatever became of that load (done, failed, superseded by a
-                # reload), look again from the top.
-                await asyncio.wait([loading])
-                continue
-            fut: asyncio.Future[Conversation | None] = asyncio.get_running_loop().create_future()
-            self._loading[key] = fut
-            generation = self.generation
-            try:
-                c = await self.store.load_conversation(channel_id, external_id)
-                if generation != self.generation:
-                    fut.set_result(None)  # superseded: waiters look again
-                    continue
-                if c is None:
-                    now = self.clock.now()
-                    c = Conversation(
-                        id=new_id("conv"), channel_id=channel_id, external_id=external_id,
-                        customer=customer, created_at=now, updated_at=now,
-                    )
-                self._remember(c)
-                fut.set_result(c)
-                return c
-            except BaseException as exc:
-                fut.set_exception(exc)
-                fut.exception()  # retrieved here; waiters retry the load themselves
-                raise
-            finally:
-                self._loading.pop(key, None)
-
-    async def _conversation_by_id(self, conversation_id: str) -> Conversation:
-        await self._ensure_ready()
-        c = self._by_id.get(conversation_id)
-        if c is not None:
-            return c
-        generation = self.generation
-        loaded = await self.store.load_conversation_by_id(conversation_id)
-        if loaded is None:
-            raise NotFound(f"conversation {conversation_id!r} does not exist")
-        if generation != self.generation:
-            return await self._conversation_by_id(conversation_id)
-        # Someone may have loaded it while we awaited; keep the first copy.
-        c = self._by_id.get(conversation_id)
-        if c is None:
-            self._remember(loaded)
-            c = loaded
-        return c
-
-    def _tally(self, changes: Changes) -> None:
-        """Turn the events into metric rollup increments, in the same commit."""
-        sla = self.config.sla
-        for e in changes.events:
-            conv = self._by_id.get(e.conversation_id)
-            if conv is None:  # pragma: no cover - every event's conversation is in play
-                continue
-            if conv.tally is None:
-                conv.tally = ConversationTally(conv.channel_id)
-            conv.tally.apply(e, sla, changes.rollup)
-
-    @staticmethod
-    def _agents_of(changes: Changes) -> set[str]:
-        return {*changes.load_deltas, *changes.agents, *(a.id for a in changes.new_agents)}
-
-    async def _commit(self, changes: Changes, touched: Iterable[Conversation], effects: _Effects) -> None:
-        if changes.generation != self.generation:
-            # Decided on objects of a working set that has been dropped since;
-            # they are mutated already, so read them again.
-            self._drop({*(c.id for c in touched), *changes.conversations}, self._agents_of(changes))
-            raise Unavailable("state was reloaded while deciding; retry")
-        self._tally(changes)
-        ids = [c.id for c in touched]
-        for cid in ids:
-            self._in_flight[cid] = self._in_flight.get(cid, 0) + 1
-        agent_ids = self._agents_of(changes)
-        for aid in agent_ids:
-            self._agents_in_flight[aid] = self._agents_in_flight.get(aid, 0) + 1
-        for aid, d in changes.load_deltas.items():
-            self._load_in_flight[aid] = self._load_in_flight.get(aid, 0) + d
-        try:
-            await self.store.commit(changes)
-        except DuplicateMessage:
-            # Memory took the message as new (the channel reused an id, or
-            # another instance stored it first); the store kept the original.
-            self._drop(ids, agent_ids)
-            raise
-        except (Unavailable, InvalidInput):
-            self._drop(ids, agent_ids)
-            raise
-        except Exception as exc:
-            self._drop(ids, agent_ids)
-            raise Unavailable("the change could not be stored; retry") from exc
-        finally:
-            for cid in ids:
-                n = self._in_flight.get(cid, 0) - 1
-                if n > 0:
-                    self._in_flight[cid] = n
-                else:
-                    self._in_flight.pop(cid, None)
-            for aid, d in changes.load_deltas.items():
-                self._load_in_flight[aid] -= d
-            for aid in agent_ids:
-                self._agent_commits[aid] = self._agent_commits.get(aid, 0) + 1
-                n = self._agents_in_flight.get(aid, 0) - 1
-                if n > 0:
-                    self._agents_in_flight[aid] = n
-                else:
-                    self._agents_in_flight.pop(aid, None)
-                    if aid in self._deferred_agents:
-                        self._deferred_agents.discard(aid)
-                        self.changed_elsewhere((), (), (aid,))
-        for agent_id, payload in effects.notices:
-            self.notifier.to_agent(agent_id, payload)
-
-
-    # ------------------------------------------------------ other instances
-    def changed_elsewhere(self, conversations: Iterable[str], held: Iterable[str],
-                          agents: Iterable[str]) -> None:
-        """Another instance committed changes to these conversations (``held``:
-        those the human tier holds now, which every instance keeps in memory)
-        and agents: read them afresh, then route what can be routed."""
-        self._stale_conversations.update(c for c in conversations if c in self._by_id)
-        self._stale_conversations.update(held)
-        self._stale_agents.update(agents)
-        if (self._stale_conversations or self._stale_agents) and not self._stopped and (
-                self._refresher is None or self._refresher.done()):
-            self._refresher = asyncio.create_task(self._refresh(), name="desk-refresh")
-
-    async def stop_refreshing(self) -> None:
-        """At shutdown: the relay may still deliver while the store closes."""
-        self._stopped = True
-        if self._refresher is not None:
-            self._refresher.cancel()
-            await asyncio.wait([self._refresher])
-
-    async def _refresh(self) -> None:
-        while self._stale_conversations or self._stale_agents:
-            conversation_ids, self._stale_conversations = self._stale_conversations, set()
-            agent_ids, self._stale_agents = self._stale_agents, set()
-            try:
-                await self._refresh_from_store(conversation_ids, agent_ids)
-            except Exception:  # noqa: BLE001 - the database is away: read everything when it is back
-                self.invalidate()
-                self._stale_conversations.clear()
-                self._stale_agents.clear()
-                return
-
-    async def _refresh_from_store(self, conversation_ids: set[str], agent_ids: set[str]) -> None:
-        await self._ensure_ready()
-        gen = self.generation
-        landed = {a: self._agent_commits.get(a, 0) for a in agent_ids}
-        agents = await self.store.load_agents(agent_ids) if agent_ids else []
-        conversations = await self.store.load_conversations_by_id(conversation_ids) if conversation_ids else []
-        if gen != self.generation:
-            return  # reloaded meanwhile: everything was read afresh
-        for a in agents:
-            if self._agents_in_flight.get(a.id) or self._agent_commits.get(a.id, 0) != landed[a.id]:
-                # Memory is ahead of what was read, or a commit of ours raced
-                # the read: read again once ours have landed. Meanwhile never
-                # count fewer conversations than the database says the agent
-                # holds plus ours on the way: counting too few is what gets
-                # an assignment refused (too many only delays one until then).
-                mine = self.dispatcher.agents.get(a.id)
-                if mine is not None:
-                    mine.open_count = max(mine.open_count, a.open_count + self._load_in_flight.get(a.id, 0))
-                if self._agents_in_flight.get(a.id):
-                    self._deferred_agents.add(a.id)
-                else:
-                    self._stale_agents.add(a.id)
-                continue
-            self.dispatcher.refresh_agent(a)
-        for c in conversations:
-            self._take_stored(c)
-        await self._rebalance()
-
-    def _take_stored(self, stored: Conversation) -> None:
-        """Put a conversation as the database has it now in place of ours."""
-        old = self._by_id.get(stored.id)
-        if old is not None:
-            if self._in_flight.get(stored.id) or old.version >= stored.version:
-                return  # ours is as new, or its commit will be refused
-            if old.handoff is not None:
-                self.dispatcher.dequeue(old.handoff)
-            self._conversations[(old.channel_id, old.external_id)] = stored
-            self._by_id[stored.id] = stored
-        elif stored.tier is Tier.HUMAN:
-            self._remember(stored)
-        else:
-            return  # not in play here: loaded when it is next used
-        if stored.handoff is not None:
-            self.dispatcher.enqueue(stored.handoff)
 
     # ------------------------------------------------------------- customers
     @_decided_again_if_refused

@@ -313,9 +313,20 @@ def test_the_metrics_charts_show_the_new_figures(world: World, open_page: Any) -
 
 
 def test_faq_and_people_views(world: World, open_page: Any) -> None:
+    # a question the bot could not answer confidently: a miss
+    said = world.send("faq-miss", "parcel stuck somewhere, whats going on with it", name="Kim")
+    assert said["action"] == "handoff" and said["reason"] == "low_confidence", said
     page = open_page()
     sign_in(page, "ada", path="/console/faq")
     expect(page.locator('form[data-intent="reset_password"] textarea')).to_be_visible()
+    # "add as an example of": the miss is labelled with the intent chosen
+    miss = page.locator("#misses li.miss", has_text="parcel stuck somewhere")
+    miss.get_by_label("Add as an example of").select_option("shipping_time")
+    miss.get_by_role("button", name="Add").click()
+    expect(page.locator("#faq-status")).to_contain_text("labelled shipping_time")
+    labels = world.server.http("GET", "/v1/faq/labels", ADMIN)["labels"]
+    assert [(x["text"], x["intent"]) for x in labels if "parcel stuck" in x["text"]] == [
+        ("parcel stuck somewhere, whats going on with it", "shipping_time")]
     shot(page, "faq")
     page.goto("/console/people")
     expect(page.locator('tr[data-email="sue@example.test"]')).to_contain_text("Supervisor")

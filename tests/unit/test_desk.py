@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from router import metrics, services
+from router import metrics, working_set
 from router.model import AgentStatus, ConversationStatus, Customer, HandoffReason, Sender, Tier
 from router.ports import FakeClock
 from router.services import Desk, DeskConfig, IncomingMessage
@@ -559,7 +559,7 @@ async def test_desk_events_replay_to_the_spec_worked_example(desk: Desk, store: 
     assert (human["handoff_rate"]["numerator"], human["handoff_rate"]["denominator"]) == (1, 1)
 
 
-# ------------------------------------------- known bugs in router/services.py
+# --------------------------------------------- fixed bugs, kept as regressions
 async def test_bot_response_time_includes_classification(store: FakeStore, clock: FakeClock) -> None:
     classifier = FakeClassifier({RESET: faq("reset_password", RESET_ANSWER)}, clock=clock, latency=0.3)
     desk = Desk(store, classifier, clock)
@@ -644,9 +644,9 @@ async def test_making_room_stays_cheap_when_more_must_stay_than_the_cache_holds(
     for i in range(100):
         assert (await send(desk, f"bot{i}", RESET))["action"] == "answer"
     # Each new conversation looked at a bounded few (not twice the 300 over the size)...
-    assert _CountingCache.moved <= 100 * (1 + services.EVICTION_SCAN)
+    assert _CountingCache.moved <= 100 * (1 + working_set.EVICTION_SCAN)
     # ...and the cache holds what must stay and little else: the newest bot
     # conversations, until the scan's lap through the queued ones reaches them.
     held = {key[1] for key in desk._conversations}
     assert {f"queued{i}" for i in range(300)} <= held
-    assert len(held) <= 300 + 300 // services.EVICTION_SCAN + 2 and "bot0" not in held
+    assert len(held) <= 300 + 300 // working_set.EVICTION_SCAN + 2 and "bot0" not in held

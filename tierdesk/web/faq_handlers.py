@@ -107,7 +107,8 @@ async def list_misses(request: web.Request) -> web.Response:
         "clusters": [
             {"size": c.size, "representative": c.representative, "examples": list(c.examples),
              "top_intent": c.top_intent, "reasons": c.reasons,
-             "last_seen": iso(max(misses[i].at for i in c.members))}
+             "last_seen": iso(max(misses[i].at for i in c.members)),
+             "message_ids": [misses[i].message_id for i in c.members][:100]}
             for c in clusters
         ],
     })

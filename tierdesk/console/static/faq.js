@@ -34,8 +34,25 @@
       return el('li', {class: 'miss'},
         el('p', {}, el('strong', {text: c.representative}), el('span', {class: 'muted small', text: ' · ' + c.size + ' ' + t('faq.size')})),
         c.top_intent ? el('p', {class: 'small'}, t('faq.intent') + ': ', el('code', {text: c.top_intent})) : null,
-        el('ul', {class: 'muted small'}, ...c.examples.slice(0, 3).map((x) => el('li', {text: x}))));
+        el('ul', {class: 'muted small'}, ...c.examples.slice(0, 3).map((x) => el('li', {text: x}))),
+        labelForm(c, i));
     }));
+  }
+
+  // "Add as an example of …": the cluster's questions are labelled with the
+  // intent (PUT /v1/faq/labels); `tierdesk faq train --traffic` learns them.
+  function labelForm(c, i) {
+    const id = 'label-' + i;
+    const pick = el('select', {id},
+      ...intents.filter((x) => x.kind === 'faq').map((x) => el('option', {value: x.id, text: x.id})));
+    if (c.top_intent && intents.some((x) => x.id === c.top_intent && x.kind === 'faq')) pick.value = c.top_intent;
+    return el('form', {class: 'row', onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        for (const m of c.message_ids) await api('PUT', '/v1/faq/labels/' + encodeURIComponent(m), {intent: pick.value});
+        say(t('faq.labelled', {n: c.message_ids.length, intent: pick.value}));
+      } catch (e) { say(t('error.generic') + ' ' + e.message); }
+    }}, el('label', {for: id, text: t('faq.add_example')}), pick, el('button', {type: 'submit', text: t('faq.add')}));
   }
 
   async function loadIntents() {
