@@ -89,17 +89,22 @@ async def reload_knowledge_base(request: web.Request) -> web.Response:
     return json({"live": model.version, "intents": len(model.kb.intents)})
 
 
-async def list_misses(request: web.Request) -> web.Response:
-    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+def _window(request: web.Request, *, days: float, limit: int) -> tuple[float, int]:
+    """``?days=&limit=`` (the defaults given): since when, and how many at most."""
     only_params(request, "days", "limit")
     try:
-        days = float(request.query.get("days", "7"))
-        limit = int(request.query.get("limit", "2000"))
+        days = float(request.query.get("days", str(days)))
+        limit = int(request.query.get("limit", str(limit)))
     except ValueError:
         raise InvalidInput("days and limit must be numbers", code="validation_failed") from None
     if not (0 < days <= 366) or not (1 <= limit <= 5000):
         raise InvalidInput("days must be in (0, 366] and limit in [1, 5000]", code="validation_failed")
-    since = request.app[keys.CLOCK].now() - days * 86400
+    return request.app[keys.CLOCK].now() - days * 86400, limit
+
+
+async def list_misses(request: web.Request) -> web.Response:
+    await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
+    since, limit = _window(request, days=7, limit=2000)
     misses, clusters = await missed_clusters(request.app[keys.FAQ], since, limit)
     return json({
         "since": iso(since),
@@ -157,14 +162,6 @@ async def put_label(request: web.Request) -> web.Response:
 
 async def list_labels(request: web.Request) -> web.Response:
     await request.app[keys.AUTH].require(request, Role.ADMIN, Role.SUPERVISOR)
-    only_params(request, "days", "limit")
-    try:
-        days = float(request.query.get("days", "30"))
-        limit = int(request.query.get("limit", "1000"))
-    except ValueError:
-        raise InvalidInput("days and limit must be numbers", code="validation_failed") from None
-    if not (0 < days <= 366) or not (1 <= limit <= 5000):
-        raise InvalidInput("days must be in (0, 366] and limit in [1, 5000]", code="validation_failed")
-    since = request.app[keys.CLOCK].now() - days * 86400
+    since, limit = _window(request, days=30, limit=1000)
     labels = await request.app[keys.FAQ].labels(since, limit)
     return json({"since": iso(since), "labels": [_label_view(x) for x in labels]})
