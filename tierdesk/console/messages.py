@@ -73,7 +73,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "metrics.human": "Human", "metrics.numerator": "numerator", "metrics.denominator": "denominator",
         "metrics.empty": "No figures in this range.", "metrics.loading": "Loading…",
         "faq.title": "FAQ", "faq.misses": "What the bot missed", "faq.add_example": "Add as an example of",
-        "faq.add": "Add", "faq.labelled": "{n} questions labelled {intent}: faq train --traffic learns them",
+        "faq.add": "Add", "faq.labelled": "{n} of the cluster's questions labelled {intent} (faq train --traffic learns them)",
         "faq.add": "Add", "faq.added": "Added; it takes effect with the next trained model.",
         "faq.answers": "Answers", "faq.save": "Save answer", "faq.saved": "Saved; live now.",
         "faq.models": "Model versions", "faq.activate": "Activate", "faq.rollback": "Roll back",
