@@ -25,7 +25,7 @@ from tests.support.server import free_port
 from tierdesk.settings import Settings
 from tierdesk.web import keys
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="the test extra installs Playwright (make test)")
 expect = playwright_sync.expect
 
 ADMIN = "td_admin_widget-tests"

@@ -17,7 +17,7 @@ from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ThreadedServer
 from tests.support.server import free_port
 from tierdesk.settings import Settings
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="the test extra installs Playwright (make test)")
 expect = playwright_sync.expect
 
 ADMIN = "td_admin_widget-full-tests"
