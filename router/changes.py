@@ -34,6 +34,9 @@ class ConversationState:
     version: int
     rating: int | None
     message_offer: str | None = None
+    # The metric tally after the change (ConversationTally.snapshot()), set
+    # once the change's events are tallied (router/working_set.py).
+    tally: list[Any] | None = None
 
     @classmethod
     def of(cls, c: Conversation) -> ConversationState:

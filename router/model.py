@@ -161,8 +161,8 @@ class Conversation:
     # thing that happened: a thumbs down or an ask for a person now marks
     # that answer as a miss.
     last_bot_answered: str | None = None
-    # Metric state (router/rollups.ConversationTally), restored from the
-    # conversation's events when it is loaded.
+    # Metric state (router/rollups.ConversationTally): stored with each
+    # change, restored from the row when the conversation is loaded.
     tally: Any = None
     # How many changes of it have been recorded (router/changes.py). A change
     # is stored only over the version it was decided on, so two instances

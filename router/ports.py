@@ -90,7 +90,9 @@ class Store(Protocol):
 
     async def load_conversation(self, channel_id: str, external_id: str) -> Conversation | None: ...
 
-    async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None: ...
+    async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None:
+        """The conversation with its handoff and tally, without the answers
+        given in it (a retry is then recognised on commit)."""
 
     async def load_conversations_by_id(self, ids: Collection[str]) -> list[Conversation]:
         """Those of ``ids`` that exist, as load_conversation_by_id gives them."""

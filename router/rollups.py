@@ -23,6 +23,7 @@ import struct
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .metrics import SLA, resolves
 from .model import Tier
@@ -192,6 +193,11 @@ class _Handoff:
     ended: bool = False
 
 
+# The layout of ConversationTally.snapshot(); one it does not know is
+# replayed from the conversation's events instead.
+SNAPSHOT_FORMAT = 1
+
+
 class ConversationTally:
     """The incremental twin of metrics.replay for one conversation."""
 
@@ -308,6 +314,37 @@ class ConversationTally:
                     if old >= 4:
                         out.add(at, ch, f"{tier}.ratings_good", -1)
                 self._rated(int(rating), e.at, out)
+
+    def snapshot(self) -> list[Any]:
+        """The tally's state as plain JSON values, stored with the conversation
+        at each change: an instance that reads the conversation (to load it,
+        or because another instance changed it) takes it from there instead
+        of replaying the conversation's events."""
+        h = self.handoff
+        return [
+            SNAPSHOT_FORMAT, self.episode_start, self.episode_handoffs, self.last_tier.value,
+            None if h is None else [h.requested_at, h.skill, h.assigned, h.first_reply_at, h.ended],
+            dict(self.awaiting_bot), [list(x) for x in self.awaiting_human], list(self.waiting_ratings),
+            None if self.rated is None else list(self.rated),
+        ]
+
+    @classmethod
+    def restore(cls, channel: str, snapshot: Any) -> ConversationTally | None:
+        """The tally a snapshot holds, or None if it is not one this version
+        writes (the caller replays the events instead)."""
+        if not isinstance(snapshot, list) or len(snapshot) != 9 or snapshot[0] != SNAPSHOT_FORMAT:
+            return None
+        _, start, handoffs, last_tier, h, awaiting_bot, awaiting_human, waiting, rated = snapshot
+        tally = cls(channel)
+        tally.episode_start = start
+        tally.episode_handoffs = handoffs
+        tally.last_tier = Tier(last_tier)
+        tally.handoff = None if h is None else _Handoff(*h)
+        tally.awaiting_bot = dict(awaiting_bot)
+        tally.awaiting_human = [(m, at, after) for m, at, after in awaiting_human]
+        tally.waiting_ratings = list(waiting)
+        tally.rated = None if rated is None else (rated[0], rated[1], rated[2])
+        return tally
 
     def _rated(self, rating: int, at: float, out: Deltas) -> None:
         tier = self.last_tier.value

@@ -8,6 +8,7 @@ the machinery under them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -141,6 +142,8 @@ class WorkingSet:
                     del self._conversations[key]
             c = stored.get(cid)
             if c is not None:
+                if old is not None:
+                    c.answers = old.answers  # every one given was stored
                 self._remember(c)
                 if c.handoff is not None:
                     self.dispatcher.enqueue(c.handoff)
@@ -265,7 +268,10 @@ class WorkingSet:
         return c
 
     def _tally(self, changes: Changes) -> None:
-        """Turn the events into metric rollup increments, in the same commit."""
+        """Turn the events into metric rollup increments, in the same commit,
+        and store each changed conversation's tally with it: whoever reads the
+        conversation next (another instance, this one after a restart) takes
+        the tally from there and needs none of its events."""
         sla = self.config.sla
         for e in changes.events:
             conv = self._by_id.get(e.conversation_id)
@@ -274,6 +280,15 @@ class WorkingSet:
             if conv.tally is None:
                 conv.tally = ConversationTally(conv.channel_id)
             conv.tally.apply(e, sla, changes.rollup)
+            if e.conversation_id not in changes.conversations:
+                # Its stored tally would fall behind its events otherwise.
+                changes.conversation(conv)
+        for cid, state in changes.conversations.items():
+            conv = self._by_id.get(cid)
+            if conv is not None:
+                if conv.tally is None:
+                    conv.tally = ConversationTally(conv.channel_id)
+                changes.conversations[cid] = dataclasses.replace(state, tally=conv.tally.snapshot())
 
     @staticmethod
     def _agents_of(changes: Changes) -> set[str]:
@@ -286,7 +301,7 @@ class WorkingSet:
             self._drop({*(c.id for c in touched), *changes.conversations}, self._agents_of(changes))
             raise Unavailable("state was reloaded while deciding; retry")
         self._tally(changes)
-        ids = [c.id for c in touched]
+        ids = list({*(c.id for c in touched), *changes.conversations})
         for cid in ids:
             self._in_flight[cid] = self._in_flight.get(cid, 0) + 1
         agent_ids = self._agents_of(changes)
@@ -398,6 +413,9 @@ class WorkingSet:
                 return  # ours is as new, or its commit will be refused
             if old.handoff is not None:
                 self.dispatcher.dequeue(old.handoff)
+            # Read without them (they are many, and rarely asked for again);
+            # a retry of one another instance gave is recognised on commit.
+            stored.answers = old.answers
             self._conversations[(old.channel_id, old.external_id)] = stored
             self._by_id[stored.id] = stored
         elif stored.tier is Tier.HUMAN:

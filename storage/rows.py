@@ -234,7 +234,7 @@ def _status(a: Any) -> str:
 def conversation_row(s: ConversationState) -> Row:
     return (s.id, s.channel_id, s.external_id, s.customer.id, s.customer.name, s.customer.vip, s.status.value,
             s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id, s.version, s.rating,
-            s.message_offer)
+            s.message_offer, None if s.tally is None else _json(s.tally))
 
 
 CONVERSATION_STATUS = 6

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
-
-import numpy as np
 from typing import Any
 
+import numpy as np
+import orjson
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -154,17 +154,19 @@ class SqlStore:
         return {(c.channel_id, c.external_id): c for c in found}
 
     async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None:
-        found = await self._load_where([t.conversations.c.id == conversation_id])
+        found = await self._load_where([t.conversations.c.id == conversation_id], answers=False)
         return found[0] if found else None
 
     async def load_conversations_by_id(self, ids: Collection[str]) -> list[Conversation]:
         ids = list(ids)
         if not ids:
             return []
-        return await self._load_where(t.conversations.c.id.in_(ids[i : i + 400]) for i in range(0, len(ids), 400))
+        return await self._load_where((t.conversations.c.id.in_(ids[i : i + 400]) for i in range(0, len(ids), 400)),
+                                      answers=False)
 
-    async def _load_where(self, conditions: Iterable[Any]) -> list[Conversation]:
-        """The conversations each condition selects, with their handoffs."""
+    async def _load_where(self, conditions: Iterable[Any], answers: bool = True) -> list[Conversation]:
+        """The conversations each condition selects, with their handoffs (and
+        the answers given in them, if ``answers``)."""
         found: list[Conversation] = []
         n = len(t.conversations.c)
         async with self.engines.reading() as conn:
@@ -176,17 +178,19 @@ class SqlStore:
                 )
                 found += [_conversation_from(row[:n], row[n:] if row[n] is not None else None)
                           for row in (await conn.execute(q)).all()]
-            await self._hydrate(conn, found)
+            await self._hydrate(conn, found, answers)
         return found
 
-    async def _hydrate(self, conn: AsyncConnection, convs: list[Conversation]) -> None:
+    async def _hydrate(self, conn: AsyncConnection, convs: list[Conversation], answers: bool = True) -> None:
         """Give loaded conversations what lives only in memory while they are
-        in play: the answers already given (for retries) and the metric tally
-        (rebuilt from their events)."""
+        in play: the answers already given (for retries; a retry of one not
+        read here is recognised by the database, more slowly) and, where the
+        row holds no tally (written before migration 0022), the metric tally
+        rebuilt from their events."""
         if not convs:
             return
         by_id = {c.id: c for c in convs}
-        ids = list(by_id)
+        ids = list(by_id) if answers else []
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             q = select(t.messages.c.conversation_id, t.messages.c.external_id, t.messages.c.response).where(
@@ -196,6 +200,9 @@ class SqlStore:
             for cid, ext, response in (await conn.execute(q)).all():
                 if response is not None:
                     by_id[cid].answers[ext] = response
+        untallied = [c.id for c in convs if c.tally is None]
+        for i in range(0, len(untallied), 500):
+            chunk = untallied[i : i + 500]
             events = [event_from(r) for r in (await conn.execute(
                 select(t.events).where(t.events.c.conversation_id.in_(chunk))
                 .order_by(t.events.c.conversation_id, t.events.c.at, t.events.c.seq)
@@ -436,4 +443,5 @@ def _conversation_from(c: Sequence[Any], h: Sequence[Any] | None) -> Conversatio
         created_at=cc["created_at"], status=ConversationStatus(cc["status"]), updated_at=cc["updated_at"],
         bot_streak=cc["bot_streak"], handoff_count=cc["handoff_count"], handoff=handoff, version=cc["version"],
         rating=cc["rating"], message_offer=cc["message_offer"],
+        tally=None if cc["tally"] is None else ConversationTally.restore(cc["channel_id"], orjson.loads(cc["tally"])),
     )

@@ -131,6 +131,11 @@ conversations = Table(
     # The skill whose full queue the customer was offered to leave a
     # message for: their next message is that message (router/queue_limits.py).
     Column("message_offer", String(100)),
+    # The metric tally after the latest change (router/rollups.py,
+    # ConversationTally.snapshot(), JSON): loading the conversation restores
+    # it from here, not by replaying its events. NULL (rows written before
+    # 0022): replayed.
+    Column("tally", Text),
     UniqueConstraint("channel_id", "external_id"),
     Index("ix_conversations_status_updated", "status", "updated_at"),
     # A customer's earlier conversations, shown beside the one an agent holds.

@@ -76,6 +76,14 @@ def _truncate_postgres(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture
+def pg_url(postgres_database: str) -> str:
+    """The test PostgreSQL database, emptied: for what only PostgreSQL does
+    (two instances on one database, its one-statement writer)."""
+    _truncate_postgres(postgres_database)
+    return postgres_database
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A freshly migrated, empty database of each kind."""

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select
 
 from router.history import SLOT_SECONDS
@@ -157,7 +158,9 @@ async def seed_history(database_url: str, weeks: int, sla: SLA, *, seed: int = 1
 
         async def flush() -> None:
             conversations, handoffs, messages, events = batch
-            _, deltas = tally_events(events, sla)
+            tallies, deltas = tally_events(events, sla)
+            for c in conversations:
+                c["tally"] = orjson.dumps(tallies[c["id"]].snapshot()).decode()
             async with engines.writing() as conn:
                 await conn.execute(t.conversations.insert(), conversations)
                 await conn.execute(t.handoffs.insert(), handoffs)

@@ -79,15 +79,6 @@ async def test_a_reservation_nobody_takes_up_moves_to_the_next_agent(aiohttp_cli
     assert me["open_conversations"] == 0
 
 
-@pytest.fixture
-def pg_url(request: pytest.FixtureRequest) -> str:
-    from tests.conftest import _truncate_postgres
-
-    url = request.getfixturevalue("postgres_database")
-    _truncate_postgres(url)
-    return url
-
-
 async def test_with_two_instances_exactly_one_acts_on_a_timeout(aiohttp_client, pg_url, clock, demo_model) -> None:
     from tierdesk.models import LiveModel
     from tierdesk.settings import Settings

@@ -15,15 +15,6 @@ from tierdesk.web.app import create_app
 BILLING = "I was charged twice for my order and want my money back"
 
 
-@pytest.fixture
-def pg_url(request: pytest.FixtureRequest) -> str:
-    from tests.conftest import _truncate_postgres
-
-    url = request.getfixturevalue("postgres_database")
-    _truncate_postgres(url)
-    return url
-
-
 async def _instance(aiohttp_client, pg_url: str, clock, model) -> Api:  # type: ignore[no-untyped-def]
     from tierdesk.models import LiveModel
 

@@ -19,17 +19,9 @@ from storage.engine import create_engines
 from storage.store import SqlStore
 from tierdesk.errors import Unavailable
 
-from ..conftest import _truncate_postgres
 from .test_store import message_changes
 
 AT = 1_767_225_600.0 + 10
-
-
-@pytest.fixture
-def pg_url(postgres_database: str) -> str:
-    """The test PostgreSQL database, emptied (the one-statement writer is PostgreSQL's)."""
-    _truncate_postgres(postgres_database)
-    return postgres_database
 
 
 @pytest.fixture

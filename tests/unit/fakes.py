@@ -19,6 +19,7 @@ from typing import Any
 from router.changes import AgentProfile, Changes, ConversationState, MessageRecord, OutboxItem
 from router.model import Agent, AgentStatus, Conversation, ConversationStatus, Handoff
 from router.ports import DuplicateMessage
+from router.rollups import ConversationTally
 from router.tracker import EventKind, TrackerEvent
 from tierdesk.errors import ChangeRefused, Unavailable
 
@@ -202,14 +203,16 @@ class FakeStore:
             for k, r in sorted(self.t.agents.items()) if ids is None or k in ids
         ]
 
-    def _conversation(self, s: ConversationState) -> Conversation:
+    def _conversation(self, s: ConversationState, answers: bool = True) -> Conversation:
+        """As the SQL store gives it: by id, without the answers given in it."""
         handoff = dataclasses.replace(self.t.handoffs[s.handoff_id]) if s.handoff_id else None
-        answers = {m.external_id: dict(m.response) for m in self.t.inbound.values()
-                   if m.conversation_id == s.id and m.external_id and m.response is not None}
+        given = {m.external_id: dict(m.response) for m in self.t.inbound.values()
+                 if answers and m.conversation_id == s.id and m.external_id and m.response is not None}
         return Conversation(
             id=s.id, channel_id=s.channel_id, external_id=s.external_id, customer=s.customer,
             created_at=s.created_at, status=s.status, updated_at=s.updated_at, bot_streak=s.bot_streak,
-            handoff_count=s.handoff_count, handoff=handoff, answers=answers, version=s.version,
+            handoff_count=s.handoff_count, handoff=handoff, answers=given, version=s.version,
+            tally=None if s.tally is None else ConversationTally.restore(s.channel_id, s.tally),
         )
 
     async def load_open_conversations(self) -> list[Conversation]:
@@ -226,10 +229,10 @@ class FakeStore:
 
     async def load_conversation_by_id(self, conversation_id: str) -> Conversation | None:
         s = self.t.conversations.get(conversation_id)
-        return None if s is None else self._conversation(s)
+        return None if s is None else self._conversation(s, answers=False)
 
     async def load_conversations_by_id(self, ids: Collection[str]) -> list[Conversation]:
-        return [self._conversation(self.t.conversations[i]) for i in ids if i in self.t.conversations]
+        return [self._conversation(self.t.conversations[i], answers=False) for i in ids if i in self.t.conversations]
 
     async def stored_answer(self, channel_id: str, external_id: str) -> dict[str, Any] | None:
         m = self.t.inbound.get((channel_id, external_id))

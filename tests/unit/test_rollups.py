@@ -7,6 +7,7 @@ import math
 import random
 import struct
 
+import orjson
 import pytest
 
 from router import metrics, rollup_report, rollups
@@ -226,3 +227,21 @@ def test_adding_to_a_stored_histogram_in_plain_python_equals_adding_arrays() -> 
     shrunk = rollup_report.decode(rollups.add_to_histogram(only, rollups.HistogramDelta({900: -1})))
     assert (shrunk.counts == rollup_report.dense({5: 2})).all()
     assert rollups.add_to_histogram(only, rollups.HistogramDelta({5: -2, 900: -1})) == rollups.EMPTY_HISTOGRAM
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_a_tally_restored_from_its_snapshot_before_every_event_counts_as_the_replay(seed: int) -> None:
+    events, _ = await simulate(seed)
+    _, replay = rollups.tally_events(events, SLA_)
+    tallies: dict[str, list] = {}  # conversation id -> its snapshot, through JSON
+    out = rollups.Deltas()
+    for e in events:
+        snap = tallies.get(e.conversation_id)
+        tally = (rollups.ConversationTally(e.channel_id) if snap is None
+                 else rollups.ConversationTally.restore(e.channel_id, snap))
+        assert tally is not None
+        tally.apply(e, SLA_, out)
+        tallies[e.conversation_id] = orjson.loads(orjson.dumps(tally.snapshot()))
+    assert dict(out.values) == pytest.approx(dict(replay.values))
+    assert {k: d.bins for k, d in out.hist.items()} == {k: d.bins for k, d in replay.hist.items()}
+    assert out.replied == replay.replied
