@@ -12,7 +12,7 @@ CHROMIUM := /usr/bin/chromium
 WRK := /usr/bin/wrk
 CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 
-.PHONY: serve test test-unit faults bench embeddings clean-demo screenshots matrix
+.PHONY: serve test test-browser test-unit faults bench embeddings clean-demo screenshots matrix
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tierdesk needs Python 3.11+"'
@@ -28,13 +28,18 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/tierdesk serve --demo
 
-## test: every test, on SQLite and on the PostgreSQL at 127.0.0.1:5432
-## (with the optional embedding extra, so its tests run too)
-test: $(STAMP) $(EMBEDDINGS) $(CHROMIUM)
-	$(BIN)/python -m pytest -q
+## test: every test but the browser's, on SQLite and on the PostgreSQL at
+## 127.0.0.1:5432 (with the optional embedding extra, so its tests run too)
+test: $(STAMP) $(EMBEDDINGS)
+	$(BIN)/python -m pytest -q -m "not browser"
 
-# The console's browser tests drive Debian's Chromium (never a downloaded
-# browser build); installed only when it is missing.
+## test-browser: the console's and the web widget's pages in headless Chromium
+## against a real server; about a minute (CI runs it after make test)
+test-browser: $(STAMP) $(CHROMIUM)
+	TIERDESK_TEST_BROWSER=required $(BIN)/python -m pytest -q -m browser
+
+# The browser tests drive Debian's Chromium (never a downloaded browser
+# build); installed only when it is missing.
 $(CHROMIUM):
 	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 

@@ -27,13 +27,16 @@ from tests.support.browser import (
     SCREENSHOTS,
     ThreadedServer,
     WebhookReceiver,
+    browser_or_skip,
     want_screenshots,
 )
 from tests.support.server import free_port
 from tierdesk.settings import Settings
 from tierdesk.web import keys
 
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="the test extra installs Playwright (make test)")
+pytestmark = pytest.mark.browser  # make test-browser
+
+playwright_sync = browser_or_skip()
 expect = playwright_sync.expect
 
 ADMIN = "td_admin_console-tests"
@@ -46,8 +49,6 @@ SLA = 60.0
 
 expect.set_options(timeout=WAIT_MS)
 
-if not Path(CHROMIUM).exists():  # pragma: no cover - `make test` installs it
-    pytest.skip(f"{CHROMIUM} is missing: `make test` installs Debian's chromium", allow_module_level=True)
 
 
 class World:

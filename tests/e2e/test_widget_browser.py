@@ -20,12 +20,21 @@ from typing import Any
 import pytest
 
 from router.ports import FakeClock
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, ThreadedServer, want_screenshots
+from tests.support.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    ThreadedServer,
+    browser_or_skip,
+    want_screenshots,
+)
 from tests.support.server import free_port
 from tierdesk.settings import Settings
 from tierdesk.web import keys
 
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="the test extra installs Playwright (make test)")
+pytestmark = pytest.mark.browser  # make test-browser
+
+playwright_sync = browser_or_skip()
 expect = playwright_sync.expect
 
 ADMIN = "td_admin_widget-tests"
@@ -35,8 +44,6 @@ WAIT_MS = 30_000  # generous: the machine is shared
 
 expect.set_options(timeout=WAIT_MS)
 
-if not Path(CHROMIUM).exists():  # pragma: no cover - `make test` installs it
-    pytest.skip(f"{CHROMIUM} is missing: `make test` installs Debian's chromium", allow_module_level=True)
 
 
 class World:

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from router.ports import FakeClock
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ThreadedServer
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ThreadedServer, browser_or_skip
 from tests.support.server import free_port
 from tierdesk.settings import Settings
 
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="the test extra installs Playwright (make test)")
+pytestmark = pytest.mark.browser  # make test-browser
+
+playwright_sync = browser_or_skip()
 expect = playwright_sync.expect
 
 ADMIN = "td_admin_widget-full-tests"
@@ -26,8 +28,6 @@ WAIT_MS = 30_000  # generous: the machine is shared
 
 expect.set_options(timeout=WAIT_MS)
 
-if not Path(CHROMIUM).exists():  # pragma: no cover - `make test` installs it
-    pytest.skip(f"{CHROMIUM} is missing: `make test` installs Debian's chromium", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,29 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
+def browser_or_skip() -> Any:
+    """Playwright's sync API, once Debian's Chromium is there too. Without
+    either the browser test module is skipped, saying why; under `make
+    test-browser` (TIERDESK_TEST_BROWSER=required) it fails instead: a
+    browser suite that ran nothing must not pass."""
+    import pytest
+
+    why = None
+    try:
+        import playwright.sync_api as api
+    except ImportError:
+        why = "the test extra installs Playwright (make test-browser)"
+    if why is None and not Path(CHROMIUM).exists():
+        why = f"{CHROMIUM} is missing: `make test-browser` installs Debian's chromium"
+    if why is None:
+        return api
+    if os.environ.get("TIERDESK_TEST_BROWSER") == "required":
+        pytest.fail(why, pytrace=False)
+    pytest.skip(why, allow_module_level=True)
+
+
 def want_screenshots() -> bool:
-    """`make screenshots` sets this; `make test` leaves docs/ alone."""
+    """`make screenshots` sets this; `make test-browser` leaves docs/ alone."""
     return os.environ.get("TIERDESK_SCREENSHOTS") == "1"
 
 
