@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +33,12 @@ def cluster_questions(
 
     ``distance_threshold`` is the cosine distance above which two groups are
     not merged: lower gives tighter, smaller clusters."""
+    # Imported here: the server imports this module for GET /v1/faq/misses,
+    # and scikit-learn (with the SciPy it pulls in) is ~100 MiB of every
+    # serving process's memory that only a clustering request needs.
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     n = len(texts)
     if n == 0:
         return []

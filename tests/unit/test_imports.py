@@ -148,3 +148,16 @@ def test_a_circle_is_found(tmp_path: Path) -> None:
     assert cycle(graph) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
     (tmp_path / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import y\n")
     assert cycle(module_graph(tmp_path, "pkg")) is None
+
+
+def test_the_server_imports_no_scikit_learn() -> None:
+    """scikit-learn (and the SciPy modules it pulls in) is ~75 MiB of a
+    serving process's memory; serving needs only the compiled classifier
+    (classifier/fast.py). Training and clustering import it when they run."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, tierdesk.cli, tierdesk.web.app, tierdesk.workers; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
