@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Select, delete, or_, select
 
 from . import tables as t
 from .engine import Engines
@@ -127,18 +127,24 @@ class FaqRepository:
 
     async def labels(self, since: float, limit: int = 5000) -> list[FaqLabel]:
         """Labels given since ``since``, newest first."""
-        m, lab = t.messages, t.faq_labels
-        q = (
-            select(lab.c.message_id, m.c.text, lab.c.intent_id, lab.c.labelled_by, lab.c.labelled_at,
-                   m.c.intent, m.c.outcome)
-            .select_from(lab.join(m, m.c.id == lab.c.message_id))
-            .where(lab.c.labelled_at >= since)
-            .order_by(lab.c.labelled_at.desc(), lab.c.message_id)
-            .limit(limit)
-        )
+        lab = t.faq_labels
+        q = (self._labels().where(lab.c.labelled_at >= since)
+             .order_by(lab.c.labelled_at.desc(), lab.c.message_id).limit(limit))
         async with self.engines.reading() as conn:
             rows = (await conn.execute(q)).all()
         return [FaqLabel(*row) for row in rows]
+
+    async def label(self, message_id: str) -> FaqLabel | None:
+        async with self.engines.reading() as conn:
+            row = (await conn.execute(self._labels().where(t.faq_labels.c.message_id == message_id))).first()
+        return None if row is None else FaqLabel(*row)
+
+    @staticmethod
+    def _labels() -> Select:
+        m, lab = t.messages, t.faq_labels
+        return (select(lab.c.message_id, m.c.text, lab.c.intent_id, lab.c.labelled_by, lab.c.labelled_at,
+                       m.c.intent, m.c.outcome)
+                .select_from(lab.join(m, m.c.id == lab.c.message_id)))
 
     async def labelled_traffic(self, since: float, limit: int = 20000) -> list[TrafficLabel]:
         """Customer questions since ``since`` whose right answer is known in

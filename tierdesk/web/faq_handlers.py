@@ -156,7 +156,9 @@ async def put_label(request: web.Request) -> web.Response:
         raise NotFound(f"no customer message {message_id!r}")
     now = request.app[keys.CLOCK].now()
     await repo.set_label(message_id, body.intent, principal.subject_id or principal.role.value, now)
-    [label] = [x for x in await repo.labels(now, limit=5000) if x.message_id == message_id]
+    label = await repo.label(message_id)
+    if label is None:  # pragma: no cover - just written, and labels are never deleted
+        raise NotFound(f"no label of message {message_id!r}")
     return json(_label_view(label))
 
 
