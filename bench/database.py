@@ -33,9 +33,10 @@ class Db:
             if own:
                 conn.close()
 
-    def inbound_ids(self, channel_id: str, prefix: str) -> set[str]:
+    def inbound_ids(self, channel_id: str, prefix: str = "") -> set[str]:
+        """The channel's customer message ids (those of one run: ``prefix``)."""
         rows = self.query("SELECT external_id FROM messages WHERE channel_id = ? AND sender = 'customer' "
-                          "AND external_id LIKE ?", (channel_id, prefix + "-%"))
+                          "AND external_id LIKE ?", (channel_id, prefix + "-%" if prefix else "%"))
         return {r[0] for r in rows}
 
     CAPACITY_SQL = (
