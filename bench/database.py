@@ -8,6 +8,11 @@ import threading
 from typing import Any
 
 
+# The bench's own connections (the capacity sampler's, the checks'): not the
+# server's backends, whose CPU is counted per message.
+BENCH_APPLICATION = "tierdesk-bench"
+
+
 class Db:
     """Read-only checks on the target's database."""
 
@@ -20,7 +25,7 @@ class Db:
             return conn
         import psycopg
 
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=5, application_name=BENCH_APPLICATION)
 
     def query(self, sql: str, params: tuple[Any, ...] = (), conn: Any = None) -> list[tuple[Any, ...]]:
         own = conn is None

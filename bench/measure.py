@@ -80,12 +80,15 @@ def fill_queue(args: argparse.Namespace, tg: Target, tag: str) -> dict[str, Any]
     queued = tg.db.capacity()["open_queued"]
     rate = max(100.0, tg.out["handoff"]["saturated"]["req_s"] or 0.0)
     runs = failed = sent = 0
-    while queued < args.queued and runs < 3:
-        seconds = min(300.0, (args.queued - queued) / rate * 1.2 + 2)
+    longest = None
+    while queued < args.queued and runs < 5:
+        seconds = min(300.0, (args.queued - queued) / rate * 1.1 + 2)
         log(f"  {tg.name}: {queued:,} handoffs queued; {seconds:.0f} s more handoffs for {args.queued:,}")
         r = measure_saturated(args, tg, "handoff", f"{tag}-{tg.name}-fill{runs}", seconds)
         sent += r["requests"]
         failed += r["non2xx"] + r["socket_errors"]
         queued = tg.db.capacity()["open_queued"]
+        longest = r.get("loop_longest_step_ms")
+        rate = max(50.0, r["req_s"])  # as fast as it went just now: a long queue slows some servers
         runs += 1
-    return {"queued": queued, "runs": runs, "requests": sent, "failed": failed}
+    return {"queued": queued, "runs": runs, "requests": sent, "failed": failed, "loop_longest_step_ms": longest}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common import BENCH, HOST, ROOT, log
-from database import CapacitySampler, Db
+from database import BENCH_APPLICATION, CapacitySampler, Db
 from load import check_wrk
 from servers import Server, free_port, http
 
@@ -129,11 +129,15 @@ class Target:
         return self.db is not None
 
     def db_pids(self) -> list[int]:
-        """PostgreSQL backend processes connected to the target's database."""
+        """The PostgreSQL backends serving the target's servers (not the
+        bench's own connections, nor autovacuum's workers: what vacuuming
+        the rows written costs comes in bursts a 10 s measurement may or may
+        not catch)."""
         if self.db is None or self.db.url.startswith("sqlite"):
             return []
         rows = self.db.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                             "AND pid <> pg_backend_pid()")
+                             "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                             "AND application_name <> ?", (BENCH_APPLICATION,))
         return [int(r[0]) for r in rows]
 
 
