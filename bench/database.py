@@ -38,6 +38,16 @@ class Db:
             if own:
                 conn.close()
 
+    def analyze(self) -> None:
+        """PostgreSQL: the planner's statistics brought up to date, as
+        autovacuum keeps them on a live database."""
+        if not self.url.startswith("sqlite"):
+            conn = self.connect()
+            try:
+                conn.execute("ANALYZE")
+            finally:
+                conn.close()
+
     def inbound_ids(self, channel_id: str, prefix: str = "") -> set[str]:
         """The channel's customer message ids (those of one run: ``prefix``)."""
         rows = self.query("SELECT external_id FROM messages WHERE channel_id = ? AND sender = 'customer' "

@@ -70,8 +70,10 @@ def markdown(results: dict[str, Any]) -> str:
         + (f"PostgreSQL {pg.get('server_version')} (synchronous_commit={pg.get('synchronous_commit')}, "
            f"fsync={pg.get('fsync')})" if pg else "no PostgreSQL"),
         f"- each tierdesk database held {fmt(results.get('stored_seed'))} stored messages at start "
-        "(a copy of bench/metrics_bench.py's seed); handoffs were sent at the end until "
-        f"{fmt(results.get('queued_wanted'))} waited",
+        "(a copy of bench/metrics_bench.py's seed)"
+        + ("; PostgreSQL's statistics gathered (ANALYZE) after the warm-up"
+           if results.get("analyzed_after_warmup") else "; PostgreSQL's statistics as copied (--no-analyze)")
+        + f"; handoffs were sent at the end until {fmt(results.get('queued_wanted'))} waited",
         f"- load average at start {results['loadavg_start']}, at end {results['loadavg_end']}; CPU taken by "
         f"other processes during the measurements: mean {fmt(results['other_processes_cores_mean'], 2)}, "
         f"max {fmt(results['other_processes_cores_max'], 2)} of {m['nproc']} cores"
