@@ -195,3 +195,31 @@ def test_the_mix_spreads_its_handoffs_evenly() -> None:
     picks = [is_handoff(i, 0.3) for i in range(1000)]
     assert sum(picks) == 300
     assert all(2 <= sum(picks[k:k + 10]) <= 4 for k in range(0, 990))
+
+
+def test_the_report_shows_every_check_and_the_projection(results: dict[str, Any]) -> None:
+    from report import markdown, projection_block
+
+    for name, t in results["targets"].items():
+        t["faq"]["saturated"].update(p50_ms=1.0, group_commit_mean_batch=None,
+                                     process_cpu_ms_per_req={"root": 0.1, "child": 0.02})
+        if name != "bare":
+            t["capacity"] = {"ok": True, "during": {"samples": 3, "violations": []},
+                             "after": {"open_assigned": 100, "slots": 100, "open_queued": 61_000}}
+            for path, kind in (("faq", "half"), ("handoff", "saturated"), ("handoff", "half"), ("mix", "open")):
+                t[path][kind].update(p50_ms=1.0, sustained=True)
+    results.update(
+        started_at="2026-12-05 05:02 UTC", command="bench/run.py", duration_s=10.0, rounds=2, wrk_threads=2,
+        connections=64, sqlite_synchronous="NORMAL", stored_seed=1_000_000, analyzed_after_warmup=True,
+        queued_wanted=60_000, loadavg_start=[1, 1, 1], loadavg_end=[1, 1, 1], other_processes_cores_mean=0.1,
+        other_processes_cores_max=0.2, code={"commit": "abc1234", "modified_files": []}, wall_s=500.0,
+        output="bench/results/latest.json",
+        machine={"nproc": 2, "cpu_model": "AMD EPYC", "mem_total_mib": 24_105, "kernel": "6", "python": "3.11",
+                 "sqlite": "3.40"})
+    results["checks"] = evaluate(results)
+    results["projection"] = project_run(results)
+    text = markdown(results)
+    assert text.count("| PASS |") == len(results["checks"])
+    assert "server 0.100, SQLite writer 0.020" in text
+    block = projection_block(results)
+    assert "at commit abc1234" in block and block.count("| FAQ answers |") == 3
