@@ -69,10 +69,11 @@ $(SYNAPSE):
 faults: $(STAMP)
 	$(BIN)/python -m pytest -q -s tests/faults
 
-## bench: throughput and latency against bare aiohttp (SQLite and PostgreSQL),
+## bench: CPU per message, latency, the event loop's longest step and memory against
+## bare aiohttp (SQLite, PostgreSQL, 2 workers, 2 instances; issue 24's targets),
 ## metrics endpoint over 1M messages, idle WebSockets (results in docs/benchmarks.md,
-## read in docs/performance.md); the routing simulator: speed, Erlang C/A at full
-## length, routing quality (docs/routing.md)
+## read in docs/performance.md with a projection to 4-16 cores); the routing
+## simulator: speed, Erlang C/A at full length, routing quality (docs/routing.md)
 bench: $(STAMP) $(WRK)
 	$(BIN)/python bench/run.py; a=$$?; $(BIN)/python bench/metrics_bench.py; b=$$?; \
 	$(BIN)/python bench/ws_bench.py; c=$$?; $(BIN)/python bench/simulate_bench.py; d=$$?; \

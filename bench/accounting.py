@@ -38,8 +38,9 @@ class CpuMeter:
     """CPU used during one measurement: the server (main thread, other
     threads), the load generator (reaped child), everything else."""
 
-    def __init__(self, server_pid: int | None, db_pids: list[int] | None = None) -> None:
-        self.pid = server_pid
+    def __init__(self, server_pid: int | list[int] | None, db_pids: list[int] | None = None) -> None:
+        # Several: instances of one target, each a server of its own.
+        self.pids = [] if server_pid is None else [server_pid] if isinstance(server_pid, int) else list(server_pid)
         # PostgreSQL backends serving the target: part of the system under
         # test, not neighbours.
         self.db_pids = db_pids or []
@@ -53,23 +54,28 @@ class CpuMeter:
                 pass
         return out
 
-    def _server(self) -> tuple[float, float, float]:
+    def _server(self) -> tuple[float, float, float, dict[str, float]]:
         # Summed over the server's workers, if it has any: "main thread" is
-        # then each worker's event loop thread.
-        if self.pid is None:
-            return 0.0, 0.0, 0.0
+        # then each worker's event loop thread. Also each process's CPU by
+        # its role: "root" (a server, or the supervisor of workers), "child"
+        # (its SQLite writer, or its workers).
         main = total = loop = 0.0
-        for pid in process_tree(self.pid):
-            try:
-                total += _proc_cpu_s(f"/proc/{pid}/stat")
-                thread = _proc_cpu_s(f"/proc/{pid}/task/{pid}/stat")
-            except (OSError, ValueError):
-                continue
-            main += thread
-            if pid == self.pid:
-                # One server process: its event loop's thread (with workers, the supervisor's).
-                loop = thread
-        return main, total, loop
+        roles: dict[str, float] = {}
+        for root in self.pids:
+            for pid in process_tree(root):
+                try:
+                    proc = _proc_cpu_s(f"/proc/{pid}/stat")
+                    thread = _proc_cpu_s(f"/proc/{pid}/task/{pid}/stat")
+                except (OSError, ValueError):
+                    continue
+                total += proc
+                main += thread
+                role = "root" if pid == root else "child"
+                roles[role] = roles.get(role, 0.0) + proc
+                if pid == self.pids[0]:
+                    # One server process: its event loop's thread (with workers, the supervisor's).
+                    loop = thread
+        return main, total, loop, roles
 
     def __enter__(self) -> CpuMeter:
         import resource
@@ -92,6 +98,7 @@ class CpuMeter:
         db = sum(d1[p] - self.d0[p] for p in d1 if p in self.d0)
         c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy = m1[0] - self.m0[0]
+        roles = {k: round(v - self.s0[3].get(k, 0.0), 3) for k, v in s1[3].items()}
         server_main = s1[0] - self.s0[0]
         server_all = s1[1] - self.s0[1]
         gen = (c1.ru_utime + c1.ru_stime) - (self.c0.ru_utime + self.c0.ru_stime)
@@ -112,27 +119,48 @@ class CpuMeter:
             "other_processes_s": round(max(0.0, busy - server_all - gen - db), 3),
             "load_generator_s": round(gen, 3),
             "server_root_main_thread_s": round(s1[2] - self.s0[2], 3),
+            "server_processes_s": roles,
         }
 
 
-def scrape(base: str, workers: int = 1) -> dict[str, float]:
-    """The Prometheus text at /metrics as {'name{labels}': value}, summed
-    over workers. With several, each shows the others' series as they were
-    up to a second ago (tierdesk/web/worker_metrics.py), so this waits that
-    long first."""
-    if workers > 1:
-        time.sleep(WORKER_METRICS_LAG_SECONDS)
+# Series that are a maximum, not a count: over workers and instances, the largest.
+LOOP_STEP = "tierdesk_loop_longest_step_cpu_seconds"
+MAX_SERIES = {LOOP_STEP}
+
+
+def merge_scrapes(scrapes: list[dict[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
-    for line in http("GET", base + "/metrics").splitlines():
+    for one in scrapes:
+        for key, v in one.items():
+            out[key] = max(out.get(key, v), v) if key in MAX_SERIES else out.get(key, 0.0) + v
+    return out
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text as {'name{labels}': value}, the worker label dropped
+    (summed over workers, or the largest for MAX_SERIES)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
         key, _, value = line.rpartition(" ")
         key = re.sub(r'worker="\d+",?', "", key).replace("{}", "")
         try:
-            out[key] = out.get(key, 0.0) + float(value)
+            v = float(value)
         except ValueError:
-            pass
+            continue
+        out[key] = max(out.get(key, v), v) if key in MAX_SERIES else out.get(key, 0.0) + v
     return out
+
+
+def scrape(base: str | list[str], workers: int = 1) -> dict[str, float]:
+    """/metrics of a server, or merged over instances. With workers, each
+    shows the others' series as they were up to a second ago
+    (tierdesk/web/worker_metrics.py), so this waits that long first."""
+    if workers > 1:
+        time.sleep(WORKER_METRICS_LAG_SECONDS)
+    bases = [base] if isinstance(base, str) else base
+    return merge_scrapes([parse_metrics(http("GET", b + "/metrics")) for b in bases])
 
 
 def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
@@ -149,7 +177,10 @@ def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
             d = int(v - before.get(key, 0))
             if d:
                 actions[m.group(1)] = d
+    longest = after.get(LOOP_STEP)
     return {
+        # Since the server was ready: the longest step up to the end of this measurement.
+        "loop_longest_step_ms": round(longest * 1000, 2) if longest is not None else None,
         "group_commit_batches": int(batches),
         "group_commit_changes": int(changes),
         "group_commit_mean_batch": round(changes / batches, 1) if batches else None,
@@ -186,6 +217,21 @@ def rss_mib(pid: int) -> float | None:
     return round(total, 1) if total is not None else None
 
 
+def rss_per_process(roots: list[int]) -> list[dict[str, Any]]:
+    """Resident memory of each process: the servers ("root": a server, or
+    the supervisor of workers) and their children (a SQLite writer, workers)."""
+    out = []
+    for root in roots:
+        for p in process_tree(root):
+            try:
+                kib = next(int(line.split()[1]) for line in Path(f"/proc/{p}/status").read_text().splitlines()
+                           if line.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                continue
+            out.append({"pid": p, "role": "root" if p == root else "child", "mib": round(kib / 1024, 1)})
+    return out
+
+
 def per_request(r: dict[str, Any]) -> None:
     """Server CPU per answered request: a figure a busy machine disturbs
     much less than req/s (it still costs some: caches, GIL hand-offs)."""
@@ -196,6 +242,7 @@ def per_request(r: dict[str, Any]) -> None:
         r["server_main_thread_cpu_ms_per_req"] = round(cpu.get("server_main_thread_s", 0) * 1000 / n, 3)
         if cpu.get("database_backends_s"):
             r["database_cpu_ms_per_req"] = round(cpu["database_backends_s"] * 1000 / n, 3)
+        r["process_cpu_ms_per_req"] = {k: round(v * 1000 / n, 3) for k, v in cpu.get("server_processes_s", {}).items()}
 
 
 def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -218,8 +265,10 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     gen_s = sum(r["cpu"].get("load_generator_s", 0) for r in rounds)
     loop_s = sum(r["cpu"].get("server_root_main_thread_s", 0) for r in rounds)
     actions: Counter[str] = Counter()
+    roles: Counter[str] = Counter()
     for r in rounds:
         actions.update(r.get("actions", {}))
+        roles.update(r["cpu"].get("server_processes_s", {}))
     batches = sum(r.get("group_commit_batches", 0) for r in rounds)
     changes = sum(r.get("group_commit_changes", 0) for r in rounds)
     return {
@@ -244,6 +293,8 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "database_cpu_ms_per_req": round(db_s * 1000 / requests, 3) if requests and db_s else None,
         "load_generator_cpu_ms_per_req": round(gen_s * 1000 / requests, 4) if requests and gen_s else None,
         "server_root_main_thread_cpu_ms_per_req": round(loop_s * 1000 / requests, 3) if requests else None,
+        "process_cpu_ms_per_req": {k: round(v * 1000 / requests, 3) for k, v in roles.items()} if requests else {},
+        "loop_longest_step_ms": worst("loop_longest_step_ms"),
         "cpu": {
             "wall_s": round(wall, 2),
             "server_main_thread_cores": round(main_s / wall, 2) if wall else None,

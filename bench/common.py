@@ -11,6 +11,8 @@ BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+PERF_DOC = ROOT / "docs" / "performance.md"
+PROJ_BEGIN, PROJ_END = "<!-- projection:begin -->", "<!-- projection:end -->"
 HOST = "127.0.0.1"
 # Workers publish their /metrics series to one another every second.
 WORKER_METRICS_LAG_SECONDS = 1.2

@@ -8,6 +8,11 @@ import threading
 from typing import Any
 
 
+# The bench's own connections (the capacity sampler's, the checks'): not the
+# server's backends, whose CPU is counted per message.
+BENCH_APPLICATION = "tierdesk-bench"
+
+
 class Db:
     """Read-only checks on the target's database."""
 
@@ -20,7 +25,7 @@ class Db:
             return conn
         import psycopg
 
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=5, application_name=BENCH_APPLICATION)
 
     def query(self, sql: str, params: tuple[Any, ...] = (), conn: Any = None) -> list[tuple[Any, ...]]:
         own = conn is None
@@ -33,9 +38,20 @@ class Db:
             if own:
                 conn.close()
 
-    def inbound_ids(self, channel_id: str, prefix: str) -> set[str]:
+    def analyze(self) -> None:
+        """PostgreSQL: the planner's statistics brought up to date, as
+        autovacuum keeps them on a live database."""
+        if not self.url.startswith("sqlite"):
+            conn = self.connect()
+            try:
+                conn.execute("ANALYZE")
+            finally:
+                conn.close()
+
+    def inbound_ids(self, channel_id: str, prefix: str = "") -> set[str]:
+        """The channel's customer message ids (those of one run: ``prefix``)."""
         rows = self.query("SELECT external_id FROM messages WHERE channel_id = ? AND sender = 'customer' "
-                          "AND external_id LIKE ?", (channel_id, prefix + "-%"))
+                          "AND external_id LIKE ?", (channel_id, prefix + "-%" if prefix else "%"))
         return {r[0] for r in rows}
 
     CAPACITY_SQL = (

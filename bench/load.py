@@ -51,48 +51,77 @@ def parse_wrk(text: str) -> dict[str, Any]:
     return out
 
 
-def run_wrk(args: argparse.Namespace, base: str, *, mode: str, token: str, run_id: str, duration: float,
-            server_pid: int | None, db_pids: list[int] | None = None) -> dict[str, Any]:
-    cmd = [args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{int(round(duration))}s",
-           "--timeout", "10s", "--latency", "-s", str(BENCH / "message.lua"), base + "/v1/messages"]
-    env = os.environ | {"MODE": mode, "TOKEN": token, "RUN": run_id}
+def run_wrk(args: argparse.Namespace, base: str | list[str], *, mode: str, token: str, run_id: str,
+            duration: float, server_pid: int | list[int] | None, db_pids: list[int] | None = None) -> dict[str, Any]:
+    """wrk against one server, or one wrk per instance (each with its share
+    of the connections and threads) run at once."""
+    bases = [base] if isinstance(base, str) else base
+    conns = max(1, args.connections // len(bases))
+    threads = max(1, min(conns, args.threads // len(bases)))
+    cmds = [[args.wrk, f"-t{threads}", f"-c{conns}", f"-d{int(round(duration))}s",
+             "--timeout", "10s", "--latency", "-s", str(BENCH / "message.lua"), b + "/v1/messages"] for b in bases]
+    # Each wrk its own thread numbers: a distinct RUN per instance keeps message ids unique.
+    envs = [os.environ | {"MODE": mode, "TOKEN": token, "RUN": run_id if len(bases) == 1 else f"{run_id}-i{k}"}
+            for k in range(len(bases))]
     with CpuMeter(server_pid, db_pids) as cpu:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
-    if proc.returncode != 0:
-        raise BenchError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()}\n{proc.stdout}")
-    w = parse_wrk(proc.stdout)
-    requests = int(w.get("requests", 0))
-    dur_s = w.get("duration_us", duration * 1e6) / 1e6
-    errors_socket = sum(w.get(k, 0) for k in ("errors_connect", "errors_read", "errors_write", "errors_timeout"))
-    non2xx = int(w.get("non2xx_text", w.get("errors_status", 0)))
-    return {
-        "tool": "wrk (closed loop)",
-        "command": " ".join(shlex.quote(c) for c in cmd) + f"  # MODE={mode} RUN={run_id}",
+        procs = [subprocess.Popen(c, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for c, e in zip(cmds, envs)]
+        outs = [p.communicate(timeout=duration + 60) for p in procs]
+    parsed = []
+    for p, (out, err) in zip(procs, outs):
+        if p.returncode != 0:
+            raise BenchError(f"wrk failed ({p.returncode}): {err.strip()}\n{out}")
+        parsed.append(parse_wrk(out))
+    r = combine_wrk(parsed, duration)
+    r.update({
+        "tool": "wrk (closed loop)" + (f", one per instance ({len(bases)})" if len(bases) > 1 else ""),
+        "command": "; ".join(" ".join(shlex.quote(c) for c in cmd) for cmd in cmds) + f"  # MODE={mode} RUN={run_id}",
         "mode": mode,
         "run_id": run_id,
-        "connections": args.connections,
+        "connections": conns * len(bases),
+        "cpu": cpu.result,
+        "raw": "\n".join(out for out, _ in outs),
+    })
+    return r
+
+
+def combine_wrk(parsed: list[dict[str, Any]], duration: float) -> dict[str, Any]:
+    """One result from the wrk runs made at once against instances: counts
+    summed; each percentile the worst instance's (percentiles do not add)."""
+    def worst(key: str, text_key: str | None = None) -> float | None:
+        vals = [w[key] / 1000 if key in w else w.get(text_key or "") for w in parsed]
+        vals = [v for v in vals if v is not None]
+        return round(max(vals), 3) if vals else None
+
+    requests = sum(int(w.get("requests", 0)) for w in parsed)
+    dur_s = max(w.get("duration_us", duration * 1e6) for w in parsed) / 1e6
+    socket_errors = sum(w.get(k, 0) for w in parsed
+                        for k in ("errors_connect", "errors_read", "errors_write", "errors_timeout"))
+    non2xx = sum(int(w.get("non2xx_text", w.get("errors_status", 0))) for w in parsed)
+    return {
         "duration_s": round(dur_s, 2),
         "requests": requests,
-        "req_s": round(requests / dur_s, 1) if dur_s else w.get("req_s"),
-        "p50_ms": round(w["p50_us"] / 1000, 3) if "p50_us" in w else w.get("p50_text"),
-        "p90_ms": round(w["p90_us"] / 1000, 3) if "p90_us" in w else None,
-        "p99_ms": round(w["p99_us"] / 1000, 3) if "p99_us" in w else w.get("p99_text"),
-        "p999_ms": round(w["p999_us"] / 1000, 3) if "p999_us" in w else None,
-        "max_ms": round(w["max_us"] / 1000, 3) if "max_us" in w else None,
+        "req_s": round(requests / dur_s, 1) if dur_s else sum(w.get("req_s", 0) for w in parsed),
+        "p50_ms": worst("p50_us", "p50_text"),
+        "p90_ms": worst("p90_us"),
+        "p99_ms": worst("p99_us", "p99_text"),
+        "p999_ms": worst("p999_us"),
+        "max_ms": worst("max_us"),
         "non2xx": non2xx,
-        "socket_errors": errors_socket,
+        "socket_errors": socket_errors,
         "ok_2xx": requests - non2xx,
-        "cpu": cpu.result,
-        "raw": proc.stdout,
     }
 
 
-def run_loadgen(args: argparse.Namespace, base: str, *, mode: str, token: str, run_id: str, rate: float,
-                duration: float, server_pid: int | None, acked_out: Path,
-                db_pids: list[int] | None = None) -> dict[str, Any]:
-    cmd = [sys.executable, str(BENCH / "loadgen.py"), "--url", base, "--token", token, "--mode", mode,
+def run_loadgen(args: argparse.Namespace, base: str | list[str], *, mode: str, token: str, run_id: str,
+                rate: float, duration: float, server_pid: int | list[int] | None, acked_out: Path,
+                db_pids: list[int] | None = None, handoff_share: float | None = None) -> dict[str, Any]:
+    urls = base if isinstance(base, str) else ",".join(base)
+    cmd = [sys.executable, str(BENCH / "loadgen.py"), "--url", urls, "--token", token, "--mode", mode,
            "--rate", f"{rate:.1f}", "--duration", str(duration), "--connections", str(args.connections),
            "--run", run_id, "--acked-out", str(acked_out)]
+    if handoff_share is not None:
+        cmd += ["--handoff-share", str(handoff_share)]
     with CpuMeter(server_pid, db_pids) as cpu:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     if proc.returncode != 0:

@@ -1,13 +1,15 @@
--- wrk script: unique message ids and texts (no cache can help), one
+-- wrk script: unique message ids, a number after each text, one
 -- conversation per message. MODE=faq sends FAQ questions, MODE=handoff
 -- messages that need a person. TOKEN is the channel's bearer token, RUN a
 -- prefix unique to the run (bench/run.py passes one per measurement).
 --
 -- bench/loadgen.py sends the same texts in the same body shape; keep the
 -- two lists in step.
+-- The same questions and numbers as bench/loadgen.py (FAQ, NUMBERS): the
+-- demo model answers each with any number up to 9,999 after it.
 local faq = {
   "how do I reset my password", "what are your opening hours", "how long does shipping take",
-  "what is your return policy", "which payment methods do you accept", "how can I change my email address",
+  "how do I return an item", "do you accept paypal", "how do I change my email address",
 }
 local handoff = {
   "I was charged twice for my order and want my money back",
@@ -38,7 +40,7 @@ end
 function request()
   counter = counter + 1
   local id = run .. "-" .. tid .. "-" .. counter
-  local text = texts[(counter % #texts) + 1] .. " (ref " .. id .. ")"
+  local text = texts[(counter % #texts) + 1] .. " #" .. ((tid * 5000 + counter) % 10000)
   local body = '{"message_id":"' .. id .. '","conversation_id":"' .. id ..
     '","customer":{"id":"u' .. id .. '"},"text":"' .. text .. '"}'
   return wrk.format("POST", "/v1/messages", headers, body)

@@ -5,6 +5,7 @@ harness of `make bench`.
     .venv/bin/python bench/rates.py --db sqlite --rates 200,800,1600
     .venv/bin/python bench/rates.py --db postgresql --rates 800
     .venv/bin/python bench/rates.py --db bare --rates 200,2000
+    .venv/bin/python bench/rates.py --db postgresql --mode handoff --rates 400 --stored 1000000
 
 Per rate: the rate achieved, p50/p99, the server's user and system CPU per
 request and its context switches per request (all threads, from /proc),
@@ -32,6 +33,7 @@ from accounting import metrics_delta, process_tree, scrape  # noqa: E402 - the h
 from database import Db, pg_create, pg_drop, pg_url  # noqa: E402
 from load import run_loadgen, run_wrk  # noqa: E402
 from servers import Server  # noqa: E402
+from stored import copy_postgresql, copy_sqlite, ensure_seed  # noqa: E402
 from targets import probe_args, start_target, stop_servers, train_model  # noqa: E402
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -77,6 +79,8 @@ def main() -> int:
     p.add_argument("--mode", choices=("faq", "handoff"), default="faq")
     p.add_argument("--duration", type=float, default=6.0)
     p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--stored", type=int, default=0,
+                   help="start on a copy of bench/metrics_bench.py's seed of this many messages (bench/stored.py)")
     cli = p.parse_args()
     args = probe_args()
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-rates-"))
@@ -86,10 +90,15 @@ def main() -> int:
     url = None
     if cli.db == "postgresql":
         database = "tierdesk_rates_" + secrets.token_hex(4)
-        pg_create(cli.pg_admin_url, database)
+        if cli.stored:
+            copy_postgresql(ensure_seed(cli, "postgresql"), cli.pg_admin_url, database)
+        else:
+            pg_create(cli.pg_admin_url, database)
         url = pg_url(cli.pg_admin_url, database)
     elif cli.db == "sqlite":
         url = f"sqlite:///{tmp / 'rates.db'}"
+        if cli.stored:
+            copy_sqlite(ensure_seed(cli, "sqlite"), tmp / "rates.db")
     try:
         tg = start_target(args, cli.db, tmp, models, url, servers)
         run_wrk(args, tg.server.base, mode=cli.mode, token=tg.token, run_id="w" + secrets.token_hex(3),

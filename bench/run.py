@@ -1,7 +1,9 @@
-"""The performance benchmark: tierdesk against a bare aiohttp handler, in one run.
+"""The performance benchmark: tierdesk against a bare aiohttp handler, in one
+run, checked against the targets of issue 24 (bench/verdicts.py).
 
-    .venv/bin/python bench/run.py                 # 10 s per measurement, 2 rounds: ~4 minutes
-    .venv/bin/python bench/run.py --quick         # 3 s per measurement, 1 round: ~1.5 minutes
+    .venv/bin/python bench/run.py                 # 10 s per measurement, 2 rounds: ~15 minutes
+    .venv/bin/python bench/run.py --quick         # 3 s per measurement, 1 round
+    .venv/bin/python bench/run.py --stored 0 --queued 0   # fresh databases, no queue filled: faster
     .venv/bin/python bench/run.py --profile       # also py-spy profiles of tierdesk/SQLite (+~35 s)
 
 Exit status: 0 every target met, 3 some target missed (results written
@@ -15,28 +17,43 @@ What it does, on 127.0.0.1 only, every step bounded in time:
 2. Starts each target as a subprocess and drives it with the same load:
    * ``bare``: bench/bare_app.py, an aiohttp handler of the same shape as
      POST /v1/messages (read the body, parse JSON, answer JSON): the baseline;
-   * ``sqlite``: ``tierdesk serve`` on a fresh SQLite file;
-   * ``postgresql``: ``tierdesk serve`` on a fresh database created on
-     ``--pg-admin-url`` (dropped afterwards).
+   * ``sqlite``: ``tierdesk serve`` on a SQLite file;
+   * ``postgresql``: ``tierdesk serve`` on a database created on
+     ``--pg-admin-url`` (dropped afterwards);
+   * ``postgresql-workers``: the same with TIERDESK_WORKERS=2 (``--pg-workers``);
+   * ``postgresql-instances``: two ``tierdesk serve`` processes on two
+     ports and one database (``--pg-instances``), the load spread over both.
+   Each tierdesk database starts as a copy of bench/metrics_bench.py's
+   cached seed of 1,000,000 messages (``--stored``; bench/stored.py).
    Rate limits are switched off, logging is at warning level; durability is
    the shipped default (every 2xx is answered after its group commit).
 3. Per target and path (FAQ answer, handoff):
    * saturated: ``wrk -t2 -c64 -d<D>s --timeout 10s --latency -s bench/message.lua``
-     (closed loop: req/s, p50, p99, non-2xx), in interleaved rounds over the
-     targets (``--rounds``) so a neighbour's burst hits all of them;
-   * half rate: bench/loadgen.py, an open-loop generator in its own process,
-     at 50% of that target's saturated req/s on that path (p50, p99 measured
-     from each request's scheduled send time, so stalls are not hidden).
+     (closed loop: req/s, p50, p99, non-2xx; one wrk per instance), in
+     interleaved rounds over the targets (``--rounds``) so a neighbour's
+     burst hits all of them;
+   * open loop: bench/loadgen.py, in its own process, at 50% of the
+     target's saturated rate on that path; the workers and instances
+     targets at the one-process PostgreSQL target's rate, so that their CPU
+     per message compares at the same offered rate (p50, p99 measured from
+     each request's scheduled send time, so stalls are not hidden).
+   Then a 70/30 FAQ/handoff mix at 1,000 messages a second, open loop
+   (``--mix-rate``), and handoffs until 60,000 wait (``--queued``).
 4. Checks: every message acknowledged 2xx is in the database (after the
    server has been killed with SIGKILL); after the handoff runs, and once a
    second during them, no agent holds more open handoffs than its capacity.
-5. Writes bench/results/latest.json and replaces the table between
-   ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in docs/benchmarks.md.
+5. Writes bench/results/latest.json, replaces the tables between
+   ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in docs/benchmarks.md
+   and the projection between ``<!-- projection:begin -->`` and
+   ``<!-- projection:end -->`` in docs/performance.md (bench/projection.py).
 
-Also recorded: server RSS after the FAQ run, group-commit batch sizes (from
-/metrics), server CPU per thread and per request, the CPU of the PostgreSQL
-backends, the CPU other processes used during each measurement and the load
-average (a busy machine makes every figure worse), the commit measured.
+Recorded per measurement: CPU per message of each server process (a server,
+its SQLite writer, workers, instances; from /proc) and of the PostgreSQL
+backends, the event loop's longest step so far (from /metrics:
+tierdesk_loop_longest_step_cpu_seconds, tierdesk/loop_watch.py),
+group-commit batch sizes, the CPU other processes used and the load average
+(a busy machine makes every figure worse); per target RSS per process at
+the end, with the handoffs queued and the messages stored; the commit measured.
 With ``--profile``: py-spy (``--gil``) during extra runs of tierdesk on SQLite (or on
 the database ``--profile-target`` names)
 (FAQ saturated, FAQ at half rate, handoff saturated), summarised by category
@@ -62,124 +79,130 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accounting import aggregate, metrics_delta, per_request, rss_mib, scrape
+from accounting import LOOP_STEP, rss_mib, rss_per_process, scrape
 from common import DOC, RESULTS, ROOT, BenchError, log
 from database import CapacitySampler, pg_create, pg_drop, pg_settings, pg_url
-from load import check_wrk, run_loadgen, run_wrk
+from load import check_wrk, run_wrk
+from measure import fill_queue, measure_open, saturated_phase
 from machine import code_version, cpu_model, mem_total_mib, nproc, package_version, tool_version
 from profiling import run_profile
-from report import markdown, write_doc
+from report import markdown, projection_block, write_doc, write_projection
 from servers import Server
-from targets import (
-    ALL_TARGETS,
-    DB_TARGETS,
-    PG_TARGETS,
-    Target,
-    discard_or_keep,
-    start_target,
-    stop_servers,
-    target_label,
-    train_model,
-)
-from verdicts import TARGETS, all_runs, cpu_budget, evaluate
-
-
-def measure_saturated(args: argparse.Namespace, tg: Target, mode: str, run_id: str,
-                      duration: float) -> dict[str, Any]:
-    m0 = scrape(tg.server.base, tg.workers) if tg.is_tierdesk else None
-    r = run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=run_id, duration=duration,
-                server_pid=tg.server.pid, db_pids=tg.db_pids())
-    if m0 is not None:
-        r.update(metrics_delta(m0, scrape(tg.server.base, tg.workers)))
-    if tg.is_tierdesk:
-        tg.counted[run_id] = r["ok_2xx"]
-    per_request(r)
-    r.pop("raw", None)
-    return r
-
-
-def measure_half(args: argparse.Namespace, tg: Target, mode: str, run_id: str, rate: float,
-                 tmp: Path) -> dict[str, Any]:
-    m0 = scrape(tg.server.base, tg.workers) if tg.is_tierdesk else None
-    path = tmp / f"{run_id}.ids"
-    r = run_loadgen(args, tg.server.base, mode=mode, token=tg.token, run_id=run_id, rate=rate,
-                    duration=args.duration, server_pid=tg.server.pid, acked_out=path, db_pids=tg.db_pids())
-    if m0 is not None:
-        r.update(metrics_delta(m0, scrape(tg.server.base, tg.workers)))
-    if tg.is_tierdesk:
-        tg.acked_files[run_id] = path
-    per_request(r)
-    # "Sustained": the generator got (nearly) all it scheduled answered in
-    # time. If not, the server (or the machine) could not keep up with half
-    # the rate it had reached saturated, and the latency shows queueing.
-    # Requests that waited for a free connection (all 64 busy) mean the
-    # server held a backlog: not sustained either.
-    r["sustained"] = bool(r["drained"] and r["achieved_rate"] >= 0.95 * r["target_rate"]
-                          and (r.get("sched_lag_p50_ms") or 0) < 5.0)
-    log(f"  {tg.name} {mode} half rate: {r['achieved_rate']:.0f}/{r['target_rate']:.0f} req/s "
-        f"p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms non-2xx {r['non2xx']}"
-        + ("" if r["sustained"] else "  (NOT sustained)")
-        + f"; other processes {r['cpu']['other_processes_cores']} cores")
-    return r
-
-
-def saturated_phase(args: argparse.Namespace, targets: list[Target], mode: str, tag: str) -> None:
-    """Interleaved rounds (target A, B, C, A, B, C, ...): a neighbour that
-    loads the machine for a while then hurts every target, not just one,
-    and the ratios to the baseline stay comparable."""
-    rounds: dict[str, list[dict[str, Any]]] = {tg.name: [] for tg in targets}
-    for k in range(args.rounds):
-        for tg in targets:
-            r = measure_saturated(args, tg, mode, f"{tag}-{tg.name}-{mode}-sat{k}", args.duration)
-            rounds[tg.name].append(r)
-            log(f"  {tg.name} {mode} saturated, round {k + 1}/{args.rounds}: {r['req_s']:.0f} req/s "
-                f"p50 {r['p50_ms']} ms p99 {r['p99_ms']} ms non-2xx {r['non2xx']}"
-                + (f" batch {r['group_commit_mean_batch']} actions {r['actions']}" if "actions" in r else "")
-                + f"; other processes {r['cpu']['other_processes_cores']} cores")
-    for tg in targets:
-        tg.out.setdefault(mode, {})["saturated"] = aggregate(rounds[tg.name])
+from projection import project_run
+from stored import copy_postgresql, copy_sqlite, ensure_seed
+from targets import ALL_TARGETS, SCALE_OUT, Target, discard_or_keep, start_target, stop_servers, train_model
+from verdicts import TARGETS, all_runs, evaluate
 
 
 def check_durability(tg: Target) -> dict[str, Any]:
     assert tg.db is not None
+    # Every customer message of the bench's channel at once: one read, not one per run.
+    stored_all = tg.db.inbound_ids(tg.channel_id, "")
     runs: dict[str, Any] = {}
     ok = True
     for run_id, path in tg.acked_files.items():
         acked = set(path.read_text().split())
-        stored = tg.db.inbound_ids(tg.channel_id, run_id)
+        stored = {i for i in stored_all if i.startswith(run_id + "-")}
         missing = len(acked - stored)
         ok &= missing == 0
         runs[run_id] = {"acked": len(acked), "stored": len(stored), "acked_missing": missing,
                         "check": "every acknowledged id stored"}
     for run_id, n in tg.counted.items():
-        stored = len(tg.db.inbound_ids(tg.channel_id, run_id))
-        ok &= stored >= n
-        runs[run_id] = {"acked": n, "stored": stored, "acked_missing": max(0, n - stored),
+        stored_n = sum(1 for i in stored_all if i.startswith(run_id + "-"))
+        ok &= stored_n >= n
+        runs[run_id] = {"acked": n, "stored": stored_n, "acked_missing": max(0, n - stored_n),
                         "check": "stored >= 2xx count (wrk reports no ids; the surplus were in flight "
                                  "when wrk stopped)"}
     return {"server_killed_with": "SIGKILL", "ok": ok, "runs": runs}
 
 
+def open_rate(targets: dict[str, Target], tg: Target, path: str) -> float:
+    """Half the target's saturated rate; the scale-out targets are offered
+    what the one-process PostgreSQL target was, so their CPU per message
+    compares at the same rate."""
+    one = targets.get("postgresql")
+    if tg.name in SCALE_OUT and one is not None:
+        return float(one.out[path]["half"]["target_rate"])
+    return tg.out[path]["saturated"]["req_s"] * 0.5
+
+
+def finish(tg: Target, args: argparse.Namespace) -> None:
+    """After the runs: capacity, memory, the loop's longest step, logs; then
+    SIGKILL and every acknowledged message looked for."""
+    assert tg.db is not None and tg.sampler is not None
+    during = tg.out.pop("capacity_during")
+    after = tg.db.capacity()
+    tg.out["capacity"] = {"during": during, "after": after,
+                          "ok": not during["violations"] and not after["over_capacity"]}
+    log(f"  {tg.name} capacity: {after['open_assigned']} handoffs assigned of {after['slots']} slots, "
+        f"{after['open_queued']} queued; over capacity now: {len(after['over_capacity'])}, "
+        f"in {during['samples']} samples during the handoff runs: {len(during['violations'])}")
+    tg.out["rss_mib_end"] = rss_mib_all(tg)
+    tg.out["rss_end_per_process"] = rss_per_process(tg.pids)
+    tg.out["queued_at_end"] = after["open_queued"]
+    tg.out["stored_messages_at_end"] = int(tg.db.query("SELECT COUNT(*) FROM messages")[0][0])
+    longest = scrape(tg.bases, tg.workers).get(LOOP_STEP)
+    tg.out["loop_longest_step_ms"] = round(longest * 1000, 2) if longest is not None else None
+    log(f"  {tg.name}: RSS per process at the end {[p['mib'] for p in tg.out['rss_end_per_process']]} MiB with "
+        f"{after['open_queued']:,} handoffs queued and {tg.out['stored_messages_at_end']:,} messages stored; "
+        f"longest loop step {tg.out['loop_longest_step_ms']} ms CPU")
+    problems: dict[str, int] = {}
+    for server in tg.servers:
+        for k, v in server.log_problems().items():
+            problems[k] = problems.get(k, 0) + v
+    tg.out["log_problems"] = problems
+    if any(k.startswith(("error", "critical", "unstructured")) for k in problems):
+        # Kept where the results are: the scratch directory goes at the end.
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        tg.out["server_logs"] = []
+        for server in tg.servers:
+            kept = RESULTS / f"server-{server.name}.log"
+            shutil.copyfile(server.log_path, kept)
+            tg.out["server_logs"].append(str(kept.relative_to(ROOT)))
+        log(f"  {tg.name} logged errors: its logs are kept in {tg.out['server_logs']}")
+    # Durability: kill -9 first, then every message answered 2xx must be stored.
+    for server in tg.servers:
+        server.stop(kill=True)
+    tg.out["durability"] = check_durability(tg)
+    log(f"  {tg.name} after SIGKILL: "
+        + ("every acknowledged message is stored" if tg.out["durability"]["ok"]
+           else "ACKNOWLEDGED MESSAGES MISSING"))
+
+
+def rss_mib_all(tg: Target) -> float | None:
+    values = [v for v in (rss_mib(pid) for pid in tg.pids) if v is not None]
+    return round(sum(values), 1) if values else None
+
+
 def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict[str, Any],
-            servers: list[Server], pg_db_urls: dict[str, str]) -> None:
+            servers: list[Server], db_urls: dict[str, str]) -> None:
     tag = results["run_tag"]
     models = train_model(args.models_dir, tmp) if set(names) - {"bare"} else tmp
-    urls = {"sqlite": f"sqlite:///{tmp / 'bench.db'}", **pg_db_urls}
-    targets = [start_target(args, n, tmp, models, urls.get(n), servers) for n in names]
-    tierdesk = [tg for tg in targets if tg.is_tierdesk]
-    for tg in targets:
-        run_wrk(args, tg.server.base, mode="faq", token=tg.token, run_id=f"{tag}-{tg.name}-warm",
-                duration=args.warmup, server_pid=tg.server.pid)
+    targets = {n: start_target(args, n, tmp, models, db_urls.get(n), servers) for n in names}
+    every = list(targets.values())
+    tierdesk = [tg for tg in every if tg.is_tierdesk]
+    for tg in every:
+        run_wrk(args, tg.bases, mode="faq", token=tg.token, run_id=f"{tag}-{tg.name}-warm",
+                duration=args.warmup, server_pid=tg.pids)
+    if args.analyze:
+        # A copied database carries the seed's statistics (no agents, no
+        # conversations, no channel of the bench's), and autovacuum analyses
+        # a million-row table again only after 100,000 changes: until then
+        # PostgreSQL's CPU per message was 3-10 times a fresh database's
+        # (2026-12-05). A live database's statistics are current.
+        for tg in tierdesk:
+            assert tg.db is not None
+            tg.db.analyze()
 
     log("FAQ path (bare: the echo handler), saturated")
-    saturated_phase(args, targets, "faq", tag)
-    for tg in targets:
-        tg.out["rss_mib_after_faq"] = rss_mib(tg.server.pid)
-    log("FAQ path at half each target's saturated rate (open loop)")
-    for tg in targets:
-        rate = tg.out["faq"]["saturated"]["req_s"] * 0.5
-        tg.out["faq"]["half"] = measure_half(args, tg, "faq", f"{tag}-{tg.name}-faq-half", rate, tmp)
-    prof = next((tg for tg in tierdesk if tg.name == args.profile_target), None)
+    saturated_phase(args, every, "faq", tag)
+    for tg in every:
+        tg.out["rss_mib_after_faq"] = rss_mib_all(tg)
+    log("FAQ path, open loop at half the saturated rate (2 workers, 2 instances: at one process's)")
+    for tg in every:
+        tg.out["faq"]["half"] = measure_open(args, tg, "faq", f"{tag}-{tg.name}-faq-half",
+                                             open_rate(targets, tg, "faq"), tmp)
+    prof = targets.get(args.profile_target)
     if args.profile and prof is not None:
         log(f"  profiling tierdesk/{prof.name} (py-spy) during an extra saturated FAQ run ...")
         prof.out["profile_faq"] = run_profile(args, prof.server, prof.token, f"{tag}-{prof.name}-faq-prof", "faq",
@@ -199,44 +222,30 @@ def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict
         try:
             log("handoff path, saturated")
             saturated_phase(args, tierdesk, "handoff", tag)
-            log("handoff path at half each target's saturated rate (open loop)")
+            log("handoff path, open loop at half the saturated rate (2 workers, 2 instances: at one process's)")
             for tg in tierdesk:
-                rate = tg.out["handoff"]["saturated"]["req_s"] * 0.5
-                tg.out["handoff"]["half"] = measure_half(args, tg, "handoff", f"{tag}-{tg.name}-handoff-half",
-                                                         rate, tmp)
+                tg.out["handoff"]["half"] = measure_open(args, tg, "handoff", f"{tag}-{tg.name}-handoff-half",
+                                                         open_rate(targets, tg, "handoff"), tmp)
+            log(f"{1 - args.mix_handoff_share:.0%}/{args.mix_handoff_share:.0%} FAQ/handoff mix, open loop at "
+                f"{args.mix_rate:,.0f}/s")
+            for tg in tierdesk:
+                tg.out["mix"] = {"open": measure_open(args, tg, "mix", f"{tag}-{tg.name}-mix", args.mix_rate, tmp,
+                                                      handoff_share=args.mix_handoff_share)}
             if args.profile and prof is not None:
                 log(f"  profiling tierdesk/{prof.name} (py-spy) during an extra saturated handoff run ...")
                 prof.out["profile_handoff"] = run_profile(args, prof.server, prof.token,
                                                           f"{tag}-{prof.name}-handoff-prof", "handoff", prof.name)
+            if args.queued:
+                log(f"handoffs until {args.queued:,} wait (the memory target's condition)")
+                for tg in tierdesk:
+                    tg.out["fill"] = fill_queue(args, tg, tag)
         finally:
             for tg in tierdesk:
                 if tg.sampler is not None:
                     tg.out["capacity_during"] = tg.sampler.result()
     for tg in tierdesk:
-        assert tg.db is not None and tg.sampler is not None
-        during = tg.out.pop("capacity_during")
-        after = tg.db.capacity()
-        tg.out["capacity"] = {"during": during, "after": after,
-                              "ok": not during["violations"] and not after["over_capacity"]}
-        log(f"  {tg.name} capacity: {after['open_assigned']} handoffs assigned of {after['slots']} slots, "
-            f"{after['open_queued']} queued; over capacity now: {len(after['over_capacity'])}, "
-            f"in {during['samples']} samples during the handoff runs: {len(during['violations'])}")
-        tg.out["rss_mib_end"] = rss_mib(tg.server.pid)
-        tg.out["log_problems"] = tg.server.log_problems()
-        if any(k.startswith(("error", "critical", "unstructured")) for k in tg.out["log_problems"]):
-            # Kept where the results are: the scratch directory goes at the end.
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            kept = RESULTS / f"server-{tg.name}.log"
-            shutil.copyfile(tg.server.log_path, kept)
-            tg.out["server_log"] = str(kept.relative_to(ROOT))
-            log(f"  {tg.name} logged errors: its log is kept in {tg.out['server_log']}")
-        # Durability: kill -9 first, then every message answered 2xx must be stored.
-        tg.server.stop(kill=True)
-        tg.out["durability"] = check_durability(tg)
-        log(f"  {tg.name} after SIGKILL: "
-            + ("every acknowledged message is stored" if tg.out["durability"]["ok"]
-               else "ACKNOWLEDGED MESSAGES MISSING"))
-    for tg in targets:
+        finish(tg, args)
+    for tg in every:
         if not tg.is_tierdesk:
             tg.out["rss_mib_end"] = rss_mib(tg.server.pid)
             tg.server.stop()
@@ -252,8 +261,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=None, help="seconds of unmeasured load first (default 2)")
     p.add_argument("--pg-workers", type=int, default=2,
                    help="TIERDESK_WORKERS of the postgresql-workers target (default 2)")
+    p.add_argument("--pg-instances", type=int, default=2,
+                   help="`tierdesk serve` processes of the postgresql-instances target (default 2)")
     p.add_argument("--targets", default=",".join(ALL_TARGETS),
-                   help="comma-separated subset of bare,sqlite,postgresql,postgresql-workers (ratios need bare)")
+                   help=f"comma-separated subset of {','.join(ALL_TARGETS)} (ratios need bare, "
+                        "the scale-out comparisons postgresql)")
+    p.add_argument("--mix-rate", type=float, default=float(TARGETS["mix_rate"]),
+                   help="messages per second of the FAQ/handoff mix, open loop (default 1000)")
+    p.add_argument("--mix-handoff-share", type=float, default=TARGETS["mix_handoff_share"])
+    p.add_argument("--stored", type=int, default=TARGETS["stored_messages"],
+                   help="messages stored in each tierdesk target's database before it starts, a copy of "
+                        "bench/metrics_bench.py's cached seed (default 1,000,000; made once, ~8 min per "
+                        "database; 0: fresh empty databases)")
+    p.add_argument("--no-analyze", dest="analyze", action="store_false",
+                   help="do not ANALYZE the PostgreSQL databases after the warm-up (see run_all)")
+    p.add_argument("--queued", type=int, default=TARGETS["queued_handoffs"],
+                   help="handoffs sent at the end until this many wait (default 60,000; 0: none)")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
     p.add_argument("--agents", type=int, default=20)
@@ -280,9 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown targets: {', '.join(sorted(unknown))}")
     names = [n for n in ALL_TARGETS if n in names]
-    # In place: the verdicts and the report read these lists (targets.py).
-    DB_TARGETS[:] = [(n, target_label(n, args).removeprefix("tierdesk ")) for n in ALL_TARGETS[1:]]
-    PG_TARGETS[:] = DB_TARGETS[1:]
     try:
         args.wrk = check_wrk()
     except BenchError as exc:
@@ -302,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(shlex.quote(a) for a in [exe, os.path.relpath(os.path.abspath(__file__), ROOT),
                                                 *(sys.argv[1:] if argv is None else argv)])
     results: dict[str, Any] = {
-        "schema": 2,
+        "schema": 3,
         "started_at": started.strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
         "run_tag": "b" + secrets.token_hex(3),
@@ -312,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         "connections": args.connections,
         "wrk_threads": args.threads,
         "agents": args.agents,
+        "stored_seed": args.stored,
+        "analyzed_after_warmup": args.analyze,
+        "queued_wanted": args.queued,
+        "mix_rate": args.mix_rate,
+        "mix_handoff_share": args.mix_handoff_share,
         "capacity_per_agent": args.capacity,
         "sqlite_synchronous": args.sqlite_synchronous or "NORMAL",
         "targets_required": TARGETS,
@@ -336,19 +361,27 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-bench-"))
     code = 0
     try:
-        pg_db_urls: dict[str, str] = {}
-        for name in names:
-            if not name.startswith("postgresql"):
-                continue
+        db_urls: dict[str, str] = {}
+        if "sqlite" in names:
+            db_urls["sqlite"] = f"sqlite:///{tmp / 'bench.db'}"
+            if args.stored:
+                copy_sqlite(ensure_seed(args, "sqlite"), tmp / "bench.db")
+        pg_names = [n for n in names if n.startswith("postgresql")]
+        if pg_names:
             try:
                 results["machine"]["postgresql"] = pg_settings(args.pg_admin_url)
             except Exception as exc:  # noqa: BLE001
                 raise BenchError(f"PostgreSQL at {args.pg_admin_url} is not reachable ({exc}); "
                                  "start it or pass --targets bare,sqlite") from None
-            pg_dbs.append(f"tierdesk_bench_{secrets.token_hex(4)}")
-            pg_create(args.pg_admin_url, pg_dbs[-1])
-            pg_db_urls[name] = pg_url(args.pg_admin_url, pg_dbs[-1])
-        run_all(args, names, tmp, results, servers, pg_db_urls)
+            seed = ensure_seed(args, "postgresql") if args.stored else None
+            for name in pg_names:
+                pg_dbs.append(f"tierdesk_bench_{secrets.token_hex(4)}")
+                if seed is None:
+                    pg_create(args.pg_admin_url, pg_dbs[-1])
+                else:
+                    copy_postgresql(seed, args.pg_admin_url, pg_dbs[-1])
+                db_urls[name] = pg_url(args.pg_admin_url, pg_dbs[-1])
+        run_all(args, names, tmp, results, servers, db_urls)
     except KeyboardInterrupt:
         log("interrupted; stopping servers")
         code = 130
@@ -376,13 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     results["other_processes_cores_max"] = max(others) if others else None
     results["other_processes_cores_mean"] = round(statistics.mean(others), 2) if others else None
     results["checks"] = evaluate(results)
-    results["cpu_budget"] = cpu_budget(results)
+    results["projection"] = project_run(results)
     out_path = Path(args.output).resolve()
     results["output"] = str(out_path.relative_to(ROOT)) if out_path.is_relative_to(ROOT) else str(out_path)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     block = markdown(results)
     if not args.no_doc:
         write_doc(block)
+        write_projection(projection_block(results))
     print()
     print(block)
     print()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common import BENCH, HOST, ROOT, log
-from database import CapacitySampler, Db
+from database import BENCH_APPLICATION, CapacitySampler, Db
 from load import check_wrk
 from servers import Server, free_port, http
 
@@ -35,15 +35,16 @@ def discard_or_keep(tmp: Path, code: int) -> None:
         print(f"server logs kept in {tmp}", file=sys.stderr)
 
 
-ALL_TARGETS = ("bare", "sqlite", "postgresql", "postgresql-workers")
-# (name, label) of the tierdesk targets, and of those on PostgreSQL (set in main()).
-DB_TARGETS: list[tuple[str, str]] = [("sqlite", "SQLite"), ("postgresql", "PostgreSQL")]
-PG_TARGETS: list[tuple[str, str]] = [("postgresql", "PostgreSQL")]
+ALL_TARGETS = ("bare", "sqlite", "postgresql", "postgresql-workers", "postgresql-instances")
+# Several server processes on one PostgreSQL: their CPU per message is held
+# against one process's, at the rate one process was offered.
+SCALE_OUT = ("postgresql-workers", "postgresql-instances")
 
 
 def target_label(name: str, args: argparse.Namespace) -> str:
     return {"bare": "bare aiohttp", "sqlite": "tierdesk SQLite", "postgresql": "tierdesk PostgreSQL",
-            "postgresql-workers": f"tierdesk PostgreSQL, {args.pg_workers} workers"}[name]
+            "postgresql-workers": f"tierdesk PostgreSQL, {args.pg_workers} workers",
+            "postgresql-instances": f"tierdesk PostgreSQL, {args.pg_instances} instances"}[name]
 
 
 def tierdesk_argv() -> list[str]:
@@ -58,7 +59,7 @@ def probe_args() -> argparse.Namespace:
     runs them, for the tools that drive one target at a time
     (bench/ab.py, bench/rates.py)."""
     return argparse.Namespace(wrk=check_wrk(), threads=2, connections=64, agents=20, capacity=5,
-                              sqlite_synchronous=None, pg_workers=1)
+                              sqlite_synchronous=None, pg_workers=1, pg_instances=2)
 
 
 def train_model(models_dir: str | None, tmp: Path) -> Path:
@@ -102,10 +103,12 @@ def tierdesk_env(args: argparse.Namespace, database_url: str, admin: str, models
 
 
 class Target:
-    """One server under test and what was measured on it."""
+    """One server under test (or several instances of it on one database)
+    and what was measured on it."""
 
-    def __init__(self, name: str, label: str, server: Server, db: Db | None = None, workers: int = 1) -> None:
-        self.name, self.label, self.server, self.db, self.workers = name, label, server, db, workers
+    def __init__(self, name: str, label: str, servers: list[Server], db: Db | None = None, workers: int = 1) -> None:
+        self.name, self.label, self.servers, self.db, self.workers = name, label, servers, db, workers
+        self.server = servers[0]
         self.token = ""
         self.channel_id = ""
         self.out: dict[str, Any] = {"pid": None, "label": label}
@@ -114,15 +117,27 @@ class Target:
         self.sampler: CapacitySampler | None = None
 
     @property
+    def bases(self) -> list[str]:
+        return [s.base for s in self.servers]
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.servers]
+
+    @property
     def is_tierdesk(self) -> bool:
         return self.db is not None
 
     def db_pids(self) -> list[int]:
-        """PostgreSQL backend processes connected to the target's database."""
+        """The PostgreSQL backends serving the target's servers (not the
+        bench's own connections, nor autovacuum's workers: what vacuuming
+        the rows written costs comes in bursts a 10 s measurement may or may
+        not catch)."""
         if self.db is None or self.db.url.startswith("sqlite"):
             return []
         rows = self.db.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                             "AND pid <> pg_backend_pid()")
+                             "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                             "AND application_name <> ?", (BENCH_APPLICATION,))
         return [int(r[0]) for r in rows]
 
 
@@ -135,19 +150,25 @@ def start_target(args: argparse.Namespace, name: str, tmp: Path, models: Path, d
         servers.append(server)
         server.start(None)
         log(f"bare baseline on :{port} (pid {server.pid})")
-        tg = Target(name, "bare aiohttp", server)
+        tg = Target(name, "bare aiohttp", [server])
         tg.out["pid"] = server.pid
         return tg
     assert database_url is not None
     admin = "td_admin_bench_" + secrets.token_hex(16)
     workers = args.pg_workers if name == "postgresql-workers" else 1
-    env = tierdesk_env(args, database_url, admin, models, port) | {"TIERDESK_WORKERS": str(workers)}
-    server = Server(name, tierdesk_argv(), env, port, tmp / f"{name}.log")
-    servers.append(server)
-    t0 = time.perf_counter()
-    server.start("/readyz")
-    log(f"tierdesk/{name} on :{port} (pid {server.pid}), ready in {time.perf_counter() - t0:.1f}s")
-    tg = Target(name, target_label(name, args), server, Db(database_url), workers)
+    instances = []
+    # Instances one after the other: the first migrates the database.
+    for k in range(args.pg_instances if name == "postgresql-instances" else 1):
+        port = port if k == 0 else free_port()
+        env = tierdesk_env(args, database_url, admin, models, port) | {"TIERDESK_WORKERS": str(workers)}
+        server = Server(name if k == 0 else f"{name}-{k}", tierdesk_argv(), env, port, tmp / f"{name}-{k}.log")
+        servers.append(server)
+        t0 = time.perf_counter()
+        server.start("/readyz", timeout=300.0)
+        log(f"tierdesk/{server.name} on :{port} (pid {server.pid}), ready in {time.perf_counter() - t0:.1f}s")
+        instances.append(server)
+    server = instances[0]
+    tg = Target(name, target_label(name, args), instances, Db(database_url), workers)
     if workers > 1:
         time.sleep(2.0)  # every worker listening, so that the kernel spreads the connections
     channel = http("POST", server.base + "/v1/admin/channels", {"name": "bench"}, token=admin)
@@ -156,7 +177,7 @@ def start_target(args: argparse.Namespace, name: str, tmp: Path, models: Path, d
         http("POST", server.base + "/v1/admin/agents",
              {"name": f"bench agent {k}", "skills": ["billing", "tech", "general"], "capacity": args.capacity,
               "status": "online"}, token=admin)
-    tg.out.update({"pid": server.pid, "database": database_url.split("@")[-1].split("/")[-1]
-                   if name != "sqlite" else "fresh temporary SQLite file", "workers": workers,
-                   "agents": args.agents, "capacity_per_agent": args.capacity})
+    tg.out.update({"pid": server.pid, "pids": tg.pids, "database": database_url.split("@")[-1].split("/")[-1]
+                   if name != "sqlite" else "temporary SQLite file", "workers": workers,
+                   "instances": len(instances), "agents": args.agents, "capacity_per_agent": args.capacity})
     return tg

@@ -1,5 +1,6 @@
 """`tierdesk serve` installs the collector's policy (tierdesk/heap.py): its
-reclaims run on schedule and show on /metrics."""
+reclaims run on schedule and show on /metrics, as does the event loop's
+longest step (tierdesk/loop_watch.py), which those reclaims lengthen."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from tests.support.server import Server, free_port, train_models
 def scrape(base: str) -> dict[str, float]:
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
         text = r.read().decode()
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(tierdesk_gc_[a-z_]+) (\S+)$", text, re.M)}
+    found = re.finditer(r"^(tierdesk_(?:gc|loop)_[a-z_]+) (\S+)$", text, re.M)
+    return {m.group(1): float(m.group(2)) for m in found}
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,7 @@ def test_reclaims_run_on_schedule(serve: Callable[..., Server]) -> None:
     assert seen.get("tierdesk_gc_reclaims_total", 0) >= 2, seen
     assert seen["tierdesk_gc_frozen_objects"] > 10_000  # the model and the working set, at least
     assert seen["tierdesk_gc_reclaim_duration_seconds_count"] >= 2
+    assert seen["tierdesk_loop_longest_step_cpu_seconds"] > 0
 
 
 def test_the_policy_can_be_turned_off(serve: Callable[..., Server]) -> None:

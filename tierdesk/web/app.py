@@ -37,6 +37,7 @@ from tierdesk.channels.hub import ChannelHub
 from tierdesk.channels.inbound import Inbound
 from tierdesk.delivery import DeliveryWorker
 from tierdesk.heap import YOUNG_SECONDS, HeapPolicy
+from tierdesk.loop_watch import HEARTBEAT_SECONDS, LoopWatch
 from tierdesk.models import LiveModel
 from tierdesk.errors import BodyTooSlow, RateLimited
 from tierdesk.logging import begin_request
@@ -174,6 +175,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app.cleanup_ctx.append(attendance.run)
     if manage_heap:
         app.cleanup_ctx.append(_heap)  # last: what the others loaded is frozen
+        app.cleanup_ctx.append(_loop_watch)  # from when the server is ready: start-up's long steps are not serving's
     _routes(app)
     if demo_inbox is not None:
         add_demo_inbox(app, demo_inbox)
@@ -497,6 +499,18 @@ async def _heap(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     policy.remove()
+
+
+async def _loop_watch(app: web.Application) -> AsyncIterator[None]:
+    watch = LoopWatch()
+    app[keys.PROM].gauge(
+        "tierdesk_loop_longest_step_cpu_seconds",
+        f"The event loop thread's longest CPU time between two heartbeats {HEARTBEAT_SECONDS * 1000:g} ms apart "
+        "since the server was ready: an upper bound of its longest step (tierdesk/loop_watch.py)",
+        lambda: watch.longest)
+    watch.start(asyncio.get_running_loop())
+    yield
+    watch.stop()
 
 
 async def _revalidate_sockets(app: web.Application) -> None:
