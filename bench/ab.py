@@ -4,6 +4,12 @@ machine's run-to-run noise (±10 %).
 
     git worktree add /tmp/old <commit>
     .venv/bin/python bench/ab.py /tmp/old . --db postgresql --rounds 2
+    .venv/bin/python bench/ab.py /tmp/old . --db postgresql --target postgresql-workers
+
+--target postgresql-workers (2 workers) or postgresql-instances (2 serve
+processes on the database, the connections split between them) compares
+the scale-out paths; PostgreSQL's CPU per request is printed with the
+server's.
 
 Each round starts each tree's server on a fresh database, warms it up, then
 drives the FAQ path and the handoff path with wrk (64 connections) for
@@ -35,9 +41,14 @@ def main() -> int:
     p.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--target", choices=("postgresql-workers", "postgresql-instances"), default=None,
+                   help="a scale-out target on PostgreSQL instead of one process")
     p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
     cli = p.parse_args()
+    if cli.target:
+        cli.db = "postgresql"
     args = probe_args()
+    args.pg_workers = args.pg_instances = 2
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-ab-"))
     models = train_model(None, tmp)
     base_env = T.tierdesk_env
@@ -57,16 +68,17 @@ def main() -> int:
                 url = f"sqlite:///{tmp / f'{name}_{abs(hash(tree))}.db'}"
             servers: list[Server] = []
             try:
-                tg = start_target(args, cli.db, tmp, models, url, servers)
+                tg = start_target(args, cli.target or cli.db, tmp, models, url, servers)
                 for mode in ("faq", "handoff"):
-                    run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=f"w{rnd}{mode}{time.time()}",
+                    run_wrk(args, tg.bases, mode=mode, token=tg.token, run_id=f"w{rnd}{mode}{time.time()}",
                             duration=2, server_pid=None)
-                    r = run_wrk(args, tg.server.base, mode=mode, token=tg.token, run_id=f"r{rnd}{mode}{time.time()}",
-                                duration=cli.duration, server_pid=tg.server.pid, db_pids=tg.db_pids())
+                    r = run_wrk(args, tg.bases, mode=mode, token=tg.token, run_id=f"r{rnd}{mode}{time.time()}",
+                                duration=cli.duration, server_pid=tg.pids, db_pids=tg.db_pids())
                     per_request(r)
                     results.setdefault((tree, mode), []).append(r["req_s"])
                     print(f"round {rnd + 1} {tree} {mode}: {r['req_s']:.0f} req/s, p99 {r['p99_ms']} ms, "
-                          f"non-2xx {r['non2xx']}, server CPU {r.get('server_cpu_ms_per_req')} ms/req", flush=True)
+                          f"non-2xx {r['non2xx']}, server CPU {r.get('server_cpu_ms_per_req')} ms/req, "
+                          f"PostgreSQL CPU {r.get('database_cpu_ms_per_req')} ms/req", flush=True)
             finally:
                 stop_servers(servers)
                 if cli.db == "postgresql":
