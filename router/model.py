@@ -140,6 +140,10 @@ class Handoff:
         return (self.left_message, not self.vip, self.requested_at, self.id)
 
 
+# The answers a conversation keeps in memory for retries (the latest ones).
+ANSWERS_KEPT = 4
+
+
 @dataclass(slots=True)
 class Conversation:
     id: str
@@ -155,7 +159,8 @@ class Conversation:
     handoff_count: int = 0
     handoff: Handoff | None = None
     # Inbound message ids already answered → the answer given, so a retry gets
-    # the first answer back without redoing anything.
+    # the first answer back without redoing anything; the latest ANSWERS_KEPT
+    # only (remember_answer).
     answers: dict[str, dict] = field(default_factory=dict)
     # The customer message the bot answered last, while it is the latest
     # thing that happened: a thumbs down or an ask for a person now marks
@@ -180,6 +185,17 @@ class Conversation:
         """The agent holding the conversation now (none once it is resolved)."""
         h = self.handoff
         return h.agent_id if h is not None and h.is_open else None
+
+    def remember_answer(self, message_id: str, response: dict) -> None:
+        """Keep the answer for a retry of the message, and only the latest
+        few: a channel retries the message it just sent, and a long chat's
+        every answer, held while its conversation is in memory, was most of
+        the memory a waiting handoff took. A retry of an older one is
+        recognised by the database (its unique key), more slowly."""
+        answers = self.answers
+        answers[message_id] = response
+        if len(answers) > ANSWERS_KEPT:
+            del answers[next(iter(answers))]
 
     @property
     def tier(self) -> Tier:

@@ -192,7 +192,7 @@ class Desk(WorkingSet):
             stored = await self.store.stored_answer(channel_id, msg.message_id)
             if stored is None:  # pragma: no cover - the insert said it exists
                 raise Unavailable("message is being processed; retry") from None
-            conv.answers[msg.message_id] = stored
+            conv.remember_answer(msg.message_id, stored)
             fut.set_result(stored)
             return stored
         except BaseException as exc:
@@ -232,7 +232,7 @@ class Desk(WorkingSet):
         response = self._apply_customer_message(conv, msg, prediction, received_at, now, changes, effects)
         touched = {conv.id: conv}
         await self._commit(changes, touched.values(), effects)
-        conv.answers[msg.message_id] = response
+        conv.remember_answer(msg.message_id, response)
         return response
 
     def _apply_customer_message(

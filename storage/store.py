@@ -196,10 +196,10 @@ class SqlStore:
             q = select(t.messages.c.conversation_id, t.messages.c.external_id, t.messages.c.response).where(
                 t.messages.c.conversation_id.in_(chunk),
                 t.messages.c.external_id.is_not(None),
-            )
+            ).order_by(t.messages.c.conversation_id, t.messages.c.at)
             for cid, ext, response in (await conn.execute(q)).all():
                 if response is not None:
-                    by_id[cid].answers[ext] = response
+                    by_id[cid].remember_answer(ext, response)
         untallied = [c.id for c in convs if c.tally is None]
         for i in range(0, len(untallied), 500):
             chunk = untallied[i : i + 500]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from router import metrics, working_set
-from router.model import AgentStatus, ConversationStatus, Customer, HandoffReason, Sender, Tier
+from router.model import ANSWERS_KEPT, AgentStatus, ConversationStatus, Customer, HandoffReason, Sender, Tier
 from router.ports import FakeClock
 from router.services import Desk, DeskConfig, IncomingMessage
 from router.tracker import EventKind
@@ -257,6 +257,22 @@ async def test_retry_after_a_restart_returns_the_stored_answer(make_desk, store:
     assert await send(second, "c1", RESET, message_id="m1") == answer
     assert len(store.commits) == commits
     assert classifier.calls == [RESET]
+
+
+async def test_a_long_chat_keeps_its_latest_answers_and_an_older_retry_gets_the_stored_one(
+        desk: Desk, store: FakeStore, clock: FakeClock) -> None:
+    answers = []
+    for n in range(ANSWERS_KEPT + 3):
+        clock.advance(1)
+        answers.append(await send(desk, "c1", RESET, message_id=f"m{n}"))
+    conv = await desk._existing_conversation(WEB, "c1")
+    assert list(conv.answers) == [f"m{n}" for n in range(3, ANSWERS_KEPT + 3)]
+    attempts = store.attempts
+    assert await send(desk, "c1", RESET, message_id=f"m{ANSWERS_KEPT + 2}") == answers[-1]
+    assert store.attempts == attempts  # the latest: from memory
+    assert await send(desk, "c1", RESET, message_id="m0") == answers[0]
+    assert store.attempts == attempts + 1  # the first: its commit refused as a duplicate, the stored answer read
+    assert store.event_kinds().count(K.MESSAGE_RECEIVED) == ANSWERS_KEPT + 3
 
 
 async def test_concurrent_duplicates_are_processed_once(desk: Desk, store: FakeStore) -> None:
