@@ -54,10 +54,12 @@ def draw_unknown_intents(dataset: Dataset, n: int, draw: int) -> list[str]:
 
 def measure(
     true: np.ndarray, pred: np.ndarray, conf: np.ndarray, limits: np.ndarray,
-    *, unknown: set[str], oos: str | None,
+    *, unknown: set[str], oos: str | None, shares: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Test figures at per-prediction thresholds ``limits``: an answer to an
-    unknown intent's sentence or to an out-of-scope one is wrong."""
+    unknown intent's sentence or to an out-of-scope one is wrong. ``shares``:
+    each intent's share of the training examples, against which the
+    out-of-scope sentences an intent takes are compared (a catch-all)."""
     is_unknown = np.array([t in unknown for t in true], dtype=bool)
     is_oos = np.array([t == oos for t in true], dtype=bool)
     in_scope = ~is_unknown & ~is_oos
@@ -80,7 +82,34 @@ def measure(
     if is_oos.any():
         out["off_topic"] = int(is_oos.sum())
         out["off_topic_answered"] = float(answered[is_oos].mean())
+        if shares:
+            taken = is_oos & (pred != oos)
+            out["off_topic_by_intent"] = {
+                "predicted": catch_all(pred[taken], shares),
+                "answered": catch_all(pred[taken & answered], shares),
+            }
     return out
+
+
+def catch_all(pred: np.ndarray, shares: Mapping[str, float]) -> dict[str, Any]:
+    """How unevenly intents take out-of-scope sentences: each intent's share
+    of them over its share of the training examples; the largest ratio, and
+    whose. 1 everywhere is no preference; a catch-all stands out."""
+    n = int(len(pred))
+    if not n:
+        return {"n": 0}
+    labels, counts = np.unique(pred.astype(str), return_counts=True)
+    ratios = {str(k): (int(c) / n) / shares[str(k)] for k, c in zip(labels, counts) if shares.get(str(k))}
+    top = max(ratios, key=ratios.__getitem__)
+    largest = max(shares, key=shares.__getitem__)
+    return {
+        "n": n,
+        "max_ratio": ratios[top],
+        "max_ratio_intent": top,
+        "max_ratio_count": int(counts[list(labels).index(top)]),
+        "largest_intent": largest,
+        "largest_intent_ratio": ratios.get(largest, 0.0),
+    }
 
 
 def evaluate_as_trained(
@@ -110,7 +139,13 @@ def evaluate_as_trained(
     true = np.array([y for _, y in dataset.test], dtype=object)
     pred = compiled.classes_[best]
     limits = np.array([trained.thresholds.for_intent(p) for p in pred], dtype=np.float64)
-    measured = measure(true, pred, conf, limits, unknown=set(left_out), oos=oos)
+    counts: dict[str, int] = {}
+    for _, label in train_pairs:
+        if label != oos:
+            counts[label] = counts.get(label, 0) + 1
+    total = sum(counts.values())
+    measured = measure(true, pred, conf, limits, unknown=set(left_out), oos=oos,
+                       shares={k: c / total for k, c in counts.items()})
     return {
         "dataset": dataset.name,
         "protocol": "as trained: thresholds and estimate from the training split alone",
@@ -164,6 +199,17 @@ def format_as_trained(reports: Sequence[Mapping[str, Any]]) -> str:
             f"{pct(t.get('unknown_answered'))} {pct(t.get('off_topic_answered'))} "
             f"{ece.get('ece', float('nan')):5.3f} {r['total_seconds']:6.1f}"
         )
+    for r in reports:
+        spread = r["test"].get("off_topic_by_intent")
+        if not spread:
+            continue
+        parts = []
+        for kind in ("predicted", "answered"):
+            c = spread[kind]
+            parts.append(f"{kind} as an intent {c['n']}" + (
+                f", most over its share of the examples: {c['max_ratio']:.1f}x ({c['max_ratio_intent']}, "
+                f"{c['max_ratio_count']})" if c["n"] else ""))
+        lines.append(f"{r['dataset']}: out-of-scope test sentences {'; '.join(parts)}")
     by_dataset: dict[str, list[Mapping[str, Any]]] = {}
     for r in reports:
         by_dataset.setdefault(r["dataset"], []).append(r)
