@@ -76,6 +76,7 @@ def measure(
         "coverage_interval": wilson(int((answered & in_scope).sum()), n_in),
         "in_scope": n_in,
     }
+    out["test_chosen"] = test_chosen(true, pred, conf, in_scope=in_scope, oos=oos)
     if is_unknown.any():
         out["unknown"] = int(is_unknown.sum())
         out["unknown_answered"] = float(answered[is_unknown].mean())
@@ -88,6 +89,32 @@ def measure(
                 "predicted": catch_all(pred[taken], shares),
                 "answered": catch_all(pred[taken & answered], shares),
             }
+    return out
+
+
+TEST_CHOSEN_PRECISIONS = (0.93, 0.95, 0.97)
+
+
+def test_chosen(true: np.ndarray, pred: np.ndarray, conf: np.ndarray, *, in_scope: np.ndarray,
+                oos: str | None) -> dict[str, float | None]:
+    """The most coverage one global threshold gets at each precision, the
+    threshold chosen on the test split itself: what the model can do at
+    best, not something achievable without the test labels."""
+    answerable = pred != oos
+    order = np.argsort(-np.where(answerable, conf, -np.inf), kind="stable")
+    ok = answerable[order]
+    right = np.cumsum((pred == true)[order] & ok)
+    answered = np.cumsum(ok)
+    covered = np.cumsum(in_scope[order] & ok) / max(int(in_scope.sum()), 1)
+    precision = right / np.maximum(answered, 1)
+    # Only the last of equal confidences is a cut a threshold can make.
+    c = conf[order]
+    cut = np.ones(len(c), dtype=bool)
+    cut[:-1] = c[:-1] != c[1:]
+    out: dict[str, float | None] = {}
+    for target in TEST_CHOSEN_PRECISIONS:
+        qualifying = np.flatnonzero(cut & ok & (answered > 0) & (precision >= target))
+        out[f"{target:.2f}"] = float(covered[qualifying[-1]]) if qualifying.size else None
     return out
 
 
@@ -175,10 +202,15 @@ def average(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         values = [r[part].get(key) for r in reports]
         return None if any(v is None for v in values) else float(np.mean(values))
 
+    chosen: dict[str, float | None] = {}
+    for key in reports[0]["test"].get("test_chosen", {}):
+        values = [r["test"]["test_chosen"][key] for r in reports]
+        chosen[key] = None if any(v is None for v in values) else float(np.mean(values))
     return {
         "draws": len(reports),
         "estimate": {k: mean("estimate", k) for k in ("precision", "coverage", "unknown_answered")},
         "test": {k: mean("test", k) for k in ("precision", "coverage", "unknown_answered", "accuracy")},
+        "test_chosen": chosen,
     }
 
 
@@ -199,17 +231,6 @@ def format_as_trained(reports: Sequence[Mapping[str, Any]]) -> str:
             f"{pct(t.get('unknown_answered'))} {pct(t.get('off_topic_answered'))} "
             f"{ece.get('ece', float('nan')):5.3f} {r['total_seconds']:6.1f}"
         )
-    for r in reports:
-        spread = r["test"].get("off_topic_by_intent")
-        if not spread:
-            continue
-        parts = []
-        for kind in ("predicted", "answered"):
-            c = spread[kind]
-            parts.append(f"{kind} as an intent {c['n']}" + (
-                f", most over its share of the examples: {c['max_ratio']:.1f}x ({c['max_ratio_intent']}, "
-                f"{c['max_ratio_count']})" if c["n"] else ""))
-        lines.append(f"{r['dataset']}: out-of-scope test sentences {'; '.join(parts)}")
     by_dataset: dict[str, list[Mapping[str, Any]]] = {}
     for r in reports:
         by_dataset.setdefault(r["dataset"], []).append(r)
@@ -222,4 +243,22 @@ def format_as_trained(reports: Sequence[Mapping[str, Any]]) -> str:
                 f"{pct(t['precision'])} {pct(e['coverage']):>8} {pct(t['coverage'])} "
                 f"{pct(e['unknown_answered']):>8} {pct(t['unknown_answered'])}"
             )
+    for name, group in by_dataset.items():
+        if "test_chosen" in group[0]["test"]:
+            chosen = average(group)["test_chosen"] if len(group) > 1 else group[0]["test"]["test_chosen"]
+            lines.append(
+                f"{name}{' (mean of draws)' if len(group) > 1 else ''}: best coverage of one threshold "
+                "chosen on test (no estimate can know it) at "
+                + ", ".join(f"{float(k):.0%} precision {pct(v).strip()}" for k, v in chosen.items()))
+    for r in reports:
+        spread = r["test"].get("off_topic_by_intent")
+        if not spread:
+            continue
+        parts = []
+        for kind in ("predicted", "answered"):
+            c = spread[kind]
+            parts.append(f"{kind} as an intent {c['n']}" + (
+                f", most over its share of the examples: {c['max_ratio']:.1f}x ({c['max_ratio_intent']}, "
+                f"{c['max_ratio_count']})" if c["n"] else ""))
+        lines.append(f"{r['dataset']}: out-of-scope test sentences {'; '.join(parts)}")
     return "\n".join(lines)

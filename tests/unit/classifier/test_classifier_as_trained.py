@@ -27,3 +27,19 @@ def test_unknown_and_out_of_scope_answers_are_wrong_and_catch_alls_stand_out():
     assert spread["predicted"]["largest_intent_ratio"] == pytest.approx(0.75 / 0.8)
     assert spread["answered"]["n"] == 3
     assert spread["answered"]["max_ratio"] == pytest.approx((1 / 3) / 0.2)
+
+
+def test_test_chosen_coverage_is_the_best_a_single_threshold_gets():
+    from classifier.as_trained import test_chosen
+
+    # Confidence order: right, right, unknown (wrong), right, out-of-scope
+    # predicted as such (never answered), right.
+    true = np.array(["a", "b", "u", "a", "oos", "b"], dtype=object)
+    pred = np.array(["a", "b", "a", "a", "oos", "b"], dtype=object)
+    conf = np.array([0.9, 0.8, 0.7, 0.6, 0.55, 0.5])
+    in_scope = np.array([True, True, False, True, False, True])
+    chosen = test_chosen(true, pred, conf, in_scope=in_scope, oos="oos")
+    # 97 %: the two most confident (half the in-scope ones); 93 % the same;
+    # all five answerable ones are 80 % right, so nothing lower qualifies.
+    assert chosen == {"0.93": 0.5, "0.95": 0.5, "0.97": 0.5}
+    assert test_chosen(true, pred, conf * 0 + 0.5, in_scope=in_scope, oos="oos")["0.93"] is None
