@@ -45,10 +45,11 @@ from .thresholds import Thresholds
 # Bump when the meaning or layout of the files changes; a reader refuses any
 # other value rather than guess. Independent of the package version on purpose:
 # most releases do not change the artifact format.
-# 2 (2026-12-05): vocab.json's "confidence" (the margin calibration thresholds
-# are compared with); a format-1 reader would compare them with softmax
-# probabilities instead, so it must refuse these models, and this code
-# refuses format 1, whose thresholds mean softmax probabilities.
+# 2 (2026-12-05): vocab.json's "confidence", the calibration that turns scores
+# into the confidence thresholds are compared with. A format-1 reader would
+# compare them with softmax probabilities instead, so it must refuse these
+# models; and this code refuses format 1, whose thresholds are softmax
+# probabilities.
 MODEL_FORMAT_VERSION = 2
 
 METADATA_FILE = "metadata.json"
