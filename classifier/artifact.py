@@ -3,7 +3,8 @@
 Layout of one version directory (``models/<version>/``)::
 
     model.npz      coef (features x classes), intercept, idf_<block> arrays
-    vocab.json     analyzers, vocabularies (terms in column order), class labels
+    vocab.json     analyzers, vocabularies (terms in column order), class labels,
+                   how confidence is read from the scores (the calibration)
     metadata.json  format version, checksums of every other file, thresholds, ...
 
 Loading never unpickles anything: arrays come from ``np.load(...,
@@ -34,6 +35,7 @@ import numpy as np
 
 from router.errors import Conflict, InvalidInput
 
+from .calibration import ConfidenceCalibration
 from .errors import CorruptModelError, IncompatibleModelError, ModelNotFound
 from .fast import CompiledClassifier, EmbeddingBlock, FeatureBlock
 from .knowledge_base import KnowledgeBase
@@ -43,7 +45,12 @@ from .thresholds import Thresholds
 # Bump when the meaning or layout of the files changes; a reader refuses any
 # other value rather than guess. Independent of the package version on purpose:
 # most releases do not change the artifact format.
-MODEL_FORMAT_VERSION = 1
+# 2 (2026-12-05): vocab.json's "confidence", the calibration that turns scores
+# into the confidence thresholds are compared with. A format-1 reader would
+# compare them with softmax probabilities instead, so it must refuse these
+# models; and this code refuses format 1, whose thresholds are softmax
+# probabilities.
+MODEL_FORMAT_VERSION = 2
 
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.npz"
@@ -138,6 +145,7 @@ def _vocab_document(compiled: CompiledClassifier) -> dict[str, Any]:
         )
     doc: dict[str, Any] = {
         "link": "softmax",
+        "confidence": compiled.calibration.to_dict() if compiled.calibration is not None else None,
         "classes": [str(c) for c in compiled.classes_],
         "blocks": blocks,
     }
@@ -376,6 +384,7 @@ def _build_compiled(contents: Mapping[str, bytes], directory: Path) -> CompiledC
     try:
         if doc.get("link") != "softmax":
             raise ValueError(f"unsupported link {doc.get('link')!r}")
+        calibration = None if doc["confidence"] is None else ConfidenceCalibration.from_dict(doc["confidence"])
         blocks = []
         offset = 0
         for i, spec in enumerate(doc["blocks"]):
@@ -407,7 +416,8 @@ def _build_compiled(contents: Mapping[str, bytes], directory: Path) -> CompiledC
     encoder = _embedding_encoder(embedding, directory) if embedding is not None else None
     try:
         return CompiledClassifier(
-            blocks, arrays["coef"], arrays["intercept"], doc["classes"], embedding, encoder
+            blocks, arrays["coef"], arrays["intercept"], doc["classes"], embedding, encoder,
+            calibration=calibration,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptModelError(f"{directory}: inconsistent model files ({exc!r})") from exc

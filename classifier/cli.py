@@ -165,7 +165,8 @@ def _eval_as_trained(args: argparse.Namespace, progress: Callable[[str], None]) 
         "measured on the test split. prec = precision of the bot's answers (an answer to an unknown "
         "intent's or out-of-scope sentence is wrong); cov = share of known in-scope questions answered; "
         f"unk = share of unknown intents' questions answered (est: simulated, {args.unknown_share:.0%} of "
-        "traffic assumed); oos@t = out-of-scope answered; ECE on test, known intents."
+        "traffic assumed); oos@t = out-of-scope answered; ECE over every test sentence (an unknown "
+        "intent's is never right)."
     )
     if args.out:
         summary = {n: average([r for r in reports if r["dataset"] == n]) for n in dict.fromkeys(names)}

@@ -55,7 +55,9 @@ def wilson(successes: float, n: float, z: float = Z95) -> tuple[float, float] | 
 @dataclass(frozen=True)
 class HeldOut:
     """Held-out predictions: ``unknown`` marks a prediction for a question
-    whose intent was left out of that model's training."""
+    whose intent was left out of that model's training. ``conf`` holds the
+    confidences (before calibration, `faq train` keeps each prediction's
+    calibration features there: one row each)."""
 
     true: np.ndarray
     pred: np.ndarray

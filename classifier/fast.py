@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .calibration import ConfidenceCalibration, top_features
 from .text import Analyzer, char_wb_word_ngrams, char_wb_words, normalize
 
 
@@ -91,8 +92,12 @@ class CompiledClassifier:
         classes: Sequence[str],
         embedding: EmbeddingBlock | None = None,
         encoder=None,  # classifier.embeddings.SentenceEncoder; default: the shared one
+        calibration: ConfidenceCalibration | None = None,
     ) -> None:
         self.blocks = tuple(blocks)
+        # How confidence is read (top_one/top_many): None is the softmax
+        # probability of the top class, as a bare fitted estimator has it.
+        self.calibration = calibration
         self.embedding = embedding
         self._encoder = encoder
         self.coef_T = np.ascontiguousarray(coef_T, dtype=np.float64)
@@ -154,7 +159,9 @@ class CompiledClassifier:
             raise ValueError("model weights contain NaN or infinity")
 
     @classmethod
-    def from_fitted(cls, model) -> "CompiledClassifier":  # model: IntentClassifier
+    def from_fitted(
+        cls, model, calibration: ConfidenceCalibration | None = None
+    ) -> "CompiledClassifier":  # model: IntentClassifier
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(model, "linear_")
@@ -178,7 +185,7 @@ class CompiledClassifier:
         info = getattr(model, "embedding_info_", None)
         if info is not None:
             embedding = EmbeddingBlock(dict(info), float(model.embedding_weight))
-        return cls(blocks, coef.T, intercept, list(model.classes_), embedding)
+        return cls(blocks, coef.T, intercept, list(model.classes_), embedding, calibration=calibration)
 
     @property
     def n_features(self) -> int:
@@ -282,7 +289,7 @@ class CompiledClassifier:
     def predict_proba_one(self, text: str) -> np.ndarray:
         return _softmax_row(self.decision_one(text))
 
-    def predict_proba_many(self, texts: Sequence[str]) -> np.ndarray:
+    def decision_many(self, texts: Sequence[str]) -> np.ndarray:
         """One sparse matrix and one matmul for the whole batch."""
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got a single str")
@@ -291,7 +298,29 @@ class CompiledClassifier:
         scores = np.asarray(sparse @ self.coef_T[: self.n_sparse]) + self.intercept
         if self.embedding is not None and texts:
             scores += self._embed(texts).astype(np.float64) @ self._coef_emb
-        return _softmax_rows(scores)
+        return scores
+
+    def predict_proba_many(self, texts: Sequence[str]) -> np.ndarray:
+        return _softmax_rows(self.decision_many(texts))
+
+    def top_one(self, text: str) -> tuple[int, float]:
+        """(index of the top class, confidence) for one message."""
+        best, confidence = self._top(self.decision_one(text)[None, :])
+        return int(best[0]), float(confidence[0])
+
+    def top_many(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(index of the top class, confidence) per message."""
+        return self._top(self.decision_many(texts))
+
+    def _top(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if scores.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        if self.calibration is None:
+            probs = _softmax_rows(scores)
+            best = probs.argmax(axis=1)
+            return best, probs[np.arange(len(best)), best]
+        best, features = top_features(scores)
+        return best, self.calibration(features)
 
     predict_proba = predict_proba_many
 

@@ -23,7 +23,7 @@ import numpy as np
 from router.errors import InvalidInput
 
 from .fast import CompiledClassifier
-from .calibration import calibration_report
+from .calibration import calibration_report, fit_confidence_calibration, top_features
 from .estimate import DEFAULT_UNKNOWN_SHARE, HeldOut, describe, split_half_estimate
 from .knowledge_base import MIN_EXAMPLES, KnowledgeBase, load_knowledge_base
 from .model import IntentClassifier
@@ -78,7 +78,8 @@ def heldout_predictions(
     params: Mapping[str, Any],
     progress: Progress = _noop,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """(true labels, predicted labels, confidences, method) for held-out examples."""
+    """(true labels, predicted labels, confidence features, method) for
+    held-out examples; the features are calibration.top_features' rows."""
     import warnings
 
     from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -99,14 +100,14 @@ def heldout_predictions(
         idx_train = np.concatenate([idx_train, always_train])
         progress(f"validation split: {len(idx_train)} train / {len(idx_val)} held out")
         model = IntentClassifier(**params).fit([texts[i] for i in idx_train], y[idx_train])
-        probs = model.predict_proba([texts[i] for i in idx_val])
-        return y[idx_val], model.classes_[probs.argmax(1)], probs.max(1), "split"
+        best, features = _scores(model, [texts[i] for i in idx_val])
+        return y[idx_val], model.classes_[best], features, "split"
 
     folds = max(2, min(MAX_FOLDS, smallest))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
     true = np.empty(len(texts), dtype=object)
     pred = np.empty(len(texts), dtype=object)
-    conf = np.empty(len(texts), dtype=np.float64)
+    conf = np.empty((len(texts), 2), dtype=np.float64)
     with warnings.catch_warnings():
         # An intent with one or two examples cannot be in every fold; when its
         # only example is held out the model cannot know it, and the held-out
@@ -116,11 +117,19 @@ def heldout_predictions(
     for k, (idx_train, idx_val) in enumerate(split, start=1):
         progress(f"cross-validation fold {k}/{folds}")
         model = IntentClassifier(**params).fit([texts[i] for i in idx_train], y[idx_train])
-        probs = model.predict_proba([texts[i] for i in idx_val])
+        best, features = _scores(model, [texts[i] for i in idx_val])
         true[idx_val] = y[idx_val]
-        pred[idx_val] = model.classes_[probs.argmax(1)]
-        conf[idx_val] = probs.max(1)
+        pred[idx_val] = model.classes_[best]
+        conf[idx_val] = features
     return true, pred, conf, f"{folds}-fold cross-validation"
+
+
+def _scores(model: IntentClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    scores = model.decision_function(texts)
+    if scores.ndim == 1:
+        # A binary model's one score s stands for the logits (0, s).
+        scores = np.column_stack([np.zeros_like(scores), scores])
+    return top_features(scores)
 
 
 def unknown_intent_predictions(
@@ -160,10 +169,10 @@ def unknown_intent_predictions(
         progress(f"leaving intents out {k + 1}/{groups}: {len(left_out)} intents unknown to the model")
         model = IntentClassifier(**params).fit([texts[i] for i in np.flatnonzero(fit_mask)], y[fit_mask])
         idx = np.flatnonzero(out_mask)
-        probs = model.predict_proba([texts[i] for i in idx])
+        best, features = _scores(model, [texts[i] for i in idx])
         true_parts.append(y[idx])
-        pred_parts.append(model.classes_[probs.argmax(1)])
-        conf_parts.append(probs.max(1))
+        pred_parts.append(model.classes_[best])
+        conf_parts.append(features)
     if not true_parts:
         return None
     return np.concatenate(true_parts), np.concatenate(pred_parts), np.concatenate(conf_parts)
@@ -231,7 +240,7 @@ def _train(
     started: float,
 ) -> TrainedModel:
 
-    true, pred, conf, method = heldout_predictions(
+    true, pred, features, method = heldout_predictions(
         texts,
         labels,
         validation_fraction=validation_fraction,
@@ -247,7 +256,17 @@ def _train(
             random_state=random_state, params=params, progress=progress,
             train_fraction=1.0 - validation_fraction if method == "split" else 1.0,
         )
-    held = HeldOut.join((true, pred, conf), unknown)
+    raw = HeldOut.join((true, pred, features), unknown)
+    weights = raw.weights(unknown_share)
+    # Confidence is the chance of being right, fitted on the same traffic the
+    # thresholds are chosen for: the unknown questions at their assumed
+    # share included.
+    calibration = fit_confidence_calibration(raw.conf, raw.pred == raw.true, weights)
+    held = HeldOut(raw.true, raw.pred, calibration(raw.conf), raw.unknown)
+    conf = held.conf[~held.unknown]
+    progress(f"confidence: sigmoid({calibration.margin_weight:.3f} * margin + "
+             f"{calibration.log_prob_weight:.3f} * log p {calibration.intercept:+.3f}), "
+             "fitted on the held-out predictions")
     small = [i.id for i in kb.intents if len(i.examples) < MIN_EXAMPLES]
     needs_human = [i.id for i in kb.intents if i.needs_human]
 
@@ -258,7 +277,6 @@ def _train(
             routing_only=needs_human,
         )[0]
 
-    weights = held.weights(unknown_share)
     thresholds, details = select_thresholds(
         held.pred,
         held.conf,
@@ -291,7 +309,7 @@ def _train(
 
     progress("fitting final model on all examples")
     estimator = IntentClassifier(**params).fit(texts, labels)
-    compiled = CompiledClassifier.from_fitted(estimator)
+    compiled = CompiledClassifier.from_fitted(estimator, calibration)
 
     known = ~held.unknown
     evaluation = {
@@ -301,7 +319,10 @@ def _train(
         "precision_at_thresholds": estimate["precision"],
         "coverage_at_thresholds": estimate["coverage"],
         "estimate": estimate,
-        "calibration": calibration_report(conf, pred == true),
+        "confidence": calibration.to_dict(),
+        # Over the traffic the confidence is fitted for: unknown questions at
+        # their assumed share included.
+        "calibration": calibration_report(held.conf, held.pred == held.true, weights=weights),
         "warnings": list(kb.warnings),
         "small_intents": small,
         "threshold_selection": details,

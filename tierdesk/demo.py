@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classifier.artifact import ModelStore
+from classifier.artifact import METADATA_FILE, MODEL_FORMAT_VERSION, ModelStore
 from classifier.training import train_and_save
 from router.ids import new_id
 from router.model import AgentStatus, Channel, Principal, Role
@@ -77,9 +77,24 @@ def ensure_model(settings: Settings, progress: Any = print) -> str:
     store = ModelStore(settings.models_dir)
     active = store.active_version()
     if active is not None:
-        return active
-    progress(f"no model in {settings.models_dir}: training the demo knowledge base…")
+        fmt = _format_version(store.path(active))
+        if fmt == MODEL_FORMAT_VERSION or not isinstance(fmt, int):
+            # Current, or unreadable: loading it says what is wrong.
+            return active
+        # An older tierdesk's model cannot be loaded (docs/classifier.md, section 5);
+        # the demo trains a current one next to it rather than answer nothing.
+        progress(f"model {active} has format version {fmt!r}, this tierdesk reads "
+                 f"{MODEL_FORMAT_VERSION}: training the demo knowledge base again…")
+    else:
+        progress(f"no model in {settings.models_dir}: training the demo knowledge base…")
     return train_and_save(settings.knowledge_base, settings.models_dir, activate=True, progress=progress)
+
+
+def _format_version(version_dir: Path) -> object:
+    try:
+        return json.loads((version_dir / METADATA_FILE).read_text(encoding="utf-8")).get("format_version")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 async def _ensure_accounts(settings: Settings, state_file: Path) -> DemoTokens:

@@ -96,6 +96,45 @@ def test_wrong_format_version_is_incompatible(saved):
     assert f"reads only format version {MODEL_FORMAT_VERSION}" in message
 
 
+def test_format_1_model_is_refused_with_a_retrain_hint(saved):
+    # Format 1 thresholds were softmax probabilities; read with the
+    # calibrated confidence they would answer the wrong messages.
+    _, path = saved
+    _rewrite_metadata(path, format_version=1)
+    with pytest.raises(IncompatibleModelError) as info:
+        load_model(path)
+    assert "model format version 1" in str(info.value)
+    assert "retrain the model with `tierdesk faq train`" in str(info.value)
+
+
+def test_confidence_calibration_round_trips(tmp_path, small_kb):
+    from classifier.calibration import ConfidenceCalibration
+
+    texts, labels = small_kb.training_data()
+    calibration = ConfidenceCalibration(0.8, 1.1, -0.3)
+    compiled = CompiledClassifier.from_fitted(IntentClassifier().fit(texts, labels), calibration)
+    path = save_model(compiled, small_kb, tmp_path / "models", "v0001", Thresholds(0.6))
+    loaded = load_model(path)
+    assert loaded.compiled.calibration == calibration
+    queries = ["hello there", "I want my money back", "再见"]
+    np.testing.assert_array_equal(loaded.compiled.top_many(queries)[1], compiled.top_many(queries)[1])
+
+
+def test_missing_confidence_entry_is_corrupt(saved):
+    root, path = saved
+    vocab = json.loads((path / "vocab.json").read_text())
+    del vocab["confidence"]
+    data = json.dumps(vocab).encode()
+    (path / "vocab.json").write_bytes(data)
+    import hashlib
+
+    meta = json.loads((path / "metadata.json").read_text())
+    meta["files"]["vocab.json"] = hashlib.sha256(data).hexdigest()
+    (path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptModelError, match="inconsistent model files"):
+        load_model(path)
+
+
 def test_wrong_kb_hash_is_incompatible(saved, small_kb):
     _, path = saved
     with pytest.raises(IncompatibleModelError, match="retrain"):
