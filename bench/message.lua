@@ -8,8 +8,8 @@
 -- The same questions and numbers as bench/loadgen.py (FAQ, NUMBERS): the
 -- demo model answers each with any number up to 9,999 after it.
 local faq = {
-  "how do I reset my password", "what are your opening hours", "how long does shipping take",
-  "how do I return an item", "do you accept paypal", "how do I change my email address",
+  "how do I reset my password", "do you ship internationally", "how long does shipping take",
+  "how do I return an item", "do you accept paypal", "how can I change my email",
 }
 local handoff = {
   "I was charged twice for my order and want my money back",
