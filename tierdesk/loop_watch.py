@@ -16,7 +16,9 @@ between two. The longest such gap since the server was ready is therefore
 an upper bound of its longest step, loose by at most the period plus the
 rest of the loop iteration the step ran in (the loop runs its timers once
 per iteration). The cost is one timer callback every 5 ms whatever the
-load: ~200 wake-ups a second of an idle process, nothing per message.
+load, nothing per message: on an idle uvloop loop 33 µs a heartbeat with
+its wake-up, 0.6 % of a core (2026-12-05, the 2-core test machine); a busy
+loop runs them in iterations it runs anyway.
 """
 
 from __future__ import annotations
