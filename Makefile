@@ -28,13 +28,13 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/tierdesk serve --demo
 
-## test: every test but the browser's, on SQLite and on the PostgreSQL at
-## 127.0.0.1:5432 (with the optional embedding extra, so its tests run too)
-test: $(STAMP) $(EMBEDDINGS)
-	$(BIN)/python -m pytest -q -m "not browser"
+## test: every test, on SQLite and on the PostgreSQL at 127.0.0.1:5432 (with the
+## optional embedding extra, so its tests run too), the pages in headless Chromium
+## included: without Chromium or Playwright they fail rather than skip
+test: $(STAMP) $(EMBEDDINGS) $(CHROMIUM)
+	TIERDESK_TEST_BROWSER=required $(BIN)/python -m pytest -q
 
-## test-browser: the console's and the web widget's pages in headless Chromium
-## against a real server; about a minute (CI runs it after make test)
+## test-browser: only the console's and the web widget's pages in Chromium; about a minute
 test-browser: $(STAMP) $(CHROMIUM)
 	TIERDESK_TEST_BROWSER=required $(BIN)/python -m pytest -q -m browser
 

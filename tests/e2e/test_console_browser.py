@@ -34,7 +34,7 @@ from tests.support.server import free_port
 from tierdesk.settings import Settings
 from tierdesk.web import keys
 
-pytestmark = pytest.mark.browser  # make test-browser
+pytestmark = pytest.mark.browser  # make test-browser runs these alone
 
 playwright_sync = browser_or_skip()
 expect = playwright_sync.expect

@@ -17,7 +17,7 @@ from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ThreadedServer, brows
 from tests.support.server import free_port
 from tierdesk.settings import Settings
 
-pytestmark = pytest.mark.browser  # make test-browser
+pytestmark = pytest.mark.browser  # make test-browser runs these alone
 
 playwright_sync = browser_or_skip()
 expect = playwright_sync.expect

@@ -35,7 +35,7 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 def browser_or_skip() -> Any:
     """Playwright's sync API, once Debian's Chromium is there too. Without
     either the browser test module is skipped, saying why; under `make
-    test-browser` (TIERDESK_TEST_BROWSER=required) it fails instead: a
+    test` (TIERDESK_TEST_BROWSER=required) it fails instead: a
     browser suite that ran nothing must not pass."""
     import pytest
 
@@ -43,9 +43,9 @@ def browser_or_skip() -> Any:
     try:
         import playwright.sync_api as api
     except ImportError:
-        why = "the test extra installs Playwright (make test-browser)"
+        why = "the test extra installs Playwright (make test)"
     if why is None and not Path(CHROMIUM).exists():
-        why = f"{CHROMIUM} is missing: `make test-browser` installs Debian's chromium"
+        why = f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
     if why is None:
         return api
     if os.environ.get("TIERDESK_TEST_BROWSER") == "required":
@@ -54,7 +54,7 @@ def browser_or_skip() -> Any:
 
 
 def want_screenshots() -> bool:
-    """`make screenshots` sets this; `make test-browser` leaves docs/ alone."""
+    """`make screenshots` sets this; `make test` leaves docs/ alone."""
     return os.environ.get("TIERDESK_SCREENSHOTS") == "1"
 
 
