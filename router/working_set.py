@@ -38,6 +38,13 @@ class _Effects:
         self.notices.append((agent_id, payload))
 
 
+def _tally_of(conv: Conversation) -> ConversationTally:
+    """The conversation's tally; a new conversation's starts empty."""
+    if conv.tally is None:
+        conv.tally = ConversationTally(conv.channel_id)
+    return conv.tally
+
+
 class WorkingSet:
     """Mixed into the Desk, which provides ``store``, ``dispatcher``,
     ``config``, ``clock`` and ``notifier``, and ``_rebalance`` (assign what
@@ -277,18 +284,14 @@ class WorkingSet:
             conv = self._by_id.get(e.conversation_id)
             if conv is None:  # pragma: no cover - every event's conversation is in play
                 continue
-            if conv.tally is None:
-                conv.tally = ConversationTally(conv.channel_id)
-            conv.tally.apply(e, sla, changes.rollup)
+            _tally_of(conv).apply(e, sla, changes.rollup)
             if e.conversation_id not in changes.conversations:
                 # Its stored tally would fall behind its events otherwise.
                 changes.conversation(conv)
         for cid, state in changes.conversations.items():
             conv = self._by_id.get(cid)
             if conv is not None:
-                if conv.tally is None:
-                    conv.tally = ConversationTally(conv.channel_id)
-                changes.conversations[cid] = dataclasses.replace(state, tally=conv.tally.snapshot())
+                changes.conversations[cid] = dataclasses.replace(state, tally=_tally_of(conv).snapshot())
 
     @staticmethod
     def _agents_of(changes: Changes) -> set[str]:
