@@ -12,7 +12,6 @@ view under docs/screenshots/."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,16 +21,16 @@ import pytest
 
 from router.ports import FakeClock
 from tests.support.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SCREENSHOTS,
+    WAIT_MS,
     ThreadedServer,
     WebhookReceiver,
     browser_or_skip,
+    chromium,
+    new_context,
+    served,
     want_screenshots,
 )
-from tests.support.server import free_port
-from tierdesk.settings import Settings
 from tierdesk.web import keys
 
 pytestmark = pytest.mark.browser  # make test-browser runs these alone
@@ -44,11 +43,9 @@ PASSWORD = "correct horse battery"
 BILLING = "I was charged twice for my order and want my money back"
 HUMAN = "I want to talk to a human"
 FAQ = "how do I reset my password"
-WAIT_MS = 30_000  # generous: the machine is shared
 SLA = 60.0
 
 expect.set_options(timeout=WAIT_MS)
-
 
 
 class World:
@@ -92,29 +89,20 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, demo_model: Any) -> Iterator[World]:
-    db = tmp_path_factory.mktemp("console") / "tierdesk.db"
-    shutil.copy(sqlite_template, db)
-    settings = Settings.from_env({}, database_url=f"sqlite:///{db}", admin_token=ADMIN, port=free_port(),
-                                 sweep_interval_seconds=3600.0, log_format="console", log_level="warning",
-                                 sla_human_first_response_seconds=SLA, outbox_poll_seconds=0.2,
-                                 rate_limit_ip_per_second=0.0)
-    server = ThreadedServer(settings, FakeClock(1_767_258_000.0), demo_model)  # 2026-01-01T09:00:00Z
     hook = WebhookReceiver()
     hook.start()
-    server.start()
     try:
-        yield World(server, hook)
+        with served(tmp_path_factory.mktemp("console"), sqlite_template, demo_model, ADMIN,
+                    sla_human_first_response_seconds=SLA) as server:
+            yield World(server, hook)
     finally:
-        server.stop()
         hook.stop()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium(playwright_sync) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
@@ -122,9 +110,7 @@ def open_page(browser: Any, world: World) -> Iterator[Any]:
     contexts = []
 
     def open_page(width: int = 1280, height: int = 800) -> Any:
-        ctx = browser.new_context(base_url=world.server.url, viewport={"width": width, "height": height},
-                                  timezone_id="UTC", locale="en-US")
-        ctx.set_default_timeout(WAIT_MS)
+        ctx = new_context(browser, world.server.url, width=width, height=height)
         contexts.append(ctx)
         return ctx.new_page()
 

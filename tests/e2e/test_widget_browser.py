@@ -12,24 +12,22 @@ views under docs/screenshots/."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from router.ports import FakeClock
 from tests.support.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SCREENSHOTS,
+    WAIT_MS,
     ThreadedServer,
     browser_or_skip,
+    chromium,
+    new_context,
+    served,
     want_screenshots,
 )
-from tests.support.server import free_port
-from tierdesk.settings import Settings
 from tierdesk.web import keys
 
 pytestmark = pytest.mark.browser  # make test-browser runs these alone
@@ -40,10 +38,8 @@ expect = playwright_sync.expect
 ADMIN = "td_admin_widget-tests"
 FAQ = "how do I reset my password"
 HUMAN = "I want to talk to a human"
-WAIT_MS = 30_000  # generous: the machine is shared
 
 expect.set_options(timeout=WAIT_MS)
-
 
 
 class World:
@@ -70,35 +66,22 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, demo_model: Any) -> Iterator[World]:
-    db = tmp_path_factory.mktemp("widget") / "tierdesk.db"
-    shutil.copy(sqlite_template, db)
-    settings = Settings.from_env({}, database_url=f"sqlite:///{db}", admin_token=ADMIN, port=free_port(),
-                                 sweep_interval_seconds=3600.0, log_format="console", log_level="warning",
-                                 outbox_poll_seconds=0.2, rate_limit_ip_per_second=0.0)
-    server = ThreadedServer(settings, FakeClock(1_767_258_000.0), demo_model)  # 2026-01-01T09:00:00Z
-    server.start()
-    try:
+    with served(tmp_path_factory.mktemp("widget"), sqlite_template, demo_model, ADMIN) as server:
         yield World(server)
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium(playwright_sync) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
-def new_context(browser: Any, world: World) -> Iterator[Any]:
+def context(browser: Any, world: World) -> Iterator[Any]:
     contexts = []
 
     def make(width: int = 1100, height: int = 800, locale: str = "en-US") -> Any:
-        ctx = browser.new_context(base_url=world.server.url, viewport={"width": width, "height": height},
-                                  timezone_id="UTC", locale=locale)
-        ctx.set_default_timeout(WAIT_MS)
+        ctx = new_context(browser, world.server.url, width=width, height=height, locale=locale)
         contexts.append(ctx)
         return ctx
 
@@ -126,11 +109,11 @@ def say(page: Any, text: str) -> None:
     box.press("Enter")
 
 
-def test_a_customer_is_served_by_the_bot_then_a_person_and_rates_it(world: World, new_context: Any) -> None:
+def test_a_customer_is_served_by_the_bot_then_a_person_and_rates_it(world: World, context: Any) -> None:
     # Ann is busy with a customer of another channel: the widget's customer will wait
     world.server.http("POST", "/v1/messages", world.app_channel["token"], {
         "message_id": "app-1", "conversation_id": "app-1", "customer": {"id": "c-app"}, "text": HUMAN})
-    ctx = new_context()
+    ctx = context()
     page = ctx.new_page()
     panel = open_widget(page, world)
     expect(panel.get_by_role("heading")).to_have_text("Acme support")
@@ -203,7 +186,7 @@ def test_a_customer_is_served_by_the_bot_then_a_person_and_rates_it(world: World
     assert world.satisfaction() == (before[0] + 1, before[1] + 1)
 
     # another customer (another browser) starts their own conversation and cannot read this one
-    stranger = new_context().new_page()
+    stranger = context().new_page()
     open_widget(stranger, world)
     expect(stranger.locator("#tierdesk-widget .conn")).to_have_attribute("data-state", "live")
     expect(stranger.locator("#tierdesk-widget .empty")).to_be_visible()
@@ -223,8 +206,8 @@ def test_a_customer_is_served_by_the_bot_then_a_person_and_rates_it(world: World
     assert status == 401
 
 
-def test_the_widget_in_chinese_at_phone_width_and_by_keyboard(world: World, new_context: Any) -> None:
-    page = new_context(width=360, height=740, locale="zh-CN").new_page()
+def test_the_widget_in_chinese_at_phone_width_and_by_keyboard(world: World, context: Any) -> None:
+    page = context(width=360, height=740, locale="zh-CN").new_page()
     page.goto(f"/widget/demo/{world.widget['id']}?lang=zh")
     launcher = page.get_by_role("button", name="与我们聊天")
     launcher.focus()

@@ -5,17 +5,19 @@ reload; once an agent takes the conversation the notice gives way."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from router.ports import FakeClock
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ThreadedServer, browser_or_skip
-from tests.support.server import free_port
-from tierdesk.settings import Settings
+from tests.support.browser import (
+    WAIT_MS,
+    browser_or_skip,
+    chromium,
+    new_context,
+    served,
+)
 
 pytestmark = pytest.mark.browser  # make test-browser runs these alone
 
@@ -24,7 +26,6 @@ expect = playwright_sync.expect
 
 ADMIN = "td_admin_widget-hours-tests"
 HUMAN = "I want to talk to a human"
-WAIT_MS = 30_000  # generous: the machine is shared
 # The server's clock reads 2026-01-01T09:00:00Z: 17:00 on New Year's Day in
 # Shanghai, a holiday; general opens next on Friday 09:00 there (01:00 UTC).
 RULES = """\
@@ -39,36 +40,22 @@ skills:
 expect.set_options(timeout=WAIT_MS)
 
 
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, demo_model: Any) -> Iterator[Any]:
     folder = tmp_path_factory.mktemp("widget-hours")
-    shutil.copy(sqlite_template, folder / "tierdesk.db")
     (folder / "routing.yaml").write_text(RULES)
-    settings = Settings.from_env({}, database_url=f"sqlite:///{folder / 'tierdesk.db'}", admin_token=ADMIN,
-                                 port=free_port(), sweep_interval_seconds=3600.0, log_format="console",
-                                 log_level="warning", outbox_poll_seconds=0.2, rate_limit_ip_per_second=0.0,
-                                 routing_rules=folder / "routing.yaml")
-    s = ThreadedServer(settings, FakeClock(1_767_258_000.0), demo_model)
-    s.start()
-    try:
+    with served(folder, sqlite_template, demo_model, ADMIN, routing_rules=folder / "routing.yaml") as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium(playwright_sync) as b:
         yield b
-        b.close()
 
 
 def ask_for_a_person(browser: Any, server: Any, channel: str, locale: str, lang: str) -> Any:
-    ctx = browser.new_context(base_url=server.url, viewport={"width": 1100, "height": 800}, timezone_id="UTC",
-                              locale=locale)
-    ctx.set_default_timeout(WAIT_MS)
+    ctx = new_context(browser, server.url, locale=locale)
     page = ctx.new_page()
     page.goto(f"/widget/demo/{channel}?lang={lang}")
     page.locator("#tierdesk-widget .launcher").click()

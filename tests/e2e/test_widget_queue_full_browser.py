@@ -5,17 +5,19 @@ comes online gets it and is read in the widget. In English and Chinese."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from router.ports import FakeClock
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, ThreadedServer, browser_or_skip
-from tests.support.server import free_port
-from tierdesk.settings import Settings
+from tests.support.browser import (
+    WAIT_MS,
+    browser_or_skip,
+    chromium,
+    new_context,
+    served,
+)
 
 pytestmark = pytest.mark.browser  # make test-browser runs these alone
 
@@ -24,48 +26,33 @@ expect = playwright_sync.expect
 
 ADMIN = "td_admin_widget-full-tests"
 HUMAN = "I want to talk to a human"
-WAIT_MS = 30_000  # generous: the machine is shared
 
 expect.set_options(timeout=WAIT_MS)
-
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, demo_model: Any) -> Iterator[Any]:
     where = tmp_path_factory.mktemp("widget-full")
-    db = where / "tierdesk.db"
-    shutil.copy(sqlite_template, db)
     rules = where / "routing.yaml"
     # A limit of 0: whoever nobody can take at once is offered to leave a message.
     rules.write_text("skills:\n  general:\n    queue_limit: 0\n")
-    settings = Settings.from_env({}, database_url=f"sqlite:///{db}", admin_token=ADMIN, port=free_port(),
-                                 sweep_interval_seconds=3600.0, log_format="console", log_level="warning",
-                                 outbox_poll_seconds=0.2, rate_limit_ip_per_second=0.0, routing_rules=rules)
-    s = ThreadedServer(settings, FakeClock(1_767_258_000.0), demo_model)
-    s.start()
-    try:
+    with served(where, sqlite_template, demo_model, ADMIN, routing_rules=rules) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
 def page_of(server: Any) -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium(playwright_sync) as browser:
         contexts = []
 
         def make(locale: str) -> Any:
-            ctx = browser.new_context(base_url=server.url, viewport={"width": 1100, "height": 800},
-                                      timezone_id="UTC", locale=locale)
-            ctx.set_default_timeout(WAIT_MS)
+            ctx = new_context(browser, server.url, locale=locale)
             contexts.append(ctx)
             return ctx.new_page()
 
         yield make
         for ctx in contexts:
             ctx.close()
-        browser.close()
 
 
 @pytest.mark.parametrize("locale,full,button,hint,left", [

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+WAIT_MS = 30_000  # generous: the machine is shared
+NINE_AM = 1_767_258_000.0  # 2026-01-01T09:00:00Z: where the served app's clock starts
 
 
 def browser_or_skip() -> Any:
@@ -142,3 +146,41 @@ class WebhookReceiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def served(folder: Path, sqlite_template: Path, model: Any, admin_token: str, **settings: Any) -> Iterator[ThreadedServer]:
+    """The app on a copy of the migrated SQLite template in ``folder``, its
+    clock at NINE_AM; ``settings`` override the browser tests' defaults (no
+    sweeper, no rate limit, a quick outbox)."""
+    db = folder / "tierdesk.db"
+    shutil.copy(sqlite_template, db)
+    defaults: dict[str, Any] = {"sweep_interval_seconds": 3600.0, "log_format": "console", "log_level": "warning",
+                                "outbox_poll_seconds": 0.2, "rate_limit_ip_per_second": 0.0}
+    config = Settings.from_env({}, database_url=f"sqlite:///{db}", admin_token=admin_token, port=free_port(),
+                               **(defaults | settings))
+    server = ThreadedServer(config, FakeClock(NINE_AM), model)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def chromium(api: Any) -> Iterator[Any]:
+    """Debian's Chromium, headless, through Playwright's sync ``api``."""
+    with api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_context(browser: Any, base_url: str, *, width: int = 1100, height: int = 800, locale: str = "en-US") -> Any:
+    """A fresh browser profile (its own cookies and storage) on the served app."""
+    ctx = browser.new_context(base_url=base_url, viewport={"width": width, "height": height}, timezone_id="UTC",
+                              locale=locale)
+    ctx.set_default_timeout(WAIT_MS)
+    return ctx
