@@ -187,6 +187,9 @@ class WorkingSet:
         await self._ensure_ready()
         return self.generation
 
+    def conversations_in_memory(self) -> int:
+        return len(self._conversations)
+
     def _remember(self, c: Conversation) -> None:
         key = (c.channel_id, c.external_id)
         self._conversations[key] = c

@@ -50,6 +50,10 @@ class Settings:
     reservation_timeout_seconds: float = 60.0
     reservation_misses_before_away: int = 2
     timekeeper_interval_seconds: float = 5.0
+    # How many conversations a server process keeps in memory (the least
+    # recently used leave first; those the human tier holds stay whatever
+    # their number): a conversation not in memory costs a database read.
+    conversation_cache_size: int = 100_000
     # A YAML file of per-skill rules (fallback chains, reservation timeouts;
     # router/rules.py). None: no per-skill rules.
     routing_rules: Path | None = None
@@ -201,6 +205,8 @@ class Settings:
                 raise InvalidInput("the Matrix bridge needs TIERDESK_MATRIX_PASSWORD or TIERDESK_MATRIX_ACCESS_TOKEN")
             if self.matrix_language not in ("en", "zh"):
                 raise InvalidInput("TIERDESK_MATRIX_LANGUAGE must be en or zh")
+        if self.conversation_cache_size < 1:
+            raise InvalidInput("TIERDESK_CONVERSATION_CACHE_SIZE must be at least 1")
         if self.workers < 1:
             raise InvalidInput("TIERDESK_WORKERS must be at least 1")
         if self.workers > 1 and self.is_sqlite:

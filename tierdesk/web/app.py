@@ -214,6 +214,9 @@ def _registry(app: web.Application, worker: WorkerMetrics | None) -> Registry:
                "skill", lambda: _per_skill(app, "breached"))
     r.gauge_by("tierdesk_left_messages_waiting", "Messages left for a full queue, waiting for an agent, per skill",
                "skill", lambda: _per_skill(app, "left_messages"))
+    r.gauge("tierdesk_conversations_in_memory", "Conversations this process keeps in memory (at most "
+            "TIERDESK_CONVERSATION_CACHE_SIZE, or the human tier's if it holds more)",
+            lambda: app[keys.DESK].conversations_in_memory() if keys.DESK in app else 0)
     r.gauge("tierdesk_agents_online", "Agents online",
             lambda: sum(1 for a in app[keys.DESK].agents() if a.status.value == "online") if keys.DESK in app else 0)
     r.gauge("tierdesk_agent_websockets", "Agent WebSockets connected", lambda: app[keys.SOCKETS].count())
@@ -335,7 +338,7 @@ async def _desk(app: web.Application) -> AsyncIterator[None]:
                             reservation_timeout_by_skill=rules.reservation_timeouts(),
                             misses_before_away=s.reservation_misses_before_away),
                         fallback=rules.fallback(), vip_weight=rules.vip_weight,
-                        queue_limits=rules.queue_limits())
+                        queue_limits=rules.queue_limits(), conversation_cache_size=s.conversation_cache_size)
     hub = app[keys.CHANNELS]
     desk = Desk(app[keys.STORE], app[keys.MODEL], app[keys.CLOCK], config, notifier=app[keys.SOCKETS],
                 notices=hub)
