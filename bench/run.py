@@ -126,6 +126,12 @@ def open_rate(targets: dict[str, Target], tg: Target, path: str) -> float:
     return tg.out[path]["saturated"]["req_s"] * 0.5
 
 
+def server_setting(text: str) -> str:
+    if not text.startswith("TIERDESK_") or "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not TIERDESK_NAME=VALUE")
+    return text
+
+
 def finish(tg: Target, args: argparse.Namespace) -> None:
     """After the runs: capacity, memory, the loop's longest step, logs; then
     SIGKILL and every acknowledged message looked for."""
@@ -286,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-dir", help="use the model in this directory (trained into it if it has none)")
     p.add_argument("--sqlite-synchronous", choices=["NORMAL", "FULL"],
                    help="TIERDESK_SQLITE_SYNCHRONOUS for the SQLite target (default: tierdesk's, NORMAL)")
+    p.add_argument("--server-env", action="append", default=[], metavar="TIERDESK_NAME=VALUE",
+                   type=server_setting,
+                   help="a setting for every tierdesk server under test, to compare against the defaults "
+                        "(repeatable; e.g. TIERDESK_CONVERSATION_CACHE_SIZE=20000)")
     p.add_argument("--profile", action="store_true",
                    help="also record py-spy profiles of tierdesk/SQLite during extra saturated runs")
     p.add_argument("--profile-seconds", type=float, default=8.0)
@@ -353,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             "uvloop": package_version("uvloop"),
         },
         "code": code_version(),
+        "server_env": args.server_env,
         "targets": {},
     }
     t_start = time.perf_counter()

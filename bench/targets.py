@@ -99,6 +99,9 @@ def tierdesk_env(args: argparse.Namespace, database_url: str, admin: str, models
                      TIERDESK_RATE_LIMIT_IP_PER_SECOND="0")
     if args.sqlite_synchronous:
         env["TIERDESK_SQLITE_SYNCHRONOUS"] = args.sqlite_synchronous
+    for setting in args.server_env:
+        name, _, value = setting.partition("=")
+        env[name] = value
     return env
 
 

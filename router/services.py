@@ -82,7 +82,7 @@ class DeskConfig:
     max_bot_answers: int = 2
     vip_to_human: bool = False
     human_phrases: tuple[str, ...] = hp.DEFAULT_HUMAN_PHRASES
-    conversation_cache_size: int = 100_000
+    conversation_cache_size: int = 20_000
     sla: SLA = SLA()
     history_limit: int = 500
     attendance: AttendanceRules = AttendanceRules()

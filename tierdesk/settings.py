@@ -53,7 +53,7 @@ class Settings:
     # How many conversations a server process keeps in memory (the least
     # recently used leave first; those the human tier holds stay whatever
     # their number): a conversation not in memory costs a database read.
-    conversation_cache_size: int = 100_000
+    conversation_cache_size: int = 20_000
     # A YAML file of per-skill rules (fallback chains, reservation timeouts;
     # router/rules.py). None: no per-skill rules.
     routing_rules: Path | None = None
