@@ -2,7 +2,9 @@
 
 Layout of one version directory (``models/<version>/``)::
 
-    model.npz      coef (features x classes), intercept, idf_<block> arrays
+    model.npz      coef (features x classes), intercept, idf_<block> arrays;
+                   with a calibration, the unit-length TF-IDF rows of the
+                   training examples grouped by class (examples_*, CSR)
     vocab.json     analyzers, vocabularies (terms in column order), class labels,
                    how confidence is read from the scores (the calibration)
     metadata.json  format version, checksums of every other file, thresholds, ...
@@ -39,6 +41,7 @@ from .calibration import ConfidenceCalibration
 from .errors import CorruptModelError, IncompatibleModelError, ModelNotFound
 from .fast import CompiledClassifier, EmbeddingBlock, FeatureBlock
 from .knowledge_base import KnowledgeBase
+from .neighbours import Neighbours
 from .text import Analyzer
 from .thresholds import Thresholds
 
@@ -50,7 +53,10 @@ from .thresholds import Thresholds
 # compare them with softmax probabilities instead, so it must refuse these
 # models; and this code refuses format 1, whose thresholds are softmax
 # probabilities.
-MODEL_FORMAT_VERSION = 2
+# 3 (2026-12-05): the calibration reads a third input, the similarity to the
+# predicted intent's training examples, which model.npz now stores
+# (examples_*); a format-2 reader would ignore it and misread confidence.
+MODEL_FORMAT_VERSION = 3
 
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.npz"
@@ -126,6 +132,8 @@ def _model_arrays(compiled: CompiledClassifier) -> dict[str, np.ndarray]:
     arrays = {"coef": compiled.coef_T, "intercept": compiled.intercept}
     for i, block in enumerate(compiled.blocks):
         arrays[f"idf_{i}"] = block.idf
+    if compiled.neighbours is not None:
+        arrays.update(compiled.neighbours.to_arrays())
     return arrays
 
 
@@ -411,13 +419,14 @@ def _build_compiled(contents: Mapping[str, bytes], directory: Path) -> CompiledC
             info = dict(spec["info"])
             int(info["dim"])
             embedding = EmbeddingBlock(info, float(spec["weight"]))
+        neighbours = Neighbours.from_arrays(arrays, offset) if calibration is not None else None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptModelError(f"{directory}: inconsistent model files ({exc!r})") from exc
     encoder = _embedding_encoder(embedding, directory) if embedding is not None else None
     try:
         return CompiledClassifier(
             blocks, arrays["coef"], arrays["intercept"], doc["classes"], embedding, encoder,
-            calibration=calibration,
+            calibration=calibration, neighbours=neighbours,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptModelError(f"{directory}: inconsistent model files ({exc!r})") from exc
