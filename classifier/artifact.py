@@ -6,7 +6,8 @@ Layout of one version directory (``models/<version>/``)::
                    with a calibration, the unit-length TF-IDF rows of the
                    training examples grouped by class (examples_*, CSR)
     vocab.json     analyzers, vocabularies (terms in column order), class labels,
-                   how confidence is read from the scores (the calibration)
+                   how confidence is read from the scores (the calibration),
+                   the words each class's training examples use
     metadata.json  format version, checksums of every other file, thresholds, ...
 
 Loading never unpickles anything: arrays come from ``np.load(...,
@@ -53,9 +54,10 @@ from .thresholds import Thresholds
 # compare them with softmax probabilities instead, so it must refuse these
 # models; and this code refuses format 1, whose thresholds are softmax
 # probabilities.
-# 3 (2026-12-05): the calibration reads a third input, the similarity to the
-# predicted intent's training examples, which model.npz now stores
-# (examples_*); a format-2 reader would ignore it and misread confidence.
+# 3 (2026-12-05): the calibration reads two more inputs from the predicted
+# intent's training examples, their similarity to the message and the words
+# they use, which model.npz (examples_*) and vocab.json ("examples") now
+# store; a format-2 reader would ignore them and misread confidence.
 MODEL_FORMAT_VERSION = 3
 
 METADATA_FILE = "metadata.json"
@@ -156,6 +158,8 @@ def _vocab_document(compiled: CompiledClassifier) -> dict[str, Any]:
         "confidence": compiled.calibration.to_dict() if compiled.calibration is not None else None,
         "classes": [str(c) for c in compiled.classes_],
         "blocks": blocks,
+        # With a calibration: the words each class's training examples use.
+        "examples": compiled.neighbours.to_document() if compiled.neighbours is not None else None,
     }
     if compiled.embedding is not None:
         # Its coef rows come after every TF-IDF block's.
@@ -419,7 +423,7 @@ def _build_compiled(contents: Mapping[str, bytes], directory: Path) -> CompiledC
             info = dict(spec["info"])
             int(info["dim"])
             embedding = EmbeddingBlock(info, float(spec["weight"]))
-        neighbours = Neighbours.from_arrays(arrays, offset) if calibration is not None else None
+        neighbours = Neighbours.from_saved(arrays, doc["examples"], offset) if calibration is not None else None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptModelError(f"{directory}: inconsistent model files ({exc!r})") from exc
     encoder = _embedding_encoder(embedding, directory) if embedding is not None else None

@@ -328,8 +328,9 @@ class CompiledClassifier:
             best, confidence = _softmax_top(scores)
         else:
             best, features = top_features(scores)
-            similarity = self.neighbours.nearest_one(col, w, int(best[0]))
-            confidence = self.calibration(np.append(features[0], similarity)[None, :])
+            k = int(best[0])
+            inputs = np.append(features[0], (self.neighbours.nearest_one(col, w, k), self.neighbours.seen_one(text, k)))
+            confidence = self.calibration(inputs[None, :])
         return int(best[0]), float(confidence[0])
 
     def top_many(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -345,7 +346,8 @@ class CompiledClassifier:
             return _softmax_top(scores)
         best, features = top_features(scores)
         similarity = self.neighbours.nearest(sparse, best)
-        return best, self.calibration(np.column_stack([features, similarity]))
+        seen = self.neighbours.seen(texts, best)
+        return best, self.calibration(np.column_stack([features, similarity, seen]))
 
     predict_proba = predict_proba_many
 

@@ -144,7 +144,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             self.intercept_ = self.linear_.intercept_ * self.temperature_beta_
         self.classes_ = self.linear_.classes_
         self.n_features_ = matrix.shape[1]
-        self.neighbours_ = Neighbours.of(sparse, np.searchsorted(self.classes_, labels), len(self.classes_))
+        self.neighbours_ = Neighbours.of(texts, sparse, np.searchsorted(self.classes_, labels), len(self.classes_),
+                                         self.token_pattern)
         return self
 
     def _fit_svm(self, matrix: sp.csr_matrix, labels: np.ndarray, C: float):
@@ -198,8 +199,9 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         return np.asarray(scores).ravel() if self.coef_.shape[0] == 1 else np.asarray(scores)
 
     def confidence_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(index of the top class, rows of (margin, log p, similarity)): what
-        the confidence map (calibration.py) reads."""
+        """(index of the top class, rows of (margin, log p, similarity, seen)):
+        what the confidence map (calibration.py) reads."""
+        texts = _as_text_list(texts)
         matrix = self.transform(texts)
         scores = self._decision(matrix)
         if scores.ndim == 1:
@@ -207,7 +209,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             scores = np.column_stack([np.zeros_like(scores), scores])
         best, features = top_features(scores)
         similarity = self.neighbours_.nearest(matrix, best)
-        return best, np.column_stack([features, similarity])
+        return best, np.column_stack([features, similarity, self.neighbours_.seen(texts, best)])
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         check_is_fitted(self, "linear_")

@@ -1,24 +1,33 @@
 """How close a message is to the training examples of the intent it is
-predicted as: the third input of the confidence map (calibration.py).
+predicted as: inputs of the confidence map (calibration.py) besides the
+scores.
 
 A question no intent covers still lands on some intent, often with a clear
-margin when its nearest neighbour intent is the only one it resembles; what
-gives it away is that it is farther from every example of that intent than
-the intent's own questions are. BANKING77 with 20 intents unknown, the best
-coverage one threshold reaches at 97 % precision (chosen on test, mean of 5
-draws) went from 42 % to 50 % with this similarity as a third input
-(docs/classifier.md, section 9).
+margin when that intent is the only one it resembles; what gives it away is
+that it is farther from every example of the intent than the intent's own
+questions are, and that it uses words none of them uses ("my top-up was
+reverted" predicted as ``top_up_failed``, whose examples never say
+"reverted"). Two measures:
 
-Similarity is the cosine between TF-IDF vectors (the n-gram blocks only,
-never the embedding block): training examples are stored unit length,
-grouped by class, so one message costs one sparse product with the rows of
-its predicted intent only.
+* similarity: the largest cosine between the message's TF-IDF vector (the
+  n-gram blocks only, never the embedding block) and one of the intent's
+  examples. Examples are stored unit length, grouped by class, so a message
+  costs one sparse product with the rows of its predicted intent only;
+* seen: the share of the message's word tokens that occur in at least one
+  of the intent's examples (0 for a message without word tokens).
+
+What each adds is measured in docs/classifier.md, section 9.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
+
+from .text import WORD_TOKEN_PATTERN, normalize
 
 # Stored single precision: similarities need no more than 7 digits, and the
 # matrix is as large as the model's weights.
@@ -26,9 +35,16 @@ DTYPE = np.float32
 
 
 class Neighbours:
-    """Unit-length training examples, class k's in ``rows[k]`` (CSR)."""
+    """Unit-length training examples, class k's in ``rows[k]`` (CSR), and the
+    word tokens class k's examples use, ``words[k]``."""
 
-    def __init__(self, rows: list[sp.csr_matrix], n_features: int) -> None:
+    def __init__(self, rows: list[sp.csr_matrix], n_features: int, words: Sequence[Sequence[str]],
+                 token_pattern: str = WORD_TOKEN_PATTERN) -> None:
+        if len(words) != len(rows):
+            raise ValueError(f"{len(words)} word sets for {len(rows)} classes")
+        self.words = [frozenset(w) for w in words]
+        self.token_pattern = token_pattern
+        self._token_re = re.compile(token_pattern)
         self.n_features = int(n_features)
         self.rows = [sp.csr_matrix(r, dtype=DTYPE) for r in rows]
         for r in self.rows:
@@ -39,11 +55,29 @@ class Neighbours:
             r.sort_indices()
 
     @classmethod
-    def of(cls, features: sp.spmatrix, class_index: np.ndarray, n_classes: int) -> "Neighbours":
-        """From training examples' feature rows and each one's class index."""
+    def of(cls, texts: Sequence[str], features: sp.spmatrix, class_index: np.ndarray, n_classes: int,
+           token_pattern: str = WORD_TOKEN_PATTERN) -> "Neighbours":
+        """From training examples, their feature rows and each one's class index."""
         matrix = _unit_rows(sp.csr_matrix(features, dtype=np.float64))
         class_index = np.asarray(class_index)
-        return cls([matrix[np.flatnonzero(class_index == k)] for k in range(n_classes)], matrix.shape[1])
+        token_re = re.compile(token_pattern)
+        words: list[set[str]] = [set() for _ in range(n_classes)]
+        for text, k in zip(texts, class_index):
+            words[int(k)].update(token_re.findall(normalize(text)))
+        return cls([matrix[np.flatnonzero(class_index == k)] for k in range(n_classes)], matrix.shape[1],
+                   [sorted(w) for w in words], token_pattern)
+
+    def seen(self, texts: Sequence[str], best: np.ndarray) -> np.ndarray:
+        """Per message, the share of its word tokens that class ``best[row]``'s
+        examples use (0 without word tokens)."""
+        return np.array([self.seen_one(text, int(k)) for text, k in zip(texts, best)], dtype=np.float64)
+
+    def seen_one(self, text: str, best: int) -> float:
+        tokens = self._token_re.findall(normalize(text))
+        if not tokens:
+            return 0.0
+        words = self.words[best]
+        return sum(1 for t in tokens if t in words) / len(tokens)
 
     def nearest(self, queries: sp.spmatrix, best: np.ndarray) -> np.ndarray:
         """Per query row, the largest cosine similarity to a training example
@@ -77,8 +111,13 @@ class Neighbours:
             "examples_per_class": counts,
         }
 
+    def to_document(self) -> dict[str, object]:
+        """The JSON part (vocab.json): each class's words, sorted."""
+        return {"token_pattern": self.token_pattern, "words": [sorted(w) for w in self.words]}
+
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], n_features: int) -> "Neighbours":
+    def from_saved(cls, arrays: dict[str, np.ndarray], document: dict[str, object],
+                   n_features: int) -> "Neighbours":
         data = np.asarray(arrays["examples_data"], dtype=DTYPE)
         indices = np.asarray(arrays["examples_indices"], dtype=np.int32)
         indptr = np.asarray(arrays["examples_indptr"], dtype=np.int64)
@@ -89,7 +128,12 @@ class Neighbours:
             raise ValueError("example columns out of range")
         matrix = sp.csr_matrix((data, indices, indptr), shape=(int(counts.sum()), n_features))
         ends = np.cumsum(counts)
-        return cls([matrix[e - c:e] for c, e in zip(counts, ends)], n_features)
+        words = document["words"]
+        if not isinstance(words, list) or not all(
+                isinstance(w, list) and all(isinstance(t, str) for t in w) for w in words):
+            raise ValueError("example words must be lists of strings")
+        return cls([matrix[e - c:e] for c, e in zip(counts, ends)], n_features, words,
+                   str(document["token_pattern"]))
 
 
 def _unit_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:

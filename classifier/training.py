@@ -23,7 +23,7 @@ import numpy as np
 from router.errors import InvalidInput
 
 from .fast import CompiledClassifier
-from .calibration import calibration_report, fit_confidence_calibration
+from .calibration import ConfidenceCalibration, calibration_report, fit_confidence_calibration
 from .estimate import DEFAULT_UNKNOWN_SHARE, HeldOut, describe, split_half_estimate
 from .knowledge_base import MIN_EXAMPLES, KnowledgeBase, load_knowledge_base
 from .model import IntentClassifier
@@ -108,7 +108,7 @@ def heldout_predictions(
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
     true = np.empty(len(texts), dtype=object)
     pred = np.empty(len(texts), dtype=object)
-    conf = np.empty((len(texts), 3), dtype=np.float64)
+    conf = np.empty((len(texts), ConfidenceCalibration.INPUTS), dtype=np.float64)
     with warnings.catch_warnings():
         # An intent with one or two examples cannot be in every fold; when its
         # only example is held out the model cannot know it, and the held-out

@@ -113,7 +113,7 @@ def test_confidence_calibration_round_trips(tmp_path, small_kb):
     from classifier.calibration import ConfidenceCalibration
 
     texts, labels = small_kb.training_data()
-    calibration = ConfidenceCalibration(0.8, 1.1, 2.0, -0.3)
+    calibration = ConfidenceCalibration(0.8, 1.1, 2.0, 1.5, -0.3)
     compiled = CompiledClassifier.from_fitted(IntentClassifier().fit(texts, labels), calibration)
     path = save_model(compiled, small_kb, tmp_path / "models", "v0001", Thresholds(0.6))
     loaded = load_model(path)
@@ -138,7 +138,7 @@ def test_missing_training_examples_are_corrupt(tmp_path, small_kb):
 
     texts, labels = small_kb.training_data()
     compiled = CompiledClassifier.from_fitted(IntentClassifier().fit(texts, labels),
-                                              ConfidenceCalibration(1.0, 1.0, 1.0, 0.0))
+                                              ConfidenceCalibration(1.0, 1.0, 1.0, 1.0, 0.0))
     path = save_model(compiled, small_kb, tmp_path / "models", "v0001", Thresholds(0.6))
     load_model(path)
     with np.load(path / "model.npz") as npz:

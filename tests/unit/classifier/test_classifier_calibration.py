@@ -1,6 +1,6 @@
 """The confidence `faq train` ships: a Platt map of (margin, log p,
-similarity) fitted on held-out predictions, the same in the estimator's terms
-and the fast path's."""
+similarity, seen) fitted on held-out predictions, the same in the estimator's
+terms and the fast path's."""
 
 from __future__ import annotations
 
@@ -34,18 +34,21 @@ def test_fitted_confidence_is_the_chance_of_being_right():
     margin = rng.uniform(0.0, 4.0, 40_000)
     log_p = -np.exp(-margin)
     similarity = rng.uniform(0.0, 1.0, margin.size)
-    truth = 1.0 / (1.0 + np.exp(-(2.0 * margin + 3.0 * similarity - 4.0)))
+    seen = rng.uniform(0.0, 1.0, margin.size)
+    truth = 1.0 / (1.0 + np.exp(-(2.0 * margin + 3.0 * similarity + 1.5 * seen - 5.0)))
     right = rng.random(margin.size) < truth
-    features = np.column_stack([margin, log_p, similarity])
+    features = np.column_stack([margin, log_p, similarity, seen])
     calibration = fit_confidence_calibration(features, right)
     confidence = calibration(features)
     assert np.abs(confidence - truth).max() < 0.05
     assert calibration.similarity_weight == pytest.approx(3.0, abs=0.3)
+    assert calibration.seen_weight == pytest.approx(1.5, abs=0.3)
     assert calibration_report(confidence, right)["ece"] < 0.02
 
 
 def test_an_all_right_sample_does_not_fit_certainty():
-    features = np.column_stack([np.linspace(0.5, 3.0, 20), np.full(20, -0.1), np.linspace(0.3, 0.9, 20)])
+    features = np.column_stack([np.linspace(0.5, 3.0, 20), np.full(20, -0.1), np.linspace(0.3, 0.9, 20),
+                                np.full(20, 0.8)])
     calibration = fit_confidence_calibration(features, np.ones(20, dtype=bool))
     assert calibration(features).max() < 1.0
     # 20 right answers out of 20 support about 21/22, not certainty.
@@ -54,41 +57,49 @@ def test_an_all_right_sample_does_not_fit_certainty():
 
 def test_weights_count_like_repeated_predictions():
     rng = np.random.default_rng(3)
-    features = np.column_stack([rng.uniform(0, 3, 300), -rng.uniform(0, 1, 300), rng.uniform(0, 1, 300)])
+    features = np.column_stack([rng.uniform(0, 3, 300), -rng.uniform(0, 1, 300), rng.uniform(0, 1, 300),
+                                rng.uniform(0, 1, 300)])
     right = rng.random(300) < 0.7
     doubled = fit_confidence_calibration(np.vstack([features, features[:100]]),
                                          np.concatenate([right, right[:100]]))
     weighted = fit_confidence_calibration(features, right, np.where(np.arange(300) < 100, 2.0, 1.0))
     assert weighted.margin_weight == pytest.approx(doubled.margin_weight, rel=1e-3, abs=1e-4)
     assert weighted.similarity_weight == pytest.approx(doubled.similarity_weight, rel=1e-3, abs=1e-4)
+    assert weighted.seen_weight == pytest.approx(doubled.seen_weight, rel=1e-3, abs=1e-4)
     assert weighted.intercept == pytest.approx(doubled.intercept, rel=1e-3, abs=1e-4)
 
 
-@pytest.mark.parametrize("column", [0, 2])
+@pytest.mark.parametrize("column", [0, 1, 2, 3])
 def test_confidence_never_falls_as_an_input_grows(column):
-    # Wrong more often at large margins or similarities (a pathological
-    # sample): the weight is held at 0 rather than ranking confident
-    # predictions last.
-    features = np.zeros((200, 3))
+    # Wrong more often where an input is larger (a pathological sample): its
+    # weight is held at 0 rather than ranking confident predictions last.
+    features = np.zeros((200, 4))
     features[:, column] = np.linspace(0, 3, 200)
     calibration = fit_confidence_calibration(features, np.arange(200) < 100)
-    assert min(calibration.margin_weight, calibration.log_prob_weight, calibration.similarity_weight) >= 0.0
-    assert (calibration.margin_weight, calibration.similarity_weight)[column // 2] == pytest.approx(0.0, abs=1e-6)
+    weights = (calibration.margin_weight, calibration.log_prob_weight, calibration.similarity_weight,
+               calibration.seen_weight)
+    assert min(weights) >= 0.0
+    assert weights[column] == pytest.approx(0.0, abs=1e-6)
 
 
-KIND = "sigmoid(margin, log_p, similarity)"
+GOOD = {"kind": "sigmoid(margin, log_p, similarity, seen)", "margin_weight": 1.0, "log_prob_weight": 1.0,
+        "similarity_weight": 1.0, "seen_weight": 1.0, "intercept": 0.0}
+
+
+def test_a_calibration_round_trips():
+    assert ConfidenceCalibration.from_dict(GOOD).to_dict() == GOOD
 
 
 @pytest.mark.parametrize("bad", [
-    {"kind": KIND, "margin_weight": -1.0, "log_prob_weight": 1.0, "similarity_weight": 1.0, "intercept": 0.0},
-    {"kind": KIND, "margin_weight": 1.0, "log_prob_weight": 1.0, "similarity_weight": -0.1, "intercept": 0.0},
-    {"kind": KIND, "margin_weight": float("nan"), "log_prob_weight": 1.0, "similarity_weight": 1.0,
-     "intercept": 0.0},
-    {"kind": KIND, "margin_weight": True, "log_prob_weight": 1.0, "similarity_weight": 1.0, "intercept": 0.0},
-    {"kind": KIND, "margin_weight": 1.0, "log_prob_weight": 1.0, "intercept": 0.0},
+    {**GOOD, "margin_weight": -1.0},
+    {**GOOD, "similarity_weight": -0.1},
+    {**GOOD, "seen_weight": -0.1},
+    {**GOOD, "margin_weight": float("nan")},
+    {**GOOD, "margin_weight": True},
+    {k: v for k, v in GOOD.items() if k != "seen_weight"},
     # Format 2's map of two inputs.
     {"kind": "sigmoid(margin, log_p)", "margin_weight": 1.0, "log_prob_weight": 1.0, "intercept": 0.0},
-    {"kind": "isotonic", "margin_weight": 1.0, "log_prob_weight": 1.0, "similarity_weight": 1.0, "intercept": 0.0},
+    {**GOOD, "kind": "isotonic"},
 ])
 def test_invalid_calibrations_are_refused(bad):
     with pytest.raises(ValueError):
@@ -98,7 +109,7 @@ def test_invalid_calibrations_are_refused(bad):
 def test_fast_path_confidence_matches_the_estimator(small_kb):
     texts, labels = small_kb.training_data()
     model = IntentClassifier().fit(texts, labels)
-    calibration = ConfidenceCalibration(0.7, 1.3, 2.5, 0.2)
+    calibration = ConfidenceCalibration(0.7, 1.3, 2.5, 1.7, 0.2)
     compiled = CompiledClassifier.from_fitted(model, calibration)
     queries = ["hello there", "I want my money back", "what's the weather", "", "再见", "bye bye bye"]
     best, features = model.confidence_features(queries)
@@ -134,7 +145,8 @@ def test_similarity_is_the_nearest_training_example_of_the_predicted_intent(smal
     hits = model.classes_[best] == np.asarray(labels)
     assert hits.any()
     np.testing.assert_allclose(features[hits, 2], 1.0, atol=1e-6)
-    assert model.confidence_features([""])[1][0, 2] == 0.0
+    np.testing.assert_allclose(features[:, 3], 1.0)
+    assert model.confidence_features([""])[1][0, 2:].tolist() == [0.0, 0.0]
     # Against a brute-force cosine over the predicted intent's examples.
     queries = ["I want my money back please", "hello, how are you", "what's the weather like"]
     best, features = model.confidence_features(queries)
@@ -146,9 +158,27 @@ def test_similarity_is_the_nearest_training_example_of_the_predicted_intent(smal
         assert features[row, 2] == pytest.approx(cosines.max(), abs=1e-6)
 
 
-def test_a_farther_question_gets_less_confidence(small_kb):
-    # Same margin and probability, lower similarity: less confidence, so a
-    # question far from every example of its intent is handed off first.
-    calibration = ConfidenceCalibration(0.5, 1.0, 3.0, -1.0)
-    near, far = calibration(np.array([[1.0, -0.2, 0.9], [1.0, -0.2, 0.3]]))
-    assert far < near
+def test_seen_is_the_share_of_words_the_predicted_intents_examples_use(small_kb):
+    texts, labels = small_kb.training_data()
+    model = IntentClassifier().fit(texts, labels)
+    k = int(np.flatnonzero(model.classes_ == labels[0])[0])
+    words = set()
+    for text, label in zip(texts, labels):
+        if label == labels[0]:
+            words.update(text.lower().replace(",", " ").replace("?", " ").split())
+    known = sorted(w for w in words if len(w) >= 2)[0]
+    # One known word, one no example uses; "a" is no word token (two
+    # characters at least), and case and full-width letters fold.
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in known.upper())
+    message = f"{full_width} a zzqxv"
+    assert model.neighbours_.seen([message], np.array([k]))[0] == pytest.approx(0.5)
+    assert model.neighbours_.seen_one("", k) == 0.0
+
+
+def test_a_farther_question_gets_less_confidence():
+    # Same margin and probability, lower similarity or fewer known words:
+    # less confidence, so a question far from every example of its intent is
+    # handed off first.
+    calibration = ConfidenceCalibration(0.5, 1.0, 3.0, 2.0, -1.0)
+    near, far, strange = calibration(np.array([[1.0, -0.2, 0.9, 1.0], [1.0, -0.2, 0.3, 1.0], [1.0, -0.2, 0.9, 0.5]]))
+    assert far < near and strange < near
