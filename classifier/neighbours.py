@@ -82,24 +82,35 @@ class Neighbours:
     def nearest(self, queries: sp.spmatrix, best: np.ndarray) -> np.ndarray:
         """Per query row, the largest cosine similarity to a training example
         of class ``best[row]`` (0 for a query with no known n-gram)."""
-        queries = _unit_rows(sp.csr_matrix(queries, dtype=np.float64)[:, : self.n_features])
+        queries = sp.csr_matrix(queries, dtype=np.float64)
         best = np.asarray(best)
+        # Row by row with one scratch vector: a product per predicted class
+        # of the batch's rows with the class's examples cost three times as
+        # much (scipy's per-call overhead, a class or two per row in a batch).
+        scratch = np.zeros(self.n_features)
         out = np.zeros(queries.shape[0])
-        for k in np.unique(best):
-            at = np.flatnonzero(best == k)
-            sims = (queries[at] @ self.rows[int(k)].T).toarray()
-            out[at] = sims.max(axis=1)
+        indptr, indices, data = queries.indptr, queries.indices, queries.data
+        for row in range(queries.shape[0]):
+            start, end = indptr[row], indptr[row + 1]
+            columns = indices[start:end]
+            keep = columns < self.n_features  # never the embedding block's columns
+            out[row] = self._nearest(columns[keep], data[start:end][keep], int(best[row]), scratch)
         return out
 
     def nearest_one(self, columns: np.ndarray, weights: np.ndarray, best: int) -> float:
         """``nearest`` for one message given as its nonzero (column, weight)
         pairs, without building a sparse matrix (the single-message path)."""
+        return self._nearest(columns, weights, best, np.zeros(self.n_features))
+
+    def _nearest(self, columns: np.ndarray, weights: np.ndarray, best: int, scratch: np.ndarray) -> float:
+        """``scratch``: zeros of n_features, left as zeros again."""
         norm = float(np.sqrt(weights @ weights))
         if norm == 0.0:
             return 0.0
-        query = np.zeros(self.n_features)
-        query[columns] = weights / norm
-        return float((self.rows[best] @ query).max())
+        scratch[columns] = weights / norm
+        similarity = float((self.rows[best] @ scratch).max())
+        scratch[columns] = 0.0
+        return similarity
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         matrix = sp.vstack(self.rows, format="csr")

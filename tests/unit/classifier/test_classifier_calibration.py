@@ -182,3 +182,20 @@ def test_a_farther_question_gets_less_confidence():
     calibration = ConfidenceCalibration(0.5, 1.0, 3.0, 2.0, -1.0)
     near, far, strange = calibration(np.array([[1.0, -0.2, 0.9, 1.0], [1.0, -0.2, 0.3, 1.0], [1.0, -0.2, 0.9, 0.5]]))
     assert far < near and strange < near
+
+
+def test_similarity_ignores_columns_past_the_tfidf_blocks():
+    # With the embedding block the estimator's rows carry dense columns after
+    # the n-gram ones; the similarity is over the n-gram blocks only.
+    import scipy.sparse as sp
+
+    from classifier.neighbours import Neighbours
+
+    examples = sp.csr_matrix(np.array([[1.0, 0.0, 1.0], [0.0, 2.0, 0.0], [1.0, 1.0, 0.0]]))
+    neighbours = Neighbours.of(["a b", "c", "a c"], examples, np.array([0, 0, 1]), 2)
+    query = np.array([[1.0, 0.0, 0.0]])
+    wider = sp.csr_matrix(np.hstack([query, [[5.0, -3.0]]]))
+    got = neighbours.nearest(wider, np.array([0]))
+    assert got == pytest.approx(neighbours.nearest(sp.csr_matrix(query), np.array([0])))
+    assert got[0] == pytest.approx(1 / np.sqrt(2))
+    assert neighbours.nearest_one(np.array([0]), np.array([3.0]), 1) == pytest.approx(1 / np.sqrt(2))
