@@ -423,7 +423,9 @@ def _build_compiled(contents: Mapping[str, bytes], directory: Path) -> CompiledC
             info = dict(spec["info"])
             int(info["dim"])
             embedding = EmbeddingBlock(info, float(spec["weight"]))
-        neighbours = Neighbours.from_saved(arrays, doc["examples"], offset) if calibration is not None else None
+        neighbours = None
+        if calibration is not None:
+            neighbours = Neighbours.from_saved(arrays, doc["examples"], offset)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptModelError(f"{directory}: inconsistent model files ({exc!r})") from exc
     encoder = _embedding_encoder(embedding, directory) if embedding is not None else None

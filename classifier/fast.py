@@ -99,8 +99,8 @@ class CompiledClassifier:
         self.blocks = tuple(blocks)
         # How confidence is read (top_one/top_many): None is the softmax
         # probability of the top class, as a bare fitted estimator has it.
-        # The calibration reads the similarity to the training examples too,
-        # so it needs them.
+        # The calibration also reads how close the message is to the
+        # predicted intent's training examples, so it needs them.
         self.calibration = calibration
         self.neighbours = neighbours
         self.embedding = embedding
@@ -165,7 +165,8 @@ class CompiledClassifier:
         if self.calibration is not None:
             if self.neighbours is None:
                 raise ValueError("a calibrated model needs its training examples (neighbours)")
-            if len(self.neighbours.rows) != n_classes or self.neighbours.n_features != sum(b.size for b in self.blocks):
+            n_sparse = sum(b.size for b in self.blocks)
+            if len(self.neighbours.rows) != n_classes or self.neighbours.n_features != n_sparse:
                 raise ValueError("training examples do not match the classes and feature blocks")
 
     @classmethod
@@ -329,7 +330,8 @@ class CompiledClassifier:
         else:
             best, features = top_features(scores)
             k = int(best[0])
-            inputs = np.append(features[0], (self.neighbours.nearest_one(col, w, k), self.neighbours.seen_one(text, k)))
+            similarity = self.neighbours.nearest_one(col, w, k)
+            inputs = np.append(features[0], (similarity, self.neighbours.seen_one(text, k)))
             confidence = self.calibration(inputs[None, :])
         return int(best[0]), float(confidence[0])
 

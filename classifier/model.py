@@ -144,8 +144,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             self.intercept_ = self.linear_.intercept_ * self.temperature_beta_
         self.classes_ = self.linear_.classes_
         self.n_features_ = matrix.shape[1]
-        self.neighbours_ = Neighbours.of(texts, sparse, np.searchsorted(self.classes_, labels), len(self.classes_),
-                                         self.token_pattern)
+        self.neighbours_ = Neighbours.of(texts, sparse, np.searchsorted(self.classes_, labels),
+                                         len(self.classes_), self.token_pattern)
         return self
 
     def _fit_svm(self, matrix: sp.csr_matrix, labels: np.ndarray, C: float):

@@ -180,7 +180,8 @@ def test_a_farther_question_gets_less_confidence():
     # less confidence, so a question far from every example of its intent is
     # handed off first.
     calibration = ConfidenceCalibration(0.5, 1.0, 3.0, 2.0, -1.0)
-    near, far, strange = calibration(np.array([[1.0, -0.2, 0.9, 1.0], [1.0, -0.2, 0.3, 1.0], [1.0, -0.2, 0.9, 0.5]]))
+    near, far, strange = calibration(np.array([[1.0, -0.2, 0.9, 1.0], [1.0, -0.2, 0.3, 1.0],
+                                               [1.0, -0.2, 0.9, 0.5]]))
     assert far < near and strange < near
 
 
