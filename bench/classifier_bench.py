@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     fit_seconds = time.perf_counter() - started
     # `faq train` ships a confidence calibration, so the served path reads
     # confidence from it; its values do not change the cost.
-    compiled = CompiledClassifier.from_fitted(model, ConfidenceCalibration(1.0, 1.0, 0.0))
+    compiled = CompiledClassifier.from_fitted(model, ConfidenceCalibration(1.0, 1.0, 1.0, 1.0, 0.0))
     queries = [t for t, _ in data.test]
 
     # A knowledge base whose intents are the CLINC classes, so the service

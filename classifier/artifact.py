@@ -2,9 +2,12 @@
 
 Layout of one version directory (``models/<version>/``)::
 
-    model.npz      coef (features x classes), intercept, idf_<block> arrays
+    model.npz      coef (features x classes), intercept, idf_<block> arrays;
+                   with a calibration, the unit-length TF-IDF rows of the
+                   training examples grouped by class (examples_*, CSR)
     vocab.json     analyzers, vocabularies (terms in column order), class labels,
-                   how confidence is read from the scores (the calibration)
+                   how confidence is read from the scores (the calibration),
+                   the words each class's training examples use
     metadata.json  format version, checksums of every other file, thresholds, ...
 
 Loading never unpickles anything: arrays come from ``np.load(...,
@@ -39,6 +42,7 @@ from .calibration import ConfidenceCalibration
 from .errors import CorruptModelError, IncompatibleModelError, ModelNotFound
 from .fast import CompiledClassifier, EmbeddingBlock, FeatureBlock
 from .knowledge_base import KnowledgeBase
+from .neighbours import Neighbours
 from .text import Analyzer
 from .thresholds import Thresholds
 
@@ -50,7 +54,11 @@ from .thresholds import Thresholds
 # compare them with softmax probabilities instead, so it must refuse these
 # models; and this code refuses format 1, whose thresholds are softmax
 # probabilities.
-MODEL_FORMAT_VERSION = 2
+# 3 (2026-12-05): the calibration reads two more inputs from the predicted
+# intent's training examples, their similarity to the message and the words
+# they use, which model.npz (examples_*) and vocab.json ("examples") now
+# store; a format-2 reader would ignore them and misread confidence.
+MODEL_FORMAT_VERSION = 3
 
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.npz"
@@ -126,6 +134,8 @@ def _model_arrays(compiled: CompiledClassifier) -> dict[str, np.ndarray]:
     arrays = {"coef": compiled.coef_T, "intercept": compiled.intercept}
     for i, block in enumerate(compiled.blocks):
         arrays[f"idf_{i}"] = block.idf
+    if compiled.neighbours is not None:
+        arrays.update(compiled.neighbours.to_arrays())
     return arrays
 
 
@@ -148,6 +158,8 @@ def _vocab_document(compiled: CompiledClassifier) -> dict[str, Any]:
         "confidence": compiled.calibration.to_dict() if compiled.calibration is not None else None,
         "classes": [str(c) for c in compiled.classes_],
         "blocks": blocks,
+        # With a calibration: the words each class's training examples use.
+        "examples": compiled.neighbours.to_document() if compiled.neighbours is not None else None,
     }
     if compiled.embedding is not None:
         # Its coef rows come after every TF-IDF block's.
@@ -411,13 +423,16 @@ def _build_compiled(contents: Mapping[str, bytes], directory: Path) -> CompiledC
             info = dict(spec["info"])
             int(info["dim"])
             embedding = EmbeddingBlock(info, float(spec["weight"]))
+        neighbours = None
+        if calibration is not None:
+            neighbours = Neighbours.from_saved(arrays, doc["examples"], offset)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptModelError(f"{directory}: inconsistent model files ({exc!r})") from exc
     encoder = _embedding_encoder(embedding, directory) if embedding is not None else None
     try:
         return CompiledClassifier(
             blocks, arrays["coef"], arrays["intercept"], doc["classes"], embedding, encoder,
-            calibration=calibration,
+            calibration=calibration, neighbours=neighbours,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptModelError(f"{directory}: inconsistent model files ({exc!r})") from exc

@@ -12,9 +12,12 @@ thresholds for 97 % precision came out at 0.991-1.000, where a hair's change
 in the model moves coverage by tens of points). How far the top score is
 ahead of the second separates right from wrong answers better there
 (docs/classifier.md, section 9), while for the small knowledge bases'
-logistic regression the softmax probability is the better guide; so the
-confidence is the chance of being right read from both, fitted on held-out
-predictions -- including questions no intent covers, at their assumed share.
+logistic regression the softmax probability is the better guide; and
+neither sees how far the message is from the intent's training examples
+(its nearest one, and the words they use), which is what gives most
+questions no intent covers away (neighbours.py). So the confidence is the
+chance of being right read from all four, fitted on held-out predictions --
+including questions no intent covers, at their assumed share.
 """
 
 from __future__ import annotations
@@ -33,37 +36,56 @@ BINS = 15
 @dataclass(frozen=True)
 class ConfidenceCalibration:
     """confidence = sigmoid(margin_weight * margin + log_prob_weight * log p
-    + intercept): ``margin`` is the top score minus the second (the model's
-    logits, before the softmax), ``log p`` the log softmax probability of the
-    top class. Both weights are >= 0, so confidence never falls as either
-    grows."""
+    + similarity_weight * similarity + seen_weight * seen + intercept):
+    ``margin`` is the top score minus the second (the model's logits, before
+    the softmax), ``log p`` the log softmax probability of the top class,
+    ``similarity`` the largest cosine similarity between the message and a
+    training example of the top class, ``seen`` the share of the message's
+    words that the top class's examples use (neighbours.py). The weights
+    are >= 0, so confidence never falls as any input grows."""
 
     margin_weight: float
     log_prob_weight: float
+    similarity_weight: float
+    seen_weight: float
     intercept: float
 
+    KIND = "sigmoid(margin, log_p, similarity, seen)"
+    INPUTS = 4
+
     def __post_init__(self) -> None:
-        values = (self.margin_weight, self.log_prob_weight, self.intercept)
-        if not all(math.isfinite(v) for v in values) or min(self.margin_weight, self.log_prob_weight) < 0:
+        weights = (self.margin_weight, self.log_prob_weight, self.similarity_weight, self.seen_weight)
+        if not all(math.isfinite(v) for v in (*weights, self.intercept)) or min(weights) < 0:
             raise ValueError(f"calibration needs finite weights >= 0 and a finite intercept, got {self}")
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        """Confidences for rows of (margin, log p) (``top_features``)."""
+        """Confidences for rows of (margin, log p, similarity, seen)."""
         f = np.asarray(features, dtype=np.float64)
-        z = self.margin_weight * f[:, 0] + self.log_prob_weight * f[:, 1] + self.intercept
+        z = (self.margin_weight * f[:, 0] + self.log_prob_weight * f[:, 1]
+             + self.similarity_weight * f[:, 2] + self.seen_weight * f[:, 3] + self.intercept)
         # exp of a negative number only: no overflow for large |z|.
         e = np.exp(-np.abs(z))
         return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "sigmoid(margin, log_p)", "margin_weight": self.margin_weight,
-                "log_prob_weight": self.log_prob_weight, "intercept": self.intercept}
+        return {"kind": self.KIND, "margin_weight": self.margin_weight,
+                "log_prob_weight": self.log_prob_weight, "similarity_weight": self.similarity_weight,
+                "seen_weight": self.seen_weight, "intercept": self.intercept}
+
+    def describe(self) -> str:
+        return (f"sigmoid({self.margin_weight:.3f} * margin + {self.log_prob_weight:.3f} * log p + "
+                f"{self.similarity_weight:.3f} * similarity + {self.seen_weight:.3f} * seen "
+                f"{self.intercept:+.3f})")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ConfidenceCalibration":
-        if not isinstance(data, Mapping) or data.get("kind") != "sigmoid(margin, log_p)":
+        if not isinstance(data, Mapping) or data.get("kind") != cls.KIND:
             raise ValueError(f"unsupported confidence calibration {data!r}")
-        values = [data["margin_weight"], data["log_prob_weight"], data["intercept"]]
+        names = ("margin_weight", "log_prob_weight", "similarity_weight", "seen_weight", "intercept")
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise ValueError(f"confidence calibration lacks {', '.join(missing)}")
+        values = [data[name] for name in names]
         for value in values:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"calibration parameter {value!r} is not a number")
@@ -73,7 +95,8 @@ class ConfidenceCalibration:
 def top_features(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index of the top class, rows of (margin, log p)) for rows of logits:
     the top score minus the second, and the top class's log softmax
-    probability."""
+    probability. The other inputs of the confidence come from the examples
+    (neighbours.py), not the scores."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim == 1:
         scores = scores[None, :]
@@ -89,14 +112,14 @@ def fit_confidence_calibration(
     correct: Sequence[bool] | np.ndarray,
     weights: Sequence[float] | np.ndarray | None = None,
 ) -> ConfidenceCalibration:
-    """Platt scaling of held-out (margin, log p) rows against right/wrong,
-    weighted.
+    """Platt scaling of held-out (margin, log p, similarity, seen) rows
+    against right/wrong, weighted.
 
     Platt's smoothed targets ((n+ + 1) / (n+ + 2) for right, 1 / (n- + 2)
     for wrong) keep a small or all-right sample from fitting certainty."""
     from scipy.optimize import minimize
 
-    f = np.asarray(features, dtype=np.float64).reshape(-1, 2)
+    f = np.asarray(features, dtype=np.float64).reshape(-1, ConfidenceCalibration.INPUTS)
     ok = np.asarray(correct, dtype=bool)
     w = np.ones(len(f)) if weights is None else np.asarray(weights, dtype=np.float64)
     if not (len(f) == ok.size == w.size):
@@ -114,8 +137,9 @@ def fit_confidence_calibration(
         g = w * (0.5 * (1.0 + np.tanh(0.5 * z)) - target) / total
         return value, design.T @ g
 
-    result = minimize(loss, np.array([1.0, 1.0, 0.0]), jac=True, method="L-BFGS-B",
-                      bounds=[(0.0, None), (0.0, None), (None, None)])
+    inputs = ConfidenceCalibration.INPUTS
+    result = minimize(loss, np.append(np.ones(inputs), 0.0), jac=True, method="L-BFGS-B",
+                      bounds=[(0.0, None)] * inputs + [(None, None)])
     return ConfidenceCalibration(*(float(v) for v in result.x))
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .calibration import ConfidenceCalibration, top_features
+from .neighbours import Neighbours
 from .text import Analyzer, char_wb_word_ngrams, char_wb_words, normalize
 
 
@@ -93,11 +94,15 @@ class CompiledClassifier:
         embedding: EmbeddingBlock | None = None,
         encoder=None,  # classifier.embeddings.SentenceEncoder; default: the shared one
         calibration: ConfidenceCalibration | None = None,
+        neighbours: Neighbours | None = None,
     ) -> None:
         self.blocks = tuple(blocks)
         # How confidence is read (top_one/top_many): None is the softmax
         # probability of the top class, as a bare fitted estimator has it.
+        # The calibration also reads how close the message is to the
+        # predicted intent's training examples, so it needs them.
         self.calibration = calibration
+        self.neighbours = neighbours
         self.embedding = embedding
         self._encoder = encoder
         self.coef_T = np.ascontiguousarray(coef_T, dtype=np.float64)
@@ -157,6 +162,12 @@ class CompiledClassifier:
             expected_offset += block.size
         if not (np.all(np.isfinite(self.coef_T)) and np.all(np.isfinite(self.intercept))):
             raise ValueError("model weights contain NaN or infinity")
+        if self.calibration is not None:
+            if self.neighbours is None:
+                raise ValueError("a calibrated model needs its training examples (neighbours)")
+            n_sparse = sum(b.size for b in self.blocks)
+            if len(self.neighbours.rows) != n_classes or self.neighbours.n_features != n_sparse:
+                raise ValueError("training examples do not match the classes and feature blocks")
 
     @classmethod
     def from_fitted(
@@ -185,7 +196,9 @@ class CompiledClassifier:
         info = getattr(model, "embedding_info_", None)
         if info is not None:
             embedding = EmbeddingBlock(dict(info), float(model.embedding_weight))
-        return cls(blocks, coef.T, intercept, list(model.classes_), embedding, calibration=calibration)
+        neighbours = model.neighbours_ if calibration is not None else None
+        return cls(blocks, coef.T, intercept, list(model.classes_), embedding, calibration=calibration,
+                   neighbours=neighbours)
 
     @property
     def n_features(self) -> int:
@@ -277,6 +290,9 @@ class CompiledClassifier:
 
     def decision_one(self, text: str) -> np.ndarray:
         _, col, w = self._weights((text,))
+        return self._decision_one(text, col, w)
+
+    def _decision_one(self, text: str, col: np.ndarray, w: np.ndarray) -> np.ndarray:
         scores = self.intercept.copy()
         if col.size:
             # Only the rows of coef_T this message touches are read.
@@ -294,7 +310,9 @@ class CompiledClassifier:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got a single str")
         texts = list(texts)
-        sparse = self._transform_sparse(texts)
+        return self._decision_many(texts, self._transform_sparse(texts))
+
+    def _decision_many(self, texts: list[str], sparse: sp.csr_matrix) -> np.ndarray:
         scores = np.asarray(sparse @ self.coef_T[: self.n_sparse]) + self.intercept
         if self.embedding is not None and texts:
             scores += self._embed(texts).astype(np.float64) @ self._coef_emb
@@ -305,22 +323,33 @@ class CompiledClassifier:
 
     def top_one(self, text: str) -> tuple[int, float]:
         """(index of the top class, confidence) for one message."""
-        best, confidence = self._top(self.decision_one(text)[None, :])
+        _, col, w = self._weights((text,))
+        scores = self._decision_one(text, col, w)[None, :]
+        if self.calibration is None:
+            best, confidence = _softmax_top(scores)
+        else:
+            best, features = top_features(scores)
+            k = int(best[0])
+            similarity = self.neighbours.nearest_one(col, w, k)
+            inputs = np.append(features[0], (similarity, self.neighbours.seen_one(text, k)))
+            confidence = self.calibration(inputs[None, :])
         return int(best[0]), float(confidence[0])
 
     def top_many(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(index of the top class, confidence) per message."""
-        return self._top(self.decision_many(texts))
-
-    def _top(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if scores.shape[0] == 0:
+        if isinstance(texts, str):
+            raise TypeError("expected a sequence of texts, got a single str")
+        texts = list(texts)
+        if not texts:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
+        sparse = self._transform_sparse(texts)
+        scores = self._decision_many(texts, sparse)
         if self.calibration is None:
-            probs = _softmax_rows(scores)
-            best = probs.argmax(axis=1)
-            return best, probs[np.arange(len(best)), best]
+            return _softmax_top(scores)
         best, features = top_features(scores)
-        return best, self.calibration(features)
+        similarity = self.neighbours.nearest(sparse, best)
+        seen = self.neighbours.seen(texts, best)
+        return best, self.calibration(np.column_stack([features, similarity, seen]))
 
     predict_proba = predict_proba_many
 
@@ -391,6 +420,12 @@ class _WindowColumns(dict):
             self.clear()  # as the word cache: no bookkeeping on hits
         self[window] = cols
         return cols
+
+
+def _softmax_top(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    probs = _softmax_rows(scores)
+    best = probs.argmax(axis=1)
+    return best, probs[np.arange(len(best)), best]
 
 
 def _softmax_row(scores: np.ndarray) -> np.ndarray:

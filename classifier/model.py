@@ -25,6 +25,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from .calibration import top_features
+from .neighbours import Neighbours
 from .text import WORD_TOKEN_PATTERN, Analyzer, normalize
 
 LINEAR_MODELS = ("auto", "logistic", "svm")
@@ -114,6 +116,7 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         min_df = self.min_df if self.min_df is not None else (2 if large else 1)
         self.vectorizers_ = [self._make_vectorizer(a, min_df) for a in analyzers]
         parts = [v.fit_transform(texts) for v in self.vectorizers_]
+        sparse = sp.hstack(parts, format="csr")
         if self.embeddings:
             if not self.embedding_weight > 0:
                 raise ValueError(f"embedding_weight must be > 0, got {self.embedding_weight!r}")
@@ -141,6 +144,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
             self.intercept_ = self.linear_.intercept_ * self.temperature_beta_
         self.classes_ = self.linear_.classes_
         self.n_features_ = matrix.shape[1]
+        self.neighbours_ = Neighbours.of(texts, sparse, np.searchsorted(self.classes_, labels),
+                                         len(self.classes_), self.token_pattern)
         return self
 
     def _fit_svm(self, matrix: sp.csr_matrix, labels: np.ndarray, C: float):
@@ -187,8 +192,24 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         check_is_fitted(self, "linear_")
-        scores = self.transform(texts) @ self.coef_.T + self.intercept_
+        return self._decision(self.transform(texts))
+
+    def _decision(self, matrix: sp.csr_matrix) -> np.ndarray:
+        scores = matrix @ self.coef_.T + self.intercept_
         return np.asarray(scores).ravel() if self.coef_.shape[0] == 1 else np.asarray(scores)
+
+    def confidence_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(index of the top class, rows of (margin, log p, similarity, seen)):
+        what the confidence map (calibration.py) reads."""
+        texts = _as_text_list(texts)
+        matrix = self.transform(texts)
+        scores = self._decision(matrix)
+        if scores.ndim == 1:
+            # A binary model's one score s stands for the logits (0, s).
+            scores = np.column_stack([np.zeros_like(scores), scores])
+        best, features = top_features(scores)
+        similarity = self.neighbours_.nearest(matrix, best)
+        return best, np.column_stack([features, similarity, self.neighbours_.seen(texts, best)])
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         check_is_fitted(self, "linear_")

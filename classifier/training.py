@@ -23,7 +23,7 @@ import numpy as np
 from router.errors import InvalidInput
 
 from .fast import CompiledClassifier
-from .calibration import calibration_report, fit_confidence_calibration, top_features
+from .calibration import ConfidenceCalibration, calibration_report, fit_confidence_calibration
 from .estimate import DEFAULT_UNKNOWN_SHARE, HeldOut, describe, split_half_estimate
 from .knowledge_base import MIN_EXAMPLES, KnowledgeBase, load_knowledge_base
 from .model import IntentClassifier
@@ -79,7 +79,8 @@ def heldout_predictions(
     progress: Progress = _noop,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(true labels, predicted labels, confidence features, method) for
-    held-out examples; the features are calibration.top_features' rows."""
+    held-out examples; the features are IntentClassifier.confidence_features'
+    rows."""
     import warnings
 
     from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -107,7 +108,7 @@ def heldout_predictions(
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
     true = np.empty(len(texts), dtype=object)
     pred = np.empty(len(texts), dtype=object)
-    conf = np.empty((len(texts), 2), dtype=np.float64)
+    conf = np.empty((len(texts), ConfidenceCalibration.INPUTS), dtype=np.float64)
     with warnings.catch_warnings():
         # An intent with one or two examples cannot be in every fold; when its
         # only example is held out the model cannot know it, and the held-out
@@ -125,11 +126,7 @@ def heldout_predictions(
 
 
 def _scores(model: IntentClassifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    scores = model.decision_function(texts)
-    if scores.ndim == 1:
-        # A binary model's one score s stands for the logits (0, s).
-        scores = np.column_stack([np.zeros_like(scores), scores])
-    return top_features(scores)
+    return model.confidence_features(texts)
 
 
 def unknown_intent_predictions(
@@ -264,9 +261,7 @@ def _train(
     calibration = fit_confidence_calibration(raw.conf, raw.pred == raw.true, weights)
     held = HeldOut(raw.true, raw.pred, calibration(raw.conf), raw.unknown)
     conf = held.conf[~held.unknown]
-    progress(f"confidence: sigmoid({calibration.margin_weight:.3f} * margin + "
-             f"{calibration.log_prob_weight:.3f} * log p {calibration.intercept:+.3f}), "
-             "fitted on the held-out predictions")
+    progress(f"confidence: {calibration.describe()}, fitted on the held-out predictions")
     small = [i.id for i in kb.intents if len(i.examples) < MIN_EXAMPLES]
     needs_human = [i.id for i in kb.intents if i.needs_human]
 

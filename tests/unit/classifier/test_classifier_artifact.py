@@ -96,14 +96,16 @@ def test_wrong_format_version_is_incompatible(saved):
     assert f"reads only format version {MODEL_FORMAT_VERSION}" in message
 
 
-def test_format_1_model_is_refused_with_a_retrain_hint(saved):
-    # Format 1 thresholds were softmax probabilities; read with the
-    # calibrated confidence they would answer the wrong messages.
+@pytest.mark.parametrize("old", [1, 2])
+def test_older_format_models_are_refused_with_a_retrain_hint(saved, old):
+    # Format 1 thresholds were softmax probabilities, format 2's a map of two
+    # inputs without the similarity to the training examples; read with
+    # today's confidence they would answer the wrong messages.
     _, path = saved
-    _rewrite_metadata(path, format_version=1)
+    _rewrite_metadata(path, format_version=old)
     with pytest.raises(IncompatibleModelError) as info:
         load_model(path)
-    assert "model format version 1" in str(info.value)
+    assert f"model format version {old}" in str(info.value)
     assert "retrain the model with `tierdesk faq train`" in str(info.value)
 
 
@@ -111,13 +113,44 @@ def test_confidence_calibration_round_trips(tmp_path, small_kb):
     from classifier.calibration import ConfidenceCalibration
 
     texts, labels = small_kb.training_data()
-    calibration = ConfidenceCalibration(0.8, 1.1, -0.3)
+    calibration = ConfidenceCalibration(0.8, 1.1, 2.0, 1.5, -0.3)
     compiled = CompiledClassifier.from_fitted(IntentClassifier().fit(texts, labels), calibration)
     path = save_model(compiled, small_kb, tmp_path / "models", "v0001", Thresholds(0.6))
     loaded = load_model(path)
     assert loaded.compiled.calibration == calibration
-    queries = ["hello there", "I want my money back", "再见"]
-    np.testing.assert_array_equal(loaded.compiled.top_many(queries)[1], compiled.top_many(queries)[1])
+    queries = ["hello there", "I want my money back", "再见", "", "zzqx"]
+    # Training examples are stored single precision: the similarity, and so
+    # the confidence, agree to that.
+    np.testing.assert_allclose(loaded.compiled.top_many(queries)[1], compiled.top_many(queries)[1],
+                               rtol=0, atol=1e-6)
+    for q in queries:
+        k, confidence = loaded.compiled.top_one(q)
+        assert k == compiled.top_one(q)[0] and confidence == pytest.approx(compiled.top_one(q)[1], abs=1e-6)
+
+
+def test_missing_training_examples_are_corrupt(tmp_path, small_kb):
+    # A calibrated model reads the similarity to its training examples; one
+    # saved without them cannot give the confidence its thresholds mean.
+    import hashlib
+    import io
+
+    from classifier.calibration import ConfidenceCalibration
+
+    texts, labels = small_kb.training_data()
+    compiled = CompiledClassifier.from_fitted(IntentClassifier().fit(texts, labels),
+                                              ConfidenceCalibration(1.0, 1.0, 1.0, 1.0, 0.0))
+    path = save_model(compiled, small_kb, tmp_path / "models", "v0001", Thresholds(0.6))
+    load_model(path)
+    with np.load(path / "model.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files if not k.startswith("examples_")}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    (path / "model.npz").write_bytes(buffer.getvalue())
+    meta = json.loads((path / "metadata.json").read_text())
+    meta["files"]["model.npz"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptModelError, match="inconsistent model files"):
+        load_model(path)
 
 
 def test_missing_confidence_entry_is_corrupt(saved):
