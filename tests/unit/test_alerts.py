@@ -3,16 +3,35 @@ cleared once, no flapping at a threshold."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from router.alerts import Alert, AlertRules, SkillThresholds, evaluate
+from router.business_hours import Schedule
+from router.model import Handoff
 from tests.unit.test_routing import handoff
 
 SLA = 60.0
+
+
+def late_by_walking(handoffs: Iterable[Handoff], now: float, first_response_sla: float, rules: AlertRules,
+                    hours: Schedule | None = None) -> dict[str, int]:
+    """Per skill, the unanswered handoffs past the warning, by looking at
+    every one (the Desk counts them without the walk)."""
+    hours = hours or Schedule()
+    after = rules.first_response_warning(first_response_sla)
+    late: dict[str, int] = {}
+    for h in handoffs:
+        if (h.is_open and h.first_reply_at is None and not h.left_message
+                and hours.elapsed(h.skill, h.requested_at, now) >= after):
+            late[h.skill] = late.get(h.skill, 0) + 1
+    return late
 
 
 def run(open_alerts: dict[str, Alert], now: float, **kw):  # type: ignore[no-untyped-def]
     kw.setdefault("handoffs", [])
     kw.setdefault("queues", {})
     kw.setdefault("containment", None)
+    kw.setdefault("late", late_by_walking(kw["handoffs"], now, SLA, kw["rules"]))
     decisions = evaluate(open_alerts, now, first_response_sla=SLA, **kw)
     for a in decisions.raise_:
         open_alerts[a.key] = a

@@ -19,6 +19,7 @@ from router.ports import FakeClock
 from router.rules import parse_rules
 from router.services import Desk, DeskConfig, IncomingMessage
 from router.tracker import EventKind, TrackerEvent
+from tests.unit.test_alerts import late_by_walking
 from tests.unit.test_rollups import assert_same, report_via_rollups, simulate
 from tests.unit.test_routing import handoff
 from tierdesk.errors import InvalidInput
@@ -207,8 +208,11 @@ async def test_random_traffic_with_business_hours_gives_the_same_report(seed: in
 
 # ---------------------------------------------------------- the SLA monitor
 def run(open_alerts: dict[str, Alert], now: float, **kw: Any) -> tuple[list[str], list[str]]:
-    decisions = evaluate(open_alerts, now, handoffs=kw.pop("handoffs", []), queues=kw.pop("queues", {}),
-                         containment=None, first_response_sla=60.0, hours=Schedule({"billing": SHANGHAI}), **kw)
+    hours = Schedule({"billing": SHANGHAI})
+    handoffs = kw.pop("handoffs", [])
+    decisions = evaluate(open_alerts, now, handoffs=handoffs, queues=kw.pop("queues", {}),
+                         late=late_by_walking(handoffs, now, 60.0, kw["rules"], hours),
+                         containment=None, first_response_sla=60.0, hours=hours, **kw)
     for a in decisions.raise_:
         open_alerts[a.key] = a
     for k in decisions.clear:
