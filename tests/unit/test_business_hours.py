@@ -243,6 +243,18 @@ def test_the_monitor_does_not_warn_about_a_closed_skills_handoffs() -> None:
     assert f"first_response:{h.id}" in alerts
 
 
+def test_a_closed_skills_backlog_alert_stays_until_it_opens() -> None:
+    rules = AlertRules(warn_margin=0.2, first_response_alerts_per_skill=0)
+    h = handoff(at("2026-12-28 01:00"), "billing")  # Monday 09:00 local
+    alerts: dict[str, Alert] = {}
+    assert run(alerts, at("2026-12-28 01:00:48"), handoffs=[h], rules=rules) == (
+        ["first_response_backlog:billing"], [])
+    h.first_reply_at = at("2026-12-28 10:30")  # answered after closing
+    assert run(alerts, at("2026-12-28 10:31"), handoffs=[h], rules=rules) == ([], [])
+    assert run(alerts, at("2026-12-29 01:00"), handoffs=[h], rules=rules) == (
+        [], ["first_response_backlog:billing"])
+
+
 # ------------------------------------------------------------------ the Desk
 async def desk_at(t: float, *, agents_online: bool) -> tuple[Desk, FakeStore, FakeClock]:
     clock = FakeClock(t)
