@@ -35,8 +35,8 @@ class AlertStore:
                 await conn.execute(insert(a), [
                     {"key": x.key, "kind": x.kind, "subject": dict(x.subject), "data": dict(x.data),
                      "raised_at": x.raised_at} for x in raised])
-            # In slices: a round may clear thousands at once (alerts over a
-            # lowered cap), more than SQLite takes as parameters of one statement.
+            # In slices: a round may clear tens of thousands at once (alerts
+            # over a lowered cap), more than one statement takes parameters.
             cleared = list(cleared)
             for i in range(0, len(cleared), CLEARED_PER_STATEMENT):
                 await conn.execute(update(a).where(a.c.key.in_(cleared[i:i + CLEARED_PER_STATEMENT]),
