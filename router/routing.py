@@ -387,13 +387,14 @@ class Dispatcher:
         # Only the skills some free agent has can be served now; the others
         # are not even looked at.
         servable = {skill for a in free for skill in a.skills}
-        own = [(keys, None) for skill, keys in self._by_skill.items() if skill in servable]
+        own = [(keys, skill, None) for skill, keys in self._by_skill.items() if skill in servable]
         # Widened work competes with the agents' own, as if requested its
         # credit earlier: neither queue starves the other (docs/routing.md).
-        steps = [(keys, f) for skill, keys in self._by_skill.items()
+        steps = [(keys, f.skill, f) for skill, keys in self._by_skill.items()
                  for f in self.fallback.get(skill, ()) if f.skill in servable]
         present = self.present_skills() if steps else set()
-        streams = [self._credited(keys, step, i, free, now, present) for i, (keys, step) in enumerate(own + steps)]
+        streams = [self._credited(keys, served, step, i, free, now, present)
+                   for i, (keys, served, step) in enumerate(own + steps)]
         for _, _, key, step in heapq.merge(*streams):
             handoff = self._waiting.get(key[-1])
             if handoff is None:
@@ -407,8 +408,8 @@ class Dispatcher:
                 return made
         return made
 
-    def _credited(self, keys: list[tuple[bool, bool, float, str]], step: Fallback | None, rank: int,
-                  free: list[Agent], now: float,
+    def _credited(self, keys: list[tuple[bool, bool, float, str]], served: str, step: Fallback | None,
+                  rank: int, free: list[Agent], now: float,
                   present: set[str]) -> Iterator[tuple[tuple, int, tuple, Fallback | None]]:
         """A skill's queue keys (VIP flag, ..., requested at, id) as they
         compete in ``drain``: a widened handoff's request time moved back by
@@ -420,12 +421,10 @@ class Dispatcher:
         would pass over is not read at all, or a long queue would be walked
         on every release: a step's handoffs once one of a priority class has
         not waited long enough to reach it (those after it waited less), and
-        everything once no free agent has the skill served."""
-        skill = step.skill if step is not None else None
+        everything once no free agent has the skill ``served``."""
         i = 0
         while i < len(keys):
             k = keys[i]
-            served = skill if skill is not None else self._waiting[k[-1]].skill
             if not any(served in a.skills for a in free):
                 return
             if step is None:
