@@ -5,7 +5,14 @@ two for thresholds so a value hovering at one does not flap.
 
 - ``first_response:<handoff>``: an unanswered handoff has less than the
   warning margin of its first-response SLA left (raised before the breach);
-  cleared when an agent answers or the conversation ends.
+  cleared when an agent answers or the conversation ends. At most
+  ``first_response_alerts_per_skill`` per skill, the oldest late handoffs:
+  an alert open stays open, the room left goes to the oldest without one.
+- ``first_response_backlog:<skill>``: more of the skill's handoffs are late
+  than have an alert of their own: one alert, carrying how many were late
+  when it was raised, in place of one per handoff (a flooded queue made
+  tens of thousands, each recorded, logged and pushed); cleared once no
+  more than ``clear_ratio`` of the cap are late.
 - ``queue_length:<skill>`` / ``oldest_wait:<skill>``: past the skill's
   threshold; cleared below ``clear_ratio`` of it.
 - ``containment``: bot containment over the last window under the floor
@@ -41,6 +48,14 @@ class AlertRules:
     containment_floor: float | None = None
     containment_min_conversations: int = 20
     containment_clear_margin: float = 0.05
+    # Late handoffs of one skill that get a first_response alert of their
+    # own; past it one first_response_backlog alert stands for the rest.
+    first_response_alerts_per_skill: int = 20
+
+    def first_response_warning(self, first_response_sla: float) -> float:
+        """How much of its skill's business time a handoff nobody has
+        answered may wait before it is warned about."""
+        return first_response_sla * (1 - self.warn_margin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +77,16 @@ class Decisions:
 
 
 def evaluate(open_alerts: Mapping[str, Alert], now: float, *, handoffs: Iterable[Handoff],
-             queues: Mapping[str, tuple[int, float]], containment: tuple[int, int] | None,
-             first_response_sla: float, rules: AlertRules, hours: Schedule | None = None) -> Decisions:
-    """``queues``: per skill (waiting, oldest request time); ``containment``:
+             late: Mapping[str, int], queues: Mapping[str, tuple[int, float]],
+             containment: tuple[int, int] | None, first_response_sla: float, rules: AlertRules,
+             hours: Schedule | None = None) -> Decisions:
+    """``handoffs``: the ones judged one by one. Every open handoff will do;
+    the same decisions need only those with a first_response alert open,
+    those agents hold, and the oldest ``rules.first_response_alerts_per_skill``
+    unanswered late ones waiting in each skill and priority class (a queue
+    of tens of thousands is not walked each round). ``late``: per skill, how
+    many unanswered handoffs, waiting live or held, are past the warning.
+    ``queues``: per skill (waiting, oldest request time); ``containment``:
     (contained, conversations started) over the last window."""
     raise_: list[Alert] = []
     active: set[str] = set()
@@ -75,7 +97,9 @@ def evaluate(open_alerts: Mapping[str, Alert], now: float, *, handoffs: Iterable
         if key not in open_alerts:
             raise_.append(Alert(key, kind, now, subject, data))
 
-    warn_after = first_response_sla * (1 - rules.warn_margin)
+    warn_after = rules.first_response_warning(first_response_sla)
+    cap = rules.first_response_alerts_per_skill
+    late_by_skill: dict[str, dict[str, Handoff]] = {}
     for h in handoffs:
         # A message left for a full queue waits its turn: nobody is on the line.
         if not h.is_open or h.first_reply_at is not None or h.left_message:
@@ -86,10 +110,29 @@ def evaluate(open_alerts: Mapping[str, Alert], now: float, *, handoffs: Iterable
                 active.add(key)  # closed: judged again when it opens
             continue
         if hours.elapsed(h.skill, h.requested_at, now) >= warn_after:
-            want(key, "first_response",
+            late_by_skill.setdefault(h.skill, {})[h.id] = h
+    for skill in sorted(late_by_skill):
+        oldest_first = sorted(late_by_skill[skill].values(), key=lambda h: (h.requested_at, h.id))
+        alerted = [h for h in oldest_first if f"first_response:{h.id}" in open_alerts]
+        fresh = [h for h in oldest_first if f"first_response:{h.id}" not in open_alerts]
+        # Past the cap (lowered, or alerts from before it) the youngest
+        # alerts are cleared: the backlog alert counts their handoffs.
+        for h in alerted[:cap] + fresh[:max(cap - len(alerted), 0)]:
+            want(f"first_response:{h.id}", "first_response",
                  {"handoff_id": h.id, "conversation_id": h.conversation_id, "skill": h.skill},
                  {"requested_at": h.requested_at, "due_at": hours.after(h.skill, h.requested_at, first_response_sla),
                   "agent_id": h.agent_id})
+
+    backlogs = {k.partition(":")[2] for k in open_alerts if k.startswith("first_response_backlog:")}
+    for skill in sorted(backlogs | {s for s, n in late.items() if n > cap}):
+        key = f"first_response_backlog:{skill}"
+        if not hours.is_open(skill, now):
+            if key in open_alerts:
+                active.add(key)
+            continue
+        n = late.get(skill, 0)
+        if n > cap or (key in open_alerts and n > cap * rules.clear_ratio):
+            want(key, "first_response_backlog", {"skill": skill}, {"late": n, "alerts_per_skill": cap})
 
     for skill, limits in rules.per_skill.items():
         if not hours.is_open(skill, now):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ def choose_agent(agents: Iterable[Agent], skill: str, exclude: str | None = None
 
 
 class Dispatcher:
-    def __init__(self, agents: Iterable[Agent] = (), waiting: Iterable[Handoff] = (),
+    def __init__(self, agents: Iterable[Agent] = (), handoffs: Iterable[Handoff] = (),
                  choose: Chooser = choose_agent, fallback: Mapping[str, Sequence[Fallback]] | None = None) -> None:
         self.agents: dict[str, Agent] = {a.id: a for a in agents}
         self._choose = choose
@@ -84,28 +85,80 @@ class Dispatcher:
         # position is a binary search, not a walk of the whole queue (which
         # a busy hour makes thousands long).
         self._by_skill: dict[str, list[tuple[bool, bool, float, str]]] = {}
+        # Per skill, the keys of waiting handoffs an agent answered before
+        # (requeued when the agent left): not unanswered, though waiting.
+        self._answered: dict[str, list[tuple[bool, bool, float, str]]] = {}
+        # The open handoffs agents hold, by handoff id (with the agent it was
+        # counted under) and by agent: the few that reservations, leaving
+        # agents and the live view look at, found without walking the queue.
+        self._held: dict[str, tuple[str, Handoff]] = {}
+        self._held_by_agent: dict[str, dict[str, Handoff]] = {}
         # Agents with a free slot kept for a heavier handoff that waits for
         # them (the last drain decided): lighter work behind it may not take
         # them, or a weight-2 VIP would wait for ever behind a stream of
         # weight-1 conversations.
         self._kept: set[str] = set()
-        for h in waiting:
+        for h in handoffs:
+            self.track(h)
+
+    def track(self, h: Handoff) -> None:
+        """Take an open handoff as it stands (read from the store, or as
+        another instance left it), in place of any copy of it held before:
+        queued if it waits, counted with its agent if one holds it."""
+        self.forget(h)
+        if h.waiting:
             self.enqueue(h)
+        elif h.is_open and h.agent_id is not None:
+            self._hold(h, h.agent_id)
+
+    def forget(self, h: Handoff) -> None:
+        """Drop the handoff (whichever copy of it is known) from the queue and
+        from its agent's."""
+        known = self._waiting.get(h.id)
+        if known is not None:
+            self.dequeue(known)
+        self._unhold(h)
 
     def enqueue(self, h: Handoff) -> None:
         """Put a waiting handoff in its place in the queue (once)."""
         if not h.waiting or h.id in self._waiting:
             return
         self._waiting[h.id] = h
-        bisect.insort(self._by_skill.setdefault(h.skill, []), h.queue_key())
+        key = h.queue_key()
+        bisect.insort(self._by_skill.setdefault(h.skill, []), key)
+        if h.first_reply_at is not None:
+            bisect.insort(self._answered.setdefault(h.skill, []), key)
 
     def dequeue(self, h: Handoff) -> None:
         if self._waiting.pop(h.id, None) is None:
             return
+        key = h.queue_key()
         keys = self._by_skill[h.skill]
-        del keys[bisect.bisect_left(keys, h.queue_key())]
+        del keys[bisect.bisect_left(keys, key)]
         if not keys:
             del self._by_skill[h.skill]
+        answered = self._answered.get(h.skill)
+        if answered:
+            i = bisect.bisect_left(answered, key)
+            if i < len(answered) and answered[i] == key:
+                del answered[i]
+                if not answered:
+                    del self._answered[h.skill]
+
+    def _hold(self, h: Handoff, agent_id: str) -> None:
+        self._unhold(h)
+        self._held[h.id] = (agent_id, h)
+        self._held_by_agent.setdefault(agent_id, {})[h.id] = h
+
+    def _unhold(self, h: Handoff) -> None:
+        known = self._held.pop(h.id, None)
+        if known is None:
+            return
+        agent_id = known[0]
+        mine = self._held_by_agent[agent_id]
+        del mine[h.id]
+        if not mine:
+            del self._held_by_agent[agent_id]
 
     # -- queries -------------------------------------------------------------
     def agent(self, agent_id: str) -> Agent:
@@ -138,6 +191,39 @@ class Dispatcher:
             oldest = min(k[2] for k in (keys[0], keys[min(first_regular, live - 1)]))
             out[skill] = (live, oldest)
         return out
+
+    def unanswered_waiting(self, skill: str, late: Callable[[float], bool],
+                           oldest: int = 0) -> tuple[int, list[Handoff]]:
+        """Customers waiting live for the skill whom no agent has answered
+        and whose request time ``late`` holds for: how many, and the oldest
+        ``oldest`` of them in each priority class (VIP, regular), oldest
+        first. ``late`` must hold for every request time before one it holds
+        for (a wait past a bound does): each class is in request-time order,
+        so those are a prefix of it, found by bisection."""
+        keys = self._by_skill.get(skill)
+        if not keys:
+            return 0, []
+        answered = self._answered.get(skill, [])
+        count, first = 0, []
+        for start, stop in (((False, False), (False, True)), ((False, True), (True,))):
+            lo, hi = bisect.bisect_left(keys, start), bisect.bisect_left(keys, stop)
+            end = _first_not(keys, late, lo, hi)
+            bound = keys[end] if end < hi else stop
+            count += end - lo - (bisect.bisect_left(answered, bound) - bisect.bisect_left(answered, start))
+            i, taken = lo, 0
+            while i < end and taken < oldest:
+                h = self._waiting[keys[i][-1]]
+                if h.first_reply_at is None:
+                    first.append(h)
+                    taken += 1
+                i += 1
+        return count, first
+
+    def held(self, agent_id: str | None = None) -> list[Handoff]:
+        """The open handoffs the agent holds (every agent's if None)."""
+        if agent_id is None:
+            return [h for _, h in self._held.values()]
+        return list(self._held_by_agent.get(agent_id, {}).values())
 
     def head(self, skill: str) -> Handoff | None:
         """The first handoff waiting for the skill."""
@@ -238,6 +324,7 @@ class Dispatcher:
     def release(self, handoff: Handoff, now: float) -> list[Assignment]:
         """The handoff ended or left its agent: free the slot and refill it."""
         self.dequeue(handoff)
+        self._unhold(handoff)
         if handoff.agent_id is not None:
             agent = self.agents.get(handoff.agent_id)
             if agent is not None:
@@ -300,30 +387,54 @@ class Dispatcher:
         # Only the skills some free agent has can be served now; the others
         # are not even looked at.
         servable = {skill for a in free for skill in a.skills}
-        own = [(keys, None) for skill, keys in self._by_skill.items() if skill in servable]
+        own = [(keys, skill, None) for skill, keys in self._by_skill.items() if skill in servable]
         # Widened work competes with the agents' own, as if requested its
         # credit earlier: neither queue starves the other (docs/routing.md).
-        steps = [(keys, f) for skill, keys in self._by_skill.items()
+        steps = [(keys, f.skill, f) for skill, keys in self._by_skill.items()
                  for f in self.fallback.get(skill, ()) if f.skill in servable]
         present = self.present_skills() if steps else set()
-        streams = [_credited(keys, step, i) for i, (keys, step) in enumerate(own + steps)]
-        for _, _, key, step in list(heapq.merge(*streams)):
+        streams = [self._credited(keys, served, step, i, free, now, present)
+                   for i, (keys, served, step) in enumerate(own + steps)]
+        for _, _, key, step in heapq.merge(*streams):
             handoff = self._waiting.get(key[-1])
             if handoff is None:
                 continue  # taken already, through another of its skills
-            if step is None:
-                agent = self._choose(free, handoff.skill, None, handoff.weight)
-                if agent is None:
-                    if handoff.weight > 1 and self._keep_for(handoff, free):
-                        return made
-                    continue
-            elif step.skill in self.widened(handoff, now, present):
-                agent = self._choose(free, step.skill, None, handoff.weight)
-            else:
+            agent = self._choose(free, handoff.skill if step is None else step.skill, None, handoff.weight)
+            if agent is None:
+                if step is None and handoff.weight > 1 and self._keep_for(handoff, free):
+                    return made
                 continue
-            if agent is not None and self._took(handoff, agent, free, made, now):
+            if self._took(handoff, agent, free, made, now):
                 return made
         return made
+
+    def _credited(self, keys: list[tuple[bool, bool, float, str]], served: str, step: Fallback | None,
+                  rank: int, free: list[Agent], now: float,
+                  present: set[str]) -> Iterator[tuple[tuple, int, tuple, Fallback | None]]:
+        """A skill's queue keys (VIP flag, ..., requested at, id) as they
+        compete in ``drain``: a widened handoff's request time moved back by
+        its step's credit. Each queue keeps its order, so the queues merge;
+        ``rank`` breaks exact ties (own work, then the chain's order).
+
+        Read as drain goes, not copied: drain assigns (and so removes) keys
+        meanwhile, so the next key is the one after the last read. What drain
+        would pass over is not read at all, or a long queue would be walked
+        on every release: a step's handoffs once one of a priority class has
+        not waited long enough to reach it (those after it waited less), and
+        everything once no free agent has the skill ``served``."""
+        i = 0
+        while i < len(keys):
+            k = keys[i]
+            if not any(served in a.skills for a in free):
+                return
+            if step is None:
+                yield k, rank, k, None
+            elif step.skill in self.widened(self._waiting[k[-1]], now, present):
+                yield (*k[:-2], k[-2] - step.credit, k[-1]), rank, k, step
+            else:
+                i = bisect.bisect_left(keys, (k[0], k[1], math.inf))
+                continue
+            i = bisect.bisect_right(keys, k)
 
     def _keep_for(self, heavy: Handoff, free: list[Agent]) -> bool:
         """Nobody has room for this heavier handoff: its skill's agents with
@@ -349,18 +460,18 @@ class Dispatcher:
         agent.idle_since = now
         handoff.agent_id = agent.id
         handoff.assigned_at = now
+        self._hold(handoff, agent.id)
         return Assignment(handoff=handoff, agent=agent, at=now)
 
 
-def _credited(keys: Sequence[tuple], step: Fallback | None,
-              rank: int) -> Iterator[tuple[tuple, int, tuple, Fallback | None]]:
-    """A skill's queue keys (VIP flag, ..., requested at, id) as they compete
-    in ``drain``: a widened handoff's request time moved back by its step's
-    credit. Each queue keeps its order, so the queues merge; ``rank`` breaks
-    exact ties (own work, then the chain's order)."""
-    if step is None:
-        for k in keys:
-            yield k, rank, k, None
-    else:
-        for k in keys:
-            yield (*k[:-2], k[-2] - step.credit, k[-1]), rank, k, step
+def _first_not(keys: Sequence[tuple], late: Callable[[float], bool], lo: int, hi: int) -> int:
+    """The first index in [lo, hi) whose request time ``late`` does not hold
+    for (hi if it holds for all), ``late`` holding on a prefix."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if late(keys[mid][2]):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+

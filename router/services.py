@@ -629,7 +629,7 @@ class Desk(WorkingSet):
         changes.agent(agent)
         touched = self._record_assignments(made, changes, effects)
         if status is AgentStatus.OFFLINE and was is not AgentStatus.OFFLINE:
-            for conv in leaving_with(agent_id, list(self._by_id.values()), self.config.attendance):
+            for conv in leaving_with(agent_id, self._held_conversations(agent_id), self.config.attendance):
                 touched += self._requeue(conv, "agent_offline", now, changes, effects)
         await self._commit(changes, touched, effects)
         return agent
@@ -648,7 +648,7 @@ class Desk(WorkingSet):
         changes, effects = Changes(generation=gen), _Effects()
         agent.presence_lost_at = now
         touched: list[Conversation] = []
-        leaving = leaving_with(agent_id, list(self._by_id.values()), self.config.attendance)
+        leaving = leaving_with(agent_id, self._held_conversations(agent_id), self.config.attendance)
         for conv in leaving:
             touched += self._requeue(conv, "presence_lost", now, changes, effects)
         changes.agent(agent)
@@ -689,7 +689,7 @@ class Desk(WorkingSet):
         await self._ensure_ready()
         rules = self.config.attendance
         moved = 0
-        for conv in lapsed_reservations(list(self._by_id.values()), self.clock.now(), rules):
+        for conv in lapsed_reservations(self._held_conversations(), self.clock.now(), rules):
             try:
                 moved += await self._expire_reservation(conv.id)
             except (NotFound, Unavailable):
@@ -748,8 +748,7 @@ class Desk(WorkingSet):
         agent.disabled_at = now
         made = self.dispatcher.set_status(agent_id, AgentStatus.OFFLINE, now)
         touched = self._record_assignments(made, changes, effects)
-        held = [c for c in self._by_id.values()
-                if c.agent_id == agent_id and c.handoff is not None and c.handoff.is_open]
+        held = self._held_conversations(agent_id)
         for conv in sorted(held, key=lambda c: c.handoff.requested_at):  # type: ignore[union-attr]
             touched += self._requeue(conv, "agent_disabled", now, changes, effects)
         changes.agent(agent)
@@ -788,7 +787,7 @@ class Desk(WorkingSet):
     async def open_conversations(self, agent_id: str) -> list[Conversation]:
         await self._ensure_ready()
         self.dispatcher.agent(agent_id)
-        found = [c for c in self._by_id.values() if c.agent_id == agent_id and c.handoff and c.handoff.is_open]
+        found = self._held_conversations(agent_id)
         return sorted(found, key=lambda c: c.handoff.assigned_at or 0.0)  # type: ignore[union-attr]
 
     async def _agents_conversation(self, agent_id: str, conversation_id: str) -> Conversation:
@@ -938,22 +937,61 @@ class Desk(WorkingSet):
             },
         }
 
+    def _held_conversations(self, agent_id: str | None = None) -> list[Conversation]:
+        """The open conversations the agent holds (every agent's if None):
+        from the dispatcher's count of them, so a long queue is not walked
+        to find the few that agents hold."""
+        held = []
+        for h in self.dispatcher.held(agent_id):
+            conv = self._by_id.get(h.conversation_id)
+            if conv is not None and conv.handoff is h and conv.agent_id is not None:
+                held.append(conv)
+        return held
+
     def conversations_held(self) -> dict[str, int]:
         """Per agent, how many conversations they hold (their load counts
         slots, which a heavy conversation takes several of)."""
         held: dict[str, int] = {}
-        for h in self.open_handoffs():
-            if h.agent_id is not None:
-                held[h.agent_id] = held.get(h.agent_id, 0) + 1
+        for conv in self._held_conversations():
+            agent_id = conv.agent_id
+            if agent_id is not None:
+                held[agent_id] = held.get(agent_id, 0) + 1
         return held
 
-    def open_handoffs(self) -> list[Handoff]:
-        return [c.handoff for c in self._by_id.values() if c.handoff is not None and c.handoff.is_open]
-
     def live(self, warn_margin: float) -> dict[str, Any]:
-        return live_view(self.dispatcher.agents.values(), list(self._by_id.values()), self.clock.now(),
-                         first_response_sla=self.config.sla.human_first_response_seconds, warn_margin=warn_margin,
-                         queue_limits=self.config.queue_limits, hours=self.config.sla.hours)
+        return live_view(self.dispatcher, [c.handoff for c in self._held_conversations() if c.handoff is not None],
+                         self.clock.now(), first_response_sla=self.config.sla.human_first_response_seconds,
+                         warn_margin=warn_margin, queue_limits=self.config.queue_limits, hours=self.config.sla.hours)
+
+    def late_first_responses(self, now: float, after: float, oldest: int,
+                             conversation_ids: Iterable[str] = ()) -> tuple[dict[str, int], list[Handoff]]:
+        """Per skill, how many handoffs no agent has answered have waited
+        ``after`` seconds of their skill's business time (customers waiting
+        live and conversations held; messages left waiting are not counted);
+        and the handoffs an SLA monitor round judges one by one: the oldest
+        ``oldest`` of those waiting in each skill and priority class, every
+        handoff agents hold, and the open handoffs of ``conversation_ids``
+        (those with an alert open). Never a walk of the queue."""
+        hours = self.config.sla.hours
+        late: dict[str, int] = {}
+        judged: dict[str, Handoff] = {}
+        for skill in self.dispatcher.waiting_by_skill():
+            n, first = self.dispatcher.unanswered_waiting(
+                skill, lambda r, s=skill: hours.elapsed(s, r, now) >= after, oldest)
+            if n:
+                late[skill] = n
+            judged.update((h.id, h) for h in first)
+        for conv in self._held_conversations():
+            h = conv.handoff
+            assert h is not None
+            judged[h.id] = h
+            if h.first_reply_at is None and not h.left_message and hours.elapsed(h.skill, h.requested_at, now) >= after:
+                late[h.skill] = late.get(h.skill, 0) + 1
+        for cid in conversation_ids:
+            conv = self._by_id.get(cid)
+            if conv is not None and conv.handoff is not None and conv.handoff.is_open:
+                judged[conv.handoff.id] = conv.handoff
+        return late, list(judged.values())
 
     def queue(self, limit: int | None = None) -> list[Handoff]:
         return self.dispatcher.waiting(limit)

@@ -116,8 +116,7 @@ class WorkingSet:
         open_conversations = await self.store.load_open_conversations()
         self._conversations.clear()
         self._by_id.clear()
-        waiting = [c.handoff for c in open_conversations if c.handoff and c.handoff.waiting]
-        self.dispatcher = Dispatcher(agents, waiting, fallback=self.config.fallback)
+        self.dispatcher = Dispatcher(agents, fallback=self.config.fallback)
         for c in open_conversations:
             self._remember(c)
         self._whole = False
@@ -141,7 +140,7 @@ class WorkingSet:
             old = self._by_id.pop(cid, None)
             if old is not None:
                 if old.handoff is not None:
-                    self.dispatcher.dequeue(old.handoff)
+                    self.dispatcher.forget(old.handoff)
                 key = (old.channel_id, old.external_id)
                 # The key may hold another copy by now: the same conversation
                 # as another instance created it, which is the one stored.
@@ -152,8 +151,6 @@ class WorkingSet:
                 if old is not None:
                     c.answers = old.answers  # every one given was stored
                 self._remember(c)
-                if c.handoff is not None:
-                    self.dispatcher.enqueue(c.handoff)
         self._dirty_conversations -= conversation_ids
         self._dirty_agents -= agent_ids
 
@@ -195,6 +192,11 @@ class WorkingSet:
         self._conversations[key] = c
         self._conversations.move_to_end(key)
         self._by_id[c.id] = c
+        if c.handoff is not None and c.handoff.is_open:
+            # The dispatcher knows every open handoff in memory, queued or
+            # held: the queue figures and the agents' conversations are read
+            # from it, not from a walk of the cache.
+            self.dispatcher.track(c.handoff)
         self._evict(keep=key)
 
     def _evict(self, keep: tuple[str, str]) -> None:
@@ -418,16 +420,14 @@ class WorkingSet:
             if self._in_flight.get(stored.id) or old.version >= stored.version:
                 return  # ours is as new, or its commit will be refused
             if old.handoff is not None:
-                self.dispatcher.dequeue(old.handoff)
+                self.dispatcher.forget(old.handoff)
             # Read without them (they are many, and rarely asked for again);
             # a retry of one another instance gave is recognised on commit.
             stored.answers = old.answers
             self._conversations[(old.channel_id, old.external_id)] = stored
             self._by_id[stored.id] = stored
+            if stored.handoff is not None and stored.handoff.is_open:
+                self.dispatcher.track(stored.handoff)
         elif stored.tier is Tier.HUMAN:
             self._remember(stored)
-        else:
-            return  # not in play here: loaded when it is next used
-        if stored.handoff is not None:
-            self.dispatcher.enqueue(stored.handoff)
 

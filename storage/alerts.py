@@ -14,6 +14,8 @@ from router.changes import OutboxItem
 from . import tables as t
 from .engine import Engines
 
+CLEARED_PER_STATEMENT = 1000
+
 
 class AlertStore:
     def __init__(self, engines: Engines) -> None:
@@ -33,9 +35,12 @@ class AlertStore:
                 await conn.execute(insert(a), [
                     {"key": x.key, "kind": x.kind, "subject": dict(x.subject), "data": dict(x.data),
                      "raised_at": x.raised_at} for x in raised])
-            if cleared:
-                await conn.execute(update(a).where(a.c.key.in_(list(cleared)), a.c.cleared_at.is_(None))
-                                   .values(cleared_at=now))
+            # In slices: a round may clear tens of thousands at once (alerts
+            # over a lowered cap), more than one statement takes parameters.
+            cleared = list(cleared)
+            for i in range(0, len(cleared), CLEARED_PER_STATEMENT):
+                await conn.execute(update(a).where(a.c.key.in_(cleared[i:i + CLEARED_PER_STATEMENT]),
+                                                   a.c.cleared_at.is_(None)).values(cleared_at=now))
             if deliveries:
                 await conn.execute(insert(t.outbox), [
                     {"idempotency_key": o.idempotency_key, "channel_id": o.channel_id,

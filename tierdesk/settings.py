@@ -67,6 +67,9 @@ class Settings:
     # Alert when bot containment over the current and previous hour falls
     # under this share (unset: no containment alert).
     alert_containment_floor: float | None = None
+    # Late handoffs of one skill that get a first-response alert each; past
+    # it, one backlog alert per skill counts the rest.
+    alert_first_response_per_skill: int = 20
     # Conversations with no message for this long are ended by the sweeper.
     idle_timeout_seconds: float = 1800.0
     sweep_interval_seconds: float = 30.0
@@ -171,7 +174,7 @@ class Settings:
         if self.sqlite_synchronous.upper() not in ("NORMAL", "FULL"):
             raise InvalidInput("TIERDESK_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
         for name in ("max_text_bytes", "max_body_bytes", "max_bot_answers", "outbox_max_attempts", "port",
-                     "gc_reclaim_seconds"):
+                     "gc_reclaim_seconds", "alert_first_response_per_skill"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{_env_name(name)} must not be negative")
         from .web.client_address import trusted_networks

@@ -125,3 +125,32 @@ async def test_prometheus_shows_the_oldest_wait_and_the_handoffs_at_risk_per_ski
     assert 'tierdesk_queue_oldest_wait_seconds{skill="billing"} 50' in text
     assert 'tierdesk_handoffs_at_risk{skill="billing"} 1' in text
     assert 'tierdesk_handoffs_breached{skill="billing"} 0' in text
+
+
+async def test_past_the_cap_a_skill_gets_one_backlog_alert(aiohttp_client, db_url, clock, demo_model) -> None:
+    api = await Api.start(aiohttp_client, db_url=db_url, clock=clock, model=demo_model,
+                          timekeeper_interval_seconds=3600.0, sla_human_first_response_seconds=60.0,
+                          alert_first_response_per_skill=2)
+    supervisor = (await api.admin("POST", "/v1/admin/supervisor-tokens", expect=201))["token"]
+    for i in range(5):
+        await api.send(f"c{i}", BILLING, message_id=f"m{i}")  # nobody holds billing: they wait
+        api.clock.advance(1)
+    api.clock.advance(50)
+    await attendance.tick(api.app)
+    alerts = (await api.call("GET", "/v1/live", supervisor))["alerts"]
+    backlog = [a for a in alerts if a["kind"] == "first_response_backlog"]
+    assert [(a["key"], a["skill"], a["late"], a["alerts_per_skill"]) for a in backlog] == [
+        ("first_response_backlog:billing", "billing", 5, 2)]
+    own = sorted(a["handoff_id"] for a in alerts if a["kind"] == "first_response")
+    queue = (await api.call("GET", "/v1/queue", supervisor))["waiting"]
+    assert own == sorted(h["handoff_id"] for h in queue[:2])  # the oldest two
+    await attendance.tick(api.app)
+    assert len((await api.call("GET", "/v1/live", supervisor))["alerts"]) == 3  # raised once
+    # Someone takes them: every alert clears.
+    await api.add_agent("ann", ["billing"], capacity=5)
+    ann = await api.as_agent("ann", "GET", "/v1/agents/me/conversations")
+    for conv in ann["conversations"]:
+        await api.as_agent("ann", "POST", f"/v1/conversations/{conv['id']}/replies", json={"text": "Hi"},
+                           expect=201)
+    await attendance.tick(api.app)
+    assert (await api.call("GET", "/v1/live", supervisor))["alerts"] == []

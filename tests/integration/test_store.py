@@ -524,3 +524,23 @@ async def test_weights_left_messages_and_offers_round_trip_and_idle_skips_a_mess
     assert loaded is not None and loaded.handoff is not None
     assert (loaded.handoff.weight, loaded.handoff.left_message, loaded.handoff.slots) == (2, True, 1)
     assert (await store.load_conversation("ch", "x4")).message_offer == "billing"  # type: ignore[union-attr]
+
+
+async def test_thousands_of_alerts_clear_in_one_round(db_url: str) -> None:
+    """A round may clear more alerts than one statement takes parameters
+    (asyncpg takes 32,767; a flood's alerts from before the cap were more):
+    all of them clear, none other."""
+    from router.alerts import Alert
+    from storage.alerts import AlertStore
+
+    engines = create_engines(db_url)
+    alerts = AlertStore(engines)
+    try:
+        n = 40_000
+        raised = [Alert(f"first_response:ho_{i}", "first_response", 1.0, {"handoff_id": f"ho_{i}"}, {})
+                  for i in range(n + 1)]
+        await alerts.record(raised, [], 1.0)
+        await alerts.record([], [a.key for a in raised[:n]], 2.0)
+        assert list(await alerts.open_alerts()) == [raised[n].key]
+    finally:
+        await engines.dispose()

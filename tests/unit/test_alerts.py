@@ -3,16 +3,35 @@ cleared once, no flapping at a threshold."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from router.alerts import Alert, AlertRules, SkillThresholds, evaluate
+from router.business_hours import Schedule
+from router.model import Handoff
 from tests.unit.test_routing import handoff
 
 SLA = 60.0
+
+
+def late_by_walking(handoffs: Iterable[Handoff], now: float, first_response_sla: float, rules: AlertRules,
+                    hours: Schedule | None = None) -> dict[str, int]:
+    """Per skill, the unanswered handoffs past the warning, by looking at
+    every one (the Desk counts them without the walk)."""
+    hours = hours or Schedule()
+    after = rules.first_response_warning(first_response_sla)
+    late: dict[str, int] = {}
+    for h in handoffs:
+        if (h.is_open and h.first_reply_at is None and not h.left_message
+                and hours.elapsed(h.skill, h.requested_at, now) >= after):
+            late[h.skill] = late.get(h.skill, 0) + 1
+    return late
 
 
 def run(open_alerts: dict[str, Alert], now: float, **kw):  # type: ignore[no-untyped-def]
     kw.setdefault("handoffs", [])
     kw.setdefault("queues", {})
     kw.setdefault("containment", None)
+    kw.setdefault("late", late_by_walking(kw["handoffs"], now, SLA, kw["rules"]))
     decisions = evaluate(open_alerts, now, first_response_sla=SLA, **kw)
     for a in decisions.raise_:
         open_alerts[a.key] = a
@@ -65,3 +84,65 @@ def test_containment_under_the_floor_with_enough_conversations() -> None:
     assert run(alerts, 1.0, containment=(9, 20), rules=rules) == (["containment"], [])
     assert run(alerts, 2.0, containment=(10, 20), rules=rules) == ([], [])  # at the floor: inside the margin
     assert run(alerts, 3.0, containment=(11, 20), rules=rules) == ([], ["containment"])
+
+
+def test_past_the_cap_one_backlog_alert_stands_for_the_late_handoffs_of_a_skill() -> None:
+    rules = AlertRules(first_response_alerts_per_skill=2, clear_ratio=0.8)
+    hs = [handoff(float(i), "billing") for i in range(5)]
+    other = handoff(0.5, "tech")
+    left = handoff(0.0, "billing")
+    left.left_message = True  # waits its turn: never late, never counted
+    alerts: dict[str, Alert] = {}
+    raised, cleared = run(alerts, 100.0, handoffs=[*hs, other, left], rules=rules)
+    # The two oldest of billing, tech's own, and billing's backlog carrying the count.
+    assert raised == [f"first_response:{hs[0].id}", f"first_response:{hs[1].id}", f"first_response:{other.id}",
+                      "first_response_backlog:billing"] and cleared == []
+    assert alerts["first_response_backlog:billing"].data == {"late": 5, "alerts_per_skill": 2}
+    assert alerts["first_response_backlog:billing"].subject == {"skill": "billing"}
+    assert run(alerts, 101.0, handoffs=[*hs, other, left], rules=rules) == ([], [])
+    # The oldest is answered: its alert clears and the next oldest gets one.
+    hs[0].first_reply_at = 101.5
+    assert run(alerts, 102.0, handoffs=[*hs, other, left], rules=rules) == (
+        [f"first_response:{hs[2].id}"], [f"first_response:{hs[0].id}"])
+    # 2 late of a cap of 2: each has its own now, but the backlog stays
+    # until no more than 80 % of the cap are late (no flapping).
+    hs[1].first_reply_at = hs[2].first_reply_at = 102.5
+    assert run(alerts, 103.0, handoffs=[*hs, other, left], rules=rules) == (
+        [f"first_response:{hs[3].id}", f"first_response:{hs[4].id}"],
+        [f"first_response:{hs[1].id}", f"first_response:{hs[2].id}"])
+    assert run(alerts, 103.5, handoffs=[*hs, other, left], rules=rules) == ([], [])
+    assert "first_response_backlog:billing" in alerts
+    hs[3].resolved_at = 104.0
+    assert run(alerts, 104.5, handoffs=[*hs, other, left], rules=rules) == (
+        [], [f"first_response:{hs[3].id}", "first_response_backlog:billing"])
+
+
+def test_alerts_over_a_lowered_cap_are_cleared_the_oldest_kept() -> None:
+    hs = [handoff(float(i), "billing") for i in range(4)]
+    alerts: dict[str, Alert] = {}
+    assert len(run(alerts, 100.0, handoffs=hs, rules=AlertRules(first_response_alerts_per_skill=20))[0]) == 4
+    raised, cleared = run(alerts, 101.0, handoffs=hs, rules=AlertRules(first_response_alerts_per_skill=1))
+    assert raised == ["first_response_backlog:billing"]
+    assert cleared == sorted(f"first_response:{h.id}" for h in hs[1:])
+    assert [a.subject.get("handoff_id") for a in alerts.values() if a.kind == "first_response"] == [hs[0].id]
+
+
+def test_with_no_alert_per_handoff_the_backlog_alone_warns() -> None:
+    rules = AlertRules(first_response_alerts_per_skill=0)
+    h = handoff(0.0, "billing")
+    alerts: dict[str, Alert] = {}
+    assert run(alerts, 47.0, handoffs=[h], rules=rules) == ([], [])
+    assert run(alerts, 48.0, handoffs=[h], rules=rules) == (["first_response_backlog:billing"], [])
+    h.first_reply_at = 49.0
+    assert run(alerts, 50.0, handoffs=[h], rules=rules) == ([], ["first_response_backlog:billing"])
+
+
+def test_the_backlog_counts_what_it_is_told_not_what_it_judges() -> None:
+    """The monitor passes the few handoffs it judges and the count of all
+    those late (router/services.py counts them without walking the queue)."""
+    rules = AlertRules(first_response_alerts_per_skill=2)
+    hs = [handoff(float(i), "billing") for i in range(2)]
+    alerts: dict[str, Alert] = {}
+    raised, _ = run(alerts, 100.0, handoffs=hs, late={"billing": 30_000}, rules=rules)
+    assert raised == [*(f"first_response:{h.id}" for h in hs), "first_response_backlog:billing"]
+    assert alerts["first_response_backlog:billing"].data["late"] == 30_000

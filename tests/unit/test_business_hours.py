@@ -19,6 +19,7 @@ from router.ports import FakeClock
 from router.rules import parse_rules
 from router.services import Desk, DeskConfig, IncomingMessage
 from router.tracker import EventKind, TrackerEvent
+from tests.unit.test_alerts import late_by_walking
 from tests.unit.test_rollups import assert_same, report_via_rollups, simulate
 from tests.unit.test_routing import handoff
 from tierdesk.errors import InvalidInput
@@ -207,8 +208,11 @@ async def test_random_traffic_with_business_hours_gives_the_same_report(seed: in
 
 # ---------------------------------------------------------- the SLA monitor
 def run(open_alerts: dict[str, Alert], now: float, **kw: Any) -> tuple[list[str], list[str]]:
-    decisions = evaluate(open_alerts, now, handoffs=kw.pop("handoffs", []), queues=kw.pop("queues", {}),
-                         containment=None, first_response_sla=60.0, hours=Schedule({"billing": SHANGHAI}), **kw)
+    hours = Schedule({"billing": SHANGHAI})
+    handoffs = kw.pop("handoffs", [])
+    decisions = evaluate(open_alerts, now, handoffs=handoffs, queues=kw.pop("queues", {}),
+                         late=late_by_walking(handoffs, now, 60.0, kw["rules"], hours),
+                         containment=None, first_response_sla=60.0, hours=hours, **kw)
     for a in decisions.raise_:
         open_alerts[a.key] = a
     for k in decisions.clear:
@@ -237,6 +241,18 @@ def test_the_monitor_does_not_warn_about_a_closed_skills_handoffs() -> None:
     for t in ("2026-12-28 10:00", "2026-12-29 00:59"):
         assert run(alerts, at(t), handoffs=[h], queues=queues, rules=rules) == ([], []), t
     assert f"first_response:{h.id}" in alerts
+
+
+def test_a_closed_skills_backlog_alert_stays_until_it_opens() -> None:
+    rules = AlertRules(warn_margin=0.2, first_response_alerts_per_skill=0)
+    h = handoff(at("2026-12-28 01:00"), "billing")  # Monday 09:00 local
+    alerts: dict[str, Alert] = {}
+    assert run(alerts, at("2026-12-28 01:00:48"), handoffs=[h], rules=rules) == (
+        ["first_response_backlog:billing"], [])
+    h.first_reply_at = at("2026-12-28 10:30")  # answered after closing
+    assert run(alerts, at("2026-12-28 10:31"), handoffs=[h], rules=rules) == ([], [])
+    assert run(alerts, at("2026-12-29 01:00"), handoffs=[h], rules=rules) == (
+        [], ["first_response_backlog:billing"])
 
 
 # ------------------------------------------------------------------ the Desk

@@ -59,6 +59,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "live.alerts": "Alerts", "live.no_alerts": "No open alerts.", "live.unanswered": "Unanswered",
         "live.gone": "away from their desk", "live.risk_count": "at risk / breached",
         "alert.first_response": "First response due {due}: {skill} conversation waiting since {since}",
+        "alert.first_response_backlog": "{skill}: {late} conversations near or past the first-response SLA "
+                                         "(the oldest {alerts_per_skill} alerted one by one)",
         "alert.queue_length": "{skill}: {waiting} waiting (alert at {threshold})",
         "alert.oldest_wait": "{skill}: oldest waiting {wait} (alert at {threshold} s)",
         "alert.containment": "Bot containment {value} % (floor {floor} %)",
@@ -169,6 +171,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "live.alerts": "告警", "live.no_alerts": "没有未处理的告警。", "live.unanswered": "未回复",
         "live.gone": "已离开", "live.risk_count": "有风险 / 已超时",
         "alert.first_response": "首次回复截止 {due}：{skill} 会话自 {since} 起等待",
+        "alert.first_response_backlog": "{skill}：{late} 个会话接近或超过首次回复时限（最早的 {alerts_per_skill} 个单独告警）",
         "alert.queue_length": "{skill}：{waiting} 人等待（告警阈值 {threshold}）",
         "alert.oldest_wait": "{skill}：最长等待 {wait}（告警阈值 {threshold} 秒）",
         "alert.containment": "机器人解决率 {value}%（下限 {floor}%）",

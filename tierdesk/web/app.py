@@ -146,7 +146,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, model: LiveMod
     app[keys.ROUTING_RULES] = load_routing_rules(settings.routing_rules)
     app[keys.ALERT_RULES] = AlertRules(
         warn_margin=settings.sla_warning_margin, per_skill=app[keys.ROUTING_RULES].alert_thresholds(),
-        containment_floor=settings.alert_containment_floor)
+        containment_floor=settings.alert_containment_floor,
+        first_response_alerts_per_skill=settings.alert_first_response_per_skill)
     app[keys.SUPERVISOR_SOCKETS] = SupervisorSockets()
     app[keys.CLOCK] = clock or SystemClock()
     app[keys.SOCKETS] = AgentSockets()
@@ -251,8 +252,8 @@ _live_cache: dict[int, tuple[float, dict[str, Any]]] = {}
 
 
 def _per_skill(app: web.Application, field: str) -> dict[str, float]:
-    """From one live view a second: it walks every open handoff, and a scrape
-    (or a worker's publishing, every second) reads three series of it."""
+    """From one live view a second: a scrape (or a worker's publishing,
+    every second) reads three series of it."""
     if keys.DESK not in app:
         return {}
     hit = _live_cache.get(id(app))

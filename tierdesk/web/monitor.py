@@ -44,9 +44,12 @@ async def check(app: web.Application, rules: AlertRules) -> tuple[int, int]:
     if rules.containment_floor is not None:
         # The current and the previous clock hour, from the rollups kept on write.
         containment = await store.containment_since(hour_of(now) - 3600)
-    decisions = evaluate(open_alerts, now, handoffs=desk.open_handoffs(), queues=desk.dispatcher.waiting_by_skill(),
-                         containment=containment, first_response_sla=desk.config.sla.human_first_response_seconds,
-                         rules=rules, hours=desk.config.sla.hours)
+    sla = desk.config.sla.human_first_response_seconds
+    late, handoffs = desk.late_first_responses(
+        now, rules.first_response_warning(sla), rules.first_response_alerts_per_skill,
+        [a.subject.get("conversation_id", "") for a in open_alerts.values() if a.kind == "first_response"])
+    decisions = evaluate(open_alerts, now, handoffs=handoffs, late=late, queues=desk.dispatcher.waiting_by_skill(),
+                         containment=containment, first_response_sla=sla, rules=rules, hours=desk.config.sla.hours)
     if not decisions.raise_ and not decisions.clear:
         return 0, 0
     deliveries = []

@@ -18,6 +18,7 @@
     if (a.kind === 'first_response') {
       return t('alert.first_response', {due: clockTime(a.due_at), skill: a.skill, since: clockTime(a.requested_at)});
     }
+    if (a.kind === 'first_response_backlog') return t('alert.first_response_backlog', a);
     if (a.kind === 'queue_length') return t('alert.queue_length', a);
     if (a.kind === 'oldest_wait') return t('alert.oldest_wait', {...a, wait: duration(a.oldest_wait_seconds)});
     if (a.kind === 'containment') {
