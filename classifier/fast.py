@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from .calibration import ConfidenceCalibration, top_features
 from .neighbours import Neighbours
+from .sparse import SparseRows
 from .text import Analyzer, char_wb_word_ngrams, char_wb_words, normalize
 
 
@@ -271,22 +271,25 @@ class CompiledClassifier:
         """Unweighted embeddings of the normalised texts, (n, dim) float32."""
         return self.encoder.encode([normalize(t) for t in texts])
 
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """The full feature matrix (TF-IDF blocks, then the weighted embedding)."""
+    def transform(self, texts: Sequence[str]):  # -> scipy.sparse.csr_matrix
+        """The full feature matrix (TF-IDF blocks, then the weighted
+        embedding), as scikit-learn's pipeline makes it (evaluation and
+        tests; serving never builds it, nor imports scipy)."""
+        import scipy.sparse as sp
+
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got a single str")
         texts = list(texts)
-        sparse = self._transform_sparse(texts)
+        sparse = self._transform_sparse(texts).to_scipy()
         if self.embedding is None:
             return sparse
         dense = self._embed(texts).astype(np.float64) * float(self.embedding.weight)
         return sp.hstack([sparse, sp.csr_matrix(dense)], format="csr")
 
-    def _transform_sparse(self, texts: Sequence[str]) -> sp.csr_matrix:
+    def _transform_sparse(self, texts: Sequence[str]) -> SparseRows:
         row, col, w = self._weights(texts)
-        # int32 indices spare scipy a conversion copy.
-        indptr = np.searchsorted(row, np.arange(len(texts) + 1)).astype(np.int32)
-        return sp.csr_matrix((w, col.astype(np.int32), indptr), shape=(len(texts), self.n_sparse))
+        indptr = np.searchsorted(row, np.arange(len(texts) + 1))
+        return SparseRows(indptr, col.astype(np.int32), w, self.n_sparse)
 
     def decision_one(self, text: str) -> np.ndarray:
         _, col, w = self._weights((text,))
@@ -306,14 +309,19 @@ class CompiledClassifier:
         return _softmax_row(self.decision_one(text))
 
     def decision_many(self, texts: Sequence[str]) -> np.ndarray:
-        """One sparse matrix and one matmul for the whole batch."""
+        """The batch's features in one pass, then each message's scores."""
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got a single str")
         texts = list(texts)
         return self._decision_many(texts, self._transform_sparse(texts))
 
-    def _decision_many(self, texts: list[str], sparse: sp.csr_matrix) -> np.ndarray:
-        scores = np.asarray(sparse @ self.coef_T[: self.n_sparse]) + self.intercept
+    def _decision_many(self, texts: list[str], sparse: SparseRows) -> np.ndarray:
+        scores = np.tile(self.intercept, (len(texts), 1))
+        for r in range(len(texts)):
+            col, w = sparse.row(r)
+            if col.size:
+                # Only the rows of coef_T this message touches are read.
+                scores[r] += w @ self.coef_T.take(col, axis=0)
         if self.embedding is not None and texts:
             scores += self._embed(texts).astype(np.float64) @ self._coef_emb
         return scores
