@@ -118,7 +118,7 @@ class Neighbours:
             return 0.0
         scratch[columns] = weights / norm
         examples, starts = self.rows[best], self._starts[best]
-        similarity = np.add.reduceat(examples.data * scratch[examples.indices], starts).max() if starts.size else 0.0
+        similarity = np.add.reduceat(scratch.take(examples.indices) * examples.data, starts).max() if starts.size else 0.0
         scratch[columns] = 0.0
         return float(similarity)
 
