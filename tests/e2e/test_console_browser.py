@@ -31,7 +31,7 @@ from tests.support.browser import (
     served,
     want_screenshots,
 )
-from tierdesk.web import keys
+from tierdesk.web import attendance, keys
 
 pytestmark = pytest.mark.browser  # make test-browser runs these alone
 
@@ -92,8 +92,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, demo_
     hook = WebhookReceiver()
     hook.start()
     try:
+        # One first-response alert per skill: the live board's second late
+        # handoff already makes a backlog alert.
         with served(tmp_path_factory.mktemp("console"), sqlite_template, demo_model, ADMIN,
-                    sla_human_first_response_seconds=SLA) as server:
+                    sla_human_first_response_seconds=SLA, alert_first_response_per_skill=1) as server:
             yield World(server, hook)
     finally:
         hook.stop()
@@ -268,6 +270,14 @@ def test_the_live_board_shows_the_queue_grow_and_the_oldest_wait_marked_before_i
     expect(card.locator('[data-field="sla-state"]')).to_have_text("at risk")
     expect(card.locator('[data-field="oldest"]')).to_have_text("51 s")
     expect(card.locator('[data-field="at-risk"]')).to_have_text("2 / 0")  # help-1 (held, unanswered) and help-2
+    # The SLA monitor's round (the timekeeper's, run at once here): the
+    # oldest late handoff gets an alert of its own, and with one allowed per
+    # skill the two late ones make a backlog alert too.
+    world.server.call(attendance.tick(world.server.app))
+    alerts = page.locator("#alerts")
+    expect(alerts.locator("li.first_response", has_text="general conversation")).to_have_count(1)
+    expect(alerts.locator('[data-alert="first_response_backlog:general"]')).to_have_text(
+        "general: 2 conversations near or past the first-response SLA (the oldest 1 alerted one by one)")
     shot(page, "supervisor-live")
     world.clock.advance(0.5 * SLA)
     expect(card).to_have_attribute("data-state", "breached")
