@@ -51,10 +51,6 @@ class SparseRows(NamedTuple):
         norms[norms == 0.0] = 1.0
         return self._replace(data=self.data / np.repeat(norms, np.diff(self.indptr)))
 
-    def dot_dense(self, vector: np.ndarray) -> np.ndarray:
-        """This matrix times a dense vector: one value per row."""
-        return np.bincount(self.row_of_entries(), weights=self.data * vector[self.indices], minlength=self.n_rows)
-
     def to_scipy(self) -> Any:
         import scipy.sparse as sp
 

@@ -207,7 +207,8 @@ class Dispatcher:
         count, first = 0, []
         for start, stop in (((False, False), (False, True)), ((False, True), (True,))):
             lo, hi = bisect.bisect_left(keys, start), bisect.bisect_left(keys, stop)
-            end = _first_not(keys, late, lo, hi)
+            # late holds on a prefix: the first key it does not hold for.
+            end = bisect.bisect_left(keys, True, lo, hi, key=lambda k: not late(k[2]))
             bound = keys[end] if end < hi else stop
             count += end - lo - (bisect.bisect_left(answered, bound) - bisect.bisect_left(answered, start))
             i, taken = lo, 0
@@ -462,16 +463,3 @@ class Dispatcher:
         handoff.assigned_at = now
         self._hold(handoff, agent.id)
         return Assignment(handoff=handoff, agent=agent, at=now)
-
-
-def _first_not(keys: Sequence[tuple], late: Callable[[float], bool], lo: int, hi: int) -> int:
-    """The first index in [lo, hi) whose request time ``late`` does not hold
-    for (hi if it holds for all), ``late`` holding on a prefix."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if late(keys[mid][2]):
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
