@@ -45,8 +45,6 @@ HUMAN = "I want to talk to a human"
 FAQ = "how do I reset my password"
 SLA = 60.0
 
-expect.set_options(timeout=WAIT_MS)
-
 
 class World:
     def __init__(self, server: ThreadedServer, hook: WebhookReceiver) -> None:

@@ -20,7 +20,6 @@ import pytest
 
 from tests.support.browser import (
     SCREENSHOTS,
-    WAIT_MS,
     ThreadedServer,
     browser_or_skip,
     chromium,
@@ -38,8 +37,6 @@ expect = playwright_sync.expect
 ADMIN = "td_admin_widget-tests"
 FAQ = "how do I reset my password"
 HUMAN = "I want to talk to a human"
-
-expect.set_options(timeout=WAIT_MS)
 
 
 class World:

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from tests.support.browser import (
-    WAIT_MS,
     browser_or_skip,
     chromium,
     new_context,
@@ -36,8 +35,6 @@ skills:
       weekly: {mon-fri: "09:00-18:00"}
       holidays: [2026-01-01]
 """
-
-expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from tests.support.browser import (
-    WAIT_MS,
     browser_or_skip,
     chromium,
     new_context,
@@ -26,8 +25,6 @@ expect = playwright_sync.expect
 
 ADMIN = "td_admin_widget-full-tests"
 HUMAN = "I want to talk to a human"
-
-expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="module")

@@ -37,10 +37,10 @@ NINE_AM = 1_767_258_000.0  # 2026-01-01T09:00:00Z: where the served app's clock 
 
 
 def browser_or_skip() -> Any:
-    """Playwright's sync API, once Debian's Chromium is there too. Without
-    either the browser test module is skipped, saying why; under `make
-    test` (TIERDESK_TEST_BROWSER=required) it fails instead: a
-    browser suite that ran nothing must not pass."""
+    """Playwright's sync API (its expect() waiting up to WAIT_MS), once
+    Debian's Chromium is there too. Without either the browser test module
+    is skipped, saying why; under `make test` (TIERDESK_TEST_BROWSER=required)
+    it fails instead: a browser suite that ran nothing must not pass."""
     import pytest
 
     why = None
@@ -51,6 +51,7 @@ def browser_or_skip() -> Any:
     if why is None and not Path(CHROMIUM).exists():
         why = f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
     if why is None:
+        api.expect.set_options(timeout=WAIT_MS)
         return api
     if os.environ.get("TIERDESK_TEST_BROWSER") == "required":
         pytest.fail(why, pytrace=False)
