@@ -113,6 +113,10 @@ async def body_deadline(
             async with asyncio.timeout(request.app[keys.SETTINGS].body_timeout_seconds):
                 await request.read()
         except TimeoutError:
+            # Marking the body ended stops aiohttp from lingering (reading
+            # and discarding the trickle for up to 10 s more) after the 408:
+            # the connection closes as soon as the answer is written.
+            request.content.feed_eof()
             raise BodyTooSlow(f"the request body did not arrive within "
                               f"{request.app[keys.SETTINGS].body_timeout_seconds:g} s") from None
     return await handler(request)
