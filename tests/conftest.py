@@ -104,6 +104,16 @@ def demo_model():  # type: ignore[no-untyped-def]
     return train_demo()
 
 
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo knowledge base trained as `faq train` does, once for the
+    session (v0001 live, v0002 beside it); serve from a copy of it,
+    tests.support.models.copy_store."""
+    from tests.support.models import train_store
+
+    return train_store(tmp_path_factory.mktemp("demo-store"))
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(1_767_225_600.0)  # 2026-01-01T00:00:00Z

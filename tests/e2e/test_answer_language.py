@@ -3,15 +3,14 @@ knowledge base trained as `make serve` trains it."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from classifier.knowledge_base import load_knowledge_base
-from classifier.training import train_and_save
 from tests.support.api import Api
+from tests.support.models import copy_store
 
 ROOT = Path(__file__).resolve().parents[2]
 KB = ROOT / "knowledge_base"
@@ -22,17 +21,9 @@ ZH_QUESTION = "发货需要多长时间？"
 EN_QUESTION = "How long does shipping take?"
 
 
-@pytest.fixture(scope="module")
-def served_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    train_and_save(KB, root, activate=True, progress=lambda _: None)
-    return root
-
-
 @pytest.fixture
-async def api(aiohttp_client, db_url, clock, served_models, tmp_path):  # type: ignore[no-untyped-def]
-    models = tmp_path / "models"
-    shutil.copytree(served_models, models)
+async def api(aiohttp_client, db_url, clock, demo_store, tmp_path):  # type: ignore[no-untyped-def]
+    models = copy_store(demo_store, tmp_path / "models")
     return await Api.start_deployed(aiohttp_client, db_url=db_url, clock=clock, models=models)
 
 

@@ -143,13 +143,12 @@ def test_embeddings_hint_names_the_make_target() -> None:
         timeout=60).stdout
 
 
-async def test_shadow_prints_a_table_and_json_on_request(aiohttp_client, db_url: str, clock, tmp_path) -> None:
-    from classifier.training import train_and_save
+async def test_shadow_prints_a_table_and_json_on_request(aiohttp_client, db_url: str, clock, tmp_path,
+                                                         demo_store) -> None:
     from tests.support.api import Api
+    from tests.support.models import copy_store
 
-    models = tmp_path / "models"
-    train_and_save(ROOT / "knowledge_base", models, activate=True, progress=lambda _: None)
-    train_and_save(ROOT / "knowledge_base", models, activate=False, progress=lambda _: None, random_state=1)
+    models = copy_store(demo_store, tmp_path / "models", versions=2)
     api = await Api.start_deployed(aiohttp_client, db_url=db_url, clock=clock, models=models)
     await api.send("a", "how do I reset my password", message_id="a1")
     await api.call("POST", "/v1/conversations/a/feedback", api.channel_token, json={"rating": 5})

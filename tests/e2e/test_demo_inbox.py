@@ -13,7 +13,7 @@ from router.ports import FakeClock
 from storage.accounts import Accounts
 from storage.engine import create_engines
 from tests.support.api import ADMIN_TOKEN
-from tests.support.server import train_models
+from tests.support.models import copy_store
 from tierdesk.demo import set_up
 from tierdesk.settings import Settings
 from tierdesk.signing import HEADER, sign
@@ -55,8 +55,8 @@ async def test_without_demo_there_is_no_inbox(app_client) -> None:
     assert (await app_client.client.get("/demo/inbox")).status == 404
 
 
-def test_the_demo_channel_delivers_to_the_inbox_where_the_server_listens(tmp_path: Path) -> None:
-    models = train_models(tmp_path / "models")
+def test_the_demo_channel_delivers_to_the_inbox_where_the_server_listens(tmp_path: Path, demo_store: Path) -> None:
+    models = copy_store(demo_store, tmp_path / "models")
     base = dict(database_url=f"sqlite:///{tmp_path / 'demo.db'}", models_dir=models, demo_dir=tmp_path / "var")
     first = set_up(Settings.from_env({}, port=8080, **base))
     again = set_up(Settings.from_env({}, port=9090, host="0.0.0.0", **base))

@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import shutil
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from classifier.training import train_and_save
-from tests.support.api import KNOWLEDGE_BASE, Api
+from tests.support.api import Api
+from tests.support.models import copy_store
 
 # A blocking call worth finding (a synchronous query, a file read of a big
 # model) sleeps for tens of milliseconds.
@@ -120,17 +118,9 @@ def loop_monitor(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopMonitor]:
     gc.callbacks.remove(monitor.on_gc)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    train_and_save(KNOWLEDGE_BASE, root, activate=True, progress=lambda _: None)
-    return root
-
-
 @pytest.fixture
-async def api(aiohttp_client, db_url, clock, trained, tmp_path):  # type: ignore[no-untyped-def]
-    models = tmp_path / "models"
-    shutil.copytree(trained, models)
+async def api(aiohttp_client, db_url, clock, demo_store, tmp_path):  # type: ignore[no-untyped-def]
+    models = copy_store(demo_store, tmp_path / "models")
     return await Api.start_deployed(aiohttp_client, db_url=db_url, clock=clock, models=models)
 
 

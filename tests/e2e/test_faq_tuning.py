@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from classifier.artifact import ModelStore
-from classifier.training import train_and_save
 from tests.support.api import Api
+from tests.support.models import copy_store
 from tierdesk.web import keys
 from tierdesk.web.app import create_app
 
@@ -20,18 +20,9 @@ KB = ROOT / "knowledge_base"
 RESET = "how do I reset my password"
 
 
-@pytest.fixture(scope="module")
-def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    train_and_save(KB, root, activate=True, progress=lambda _: None)
-    train_and_save(KB, root, activate=False, progress=lambda _: None, random_state=1)
-    return root
-
-
 @pytest.fixture
-async def faq_api(aiohttp_client, db_url, clock, two_versions, tmp_path):  # type: ignore[no-untyped-def]
-    models = tmp_path / "models"
-    shutil.copytree(two_versions, models)
+async def faq_api(aiohttp_client, db_url, clock, demo_store, tmp_path):  # type: ignore[no-untyped-def]
+    models = copy_store(demo_store, tmp_path / "models", versions=2)
     # The rate limiter reads the fake clock, which stands still: on a fast
     # machine the hot-swap test's traffic outran the channel's burst (429).
     return await Api.start_deployed(aiohttp_client, db_url=db_url, clock=clock, models=models,

@@ -17,7 +17,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.support.server import ADMIN, Server, free_port, train_models
+from tests.support.models import copy_store
+from tests.support.server import ADMIN, Server, free_port
 
 SPEC = Path(__file__).resolve().parents[2] / "tierdesk" / "web" / "openapi.yaml"
 schema = schemathesis.openapi.from_path(str(SPEC))
@@ -40,9 +41,10 @@ def _post(url: str, token: str, body: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+def live_server(tmp_path_factory: pytest.TempPathFactory,
+                demo_store: Path) -> Iterator[tuple[Server, dict[str, str]]]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    models = train_models(tmp / "models")
+    models = copy_store(demo_store, tmp / "models")
     from storage.migrate import upgrade
 
     db = f"sqlite:///{tmp / 'fuzz.db'}"

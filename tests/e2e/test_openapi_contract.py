@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from tests.support.api import ADMIN_TOKEN, Api
+from tests.support.models import copy_store
 from tierdesk.settings import Settings
 from tierdesk.signing import HEADER, sign
 from tierdesk.web import keys
@@ -582,20 +582,9 @@ async def test_signed_channels_and_rate_limits_match_the_document(aiohttp_client
     await post(sign(secret, now, raw), 200)
 
 
-@pytest.fixture(scope="module")
-def two_model_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from classifier.training import train_and_save
-
-    root = tmp_path_factory.mktemp("models")
-    train_and_save(ROOT / "knowledge_base", root, activate=True, progress=lambda _: None)
-    train_and_save(ROOT / "knowledge_base", root, activate=False, progress=lambda _: None, random_state=1)
-    return root
-
-
 async def test_faq_tuning_matches_the_document(aiohttp_client: Any, db_url: str, clock: Any, tmp_path: Path,
-                                               two_model_versions: Path) -> None:
-    models = tmp_path / "models"
-    shutil.copytree(two_model_versions, models)
+                                               demo_store: Path) -> None:
+    models = copy_store(demo_store, tmp_path / "models", versions=2)
     settings = Settings.from_env({}, database_url=db_url, admin_token=ADMIN_TOKEN, models_dir=models,
                                  knowledge_base=ROOT / "knowledge_base", sweep_interval_seconds=3600.0,
                                  model_watch_seconds=3600.0, log_format="console")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import ROOT, Server, free_port, train_models
+from tests.support.models import copy_store
+from tests.support.server import ROOT, Server, free_port
 
 README = ROOT / "README.md"
 SECTION = "## A walk through with curl"
@@ -74,8 +75,8 @@ def test_the_walkthrough_is_parsed_as_commands_and_responses() -> None:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_models(tmp_path_factory.mktemp("models"))
+def models(tmp_path_factory: pytest.TempPathFactory, demo_store: Path) -> Path:
+    return copy_store(demo_store, tmp_path_factory.mktemp("readme") / "models")
 
 
 def test_the_readme_walkthrough_runs_as_written(tmp_path: Path, models: Path) -> None:

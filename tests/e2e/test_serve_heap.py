@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import Server, free_port, train_models
+from tests.support.models import copy_store
+from tests.support.server import Server, free_port
 
 
 def scrape(base: str) -> dict[str, float]:
@@ -23,8 +24,8 @@ def scrape(base: str) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_models(tmp_path_factory.mktemp("heap") / "models")
+def models(tmp_path_factory: pytest.TempPathFactory, demo_store: Path) -> Path:
+    return copy_store(demo_store, tmp_path_factory.mktemp("heap") / "models")
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import train_models
+from tests.support.models import copy_store
 
 
 @pytest.fixture(scope="session")
-def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_models(tmp_path_factory.mktemp("models"))
+def trained_models(tmp_path_factory: pytest.TempPathFactory, demo_store: Path) -> Path:
+    return copy_store(demo_store, tmp_path_factory.mktemp("faults") / "models")

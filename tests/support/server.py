@@ -21,13 +21,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_models(root: Path) -> Path:
-    from classifier.training import train_and_save
-
-    train_and_save(ROOT / "knowledge_base", root, activate=True, progress=lambda _: None)
-    return root
-
-
 class Server:
     def __init__(self, db_url: str, models: Path, port: int, log: Path, *, args: Sequence[str] = (),
                  cwd: Path = ROOT, **env: str) -> None:
