@@ -4,6 +4,7 @@ server driven with saturated handoff runs, /metrics read after each.
     .venv/bin/python bench/queue_steps.py                       # SQLite, 8 runs of 10 s
     .venv/bin/python bench/queue_steps.py --db postgresql --runs 6
     .venv/bin/python bench/queue_steps.py --first-response-sla 86400   # no SLA alerts during the runs
+    .venv/bin/python bench/queue_steps.py --probe-steps steps.json     # and name the longest steps
 
 Prints, after each run, the handoffs waiting and the longest step so far
 (tierdesk_loop_longest_step_cpu_seconds, an upper bound: tierdesk/loop_watch.py),
@@ -35,6 +36,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=8)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--first-response-sla", type=float, help="TIERDESK_SLA_HUMAN_FIRST_RESPONSE_SECONDS")
+    p.add_argument("--probe-steps", metavar="OUT.json",
+                   help="serve through bench/step_probe.py (asyncio's loop, every step timed) and write its report")
     p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     cli = p.parse_args()
     args = T.probe_args()
@@ -44,6 +47,10 @@ def main() -> int:
         base_env = T.tierdesk_env
         extra = {"TIERDESK_SLA_HUMAN_FIRST_RESPONSE_SECONDS": str(cli.first_response_sla)}
         T.tierdesk_env = lambda a, d, ad, m, port: base_env(a, d, ad, m, port) | extra
+    if cli.probe_steps:
+        probe = [sys.executable, str(Path(__file__).resolve().parent / "step_probe.py"),
+                 str(Path(cli.probe_steps).resolve())]
+        T.tierdesk_argv = lambda: [*probe, "serve"]
     database = None
     if cli.db == "postgresql":
         database = "tierdesk_steps_" + secrets.token_hex(4)

@@ -59,7 +59,7 @@ def probe_args() -> argparse.Namespace:
     runs them, for the tools that drive one target at a time
     (bench/ab.py, bench/rates.py)."""
     return argparse.Namespace(wrk=check_wrk(), threads=2, connections=64, agents=20, capacity=5,
-                              sqlite_synchronous=None, pg_workers=1, pg_instances=2)
+                              sqlite_synchronous=None, pg_workers=1, pg_instances=2, server_env=[])
 
 
 def train_model(models_dir: str | None, tmp: Path) -> Path:
