@@ -28,6 +28,7 @@ from accounting import LOOP_STEP, scrape  # noqa: E402
 from database import pg_create, pg_drop, pg_url  # noqa: E402
 from load import run_wrk  # noqa: E402
 from servers import Server  # noqa: E402
+from steps import probe_argv, read_probe  # noqa: E402
 
 
 def main() -> int:
@@ -47,10 +48,6 @@ def main() -> int:
         base_env = T.tierdesk_env
         extra = {"TIERDESK_SLA_HUMAN_FIRST_RESPONSE_SECONDS": str(cli.first_response_sla)}
         T.tierdesk_env = lambda a, d, ad, m, port: base_env(a, d, ad, m, port) | extra
-    if cli.probe_steps:
-        probe = [sys.executable, str(Path(__file__).resolve().parent / "step_probe.py"),
-                 str(Path(cli.probe_steps).resolve())]
-        T.tierdesk_argv = lambda: [*probe, "serve"]
     database = None
     if cli.db == "postgresql":
         database = "tierdesk_steps_" + secrets.token_hex(4)
@@ -60,7 +57,8 @@ def main() -> int:
         url = f"sqlite:///{tmp / 'steps.db'}"
     servers: list[Server] = []
     try:
-        tg = T.start_target(args, cli.db, tmp, models, url, servers)
+        argv = probe_argv(Path(cli.probe_steps).resolve()) if cli.probe_steps else None
+        tg = T.start_target(args, cli.db, tmp, models, url, servers, argv=argv)
         tag = "q" + secrets.token_hex(3)
         for k in range(cli.runs):
             run_wrk(args, tg.server.base, mode="handoff", token=tg.token, run_id=f"{tag}-{k}", duration=cli.duration,
@@ -71,6 +69,11 @@ def main() -> int:
         print(f"warnings logged: {tg.server.log_problems() or 'none'}")
     finally:
         T.stop_servers(servers)
+        if cli.probe_steps and Path(cli.probe_steps).exists():
+            probed = read_probe(Path(cli.probe_steps))
+            print(f"every step timed: {probed['steps_timed']:,} steps; the longest, CPU ms (of it the collector's):")
+            for step in probed["slowest"]:
+                print(f"  {step['cpu_ms']:7.2f} ({step['gc_ms']:.2f})  {step['what']}")
         if database is not None:
             pg_drop(cli.pg_admin_url, database)
         shutil.rmtree(tmp, ignore_errors=True)

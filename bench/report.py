@@ -139,6 +139,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"messages stored; {x['capacity']['during']['samples']} capacity samples during the runs; longest "
             f"event loop step {fmt(x.get('loop_longest_step_ms'), 1)} ms CPU; server warnings/errors logged: "
             f"{x.get('log_problems') or 'none'}")
+        probed = x.get("steps_probed")
+        if probed:
+            slowest = "; ".join(f"{st['cpu_ms']:.1f} ms {st['what']}" for st in probed["slowest"][:3])
+            extra.append(
+                f"- {name}, every event loop step timed (bench/steps.py: FAQ and handoffs saturated, then the mix, "
+                f"{probed.get('queued') or 0:,} handoffs queued): {probed['steps_timed']:,} steps, the longest: "
+                f"{slowest}")
     if "bare" in t:
         extra.append(f"- bare: RSS {fmt(t['bare'].get('rss_mib_after_faq'))} MiB")
         bh = t["bare"].get("faq", {}).get("half")

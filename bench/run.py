@@ -42,6 +42,9 @@ What it does, on 127.0.0.1 only, every step bounded in time:
 4. Checks: every message acknowledged 2xx is in the database (after the
    server has been killed with SIGKILL); after the handoff runs, and once a
    second during them, no agent holds more open handoffs than its capacity.
+   Then, on the SQLite and PostgreSQL databases as the runs left them, a
+   server with every step of its event loop timed (bench/steps.py) runs FAQ
+   and handoffs saturated and the mix: the longest step, by name.
 5. Writes bench/results/latest.json, replaces the tables between
    ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in docs/benchmarks.md
    and the projection between ``<!-- projection:begin -->`` and
@@ -89,6 +92,7 @@ from profiling import run_profile
 from report import markdown, projection_block, write_doc, write_projection
 from servers import Server
 from projection import project_run
+from steps import probe_steps
 from stored import copy_postgresql, copy_sqlite, ensure_seed
 from targets import ALL_TARGETS, SCALE_OUT, Target, discard_or_keep, start_target, stop_servers, train_model
 from verdicts import TARGETS, all_runs, evaluate
@@ -251,6 +255,11 @@ def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict
                     tg.out["capacity_during"] = tg.sampler.result()
     for tg in tierdesk:
         finish(tg, args)
+    if args.step_probe:
+        log("the event loop's steps, each timed (bench/step_probe.py), on the databases as the runs left them")
+        for tg in tierdesk:
+            if tg.name in ("sqlite", "postgresql"):
+                tg.out["steps_probed"] = probe_steps(args, tg.name, tmp, models, db_urls[tg.name], tag)
     for tg in every:
         if not tg.is_tierdesk:
             tg.out["rss_mib_end"] = rss_mib(tg.server.pid)
@@ -301,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-seconds", type=float, default=8.0)
     p.add_argument("--profile-target", choices=("sqlite", "postgresql"), default="sqlite",
                    help="which tierdesk target --profile samples")
+    p.add_argument("--no-step-probe", dest="step_probe", action="store_false",
+                   help="skip timing each step of the event loop on SQLite and PostgreSQL (bench/steps.py)")
     p.add_argument("--output", default=str(RESULTS / "latest.json"))
     p.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
     args = p.parse_args(argv)

@@ -5,7 +5,8 @@
 The server's own gauge (tierdesk_loop_longest_step_cpu_seconds,
 tierdesk/loop_watch.py) is an upper bound: the CPU between two heartbeats,
 which at saturation spans a whole loop iteration of many steps. This probe
-names the steps themselves. It runs the server on asyncio's own loop
+names the steps themselves, from when the server is ready (when its
+LoopWatch starts: the same window as the gauge's). It runs the server on asyncio's own loop
 (uvloop runs callbacks from C, with no place to time them) and wraps the
 one method every callback and task step goes through, so it costs on every
 step: use it to find what the long steps are, not to measure the server's
@@ -19,6 +20,7 @@ all steps' CPU time.
 from __future__ import annotations
 
 import asyncio.events
+import atexit
 import gc
 import heapq
 import json
@@ -27,6 +29,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 KEEP = 40
@@ -51,6 +54,7 @@ class Probe:
         self.slowest: list[tuple[float, float, str]] = []  # a min-heap of (cpu, gc, what)
         self.buckets: Counter[str] = Counter()
         self.steps = 0
+        self.recording = False
         self.gc_cpu = 0.0
         self._gc_started = 0.0
         self._loop_thread = threading.get_ident()
@@ -87,11 +91,14 @@ class Probe:
         os.replace(tmp, self.out)
 
 
-def install(out: str) -> Probe:
+def install(out: str, *, dump_every: float | None = 2.0) -> tuple[Probe, Callable[[], None]]:
+    """The probe, and what takes it out again."""
     probe = Probe(out)
     run = asyncio.events.Handle._run
 
     def timed_run(handle: asyncio.events.Handle) -> None:
+        if not probe.recording:
+            return run(handle)
         gc_before = probe.gc_cpu
         started = time.thread_time()
         run(handle)
@@ -100,23 +107,36 @@ def install(out: str) -> Probe:
     asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
     gc.callbacks.append(probe.on_gc)
 
-    def dump_every_2s() -> None:
-        while True:
-            time.sleep(2)
-            probe.dump()
+    if dump_every:
+        def dump_now_and_then() -> None:
+            while True:
+                time.sleep(dump_every)
+                probe.dump()
 
-    threading.Thread(target=dump_every_2s, daemon=True).start()
-    import atexit
+        threading.Thread(target=dump_now_and_then, daemon=True).start()
+        atexit.register(probe.dump)
 
-    atexit.register(probe.dump)
-    return probe
+    def remove() -> None:
+        asyncio.events.Handle._run = run  # type: ignore[method-assign]
+        gc.callbacks.remove(probe.on_gc)
+
+    return probe, remove
 
 
 def main() -> None:
     out, *argv = sys.argv[1:]
     sys.modules["uvloop"] = None  # type: ignore[assignment] - asyncio's loop: its steps can be timed
-    install(out)
+    probe, _ = install(out)
     from tierdesk.cli import main as tierdesk
+    from tierdesk.loop_watch import LoopWatch
+
+    watch_start = LoopWatch.start
+
+    def start_and_record(watch: LoopWatch, loop: asyncio.AbstractEventLoop) -> None:
+        probe.recording = True
+        watch_start(watch, loop)
+
+    LoopWatch.start = start_and_record  # type: ignore[method-assign]
 
     sys.argv = ["tierdesk", *argv]
     raise SystemExit(tierdesk())

@@ -145,7 +145,8 @@ class Target:
 
 
 def start_target(args: argparse.Namespace, name: str, tmp: Path, models: Path, database_url: str | None,
-                 servers: list[Server]) -> Target:
+                 servers: list[Server], argv: list[str] | None = None) -> Target:
+    """``argv``: in place of `tierdesk serve` (bench/step_probe.py's)."""
     port = free_port()
     if name == "bare":
         server = Server("bare", [sys.executable, str(BENCH / "bare_app.py"), str(port)], dict(os.environ), port,
@@ -164,7 +165,8 @@ def start_target(args: argparse.Namespace, name: str, tmp: Path, models: Path, d
     for k in range(args.pg_instances if name == "postgresql-instances" else 1):
         port = port if k == 0 else free_port()
         env = tierdesk_env(args, database_url, admin, models, port) | {"TIERDESK_WORKERS": str(workers)}
-        server = Server(name if k == 0 else f"{name}-{k}", tierdesk_argv(), env, port, tmp / f"{name}-{k}.log")
+        server = Server(name if k == 0 else f"{name}-{k}", argv or tierdesk_argv(), env, port,
+                        tmp / f"{name}-{k}.log")
         servers.append(server)
         t0 = time.perf_counter()
         server.start("/readyz", timeout=300.0)

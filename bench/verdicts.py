@@ -114,8 +114,19 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             condition_met=at_rate)
     tierdesk = [n for n in t if n != "bare"]
     for name in tierdesk:
-        add(f"{t[name].get('label', name)}: the event loop's longest step, CPU (upper bound)",
-            t[name].get("loop_longest_step_ms"), "<=", TARGETS["loop_step_cpu_ms"], "ms")
+        bound = t[name].get("loop_longest_step_ms")
+        probed = t[name].get("steps_probed")
+        if probed is None:
+            add(f"{t[name].get('label', name)}: the event loop's longest step, CPU (upper bound)",
+                bound, "<=", TARGETS["loop_step_cpu_ms"], "ms")
+            continue
+        # The gauge's bound spans a loop iteration of many steps at
+        # saturation; where each step was timed, that is the verdict.
+        longest = (probed.get("slowest") or [{}])[0]
+        add(f"{t[name].get('label', name)}: the event loop's longest step, CPU (each step timed)",
+            probed.get("longest_step_ms"), "<=", TARGETS["loop_step_cpu_ms"], "ms",
+            f"{longest.get('what', '-')}, {probed.get('queued') or 0:,} queued; "
+            f"the runs' upper bound (between heartbeats) {bound} ms")
     for name in tierdesk:
         per_process = t[name].get("rss_end_per_process") or []
         rss = max((p["mib"] for p in per_process), default=None)

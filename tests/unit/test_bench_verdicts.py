@@ -119,6 +119,20 @@ def test_the_longest_loop_step_of_any_target(results: dict[str, Any]) -> None:
     assert failing(results) == ["tierdesk PostgreSQL, 2 workers: the event loop's longest step, CPU (upper bound)"]
 
 
+def test_where_each_step_was_timed_that_is_the_verdict_not_the_bound(results: dict[str, Any]) -> None:
+    sqlite = results["targets"]["sqlite"]
+    sqlite["loop_longest_step_ms"] = 22.6  # the heartbeats' bound: a whole loop iteration at saturation
+    sqlite["steps_probed"] = {"longest_step_ms": 9.7, "queued": 66_000, "steps_timed": 500_000,
+                              "slowest": [{"cpu_ms": 9.7, "gc_ms": 0.0, "what": "task RequestHandler.start"}]}
+    assert failing(results) == []
+    [check] = [c for c in evaluate(results) if c["check"].startswith("tierdesk SQLite: the event loop's")]
+    assert check["check"].endswith("(each step timed)") and "22.6" in check["note"]
+    sqlite["steps_probed"]["longest_step_ms"] = 20.5
+    assert failing(results) == ["tierdesk SQLite: the event loop's longest step, CPU (each step timed)"]
+    sqlite["steps_probed"]["longest_step_ms"] = None  # a probe that recorded nothing proves nothing
+    assert len(failing(results)) == 1
+
+
 def test_memory_is_judged_per_process_and_only_under_its_condition(results: dict[str, Any]) -> None:
     ok = copy.deepcopy(results)
     results["targets"]["sqlite"]["rss_end_per_process"][0]["mib"] = 310.0
