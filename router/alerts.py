@@ -40,6 +40,12 @@ class SkillThresholds:
     oldest_wait_seconds: float | None = None
 
 
+def warning_point(first_response_sla: float, warn_margin: float) -> float:
+    """How much of its skill's business time a handoff nobody has answered
+    may wait before it is at risk: the live view's and the SLA monitor's."""
+    return first_response_sla * (1 - warn_margin)
+
+
 @dataclass(frozen=True, slots=True)
 class AlertRules:
     warn_margin: float = 0.2
@@ -53,9 +59,7 @@ class AlertRules:
     first_response_alerts_per_skill: int = 20
 
     def first_response_warning(self, first_response_sla: float) -> float:
-        """How much of its skill's business time a handoff nobody has
-        answered may wait before it is warned about."""
-        return first_response_sla * (1 - self.warn_margin)
+        return warning_point(first_response_sla, self.warn_margin)
 
 
 @dataclass(frozen=True, slots=True)

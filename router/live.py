@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .alerts import warning_point
 from .business_hours import Schedule
 from .model import AgentStatus, Handoff
 from .routing import Dispatcher
@@ -29,7 +30,7 @@ def live_view(dispatcher: Dispatcher, held: Iterable[Handoff], now: float, *,
     waiting = dispatcher.waiting_by_skill()
     left = dispatcher.left_messages()
     skills = sorted({s for a in agents for s in a.skills} | set(waiting) | set(left) | {h.skill for h in held})
-    warn_after = first_response_sla * (1 - warn_margin)
+    warn_after = warning_point(first_response_sla, warn_margin)
     per_skill: dict[str, dict[str, Any]] = {}
     for s in skills:
         live, oldest = waiting.get(s, (0, now))
