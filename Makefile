@@ -30,9 +30,10 @@ serve: $(STAMP)
 
 ## test: every test, on SQLite and on the PostgreSQL at 127.0.0.1:5432 (with the
 ## optional embedding extra, so its tests run too), the pages in headless Chromium
-## included: without Chromium or Playwright they fail rather than skip
+## included: without Chromium or Playwright they fail rather than skip; the 15
+## slowest steps are listed at the end (the suite must stay under 10 minutes)
 test: $(STAMP) $(EMBEDDINGS) $(CHROMIUM)
-	TIERDESK_TEST_BROWSER=required $(BIN)/python -m pytest -q
+	TIERDESK_TEST_BROWSER=required $(BIN)/python -m pytest -q --durations=15
 
 ## test-browser: only the console's and the web widget's pages in Chromium; about a minute
 test-browser: $(STAMP) $(CHROMIUM)
