@@ -54,6 +54,17 @@ _STOPWORDS: dict[str, frozenset[str]] = {
     "nl": frozenset("de het een is zijn ik mijn niet en hoe wat wanneer waar waarom kan kunnen met "
                     "voor op alstublieft heb heeft te".split()),
 }
+# Each function word's languages: a text's words are looked up once each,
+# not once per language.
+def _languages_of_words() -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for language, words in _STOPWORDS.items():
+        for word in words:
+            out[word] = (*out.get(word, ()), language)
+    return out
+
+
+_LANGUAGES_OF = _languages_of_words()
 # A Latin-script guess needs this many function words and a lead over the
 # runner-up; below, the text is too short or too mixed to say.
 _MIN_HITS = 2
@@ -89,6 +100,9 @@ def locale_language(locale: str | None) -> str | None:
 
 def detect_language(text: str) -> str | None:
     """The language ``text`` is written in, or None when it cannot be told."""
+    if text.isascii():
+        # No script but Latin to look for (most messages): only its words tell.
+        return _latin_language(text) if _LETTER.search(text) else None
     letters = len(_LETTER.findall(text))
     if not letters:
         return None
@@ -111,8 +125,11 @@ def detect_language(text: str) -> str | None:
 
 
 def _latin_language(text: str) -> str | None:
-    words = _WORD.findall(text.lower())
-    scores = sorted(((sum(w in stop for w in words), lang) for lang, stop in _STOPWORDS.items()), reverse=True)
+    hits = dict.fromkeys(_STOPWORDS, 0)
+    for word in _WORD.findall(text.lower()):
+        for language in _LANGUAGES_OF.get(word, ()):
+            hits[language] += 1
+    scores = sorted(((n, language) for language, n in hits.items()), reverse=True)
     (best, language), (runner_up, _) = scores[0], scores[1]
     if best >= _MIN_HITS and best > runner_up:
         return language
