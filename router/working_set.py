@@ -8,7 +8,6 @@ the machinery under them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -296,7 +295,7 @@ class WorkingSet:
         for cid, state in changes.conversations.items():
             conv = self._by_id.get(cid)
             if conv is not None:
-                changes.conversations[cid] = dataclasses.replace(state, tally=_tally_of(conv).snapshot())
+                changes.conversations[cid] = state.with_tally(_tally_of(conv).snapshot())
 
     @staticmethod
     def _agents_of(changes: Changes) -> set[str]:
