@@ -9,6 +9,9 @@ PostgreSQL's turns them into one array per column.
 
 from __future__ import annotations
 
+import copyreg
+import dataclasses
+import operator
 import orjson
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +62,18 @@ class ChangeRows:
             replied=[(at, mid) for mid, at in c.rollup.replied],
             verdicts=[(v, mid) for mid, v in c.verdicts],
         )
+
+    def __reduce__(self) -> tuple[type[ChangeRows], tuple[Any, ...]]:
+        return ChangeRows, _CHANGE_ROWS_FIELDS(self)
+
+
+# Pickled (to SQLite's writer process) as the class and its fields' values in
+# order: pickle's default for a slotted instance writes and reads a dict of
+# its slots per instance. -4 us to pickle and -4.5 us to unpickle a FAQ
+# message's rows (timeit, a batch of 22, 2026-12-05).
+_CHANGE_ROWS_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(ChangeRows)))
+_HISTOGRAM_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(HistogramDelta)))
+copyreg.pickle(HistogramDelta, lambda h: (HistogramDelta, _HISTOGRAM_FIELDS(h)))
 
 
 @dataclass(slots=True)
