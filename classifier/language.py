@@ -125,12 +125,14 @@ def detect_language(text: str) -> str | None:
 
 
 def _latin_language(text: str) -> str | None:
-    hits = dict.fromkeys(_STOPWORDS, 0)
+    hits: dict[str, int] = {}
     for word in _WORD.findall(text.lower()):
         for language in _LANGUAGES_OF.get(word, ()):
-            hits[language] += 1
-    scores = sorted(((n, language) for language, n in hits.items()), reverse=True)
-    (best, language), (runner_up, _) = scores[0], scores[1]
+            hits[language] = hits.get(language, 0) + 1
+    # Only a language with a hit can lead; the others score 0.
+    ranked = sorted(zip(hits.values(), hits), reverse=True)
+    best, language = ranked[0] if ranked else (0, None)
+    runner_up = ranked[1][0] if len(ranked) > 1 else 0
     if best >= _MIN_HITS and best > runner_up:
         return language
     return None
