@@ -35,9 +35,6 @@ class ConversationState:
     version: int
     rating: int | None
     message_offer: str | None = None
-    # The metric tally after the change (ConversationTally.snapshot()), set
-    # once the change's events are tallied (router/working_set.py).
-    tally: list[Any] | None = None
 
     @classmethod
     def of(cls, c: Conversation) -> ConversationState:
@@ -58,17 +55,11 @@ class ConversationState:
             message_offer=c.message_offer,
         )
 
-    def with_tally(self, tally: list[Any]) -> ConversationState:
-        return ConversationState(*_STATE_BEFORE_TALLY(self), tally)
 
 
-# Copies made from the fields' values in order, as dataclasses.replace makes
-# them without looking the fields up at every call: replace was 1-2 % of a
-# message's CPU (a handoff copied, each conversation's state re-made with its
-# tally).
-_STATE_BEFORE_TALLY = operator.attrgetter(*(f.name for f in dataclasses.fields(ConversationState)
-                                            if f.name != "tally"))
-assert dataclasses.fields(ConversationState)[-1].name == "tally"
+# A copy made from the fields' values in order, as dataclasses.replace makes
+# it without looking the fields up at every call (replace was ~1 % of a
+# handoff's CPU).
 _HANDOFF_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(Handoff)))
 
 
@@ -149,6 +140,13 @@ class Changes:
     # Metric rollup increments and first replies, from the conversations'
     # tallies (router/rollups.py).
     rollup: Deltas = field(default_factory=Deltas)
+    # Per conversation recorded, its metric tally after the change
+    # (ConversationTally.snapshot()), set once the change's events are
+    # tallied (router/working_set.py) and stored with the conversation. Kept
+    # beside its state rather than in it: the state is made when the change
+    # is recorded, before the events are tallied, and making it again with
+    # the tally cost a frozen copy per conversation per change.
+    tallies: dict[str, list[Any]] = field(default_factory=dict)
 
     def conversation(self, c: Conversation) -> None:
         # One version per unit of work, however many times it records the

@@ -51,7 +51,7 @@ class ChangeRows:
             inbound=message_row(c.inbound) if c.inbound is not None else None,
             new_agents=[new_agent_row(a) for a in c.new_agents],
             agents={k: profile_row(a) for k, a in c.agents.items()},
-            conversations={k: conversation_row(s) for k, s in c.conversations.items()},
+            conversations={k: conversation_row(s, c.tallies.get(k)) for k, s in c.conversations.items()},
             handoffs={k: handoff_row(h) for k, h in c.handoffs.items()},
             load=c.load_deltas,
             messages=[message_row(m) for m in c.messages],
@@ -246,10 +246,10 @@ def _status(a: Any) -> str:
     return a.status if isinstance(a.status, str) else a.status.value
 
 
-def conversation_row(s: ConversationState) -> Row:
+def conversation_row(s: ConversationState, tally: list[Any] | None) -> Row:
     return (s.id, s.channel_id, s.external_id, s.customer.id, s.customer.name, s.customer.vip, s.status.value,
             s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id, s.version, s.rating,
-            s.message_offer, None if s.tally is None else _json(s.tally))
+            s.message_offer, None if tally is None else _json(tally))
 
 
 CONVERSATION_STATUS = 6
