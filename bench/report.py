@@ -173,7 +173,7 @@ def markdown(results: dict[str, Any]) -> str:
         # the middleware chain) are left out here; the JSON has them all.
         skip = ("<module>", "main (tierdesk/cli.py)", "_serve (", "run_app (", "Thread.", "_WorkItem.run",
                 "_worker (concurrent", "RequestHandler._handle_request", "Application._handle",
-                "_fix_request_current_app", "context_middleware", "error_middleware", "ip_rate_limit",
+                "_fix_request_current_app", "context_middleware", "error_middleware", "request_guards",
                 "post_message (")
         shown = 0
         for f in prof["top_inclusive"]:

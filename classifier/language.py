@@ -54,6 +54,17 @@ _STOPWORDS: dict[str, frozenset[str]] = {
     "nl": frozenset("de het een is zijn ik mijn niet en hoe wat wanneer waar waarom kan kunnen met "
                     "voor op alstublieft heb heeft te".split()),
 }
+# Each function word's languages: a text's words are looked up once each,
+# not once per language.
+def _languages_of_words() -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for language, words in _STOPWORDS.items():
+        for word in words:
+            out[word] = (*out.get(word, ()), language)
+    return out
+
+
+_LANGUAGES_OF = _languages_of_words()
 # A Latin-script guess needs this many function words and a lead over the
 # runner-up; below, the text is too short or too mixed to say.
 _MIN_HITS = 2
@@ -89,6 +100,9 @@ def locale_language(locale: str | None) -> str | None:
 
 def detect_language(text: str) -> str | None:
     """The language ``text`` is written in, or None when it cannot be told."""
+    if text.isascii():
+        # No script but Latin to look for (most messages): only its words tell.
+        return _latin_language(text) if _LETTER.search(text) else None
     letters = len(_LETTER.findall(text))
     if not letters:
         return None
@@ -111,9 +125,14 @@ def detect_language(text: str) -> str | None:
 
 
 def _latin_language(text: str) -> str | None:
-    words = _WORD.findall(text.lower())
-    scores = sorted(((sum(w in stop for w in words), lang) for lang, stop in _STOPWORDS.items()), reverse=True)
-    (best, language), (runner_up, _) = scores[0], scores[1]
+    hits: dict[str, int] = {}
+    for word in _WORD.findall(text.lower()):
+        for language in _LANGUAGES_OF.get(word, ()):
+            hits[language] = hits.get(language, 0) + 1
+    # Only a language with a hit can lead; the others score 0.
+    ranked = sorted(zip(hits.values(), hits), reverse=True)
+    best, language = ranked[0] if ranked else (0, None)
+    runner_up = ranked[1][0] if len(ranked) > 1 else 0
     if best >= _MIN_HITS and best > runner_up:
         return language
     return None

@@ -8,7 +8,6 @@ the machinery under them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -293,10 +292,10 @@ class WorkingSet:
             if e.conversation_id not in changes.conversations:
                 # Its stored tally would fall behind its events otherwise.
                 changes.conversation(conv)
-        for cid, state in changes.conversations.items():
+        for cid in changes.conversations:
             conv = self._by_id.get(cid)
             if conv is not None:
-                changes.conversations[cid] = dataclasses.replace(state, tally=_tally_of(conv).snapshot())
+                changes.tallies[cid] = _tally_of(conv).snapshot()
 
     @staticmethod
     def _agents_of(changes: Changes) -> set[str]:

@@ -9,6 +9,9 @@ PostgreSQL's turns them into one array per column.
 
 from __future__ import annotations
 
+import copyreg
+import dataclasses
+import operator
 import orjson
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,7 +51,7 @@ class ChangeRows:
             inbound=message_row(c.inbound) if c.inbound is not None else None,
             new_agents=[new_agent_row(a) for a in c.new_agents],
             agents={k: profile_row(a) for k, a in c.agents.items()},
-            conversations={k: conversation_row(s) for k, s in c.conversations.items()},
+            conversations={k: conversation_row(s, c.tallies.get(k)) for k, s in c.conversations.items()},
             handoffs={k: handoff_row(h) for k, h in c.handoffs.items()},
             load=c.load_deltas,
             messages=[message_row(m) for m in c.messages],
@@ -59,6 +62,18 @@ class ChangeRows:
             replied=[(at, mid) for mid, at in c.rollup.replied],
             verdicts=[(v, mid) for mid, v in c.verdicts],
         )
+
+    def __reduce__(self) -> tuple[type[ChangeRows], tuple[Any, ...]]:
+        return ChangeRows, _CHANGE_ROWS_FIELDS(self)
+
+
+# Pickled (to SQLite's writer process) as the class and its fields' values in
+# order: pickle's default for a slotted instance writes and reads a dict of
+# its slots per instance. -4 us to pickle and -4.5 us to unpickle a FAQ
+# message's rows (timeit, a batch of 22, 2026-12-05).
+_CHANGE_ROWS_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(ChangeRows)))
+_HISTOGRAM_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(HistogramDelta)))
+copyreg.pickle(HistogramDelta, lambda h: (HistogramDelta, _HISTOGRAM_FIELDS(h)))
 
 
 @dataclass(slots=True)
@@ -231,10 +246,10 @@ def _status(a: Any) -> str:
     return a.status if isinstance(a.status, str) else a.status.value
 
 
-def conversation_row(s: ConversationState) -> Row:
+def conversation_row(s: ConversationState, tally: list[Any] | None) -> Row:
     return (s.id, s.channel_id, s.external_id, s.customer.id, s.customer.name, s.customer.vip, s.status.value,
             s.created_at, s.updated_at, s.bot_streak, s.handoff_count, s.handoff_id, s.agent_id, s.version, s.rating,
-            s.message_offer, None if s.tally is None else _json(s.tally))
+            s.message_offer, None if tally is None else _json(tally))
 
 
 CONVERSATION_STATUS = 6

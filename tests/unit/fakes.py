@@ -87,6 +87,7 @@ class _AgentRow:
 class _Tables:
     agents: dict[str, _AgentRow] = field(default_factory=dict)
     conversations: dict[str, ConversationState] = field(default_factory=dict)
+    tallies: dict[str, list[Any] | None] = field(default_factory=dict)  # stored with each conversation
     handoffs: dict[str, Handoff] = field(default_factory=dict)
     inbound: dict[tuple[str, str], MessageRecord] = field(default_factory=dict)
     messages: list[MessageRecord] = field(default_factory=list)
@@ -96,7 +97,8 @@ class _Tables:
     def copy(self) -> _Tables:
         return _Tables(
             agents={k: _AgentRow(r.profile, r.open_count) for k, r in self.agents.items()},
-            conversations=dict(self.conversations), handoffs=dict(self.handoffs), inbound=dict(self.inbound),
+            conversations=dict(self.conversations), tallies=dict(self.tallies), handoffs=dict(self.handoffs),
+            inbound=dict(self.inbound),
             messages=list(self.messages), events=list(self.events), outbox=list(self.outbox),
         )
 
@@ -172,6 +174,7 @@ class FakeStore:
             if (stored.version if stored else 0) != s.version - 1:
                 raise ChangeRefused(f"conversation {s.id!r} was changed by another instance; retry")
             new.conversations[s.id] = s
+            new.tallies[s.id] = changes.tallies.get(s.id)
         new.handoffs.update({h.id: dataclasses.replace(h) for h in changes.handoffs.values()})
         for agent_id, d in changes.load_deltas.items():
             row = new.agents[agent_id]
@@ -206,13 +209,14 @@ class FakeStore:
     def _conversation(self, s: ConversationState, answers: bool = True) -> Conversation:
         """As the SQL store gives it: by id, without the answers given in it."""
         handoff = dataclasses.replace(self.t.handoffs[s.handoff_id]) if s.handoff_id else None
+        tally = self.t.tallies.get(s.id)
         given = {m.external_id: dict(m.response) for m in self.t.inbound.values()
                  if answers and m.conversation_id == s.id and m.external_id and m.response is not None}
         return Conversation(
             id=s.id, channel_id=s.channel_id, external_id=s.external_id, customer=s.customer,
             created_at=s.created_at, status=s.status, updated_at=s.updated_at, bot_streak=s.bot_streak,
             handoff_count=s.handoff_count, handoff=handoff, answers=given, version=s.version,
-            tally=None if s.tally is None else ConversationTally.restore(s.channel_id, s.tally),
+            tally=None if tally is None else ConversationTally.restore(s.channel_id, tally),
         )
 
     async def load_open_conversations(self) -> list[Conversation]:

@@ -94,7 +94,11 @@ class ChannelHub:
         return kind in WANTED.get(c.kind, frozenset()) or (c.kind == "webhook" and c.notices and kind in NOTICES)
 
     def wants_notices(self, channel_id: str) -> bool:
-        return any(self.wanted(channel_id, k) for k in NOTICES)
+        """Any of the NOTICES wanted (``wanted`` of each, with one look-up)."""
+        c = self._channels.get(channel_id)
+        if c is None:
+            return False
+        return not NOTICES.isdisjoint(WANTED.get(c.kind, ())) or (c.kind == "webhook" and c.notices)
 
     # ------------------------------------------------------------- dispatch
     def adapter(self, channel: Channel) -> ChannelAdapter:

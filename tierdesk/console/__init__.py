@@ -18,8 +18,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def setup(app: web.Application) -> None:
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                         context_processors=[pages.context])
+    # No context processors: aiohttp_jinja2 runs them in a middleware, on
+    # every request of the API too; pages.render adds the pages' context.
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
     r = app.router
     r.add_get("/console", pages.home)
     r.add_get("/console/", pages.home)

@@ -51,7 +51,8 @@ def asset(name: str) -> str:
     return f"/console/static/{name}?v={digest}"
 
 
-async def context(request: web.Request) -> dict[str, Any]:
+def context(request: web.Request) -> dict[str, Any]:
+    """What every page's template is given."""
     lang = language(request)
     other = "zh" if lang == "en" else "en"
     return {"lang": lang, "t": lambda key, **v: translate(lang, key, **v), "other_lang": other,
@@ -59,7 +60,7 @@ async def context(request: web.Request) -> dict[str, Any]:
 
 
 def render(request: web.Request, template: str, status: int = 200, **ctx: Any) -> web.Response:
-    response = aiohttp_jinja2.render_template(template, request, ctx, status=status)
+    response = aiohttp_jinja2.render_template(template, request, context(request) | ctx, status=status)
     response.headers.update(SECURITY_HEADERS)
     if "lang" in request.query and request.query["lang"] in MESSAGES:
         response.set_cookie(LANG_COOKIE, request.query["lang"], max_age=365 * 86400, path="/", samesite="Lax")
