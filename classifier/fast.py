@@ -20,6 +20,7 @@ import numpy as np
 from .calibration import ConfidenceCalibration, top_features
 from .neighbours import Neighbours
 from .sparse import SparseRows
+from .static_embeddings import MODEL_NAME as STATIC_MODEL_NAME
 from .text import Analyzer, char_wb_word_ngrams, char_wb_words, normalize
 
 
@@ -43,8 +44,9 @@ WINDOW_CACHE_SIZE = 20_000
 
 @dataclass(frozen=True)
 class EmbeddingBlock:
-    """The optional sentence-embedding block: ``dim`` dense columns after the
-    TF-IDF blocks, ``weight * encoder.encode(normalize(text))``.
+    """The dense block: ``dim`` columns after the TF-IDF blocks,
+    ``weight * encoder.encode(normalize(text))``, from the static word-piece
+    table (classifier.static_embeddings) or the optional MiniLM encoder.
 
     ``info`` is what the encoder's ``describe()`` returned at training time
     (model name, weights' sha256, ...); it is saved with the artifact and
@@ -61,6 +63,11 @@ class EmbeddingBlock:
     @property
     def model(self) -> str:
         return str(self.info.get("model"))
+
+    @property
+    def static(self) -> bool:
+        """The static table shipped with tierdesk, not the optional extra."""
+        return self.model == STATIC_MODEL_NAME
 
 
 @dataclass(frozen=True)
@@ -128,13 +135,14 @@ class CompiledClassifier:
 
     @property
     def encoder(self):
-        """The sentence encoder (loaded on first use) for an embedding model."""
+        """The dense block's encoder (loaded on first use): the static
+        word-piece table, or the optional MiniLM sentence encoder."""
         if self.embedding is None:
             return None
         if self._encoder is None:
-            from .embeddings import get_encoder
+            from .static_embeddings import dense_encoder
 
-            self._encoder = get_encoder()
+            self._encoder = dense_encoder(self.embedding.info)
         return self._encoder
 
     def _validate(self) -> None:
@@ -195,7 +203,7 @@ class CompiledClassifier:
         embedding = None
         info = getattr(model, "embedding_info_", None)
         if info is not None:
-            embedding = EmbeddingBlock(dict(info), float(model.embedding_weight))
+            embedding = EmbeddingBlock(dict(info), float(model.embedding_weight_))
         neighbours = model.neighbours_ if calibration is not None else None
         return cls(blocks, coef.T, intercept, list(model.classes_), embedding, calibration=calibration,
                    neighbours=neighbours)

@@ -28,6 +28,8 @@ from threadpoolctl import threadpool_limits
 
 from .calibration import top_features
 from .neighbours import Neighbours
+from .static_embeddings import DEFAULT_WEIGHT as STATIC_WEIGHT
+from .static_embeddings import wants_static_block
 from .text import WORD_TOKEN_PATTERN, Analyzer, normalize
 
 LINEAR_MODELS = ("auto", "logistic", "svm")
@@ -45,6 +47,15 @@ DEFAULT_C = {"logistic": 20.0, "svm": 1.0}
 # next to the two l2-normalised TF-IDF blocks; chosen on the validation set
 # of BANKING77 (0.5: 92.1%, 1: 92.2%, 1.5: 92.5%, 2: 92.5%, 3: 92.1%; docs/classifier.md).
 DEFAULT_EMBEDDING_WEIGHT = 1.5
+STATIC_EMBEDDINGS = ("auto", True, False)
+
+
+def wants_static_embeddings(texts: Sequence[str], *, embeddings: bool = False) -> bool:
+    """static_embeddings="auto": on for a large training set (where it was
+    measured: +1 point on BANKING77 and CLINC150, docs/classifier.md §9)
+    whose word pieces the table's vocabulary mostly knows (not Chinese),
+    unless the MiniLM sentence embeddings take the dense block's place."""
+    return not embeddings and len(texts) >= AUTO_SVM_MIN_EXAMPLES and wants_static_block(texts)
 
 
 class IntentClassifier(ClassifierMixin, BaseEstimator):
@@ -68,6 +79,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         embeddings: bool = False,
         embedding_weight: float = DEFAULT_EMBEDDING_WEIGHT,
+        static_embeddings: str | bool = "auto",
+        static_weight: float = STATIC_WEIGHT,
     ) -> None:
         self.linear = linear
         self.word_ngram_range = word_ngram_range
@@ -84,6 +97,8 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.embeddings = embeddings
         self.embedding_weight = embedding_weight
+        self.static_embeddings = static_embeddings
+        self.static_weight = static_weight
 
     def _make_vectorizer(self, analyzer: Analyzer, min_df: int = 1) -> TfidfVectorizer:
         return TfidfVectorizer(
@@ -118,15 +133,35 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         self.vectorizers_ = [self._make_vectorizer(a, min_df) for a in analyzers]
         parts = [v.fit_transform(texts) for v in self.vectorizers_]
         sparse = sp.hstack(parts, format="csr")
+        # One dense block at most: the optional MiniLM sentence embeddings,
+        # or else (by default on large knowledge bases its vocabulary covers)
+        # the static word-piece embeddings distilled from it.
+        static = self.static_embeddings
+        if static not in STATIC_EMBEDDINGS:
+            raise ValueError(f"static_embeddings must be one of {STATIC_EMBEDDINGS}, got {static!r}")
+        if static == "auto":
+            static = wants_static_embeddings(texts, embeddings=self.embeddings)
+        if static and self.embeddings:
+            raise ValueError("static_embeddings and embeddings are exclusive: one dense block at most")
         if self.embeddings:
             if not self.embedding_weight > 0:
                 raise ValueError(f"embedding_weight must be > 0, got {self.embedding_weight!r}")
             from .embeddings import get_encoder
 
             self.embedding_info_ = get_encoder().describe()
-            parts.append(self._embedding_block(texts))
+            self.embedding_weight_ = float(self.embedding_weight)
+        elif static:
+            if not self.static_weight > 0:
+                raise ValueError(f"static_weight must be > 0, got {self.static_weight!r}")
+            from .static_embeddings import get_static_encoder
+
+            self.embedding_info_ = get_static_encoder().describe()
+            self.embedding_weight_ = float(self.static_weight)
         else:
             self.embedding_info_ = None
+            self.embedding_weight_ = None
+        if self.embedding_info_ is not None:
+            parts.append(self._embedding_block(texts))
         matrix = sp.hstack(parts, format="csr")
         linear = self.linear
         if linear == "auto":
@@ -184,12 +219,13 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         return make().fit(matrix, labels), beta
 
     def _embedding_block(self, texts: list[str]) -> sp.csr_matrix:
-        from .embeddings import get_encoder
+        from .static_embeddings import dense_encoder
 
         # The encoder sees the same normalised text as the n-gram analyzers
         # (NFKC folds full-width letters the WordPiece vocabulary lacks).
-        dense = get_encoder().encode([normalize(t) for t in texts]).astype(np.float64)
-        return sp.csr_matrix(dense * float(self.embedding_weight))
+        encoder = dense_encoder(self.embedding_info_)
+        dense = encoder.encode([normalize(t) for t in texts]).astype(np.float64)
+        return sp.csr_matrix(dense * self.embedding_weight_)
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         check_is_fitted(self, "linear_")

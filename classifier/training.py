@@ -26,7 +26,7 @@ from .fast import CompiledClassifier
 from .calibration import ConfidenceCalibration, calibration_report, fit_confidence_calibration
 from .estimate import DEFAULT_UNKNOWN_SHARE, HeldOut, describe, split_half_estimate
 from .knowledge_base import MIN_EXAMPLES, KnowledgeBase, load_knowledge_base
-from .model import IntentClassifier
+from .model import IntentClassifier, wants_static_embeddings
 from .thresholds import (
     DEFAULT_TARGET_PRECISION,
     MIN_INTENT_SUPPORT,
@@ -209,6 +209,12 @@ def train(
         raise InvalidInput("a knowledge base needs at least two intents to train a classifier")
     started = time.perf_counter()
     progress(f"training on {len(texts)} examples, {len(kb.intents)} intents")
+    if params.get("static_embeddings", "auto") == "auto":
+        # Decided once on the whole knowledge base: the held-out fits see a
+        # share of it, and must be the same model as the one shipped.
+        params["static_embeddings"] = wants_static_embeddings(texts, embeddings=bool(params.get("embeddings")))
+    if params["static_embeddings"]:
+        progress("static word-piece embeddings on")
     for warning in kb.warnings:
         progress(f"warning: {warning}")
     args = (kb, texts, labels, target_precision, validation_fraction, random_state, progress, params,
