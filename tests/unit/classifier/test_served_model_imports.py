@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from classifier.knowledge_base import load_knowledge_base
 from classifier.service import FaqModel
 from classifier.training import train_and_save
@@ -16,16 +18,21 @@ ROOT = Path(__file__).resolve().parents[3]
 QUESTIONS = ["how do I reset my password", "hello there", "where is my parcel", ""]
 
 
-def test_a_trained_model_answers_without_scikit_learn_or_scipy(tmp_path, write_kb, small_kb_yaml):
+# The static embedding block is on by default for large knowledge bases only;
+# forced here so the small one has it too.
+@pytest.mark.parametrize("static", [False, True], ids=["tfidf", "static-embeddings"])
+def test_a_trained_model_answers_without_scikit_learn_or_scipy(tmp_path, write_kb, small_kb_yaml, static):
     kb = write_kb(small_kb_yaml)
     models = tmp_path / "models"
-    train_and_save(kb, models, activate=True, version="v0001", progress=lambda _: None)
+    train_and_save(kb, models, activate=True, version="v0001", progress=lambda _: None,
+                   params={"static_embeddings": static})
     probe = (
         "import json, sys\n"
         "from classifier.knowledge_base import load_knowledge_base\n"
         "from classifier.service import FaqModel\n"
         f"model = FaqModel.load_active({str(models)!r}, load_knowledge_base({str(kb)!r}))\n"
         "assert model.compiled.calibration is not None and model.compiled.neighbours is not None\n"
+        f"assert (model.compiled.embedding is not None) is {static!r}\n"
         f"questions = {QUESTIONS!r}\n"
         "many = model.predict_many(questions)\n"
         "one = [model.predict(q) for q in questions]\n"
