@@ -138,11 +138,12 @@ def test_a_model_trained_with_another_table_is_refused(tmp_path, static_trained,
 
 
 def test_a_chinese_knowledge_base_gets_no_block(write_kb):
-    intents = "\n".join(
-        f"  - id: i{k}\n    answer: 答{k}\n    examples: [{', '.join(t for t, y in zip(*_synthetic('zh', 2400)) if y == f'intent{k}')}]"
-        for k in range(4)
-    )
-    kb = load_knowledge_base(write_kb(f"default_skill: general\ndefault_language: zh\nintents:\n{intents}\n"))
+    texts, labels = _synthetic("zh", 2400)
+    lines = ["default_skill: general", "default_language: zh", "intents:"]
+    for k in range(4):
+        examples = ", ".join(t for t, y in zip(texts, labels) if y == f"intent{k}")
+        lines += [f"  - id: i{k}", f"    answer: 答{k}", f"    examples: [{examples}]"]
+    kb = load_knowledge_base(write_kb("\n".join(lines) + "\n"))
     trained = train(kb, progress=lambda _: None, unknown_share=0)
     assert trained.evaluation["params"]["static_embeddings"] is False
     assert trained.compiled.embedding is None
