@@ -64,6 +64,8 @@ class StaticEncoder:
         if table.ndim != 2 or table.shape[0] != len(vocab):
             raise ValueError(f"table of shape {table.shape} does not match a vocabulary of {len(vocab)}")
         self.table = table
+        # The same mapped pages without np.memmap's per-slice bookkeeping.
+        self._rows = table.view(np.ndarray)
         self.dim = int(table.shape[1])
         self.fingerprint = fingerprint
         self.tokenizer = WordPiece(vocab)
@@ -96,7 +98,7 @@ class StaticEncoder:
             return np.zeros(self.dim, dtype=np.float32)
         # Summed in float64 from the float16 rows: the same numbers whichever
         # path (batch or one message) computes them.
-        v = self.table[ids].astype(np.float64).sum(axis=0)
+        v = np.add.reduce(self._rows.take(ids, axis=0), axis=0, dtype=np.float64)
         v /= max(float(np.sqrt(v @ v)), 1e-12)
         return v.astype(np.float32)
 
