@@ -27,12 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accounting import per_request  # noqa: E402 - the harness of `make bench`
-from database import pg_create, pg_drop, pg_url  # noqa: E402
+from database import fresh_database, pg_drop  # noqa: E402
 from load import run_wrk  # noqa: E402
 from servers import Server  # noqa: E402
 from targets import probe_args, start_target, stop_servers, train_model  # noqa: E402
-import servers as S  # noqa: E402 - patched below: each tree's server runs in that tree
-import targets as T  # noqa: E402
 
 
 def main() -> int:
@@ -51,24 +49,14 @@ def main() -> int:
     args.pg_workers = args.pg_instances = 2
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-ab-"))
     models = train_model(None, tmp)
-    base_env = T.tierdesk_env
-    # Each tree's own code: run as a module from the tree, not the installed script.
-    T.tierdesk_argv = lambda: [sys.executable, "-m", "tierdesk.cli", "serve"]
     results: dict[tuple[str, str], list[float]] = {}
     for rnd in range(cli.rounds):
         for tree in (str(Path(t).resolve()) for t in cli.trees):
-            T.ROOT = S.ROOT = Path(tree)
-            T.tierdesk_env = lambda a, d, ad, m, port, tree=tree: base_env(a, d, ad, m, port) | {"PYTHONPATH": tree}
-            name = f"tierdesk_ab_{rnd}"
-            if cli.db == "postgresql":
-                pg_drop(cli.pg_admin_url, name)
-                pg_create(cli.pg_admin_url, name)
-                url = pg_url(cli.pg_admin_url, name)
-            else:
-                url = f"sqlite:///{tmp / f'{name}_{abs(hash(tree))}.db'}"
+            name = f"tierdesk_ab_{rnd}" if cli.db == "postgresql" else f"tierdesk_ab_{rnd}_{abs(hash(tree))}"
+            url = fresh_database(cli.db, name, cli.pg_admin_url, tmp)
             servers: list[Server] = []
             try:
-                tg = start_target(args, cli.target or cli.db, tmp, models, url, servers)
+                tg = start_target(args, cli.target or cli.db, tmp, models, url, servers, tree=Path(tree))
                 for mode in ("faq", "handoff"):
                     run_wrk(args, tg.bases, mode=mode, token=tg.token, run_id=f"w{rnd}{mode}{time.time()}",
                             duration=2, server_pid=None)

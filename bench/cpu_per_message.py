@@ -36,31 +36,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accounting import metrics_delta, per_request, scrape  # noqa: E402
 from common import RESULTS  # noqa: E402
-from database import pg_create, pg_drop, pg_url  # noqa: E402
+from database import fresh_database, pg_drop  # noqa: E402
 from load import run_loadgen  # noqa: E402
 from profiling import run_profile  # noqa: E402
 from servers import Server  # noqa: E402
 from targets import Target, discard_or_keep, start_target, stop_servers, train_model  # noqa: E402
-import servers as S  # noqa: E402 - patched below: each tree's server runs in that tree
-import targets as T  # noqa: E402
-
-_SERVER_ENV = T.tierdesk_env
 
 
 def start_tree(args: argparse.Namespace, tree: str, k: int, tmp: Path, models: Path,
                servers: list[Server]) -> Target:
-    # Each tree's own code: run as a module from the tree, not the installed script.
-    T.tierdesk_argv = lambda: [sys.executable, "-m", "tierdesk.cli", "serve"]
-    S.ROOT = Path(tree)  # the server's working directory: first on its sys.path
-    T.tierdesk_env = lambda a, d, ad, m, port: _SERVER_ENV(a, d, ad, m, port) | {"PYTHONPATH": tree}
     name = f"tierdesk_cpu_{k}"
-    if args.db == "postgresql":
-        pg_drop(args.pg_admin_url, name)
-        pg_create(args.pg_admin_url, name)
-        url = pg_url(args.pg_admin_url, name)
-    else:
-        url = f"sqlite:///{tmp / f'{name}.db'}"
-    tg = start_target(args, args.db, tmp, models, url, servers)
+    url = fresh_database(args.db, name, args.pg_admin_url, tmp)
+    tg = start_target(args, args.db, tmp, models, url, servers, tree=Path(tree))
     tg.out["pg_name"] = name if args.db == "postgresql" else None
     return tg
 

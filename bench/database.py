@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from pathlib import Path
 from typing import Any
-
 
 # The bench's own connections (the capacity sampler's, the checks'): not the
 # server's backends, whose CPU is counted per message.
@@ -133,6 +133,16 @@ def pg_drop(admin_url: str, name: str) -> None:
 
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fresh_database(db: str, name: str, pg_admin_url: str, tmp: Path) -> str:
+    """The URL of an empty database called ``name``: a PostgreSQL one
+    (dropped first if it exists) or a SQLite file in ``tmp``."""
+    if db == "sqlite":
+        return f"sqlite:///{tmp / f'{name}.db'}"
+    pg_drop(pg_admin_url, name)
+    pg_create(pg_admin_url, name)
+    return pg_url(pg_admin_url, name)
 
 
 def pg_url(admin_url: str, database: str) -> str:

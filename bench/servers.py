@@ -40,8 +40,10 @@ def http(method: str, url: str, body: Any = None, token: str | None = None, time
 
 
 class Server:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, log_path: Path) -> None:
-        self.name, self.argv, self.env, self.port, self.log_path = name, argv, env, port, log_path
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, log_path: Path,
+                 cwd: Path = ROOT) -> None:
+        """``cwd``: where it runs, first on its sys.path (another source tree's)."""
+        self.name, self.argv, self.env, self.port, self.log_path, self.cwd = name, argv, env, port, log_path, cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self.base = f"http://{HOST}:{port}"
 
@@ -49,7 +51,7 @@ class Server:
         self._log = open(self.log_path, "wb")
         # A session of its own: a Ctrl-C at the terminal reaches this script,
         # which then stops the server in its `finally`.
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=self._log,
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

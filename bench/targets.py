@@ -145,8 +145,13 @@ class Target:
 
 
 def start_target(args: argparse.Namespace, name: str, tmp: Path, models: Path, database_url: str | None,
-                 servers: list[Server], argv: list[str] | None = None) -> Target:
-    """``argv``: in place of `tierdesk serve` (bench/step_probe.py's)."""
+                 servers: list[Server], argv: list[str] | None = None, tree: Path | None = None) -> Target:
+    """``argv``: in place of `tierdesk serve` (bench/step_probe.py's).
+    ``tree``: serve the tierdesk of that source tree (a checkout or a git
+    worktree) instead of this one: what bench/ab.py and
+    bench/cpu_per_message.py compare."""
+    if tree is not None:
+        argv = [sys.executable, "-m", "tierdesk.cli", "serve"]
     port = free_port()
     if name == "bare":
         server = Server("bare", [sys.executable, str(BENCH / "bare_app.py"), str(port)], dict(os.environ), port,
@@ -165,8 +170,10 @@ def start_target(args: argparse.Namespace, name: str, tmp: Path, models: Path, d
     for k in range(args.pg_instances if name == "postgresql-instances" else 1):
         port = port if k == 0 else free_port()
         env = tierdesk_env(args, database_url, admin, models, port) | {"TIERDESK_WORKERS": str(workers)}
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)
         server = Server(name if k == 0 else f"{name}-{k}", argv or tierdesk_argv(), env, port,
-                        tmp / f"{name}-{k}.log")
+                        tmp / f"{name}-{k}.log", cwd=tree or ROOT)
         servers.append(server)
         t0 = time.perf_counter()
         server.start("/readyz", timeout=300.0)
