@@ -1,5 +1,6 @@
 """A served model needs numpy only: scikit-learn and SciPy (~75 and ~22 MiB
-of a process's memory) are for training and evaluation."""
+of a process's memory) are for training and evaluation, and the static
+embedding block needs none of the embeddings extra (tokenizers, safetensors)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def test_a_trained_model_answers_without_scikit_learn_or_scipy(tmp_path, write_k
         "one = [model.predict(q) for q in questions]\n"
         "print(json.dumps({'many': [[p.intent_id, p.confidence] for p in many],\n"
         "                  'one': [[p.intent_id, p.confidence] for p in one],\n"
-        "                  'imported': sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'})}))\n"
+        "                  'imported': sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'tokenizers', 'safetensors'})}))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     served = json.loads(out.stdout)
