@@ -46,95 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from classifier.datasets import load_dataset  # noqa: E402
 from classifier.model import IntentClassifier  # noqa: E402
 from classifier.text import normalize  # noqa: E402
+from classifier.wordpiece import WordPiece  # noqa: E402
 
 SIF_A = 1e-4
-
-
-class PureWordPiece:
-    """BERT's uncased tokenizer (BertNormalizer, BertPreTokenizer, greedy
-    longest-match WordPiece) in plain Python: what a serving path without the
-    ``tokenizers`` package would run. Checked against ``tokenizers`` by
-    ``cost`` on every message it times."""
-
-    _CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-            (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
-
-    def __init__(self, vocab: dict[str, int], max_chars: int = 100) -> None:
-        self.vocab = vocab
-        self.unk = vocab["[UNK]"]
-        self.max_chars = max_chars
-        self._kind: dict[str, str] = {}
-        self._words: dict[str, list[int]] = {}
-
-    def _char_kind(self, ch: str) -> str:
-        """'drop', 'space', 'cjk' or 'punct' (both split off), or 'word'."""
-        kind = self._kind.get(ch)
-        if kind is None:
-            import unicodedata
-
-            cp, cat = ord(ch), unicodedata.category(ch)
-            if cp == 0 or cp == 0xFFFD or (cat.startswith("C") and ch not in "\t\n\r"):
-                kind = "drop"
-            elif ch in " \t\n\r" or cat == "Zs":
-                kind = "space"
-            elif any(lo <= cp <= hi for lo, hi in self._CJK):
-                kind = "cjk"
-            elif (33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126
-                  or cat.startswith("P")):
-                kind = "punct"
-            else:
-                kind = "word"
-            self._kind[ch] = kind
-        return kind
-
-    def encode(self, text: str) -> list[int]:
-        import unicodedata
-
-        # Lower-case, then strip accents (NFD, drop combining marks).
-        text = unicodedata.normalize("NFD", text.lower())
-        words: list[str] = []
-        current: list[str] = []
-        for ch in text:
-            if unicodedata.category(ch) == "Mn":
-                continue
-            kind = self._char_kind(ch)
-            if kind == "word":
-                current.append(ch)
-                continue
-            if current:
-                words.append("".join(current))
-                current = []
-            if kind in ("cjk", "punct"):
-                words.append(ch)
-        if current:
-            words.append("".join(current))
-        out: list[int] = []
-        for word in words:
-            ids = self._words.get(word)
-            if ids is None:
-                ids = self._word_ids(word)
-                if len(self._words) < 100_000:
-                    self._words[word] = ids
-            out.extend(ids)
-        return out
-
-    def _word_ids(self, word: str) -> list[int]:
-        if len(word) > self.max_chars:
-            return [self.unk]
-        ids, start = [], 0
-        while start < len(word):
-            end = len(word)
-            while end > start:
-                piece = word[start:end] if start == 0 else "##" + word[start:end]
-                found = self.vocab.get(piece)
-                if found is not None:
-                    break
-                end -= 1
-            else:
-                return [self.unk]
-            ids.append(found)
-            start = end
-        return ids
 
 
 def build(out: Path, batch: int) -> None:
@@ -291,14 +205,14 @@ def cost(blocks: dict[str, StaticBlock]) -> int:
     """CPU time per message, over CLINC150's 5,500 test messages, best of 3
     rounds: the block (normalise, ``tokenizers`` WordPiece, look up, mean,
     normalise, its share of 151 intents' scores), the tokenisation alone, and
-    PureWordPiece (its word cache emptied before each round)."""
+    classifier.wordpiece.WordPiece (its word cache emptied before each round)."""
     ds = load_dataset("clinc150")
     texts = [t for t, _ in ds.test]
     for name, block in blocks.items():
         coef = np.random.default_rng(0).standard_normal((151, block.dim)).astype(np.float64)
         vocab = block.tokenizer.get_vocab()
         mismatched = sum(
-            PureWordPiece(vocab).encode(normalize(t))
+            WordPiece(vocab).encode(normalize(t))
             != block.tokenizer.encode(normalize(t), add_special_tokens=False).ids
             for t in texts
         )
@@ -312,7 +226,7 @@ def cost(blocks: dict[str, StaticBlock]) -> int:
                 block.tokenizer.encode(normalize(t), add_special_tokens=False)
 
         def run_pure():
-            wp = PureWordPiece(vocab)
+            wp = WordPiece(vocab)
             for t in texts:
                 wp.encode(normalize(t))
 
@@ -327,7 +241,7 @@ def cost(blocks: dict[str, StaticBlock]) -> int:
         mib = block.table.nbytes / 2**20
         print(f"{name}: table {block.table.shape}, {mib:.1f} MiB float32; per message CPU: "
               f"block {best['block']:.1f} us, of which normalize + tokenizers "
-              f"{best['tokenizers']:.1f} us; normalize + PureWordPiece {best['pure']:.1f} us "
+              f"{best['tokenizers']:.1f} us; normalize + WordPiece {best['pure']:.1f} us "
               f"({mismatched} of {len(texts)} messages tokenised differently from tokenizers)")
     return 0
 
