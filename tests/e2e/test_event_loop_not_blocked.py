@@ -146,7 +146,7 @@ async def test_the_monitor_catches_a_long_computation_and_not_the_collector(loop
     def computing() -> None:
         garbage = [[i] for i in range(200_000)]
         # The collector's time inside the step is set apart. Not a full
-        # collection: late in a whole test run it walked the session's heap
+        # collection: late in a whole test run it walked everything the run had kept
         # for 1.7 s, and on a loaded machine such a step picks up more than
         # SLEEP_LIMIT_S of time that is neither CPU nor on the run queue.
         gc.collect(1)
