@@ -178,14 +178,12 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
                 self.linear_ = LogisticRegression(C=C, max_iter=self.max_iter, tol=self.tol)
                 self.linear_.fit(matrix, labels)
                 self.temperature_beta_ = 1.0
+                self.coef_ = self.linear_.coef_
+                self.intercept_ = self.linear_.intercept_
             else:
                 self.linear_, self.temperature_beta_ = self._fit_svm(matrix, labels, C)
-        if linear == "logistic":
-            self.coef_ = self.linear_.coef_
-            self.intercept_ = self.linear_.intercept_
-        else:
-            self.coef_ = self.linear_.coef_ * self.temperature_beta_
-            self.intercept_ = self.linear_.intercept_ * self.temperature_beta_
+                self.coef_ = self.linear_.coef_ * self.temperature_beta_
+                self.intercept_ = self.linear_.intercept_ * self.temperature_beta_
         self.classes_ = self.linear_.classes_
         self.n_features_ = matrix.shape[1]
         self.neighbours_ = Neighbours.of(texts, sparse, np.searchsorted(self.classes_, labels),

@@ -56,7 +56,6 @@ class ConversationState:
         )
 
 
-
 # A copy made from the fields' values in order, as dataclasses.replace makes
 # it without looking the fields up at every call (replace was ~1 % of a
 # handoff's CPU).
