@@ -178,7 +178,11 @@ def test_a_customer_is_served_by_the_bot_then_a_person_and_rates_it(world: World
     rate.get_by_label("Comment (optional)").fill("Quick and kind.")
     shot(page, "widget-rating")
     rate.get_by_role("button", name="Send rating").click()
-    expect(page.locator("#tierdesk-widget .thanks")).to_have_text("Thank you for your rating.")
+    # The thanks line is in the page, hidden, from the start: only its
+    # showing says the server took the rating.
+    thanks = page.locator("#tierdesk-widget .thanks")
+    expect(thanks).to_be_visible()
+    expect(thanks).to_have_text("Thank you for your rating.")
     world.server.clock.advance(1)
     assert world.satisfaction() == (before[0] + 1, before[1] + 1)
 
