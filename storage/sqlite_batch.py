@@ -139,8 +139,17 @@ class SqliteBatchWriter:
 
 
 def open_connection(path: str, synchronous: str) -> sqlite3.Connection:
+    """The writer's connection."""
     conn = sqlite3.connect(path, cached_statements=256)
     configure(conn, synchronous)
+    # Inside the batch's transaction, a statement that may fail halfway (a
+    # multi-row INSERT under constraints) keeps the pages it changes in a
+    # statement journal, to undo just itself; past 64 KiB, which a batch's
+    # inserts pass, SQLite spills it to a temporary file it creates, writes
+    # page by page and deletes, per statement. In memory it is a copy of
+    # those pages: a batch's worth at most. Only here: the readers' large
+    # sorts (reports over a month) stay in temporary files, out of RSS.
+    conn.execute("PRAGMA temp_store=MEMORY")
     return conn
 
 

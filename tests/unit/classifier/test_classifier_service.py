@@ -6,7 +6,7 @@ import pytest
 
 from classifier.artifact import ModelStore, save_model
 from classifier.knowledge_base import KnowledgeBase
-from classifier.service import MAX_CLASSIFIED_CHARS, FaqModel, Prediction
+from classifier.service import MAX_CLASSIFIED_CHARS, ONE_BY_ONE, FaqModel, Prediction
 from classifier.training import train_and_save
 from tierdesk.errors import IncompatibleModelError, InvalidInput
 
@@ -90,7 +90,10 @@ def test_example_edit_requires_retraining(trained_demo_model, demo_kb):
 
 
 def test_predict_many_matches_single_and_validates(trained_demo_model):
-    texts = ["where is my order", "退货政策是什么", "", "x" * (MAX_CLASSIFIED_CHARS * 5)]
+    # More than ONE_BY_ONE: the batch is scored as one (top_many).
+    texts = ["where is my order", "退货政策是什么", "", "x" * (MAX_CLASSIFIED_CHARS * 5), "do you ship abroad",
+             "I was charged twice"]
+    assert len(texts) > ONE_BY_ONE
     many = trained_demo_model.predict_many(texts)
     singles = [trained_demo_model.predict(t) for t in texts]
     # The batch and single paths differ only in summation order.
@@ -104,6 +107,20 @@ def test_predict_many_matches_single_and_validates(trained_demo_model):
         trained_demo_model.predict_many("a string")
     with pytest.raises(InvalidInput):
         trained_demo_model.predict_many(["ok", None])
+
+
+def test_small_batches_are_scored_one_by_one_as_the_batch_would_be(trained_demo_model):
+    texts = ["how do I reset my password 1234", "where is my order", "退货政策是什么", "", "zzz qqq 77",
+             "I want to talk to a person"]
+    compiled = trained_demo_model.compiled
+    best, confidence = compiled.top_many(texts)
+    for text, k, c in zip(texts, best.tolist(), confidence.tolist()):
+        one = compiled.top_one(text)
+        assert one[0] == k and one[1] == pytest.approx(c, abs=1e-12)
+    whole = trained_demo_model.predict_many(texts)
+    in_twos = [p for i in range(0, len(texts), 2) for p in trained_demo_model.predict_many(texts[i:i + 2])]
+    assert [p._replace(confidence=0.0) for p in in_twos] == [p._replace(confidence=0.0) for p in whole]
+    assert [p.confidence for p in in_twos] == pytest.approx([p.confidence for p in whole], abs=1e-12)
 
 
 def test_train_save_activate_load(tmp_path, write_kb, small_kb_yaml):
