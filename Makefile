@@ -12,7 +12,7 @@ CHROMIUM := /usr/bin/chromium
 WRK := /usr/bin/wrk
 CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 
-.PHONY: serve test test-browser test-unit faults bench embeddings static-table clean-demo screenshots matrix
+.PHONY: serve test test-browser test-unit faults fuzz bench embeddings static-table clean-demo screenshots matrix
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tierdesk needs Python 3.11+"'
@@ -30,10 +30,12 @@ serve: $(STAMP)
 
 ## test: every test, on SQLite and on the PostgreSQL at 127.0.0.1:5432 (with the
 ## optional embedding extra, so its tests run too), the pages in headless Chromium
-## included: without Chromium or Playwright they fail rather than skip; the 15
-## slowest steps are listed at the end (the suite must stay under 10 minutes)
+## included: without Chromium or Playwright they fail rather than skip; the test
+## files are spread over one process per core (pytest-xdist; each has its own
+## PostgreSQL database); the 15 slowest steps are listed at the end (the suite
+## must stay under 10 minutes)
 test: $(STAMP) $(EMBEDDINGS) $(CHROMIUM)
-	TIERDESK_TEST_BROWSER=required $(BIN)/python -m pytest -q --durations=15
+	TIERDESK_TEST_BROWSER=required $(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
 
 ## test-browser: only the console's and the web widget's pages in Chromium; about a minute
 test-browser: $(STAMP) $(CHROMIUM)
@@ -64,6 +66,12 @@ $(SYNAPSE):
 	.venv-synapse/bin/python -m pip install --quiet --upgrade pip
 	.venv-synapse/bin/python -m pip install --quiet 'matrix-synapse>=1.100'
 	touch $(SYNAPSE)
+
+## fuzz: schemathesis against a real server from the OpenAPI description, every
+## operation (outside `make test`: its cases share one node id, which
+## pytest-xdist would run once); about a minute
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -q tests/fuzz
 
 ## faults: kill the server under load (SIGKILL) on both databases and check
 ## that no acknowledged message is lost; a few minutes

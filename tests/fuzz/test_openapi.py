@@ -1,8 +1,12 @@
 """Schemathesis generates requests from the OpenAPI description the server
 serves and sends them to a real server process: no 5xx, schema-invalid
 requests refused, and every response (status, headers, body) as the
-description says. Bounded examples per
-operation, so it fits in `make test`."""
+description says. Bounded examples per operation: `make fuzz`, about a
+minute, run by CI beside `make test`.
+
+Not under pytest-xdist (`make test`'s `-n`): schemathesis gives every
+operation's case the same node id, and xdist runs a node id once, so all
+but one operation would go untested without a word."""
 
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.support.models import copy_store
 from tests.support.server import ADMIN, Server, free_port
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    raise pytest.UsageError("tests/fuzz runs without -n (make fuzz): under pytest-xdist only one of its "
+                            "operations would run")
 
 SPEC = Path(__file__).resolve().parents[2] / "tierdesk" / "web" / "openapi.yaml"
 schema = schemathesis.openapi.from_path(str(SPEC))
