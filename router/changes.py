@@ -1,9 +1,14 @@
 """What one use case changed: the unit of work's contents.
 
-A use case mutates the in-memory domain objects and records here frozen
-copies of what must be persisted, taken at the moment of the change, so a
-later request mutating the same objects cannot leak into this commit. The
+A use case mutates the in-memory domain objects and records here copies of
+what must be persisted, taken at the moment of the change, so a later
+request mutating the same objects cannot leak into this commit. The
 storage adapter turns a batch of Changes into a few SQL statements.
+
+The records made per message (ConversationState, MessageRecord, OutboxItem,
+router.tracker.TrackerEvent) are not frozen dataclasses: a frozen one's
+__init__ sets each field through object.__setattr__, which made building
+them twice as dear, and nothing assigns to them once they are made.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from .model import Agent, Conversation, ConversationStatus, Customer, Handoff, S
 from .tracker import TrackerEvent
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConversationState:
     id: str
     channel_id: str
@@ -66,7 +71,7 @@ def _copy_handoff(h: Handoff) -> Handoff:
     return Handoff(*_HANDOFF_FIELDS(h))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageRecord:
     id: str
     channel_id: str
@@ -85,7 +90,7 @@ class MessageRecord:
     replied_at: float | None = None  # inbound: when its tier first replied (the bot: at once)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutboxItem:
     """A delivery to the channel's webhook, sent after commit by the worker."""
 

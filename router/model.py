@@ -140,6 +140,12 @@ class Handoff:
         return (self.left_message, not self.vip, self.requested_at, self.id)
 
 
+# Conversation.tier's members, looked up once: a member read off its enum
+# class goes through EnumType.__getattr__'s slow path (~4x a global's cost),
+# and the tier is asked several times per message.
+_HUMAN, _BOT = Tier.HUMAN, Tier.BOT
+_HUMAN_STATUSES = (ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)
+
 # The answers a conversation keeps in memory for retries (the latest ones).
 ANSWERS_KEPT = 4
 
@@ -199,7 +205,7 @@ class Conversation:
 
     @property
     def tier(self) -> Tier:
-        return Tier.HUMAN if self.status in (ConversationStatus.QUEUED, ConversationStatus.ASSIGNED) else Tier.BOT
+        return _HUMAN if self.status in _HUMAN_STATUSES else _BOT
 
 
 @dataclass(frozen=True, slots=True)

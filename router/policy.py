@@ -55,7 +55,9 @@ class Prediction(Protocol):
     language: str | None  # the language ``answer`` is in
 
 
-@dataclass(frozen=True, slots=True)
+# The decisions are not frozen: one is made per message (router/changes.py
+# says why).
+@dataclass(slots=True)
 class Answer:
     text: str
     faq_id: str
@@ -63,7 +65,7 @@ class Answer:
     language: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Handoff:
     reason: HandoffReason
     skill: str

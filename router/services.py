@@ -64,7 +64,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per message (router/changes.py says why).
+@dataclass(slots=True)
 class IncomingMessage:
     message_id: str
     conversation_id: str

@@ -39,7 +39,8 @@ class EndedBy(enum.StrEnum):
     FEEDBACK = "feedback"  # the customer marked it resolved
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per event (router/changes.py says why).
+@dataclass(slots=True)
 class TrackerEvent:
     kind: EventKind
     at: float
