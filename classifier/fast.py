@@ -248,25 +248,10 @@ class CompiledClassifier:
     def _weights(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, column, tf-idf weight) of the batch's nonzero features, in
         CSR order (by row, then column)."""
-        keys = self._occurrences(texts)
-        # Sorting makes the repeats of one (row, column) adjacent, in CSR
-        # order; thanks to the sentinel every run ends where the key changes.
-        keys.sort()
-        ends = np.flatnonzero(keys[1:] != keys[:-1])
-        # Run lengths: each end minus the previous one (the first run starts
-        # at 0); numpy buffers the overlapping in-place operands.
-        counts = ends + 1
-        counts[1:] -= counts[:-1]
-        row, col = np.divmod(keys[ends], self.n_sparse)
+        keys, counts = _runs(self._occurrences(texts))
+        row, col = np.divmod(keys, self.n_sparse)
         block = np.searchsorted(self._block_ends, col, side="right")
-        if self._all_sublinear:
-            tf = np.log(counts)
-            tf += 1.0
-        elif self._any_sublinear:
-            tf = np.where(self._sublinear_by_block[block], np.log(counts) + 1.0, counts)
-        else:
-            tf = counts.astype(np.float64)
-        w = tf * self._idf_all.take(col)
+        w = self._tf(counts, block) * self._idf_all.take(col)
         # A segment is one (message, block) pair: each block is l2-normalised
         # on its own, exactly like each TfidfVectorizer in the pipeline.
         seg = row * len(self.blocks) + block
@@ -338,6 +323,17 @@ class CompiledClassifier:
     def predict_proba_many(self, texts: Sequence[str]) -> np.ndarray:
         return _softmax_rows(self.decision_many(texts))
 
+    def _tf(self, counts: np.ndarray, block: np.ndarray) -> np.ndarray:
+        """Term frequencies of the runs, sublinear (1 + log) in the blocks
+        fitted so."""
+        if self._all_sublinear:
+            tf = np.log(counts)
+            tf += 1.0
+            return tf
+        if self._any_sublinear:
+            return np.where(self._sublinear_by_block[block], np.log(counts) + 1.0, counts)
+        return counts.astype(np.float64)
+
     def _weights_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """``_weights`` of one message: (column, tf-idf weight), by column.
         The same arithmetic in the same order, without the batch's row
@@ -354,21 +350,9 @@ class CompiledClassifier:
             if ids:
                 parts.append(ids)
         parts.append([self.n_sparse])  # the sentinel, greater than every column
-        keys = np.concatenate(parts, dtype=np.int64)
-        keys.sort()
-        ends = np.flatnonzero(keys[1:] != keys[:-1])
-        counts = ends + 1
-        counts[1:] -= counts[:-1]
-        col = keys[ends]
+        col, counts = _runs(np.concatenate(parts, dtype=np.int64))
         block = np.searchsorted(self._block_ends, col, side="right")
-        if self._all_sublinear:
-            tf = np.log(counts)
-            tf += 1.0
-        elif self._any_sublinear:
-            tf = np.where(self._sublinear_by_block[block], np.log(counts) + 1.0, counts)
-        else:
-            tf = counts.astype(np.float64)
-        w = tf * self._idf_all.take(col)
+        w = self._tf(counts, block) * self._idf_all.take(col)
         # Each block l2-normalised on its own, as _weights does.
         w /= np.sqrt(np.bincount(block, weights=w * w, minlength=len(self.blocks))).take(block)
         return col, w
@@ -477,6 +461,21 @@ class _WindowColumns(dict):
             self.clear()  # as the word cache: no bookkeeping on hits
         self[window] = cols
         return cols
+
+
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys, in order, and how often each occurs. ``keys`` ends
+    with a sentinel greater than every other key, so every run ends where
+    the key changes; it is sorted in place."""
+    # Sorting makes the repeats of one key adjacent (for the batch's
+    # (row, column) keys: in CSR order).
+    keys.sort()
+    ends = np.flatnonzero(keys[1:] != keys[:-1])
+    # Run lengths: each end minus the previous one (the first run starts
+    # at 0); numpy buffers the overlapping in-place operands.
+    counts = ends + 1
+    counts[1:] -= counts[:-1]
+    return keys[ends], counts
 
 
 def _top_features_one(scores: np.ndarray) -> tuple[int, float, float]:

@@ -106,12 +106,16 @@ def test_invalid_calibrations_are_refused(bad):
         ConfidenceCalibration.from_dict(bad)
 
 
-def test_an_input_weighted_zero_is_skipped_without_changing_the_confidence(small_kb):
+def test_fast_path_confidence_matches_the_estimator(small_kb):
     texts, labels = small_kb.training_data()
     model = IntentClassifier().fit(texts, labels)
     queries = ["hello there", "I want my money back", "what's the weather", "", "再见", "bye bye bye"]
     best, features = model.confidence_features(queries)
-    for calibration in (ConfidenceCalibration(0.7, 1.3, 0.0, 1.7, 0.2), ConfidenceCalibration(0.7, 1.3, 2.5, 0.0, 0.2)):
+    np.testing.assert_array_equal(best, top_features(model.decision_function(queries))[0])
+    # Every input weighted, then the similarity and then `seen` weighted 0,
+    # which the fast path skips computing: the same confidence either way.
+    for calibration in (ConfidenceCalibration(0.7, 1.3, 2.5, 1.7, 0.2), ConfidenceCalibration(0.7, 1.3, 0.0, 1.7, 0.2),
+                        ConfidenceCalibration(0.7, 1.3, 2.5, 0.0, 0.2)):
         compiled = CompiledClassifier.from_fitted(model, calibration)
         expected = calibration(features)
         got_best, got = compiled.top_many(queries)
@@ -120,23 +124,6 @@ def test_an_input_weighted_zero_is_skipped_without_changing_the_confidence(small
         for q, k, c in zip(queries, best, expected):
             one = compiled.top_one(q)
             assert one[0] == k and one[1] == pytest.approx(c, abs=1e-9)
-
-
-def test_fast_path_confidence_matches_the_estimator(small_kb):
-    texts, labels = small_kb.training_data()
-    model = IntentClassifier().fit(texts, labels)
-    calibration = ConfidenceCalibration(0.7, 1.3, 2.5, 1.7, 0.2)
-    compiled = CompiledClassifier.from_fitted(model, calibration)
-    queries = ["hello there", "I want my money back", "what's the weather", "", "再见", "bye bye bye"]
-    best, features = model.confidence_features(queries)
-    np.testing.assert_array_equal(best, top_features(model.decision_function(queries))[0])
-    expected = calibration(features)
-    got_best, got = compiled.top_many(queries)
-    assert got_best.tolist() == best.tolist()
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
-    for q, k, c in zip(queries, best, expected):
-        one = compiled.top_one(q)
-        assert one[0] == k and one[1] == pytest.approx(c, abs=1e-9)
     # Without a calibration, confidence is the softmax probability of the top class.
     plain = CompiledClassifier.from_fitted(model)
     np.testing.assert_allclose(plain.top_many(queries)[1], model.predict_proba(queries).max(axis=1), atol=1e-9)
