@@ -8,8 +8,6 @@ the machinery under them.
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,14 +15,12 @@ from typing import Any
 from router.errors import InvalidInput, NotFound, Unavailable
 
 from .changes import Changes
+from .conversation_cache import ConversationCache, key_of
 from .ids import new_id
 from .model import Conversation, Customer, Tier
 from .ports import DuplicateMessage
 from .rollups import ConversationTally
 from .routing import Dispatcher
-
-# The most cached conversations one new conversation looks at to make room.
-EVICTION_SCAN = 16
 
 
 @dataclass(slots=True)
@@ -51,7 +47,7 @@ class WorkingSet:
 
     def _init_working_set(self) -> None:
         self.generation = 0
-        self._conversations: OrderedDict[tuple[str, str], Conversation] = OrderedDict()
+        self._conversations = ConversationCache(self.config.conversation_cache_size)
         self._by_id: dict[str, Conversation] = {}
         self._loading: dict[tuple[str, str], asyncio.Future[Conversation | None]] = {}
         self._pending: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
@@ -140,11 +136,9 @@ class WorkingSet:
             if old is not None:
                 if old.handoff is not None:
                     self.dispatcher.forget(old.handoff)
-                key = (old.channel_id, old.external_id)
                 # The key may hold another copy by now: the same conversation
                 # as another instance created it, which is the one stored.
-                if self._conversations.get(key) is old:
-                    del self._conversations[key]
+                self._conversations.discard(key_of(old), old)
             c = stored.get(cid)
             if c is not None:
                 if old is not None:
@@ -187,49 +181,27 @@ class WorkingSet:
         return len(self._conversations)
 
     def _remember(self, c: Conversation) -> None:
-        key = (c.channel_id, c.external_id)
-        self._conversations[key] = c
-        self._conversations.move_to_end(key)
+        self._conversations.put(c)
         self._by_id[c.id] = c
         if c.handoff is not None and c.handoff.is_open:
             # The dispatcher knows every open handoff in memory, queued or
             # held: the queue figures and the agents' conversations are read
             # from it, not from a walk of the cache.
             self.dispatcher.track(c.handoff)
-        self._evict(keep=key)
+        # What has a commit in flight stays too: memory is ahead of the database.
+        for gone in self._conversations.evict(key_of(c), self._busy):
+            self._by_id.pop(gone.id, None)
 
-    def _evict(self, keep: tuple[str, str]) -> None:
-        # Conversations with a person involved or a commit in flight stay: the
-        # dispatcher holds their handoffs, and memory is ahead of the database.
-        excess = len(self._conversations) - self.config.conversation_cache_size
-        if excess <= 0:
-            return
-        # Look at the oldest few only, and send the ones that must stay to the
-        # back: a head of queued conversations would otherwise be re-scanned
-        # (the whole cache copied, even) on every new conversation once the
-        # cache is full, which made each message O(cache size). "Few" has a
-        # ceiling: once more conversations must stay than the cache holds
-        # (a queue of 90,000 for 100 agents), the excess itself is O(cache
-        # size), and scanning twice it per message stalled the service.
-        # (Entries, not keys: a look-up less per conversation scanned.)
-        for key, c in list(itertools.islice(self._conversations.items(), min(excess * 2, EVICTION_SCAN))):
-            if key != keep and c.tier is Tier.BOT and not self._in_flight.get(c.id) and not self._in_use.get(c.id):
-                del self._conversations[key]
-                self._by_id.pop(c.id, None)
-                excess -= 1
-                if excess <= 0:
-                    return
-            else:
-                self._conversations.move_to_end(key)
+    def _busy(self, c: Conversation) -> bool:
+        return bool(self._in_flight.get(c.id) or self._in_use.get(c.id))
 
     async def _conversation(self, channel_id: str, external_id: str, customer: Customer) -> Conversation:
         key = (channel_id, external_id)
         while True:
             if not self._ready:  # a coroutine less per message when it is (nearly always)
                 await self._ensure_ready()
-            c = self._conversations.get(key)
+            c = self._conversations.use(key)
             if c is not None:
-                self._conversations.move_to_end(key)
                 return c
             loading = self._loading.get(key)
             if loading is not None:
@@ -424,7 +396,7 @@ class WorkingSet:
             # Read without them (they are many, and rarely asked for again);
             # a retry of one another instance gave is recognised on commit.
             stored.answers = old.answers
-            self._conversations[(old.channel_id, old.external_id)] = stored
+            self._conversations.put(stored)
             self._by_id[stored.id] = stored
             if stored.handoff is not None and stored.handoff.is_open:
                 self.dispatcher.track(stored.handoff)

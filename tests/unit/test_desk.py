@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from router import metrics, working_set
+from router import metrics
 from router.model import ANSWERS_KEPT, AgentStatus, ConversationStatus, Customer, HandoffReason, Sender, Tier
 from router.ports import FakeClock
 from router.services import Desk, DeskConfig, IncomingMessage
@@ -642,27 +642,42 @@ async def test_a_full_cache_evicts_bot_conversations_and_keeps_queued_ones(make_
     assert again["action"] == "answer" and len({c.id for c in desk._by_id.values()}) == len(desk._conversations)
 
 
-class _CountingCache(OrderedDict):  # type: ignore[type-arg]
-    """The Desk's cache, counting the entries eviction sends to the back."""
+class _CountingOrder(OrderedDict):  # type: ignore[type-arg]
+    """The cache's eviction order, counting the entries sent to the back."""
 
-    moved = 0
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.moved = 0
 
     def move_to_end(self, key: Any, last: bool = True) -> None:
-        type(self).moved += 1
+        self.moved += 1
         super().move_to_end(key, last)
 
 
-async def test_making_room_stays_cheap_when_more_must_stay_than_the_cache_holds(make_desk, store: FakeStore) -> None:  # type: ignore[no-untyped-def]
+async def test_making_room_does_not_walk_the_queue_when_more_must_stay_than_the_cache_holds(make_desk, store: FakeStore) -> None:  # type: ignore[no-untyped-def]
     desk = await make_desk(conversation_cache_size=5)
     for i in range(300):  # no agent online: all of them wait, and must stay in memory
         assert (await send(desk, f"queued{i}", "refund my order"))["action"] == "handoff"
-    desk._conversations = _CountingCache(desk._conversations)
+    order = desk._conversations._order = _CountingOrder(desk._conversations._order)
     for i in range(100):
         assert (await send(desk, f"bot{i}", RESET))["action"] == "answer"
-    # Each new conversation looked at a bounded few (not twice the 300 over the size)...
-    assert _CountingCache.moved <= 100 * (1 + working_set.EVICTION_SCAN)
-    # ...and the cache holds what must stay and little else: the newest bot
-    # conversations, until the scan's lap through the queued ones reaches them.
+    # Each new conversation went to the back when remembered and, kept, once
+    # more when room was made: none of the 300 queued ones is in the eviction
+    # order to be looked at (in one order with them, it was 16 a message).
+    assert order.moved <= 2 * 100
     held = {key[1] for key in desk._conversations}
     assert {f"queued{i}" for i in range(300)} <= held
-    assert len(held) <= 300 + 300 // working_set.EVICTION_SCAN + 2 and "bot0" not in held
+    assert len(held) <= 300 + 2 and "bot0" not in held
+
+
+async def test_conversations_that_leave_the_human_tier_become_evictable(make_desk, store: FakeStore) -> None:  # type: ignore[no-untyped-def]
+    desk = await make_desk(conversation_cache_size=5)
+    for i in range(20):
+        assert (await send(desk, f"queued{i}", "refund my order"))["action"] == "handoff"
+    for i in range(20):
+        await desk.close(WEB, f"queued{i}")  # the customers leave: back in the bot tier
+    for i in range(40):
+        assert (await send(desk, f"bot{i}", RESET))["action"] == "answer"
+    held = {key[1] for key in desk._conversations}
+    assert len(held) <= 5 + 1 and not any(k.startswith("queued") for k in held), held
+    assert len(desk._by_id) == len(held)
