@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
+@contextmanager
+def _new_postgres_database() -> Iterator[str]:
     if SKIP_POSTGRES:
         pytest.skip("PostgreSQL opted out with TIERDESK_TEST_SKIP_POSTGRES=1")
     name = f"tierdesk_test_{uuid.uuid4().hex[:10]}"
@@ -66,6 +67,20 @@ def postgres_database() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    with _new_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_database() -> Iterator[str]:
+    """A migrated PostgreSQL database of the module's own, for a state its
+    tests share: db_url and pg_url empty postgres_database under it."""
+    with _new_postgres_database() as url:
+        yield url
 
 
 def _truncate_postgres(url: str) -> None:

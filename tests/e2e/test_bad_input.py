@@ -1,17 +1,26 @@
 """Bad requests to every write endpoint (and the metrics queries): each gets
 the exact status and error code in the documented error body, and leaves
-the database and the in-memory state exactly as they were."""
+the database and the in-memory state exactly as they were.
+
+The refusals share one world per database for the module (each case still
+compares its own before and after), so they also accumulate on one state;
+the tests that write get a fresh world each."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
+from router.ports import FakeClock
 from storage.tables import metadata
 from tests.support.api import ADMIN_TOKEN, Api
 from tierdesk.web import keys
@@ -20,6 +29,7 @@ FAQ = "how do I reset my password"
 BILLING = "I was charged twice for my order and want my money back"
 TABLES = ("messages", "events", "conversations", "handoffs", "agents", "channels", "credentials", "outbox")
 OVER_BODY_LIMIT = 65536 + 1
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, as the clock fixture
 
 
 @dataclass
@@ -34,9 +44,7 @@ class World:
         return template.format(**self.ids)
 
 
-@pytest.fixture
-async def world(app_client: Api) -> World:
-    api = app_client
+async def build_world(api: Api) -> World:
     ann = await api.add_agent("ann", ["billing"], capacity=2)
     bob = await api.add_agent("bob", ["tech"], capacity=2)
     carl = await api.add_agent("carl", ["billing"], capacity=1, status="offline")
@@ -58,6 +66,51 @@ async def world(app_client: Api) -> World:
     ids = {"conv": conv["id"], "ann": ann["id"], "bob": bob["id"], "carl": carl["id"], "channel": api.channel_id,
            "widget": web["id"]}
     return World(api, tokens, ids)
+
+
+@pytest.fixture
+async def world(app_client: Api) -> World:
+    """A world of the test's own, for the tests that write."""
+    return await build_world(app_client)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """db_url for the module's life. PostgreSQL gets a database of its own:
+    the writing tests here (db_url) truncate postgres_database."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("bad-input") / "tierdesk.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    return request.getfixturevalue("module_postgres_database")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_world(shared_db_url: str, demo_model: Any) -> AsyncIterator[World]:
+    """One world per database for every refusal of the module, started
+    without aiohttp_client (which lives for one test only). The address and
+    channel bursts are raised, the limiter still running: the cases send
+    some 2,200 requests a database from one address on the real clock (here
+    at most 355 in a second, against a refill of 1,000), and a faster machine
+    must not turn them into 429s; those are tested in test_security_limits.py."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def client_of(app: Any) -> TestClient[Any, Any]:
+        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        clients.append(client)
+        await client.start_server()
+        return client
+
+    try:
+        api = await Api.start(client_of, db_url=shared_db_url, clock=FakeClock(START), model=demo_model,
+                              rate_limit_ip_burst=1e9, rate_limit_channel_burst=1e9)
+        yield await build_world(api)
+    finally:
+        for client in clients:
+            await client.close()
+
+
+shared = pytest.mark.asyncio(loop_scope="module")
 
 
 async def snapshot(w: World) -> dict[str, Any]:
@@ -421,14 +474,15 @@ def assert_error(status: int, data: Any, headers: Any, expected_status: int, cod
         assert headers["WWW-Authenticate"] == 'Bearer realm="tierdesk"'
 
 
+@shared
 @pytest.mark.parametrize(("method", "path", "token", "body", "status", "code"),
                          [pytest.param(*case[1:], id=case[0]) for case in CASES])
-async def test_bad_write_is_refused_and_writes_nothing(world: World, method: str, path: str, token: str,
+async def test_bad_write_is_refused_and_writes_nothing(shared_world: World, method: str, path: str, token: str,
                                                        body: Any, status: int, code: str) -> None:
-    before = await snapshot(world)
-    got, data, headers = await request(world, method, path, token, body_bytes(fill(body, world)))
+    before = await snapshot(shared_world)
+    got, data, headers = await request(shared_world, method, path, token, body_bytes(fill(body, shared_world)))
     assert_error(got, data, headers, status, code)
-    assert await snapshot(world) == before
+    assert await snapshot(shared_world) == before
 
 
 METRICS_CASES = [
@@ -451,14 +505,16 @@ METRICS_CASES = [
 ]
 
 
+@shared
 @pytest.mark.parametrize("params", [pytest.param(p, id=i) for i, p in METRICS_CASES])
-async def test_bad_metrics_query_is_refused(world: World, params: dict[str, str]) -> None:
-    before = await snapshot(world)
-    got, data, headers = await request(world, "GET", "/v1/metrics", "supervisor", params=params)
+async def test_bad_metrics_query_is_refused(shared_world: World, params: dict[str, str]) -> None:
+    before = await snapshot(shared_world)
+    got, data, headers = await request(shared_world, "GET", "/v1/metrics", "supervisor", params=params)
     assert_error(got, data, headers, 422, "validation_failed")
-    assert await snapshot(world) == before
+    assert await snapshot(shared_world) == before
 
 
+@shared
 @pytest.mark.parametrize(("path", "token", "params", "status", "code"), [
     pytest.param("/v1/metrics", "none", {}, 401, "unauthenticated", id="metrics-no-token"),
     pytest.param("/v1/metrics", "channel", {}, 403, "forbidden", id="metrics-channel"),
@@ -492,9 +548,9 @@ async def test_bad_metrics_query_is_refused(world: World, params: dict[str, str]
     pytest.param("/v1/live", "supervisor", {"skill": "billing"}, 422, "validation_failed", id="live-unknown-param"),
     pytest.param("/v1/live", "ann", {}, 403, "forbidden", id="live-agent"),
 ])
-async def test_other_bad_reads(world: World, path: str, token: str, params: dict[str, str], status: int,
+async def test_other_bad_reads(shared_world: World, path: str, token: str, params: dict[str, str], status: int,
                                code: str) -> None:
-    got, data, headers = await request(world, "GET", path, token, params=params)
+    got, data, headers = await request(shared_world, "GET", path, token, params=params)
     assert_error(got, data, headers, status, code)
 
 
@@ -550,19 +606,21 @@ JSON_WRITES = [
 ]
 
 
+@shared
 @pytest.mark.parametrize(("method", "path", "token"), [pytest.param(*w, id=f"{w[0]} {w[1]}") for w in JSON_WRITES])
 @pytest.mark.parametrize("body", [NESTED, b"[" * 30_000 + b"]" * 30_000], ids=["objects", "arrays"])
-async def test_deeply_nested_json_is_a_bad_request_on_every_json_write(world: World, method: str, path: str,
+async def test_deeply_nested_json_is_a_bad_request_on_every_json_write(shared_world: World, method: str, path: str,
                                                                         token: str, body: bytes) -> None:
-    before = await snapshot(world)
-    got, data, headers = await request(world, method, path, token, body)
+    before = await snapshot(shared_world)
+    got, data, headers = await request(shared_world, method, path, token, body)
     assert_error(got, data, headers, 400, "invalid_json")
-    assert await snapshot(world) == before
+    assert await snapshot(shared_world) == before
 
 
 CHANNEL_WRITES = [MESSAGES, FEEDBACK, "/v1/conversations/order-1/close"]
 
 
+@shared
 @pytest.mark.parametrize("path", CHANNEL_WRITES)
 @pytest.mark.parametrize("signature", [
     "t={now},v1=\u00e9",  # a non-ASCII digest
@@ -573,22 +631,23 @@ CHANNEL_WRITES = [MESSAGES, FEEDBACK, "/v1/conversations/order-1/close"]
     "",
     "t={now}",
 ], ids=["non-ascii-digest", "huge-timestamp", "not-hex", "reordered", "negative-time", "empty", "no-digest"])
-async def test_a_malformed_signature_is_401_bad_signature(world: World, path: str, signature: str) -> None:
-    before = await snapshot(world)
-    header = signature.replace("{now}", str(int(world.api.clock.now())))
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {world.tokens['channel']}",
+async def test_a_malformed_signature_is_401_bad_signature(shared_world: World, path: str, signature: str) -> None:
+    before = await snapshot(shared_world)
+    header = signature.replace("{now}", str(int(shared_world.api.clock.now())))
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {shared_world.tokens['channel']}",
                "X-Tierdesk-Signature": header.encode("utf-8").decode("latin-1")}
     body = body_bytes(msg() if path == MESSAGES else {"rating": 5} if path == FEEDBACK else None)
-    resp = await world.api.client.request("POST", path, data=body, headers=headers)
+    resp = await shared_world.api.client.request("POST", path, data=body, headers=headers)
     data = await resp.json()
     expected = "signature_required" if not header else "bad_signature"
     assert_error(resp.status, data, resp.headers, 401, expected)
-    assert await snapshot(world) == before
+    assert await snapshot(shared_world) == before
 
 
+@shared
 @pytest.mark.parametrize("length", [10_000, 70_000])
-async def test_a_request_line_the_parser_refuses_gets_the_json_error_body(world: World, length: int) -> None:
-    server = world.api.client.server
+async def test_a_request_line_the_parser_refuses_gets_the_json_error_body(shared_world: World, length: int) -> None:
+    server = shared_world.api.client.server
     reader, writer = await asyncio.open_connection(server.host, server.port)
     writer.write(b"GET /v1/" + b"a" * length + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
