@@ -77,10 +77,12 @@ def main() -> int:
                         "after the rounds")
     p.add_argument("--models-dir", help="a trained models directory (default: train the demo model)")
     p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    p.add_argument("--server-env", action="append", default=[], metavar="TIERDESK_NAME=VALUE",
+                   help="a setting for every tree's server (repeatable); the environment is not passed on")
     cli = p.parse_args()
     # What bench/targets.py and bench/load.py read from `make bench`'s command line.
     args = argparse.Namespace(**vars(cli), connections=64, agents=20, capacity=5, sqlite_synchronous=None,
-                              pg_workers=1, pg_instances=1, server_env=[], profile_seconds=cli.profile)
+                              pg_workers=1, pg_instances=1, profile_seconds=cli.profile)
     modes = cli.modes.split(",")
     trees = [str(Path(t).resolve()) for t in cli.trees]
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-cpu-"))
@@ -106,7 +108,8 @@ def main() -> int:
                           f"server CPU {r['server_cpu_ms_per_req']} ms/msg "
                           f"(main threads {r['server_main_thread_cpu_ms_per_req']}, by process "
                           f"{r['process_cpu_ms_per_req']}), PostgreSQL {r.get('database_cpu_ms_per_req')}, "
-                          f"batch {r.get('group_commit_mean_batch')}, actions {r.get('actions')}, "
+                          f"batch {r.get('group_commit_mean_batch')}, p50 {r.get('p50_ms')} / p99 {r.get('p99_ms')} ms, "
+                          f"actions {r.get('actions')}, "
                           f"non-2xx {r['non2xx']}, other processes {r['cpu']['other_processes_cores']} cores",
                           flush=True)
         if cli.profile:
@@ -132,7 +135,8 @@ def main() -> int:
             return round(statistics.median(r[key] for r in rs if r.get(key) is not None), 3) \
                 if any(r.get(key) is not None for r in rs) else float("nan")
         print(f"  {mode:8} {med('server_cpu_ms_per_req'):.3f} ms (main threads "
-              f"{med('server_main_thread_cpu_ms_per_req'):.3f}; PostgreSQL {med('database_cpu_ms_per_req')}) "
+              f"{med('server_main_thread_cpu_ms_per_req'):.3f}; PostgreSQL {med('database_cpu_ms_per_req')}; "
+              f"p99 {med('p99_ms')} ms) "
               f"[{' / '.join(str(r['server_cpu_ms_per_req']) for r in rs)}]  {name}")
     discard_or_keep(tmp, 0)  # after an error, the servers' logs stay there
     return 0

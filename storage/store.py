@@ -44,14 +44,16 @@ from .statements import Statements
 
 
 class SqlStore:
-    def __init__(self, engines: Engines, *, max_batch: int = 1000, origin: str | None = None) -> None:
+    def __init__(self, engines: Engines, *, max_batch: int = 1000, origin: str | None = None,
+                 commit_linger: float = 0.0) -> None:
         """``origin``: this instance's name on the PostgreSQL relay; when set,
         each commit tells the other instances what it changed
-        (storage/notify.py)."""
+        (storage/notify.py). ``commit_linger``: seconds a batch may wait for
+        more (storage/group_commit.py)."""
         self.engines = engines
         self.origin = origin
         self._sql = Statements(engines.write.dialect)
-        self.committer = GroupCommitter(self._write_batch, max_batch=max_batch)
+        self.committer = GroupCommitter(self._write_batch, max_batch=max_batch, linger=commit_linger)
         self._sqlite = (SqliteWriter(engines.sqlite_path, engines.sqlite_synchronous, self._sql.sqlite_texts())
                         if engines.sqlite_path is not None else None)
         self._postgresql = None if self._sqlite is not None else PgWriter(engines, self._sql, origin=origin)

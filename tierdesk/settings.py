@@ -85,6 +85,10 @@ class Settings:
     log_message_text: bool = False
     # SQLite durability: NORMAL (survives a process crash) or FULL (also a power cut).
     sqlite_synchronous: str = "NORMAL"
+    # How long a group commit may wait for more changes to join it when the
+    # rate says more are coming (storage/group_commit.py): fewer commits per
+    # message at moderate rates, for at most this much latency. 0: never.
+    commit_linger_ms: float = 2.0
     db_pool_size: int = 5
     # How long a request waits for a PostgreSQL connection (from the pool or
     # a new one) before it is answered 503 "retry".
@@ -208,6 +212,8 @@ class Settings:
                 raise InvalidInput("the Matrix bridge needs TIERDESK_MATRIX_PASSWORD or TIERDESK_MATRIX_ACCESS_TOKEN")
             if self.matrix_language not in ("en", "zh"):
                 raise InvalidInput("TIERDESK_MATRIX_LANGUAGE must be en or zh")
+        if not 0 <= self.commit_linger_ms <= 50:
+            raise InvalidInput("TIERDESK_COMMIT_LINGER_MS must be between 0 and 50")
         if self.conversation_cache_size < 1:
             raise InvalidInput("TIERDESK_CONVERSATION_CACHE_SIZE must be at least 1")
         if self.workers < 1:

@@ -70,3 +70,51 @@ async def test_a_batch_the_database_fails_fails_everything_queued_behind_it() ->
     await committer.commit(Changes(generation=committer.generation_floor))
     assert len(write.written) == 1
     await committer.close()
+
+
+async def test_an_idle_committer_writes_at_once_whatever_the_linger() -> None:
+    write = ScriptedWrite()
+    committer = GroupCommitter(write, linger=30.0)
+    # The first change after a quiet spell sees no rate: it is not held back.
+    await asyncio.wait_for(committer.commit(Changes()), timeout=10.0)
+    assert write.batches == [1]
+    await committer.close()
+
+
+async def test_under_a_steady_rate_batches_linger_and_gather_changes() -> None:
+    write = ScriptedWrite()
+    committer = GroupCommitter(write, linger=0.2)
+    # 40 changes a second: once a rate window (0.25 s) has passed, a linger
+    # of 0.2 s expects 8 more, so the writer waits and batches grow.
+    pending = []
+    for _ in range(40):
+        pending.append(asyncio.ensure_future(committer.commit(Changes())))
+        await asyncio.sleep(0.025)
+    await asyncio.gather(*pending)
+    assert sum(write.batches) == 40
+    assert max(write.batches) >= 3 and len(write.batches) <= 30, write.batches
+    await committer.close()
+
+
+async def test_closing_does_not_linger() -> None:
+    write = ScriptedWrite()
+    committer = GroupCommitter(write, linger=30.0)
+    for _ in range(30):  # a rate that would linger
+        asyncio.ensure_future(committer.commit(Changes()))
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(committer.close(), timeout=10.0)
+    assert sum(write.batches) == 30
+
+
+async def test_the_first_change_after_a_quiet_spell_does_not_linger() -> None:
+    write = ScriptedWrite()
+    committer = GroupCommitter(write, linger=0.05)
+    for _ in range(30):  # a rate that lingers...
+        asyncio.ensure_future(committer.commit(Changes()))
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.4)  # ...then a pause longer than the rate's window
+    committer._linger = 30.0  # a change that lingered now would time out below
+    before = len(write.batches)
+    await asyncio.wait_for(committer.commit(Changes()), timeout=10.0)
+    assert write.batches[before:] == [1]
+    await asyncio.wait_for(committer.close(), timeout=10.0)

@@ -261,7 +261,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engines = create_engines(s.database_url, pool_size=s.db_pool_size, sqlite_synchronous=s.sqlite_synchronous,
                              wait_seconds=s.db_wait_seconds)
     app[keys.ENGINES] = engines
-    store = SqlStore(engines, origin=app[keys.ORIGIN] if engines.dialect == "postgresql" else None)
+    store = SqlStore(engines, origin=app[keys.ORIGIN] if engines.dialect == "postgresql" else None,
+                     commit_linger=s.commit_linger_ms / 1000)
     app[keys.STORE] = store
     try:
         await store.prepare()
