@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,18 @@ class Db:
 class CapacitySampler(threading.Thread):
     """Checks the capacity invariant in the database once a second while the
     handoff load runs ("no capacity ever exceeded", as far as a 1 Hz sample
-    and the final check can tell; the database's own guard refuses the rest)."""
+    and the final check can tell; the database's own guard refuses the rest).
+    With ``rss`` and ``queued_mark``, also reads the server's RSS at the first
+    sample with that many handoffs waiting: the memory target's condition.
+    A fast machine queues far more than that by the end of the runs, and
+    RSS at the end would then be judged on a longer queue than the target's."""
 
-    def __init__(self, db: Db, interval: float = 1.0) -> None:
+    def __init__(self, db: Db, interval: float = 1.0, *, rss: Callable[[], float | None] | None = None,
+                 queued_mark: int | None = None) -> None:
         super().__init__(daemon=True, name="capacity-sampler")
         self.db, self.interval = db, interval
+        self.rss, self.queued_mark = rss, queued_mark
+        self.at_mark: dict[str, Any] | None = None
         self.stop_event = threading.Event()
         self.samples = 0
         self.violations: list[dict[str, Any]] = []
@@ -101,13 +109,17 @@ class CapacitySampler(threading.Thread):
                 self.samples += 1
                 if c["over_capacity"]:
                     self.violations.extend(c["over_capacity"])
+                if (self.at_mark is None and self.rss is not None and self.queued_mark is not None
+                        and c["open_queued"] >= self.queued_mark):
+                    self.at_mark = {"queued": c["open_queued"], "rss_mib": self.rss()}
         finally:
             conn.close()
 
     def result(self) -> dict[str, Any]:
         self.stop_event.set()
         self.join(timeout=15)
-        return {"samples": self.samples, "violations": self.violations[:20], "errors": self.errors[:5]}
+        return {"samples": self.samples, "violations": self.violations[:20], "errors": self.errors[:5],
+                "at_queued_mark": self.at_mark}
 
 
 def pg_settings(admin_url: str) -> dict[str, Any]:

@@ -134,7 +134,9 @@ def markdown(results: dict[str, Any]) -> str:
                         for p in x.get("rss_end_per_process", []))
         extra.append(
             f"- {name}: RSS {fmt(x.get('rss_mib_after_faq'))} MiB (all processes) after the saturated FAQ runs; "
-            f"at the end, per process (MiB): {rss or '–'}, with {x.get('queued_at_end', 0):,} handoffs queued "
+            + (f"{mark['rss_mib']:,.0f} MiB (the largest process) when {mark['queued']:,} handoffs first waited; "
+               if (mark := x["capacity"]["during"].get("at_queued_mark")) else "")
+            + f"at the end, per process (MiB): {rss or '–'}, with {x.get('queued_at_end', 0):,} handoffs queued "
             f"({cap['open_assigned']} assigned of {cap['slots']} slots) and {x.get('stored_messages_at_end', 0):,} "
             f"messages stored; {x['capacity']['during']['samples']} capacity samples during the runs; longest "
             f"event loop step {fmt(x.get('loop_longest_step_ms'), 1)} ms CPU; server warnings/errors logged: "

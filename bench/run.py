@@ -227,7 +227,8 @@ def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict
     if tierdesk:
         for tg in tierdesk:
             assert tg.db is not None
-            tg.sampler = CapacitySampler(tg.db)
+            tg.sampler = CapacitySampler(tg.db, rss=lambda tg=tg: max(
+                (p["mib"] for p in rss_per_process(tg.pids)), default=None), queued_mark=args.queued)
             tg.sampler.start()
         try:
             log("handoff path, saturated")

@@ -129,13 +129,21 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"the runs' upper bound (between heartbeats) {bound} ms")
     for name in tierdesk:
         per_process = t[name].get("rss_end_per_process") or []
-        rss = max((p["mib"] for p in per_process), default=None)
+        rss_end = max((p["mib"] for p in per_process), default=None)
         queued, stored = t[name].get("queued_at_end", 0), t[name].get("stored_messages_at_end", 0)
         met = queued >= TARGETS["queued_handoffs"] and stored >= TARGETS["stored_messages"]
+        # Judged where the queue first reached the mark (the sampler's 1 Hz
+        # read): a fast machine's runs leave a far longer queue by the end.
+        mark = _get(t, name, "capacity", "during", "at_queued_mark") or {}
+        if mark.get("rss_mib") is not None:
+            rss, note = mark["rss_mib"], (f"when {mark['queued']:,} first waited; at the end {rss_end} MiB with "
+                                          f"{queued:,} queued, {stored:,} stored")
+        else:
+            rss, note = rss_end, f"at the end: {queued:,} queued, {stored:,} stored"
         add(f"{t[name].get('label', name)}: RSS of the largest server process, "
             f"{TARGETS['queued_handoffs']:,}+ handoffs queued, {TARGETS['stored_messages']:,}+ messages stored",
             rss, "<=", TARGETS["rss_mib_per_process"], "mib",
-            f"{queued:,} queued, {stored:,} stored" + ("" if met else ": condition not met"), condition_met=met)
+            note + ("" if met else ": condition not met"), condition_met=met)
     for name in tierdesk:
         add(f"{t[name].get('label', name)}: no agent over capacity (1 Hz during the handoff runs, and after)",
             _get(t, name, "capacity", "ok"), "==", True)

@@ -144,6 +144,18 @@ def test_memory_is_judged_per_process_and_only_under_its_condition(results: dict
     assert "condition not met" in check["note"]
 
 
+def test_memory_is_judged_when_the_queue_first_reached_the_mark(results: dict[str, Any]) -> None:
+    sqlite = results["targets"]["sqlite"]
+    sqlite["rss_end_per_process"][0]["mib"] = 322.0  # the runs went on to 92,000 queued
+    sqlite["queued_at_end"] = 92_000
+    sqlite["capacity"]["during"] = {"at_queued_mark": {"queued": 60_400, "rss_mib": 268.0}}
+    check = next(c for c in evaluate(results) if c["check"].startswith("tierdesk SQLite: RSS"))
+    assert check["pass"] and check["value"] == 268.0
+    assert "60,400 first waited" in check["note"] and "322.0 MiB with 92,000 queued" in check["note"]
+    sqlite["capacity"]["during"]["at_queued_mark"]["rss_mib"] = 301.0
+    assert not next(c for c in evaluate(results) if c["check"].startswith("tierdesk SQLite: RSS"))["pass"]
+
+
 def test_missing_figures_fail(results: dict[str, Any]) -> None:
     del results["targets"]["bare"]
     assert sum("× bare aiohttp" in n for n in failing(results)) == 4
