@@ -4,6 +4,7 @@ cutting per-message CPU without `make bench`'s seed and wrk.
     git worktree add /tmp/old <commit>
     .venv/bin/python bench/cpu_per_message.py /tmp/old . --db sqlite --rate 1500 --rounds 3
     .venv/bin/python bench/cpu_per_message.py . --db postgresql --modes faq --profile 8
+    .venv/bin/python bench/cpu_per_message.py OLD NEW --db postgresql --workers 2 --rate 1742
 
 Starts one `tierdesk serve` per tree (each tree's own code) on a fresh
 database, all at once, warms each up, then drives each in turn with
@@ -20,7 +21,8 @@ the server: its SQLite writer included; from /proc, as bench/run.py counts
 it), its processes' main threads' share, and on PostgreSQL its backends'.
 --profile S records py-spy (--gil, raw collapsed stacks) of each tree's
 server for S seconds of the first path's load and prints
-bench/profiling.py's summary.
+bench/profiling.py's summary; with --workers N (PostgreSQL) each tree
+serves with TIERDESK_WORKERS=N, and the profile covers every worker.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def start_tree(args: argparse.Namespace, tree: str, k: int, tmp: Path, models: P
                servers: list[Server]) -> Target:
     name = f"tierdesk_cpu_{k}"
     url = fresh_database(args.db, name, args.pg_admin_url, tmp)
-    tg = start_target(args, args.db, tmp, models, url, servers, tree=Path(tree))
+    workers = args.db == "postgresql" and args.pg_workers > 1
+    tg = start_target(args, "postgresql-workers" if workers else args.db, tmp, models, url, servers,
+                      tree=Path(tree))
     tg.out["pg_name"] = name if args.db == "postgresql" else None
     return tg
 
@@ -77,12 +81,14 @@ def main() -> int:
                         "after the rounds")
     p.add_argument("--models-dir", help="a trained models directory (default: train the demo model)")
     p.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    p.add_argument("--workers", type=int, default=1, help="TIERDESK_WORKERS of each tree's server (PostgreSQL)")
     p.add_argument("--server-env", action="append", default=[], metavar="TIERDESK_NAME=VALUE",
                    help="a setting for every tree's server (repeatable); the environment is not passed on")
     cli = p.parse_args()
     # What bench/targets.py and bench/load.py read from `make bench`'s command line.
     args = argparse.Namespace(**vars(cli), connections=64, agents=20, capacity=5, sqlite_synchronous=None,
-                              pg_workers=1, pg_instances=1, profile_seconds=cli.profile)
+                              pg_workers=cli.workers, pg_instances=1, profile_seconds=cli.profile,
+                              profile_subprocesses=cli.workers > 1)
     modes = cli.modes.split(",")
     trees = [str(Path(t).resolve()) for t in cli.trees]
     tmp = Path(tempfile.mkdtemp(prefix="tierdesk-cpu-"))

@@ -121,6 +121,8 @@ def run_profile(args: argparse.Namespace, server: Server, token: str, run_id: st
     # blocked on a queue as busy.
     cmd = [pyspy, "record", "-p", str(server.pid), "-d", str(int(svg_dur)), "-r", "100", "--nolineno",
            "--gil", "--threads", "-f", "raw", "-o", str(raw)]
+    if getattr(args, "profile_subprocesses", False):  # workers: every process under the supervisor
+        cmd.insert(2, "--subprocesses")
     result: dict[str, Any] = {}
 
     def load() -> None:
