@@ -84,15 +84,17 @@ async def test_an_idle_committer_writes_at_once_whatever_the_linger() -> None:
 async def test_under_a_steady_rate_batches_linger_and_gather_changes() -> None:
     write = ScriptedWrite()
     committer = GroupCommitter(write, linger=0.2)
-    # 40 changes a second: once a rate window (0.25 s) has passed, a linger
-    # of 0.2 s expects 8 more, so the writer waits and batches grow.
+    # A change every 5 ms for 0.4 s: once a rate window (0.25 s) has passed,
+    # a linger of 0.2 s expects dozens more, so the writer waits and batches
+    # grow. (Only a machine slowing each 5 ms sleep fifty-fold, to a gap of a
+    # whole rate window, would keep the batches at one.)
     pending = []
-    for _ in range(40):
+    for _ in range(80):
         pending.append(asyncio.ensure_future(committer.commit(Changes())))
-        await asyncio.sleep(0.025)
+        await asyncio.sleep(0.005)
     await asyncio.gather(*pending)
-    assert sum(write.batches) == 40
-    assert max(write.batches) >= 3 and len(write.batches) <= 30, write.batches
+    assert sum(write.batches) == 80
+    assert max(write.batches) >= 3 and len(write.batches) <= 60, write.batches
     await committer.close()
 
 
