@@ -386,11 +386,12 @@ class CompiledClassifier:
         if self.calibration is None:
             return _softmax_top(scores)
         best, features = top_features(scores)
+        calibration = self.calibration
         # As in top_one: an input whose weight is 0 is not computed.
-        zeros = np.zeros(len(texts))
-        similarity = self.neighbours.nearest(sparse, best) if self.calibration.similarity_weight else zeros
-        seen = self.neighbours.seen(texts, best) if self.calibration.seen_weight else zeros
-        return best, self.calibration(np.column_stack([features, similarity, seen]))
+        similarity = (self.neighbours.nearest(sparse, best) if calibration.similarity_weight
+                      else np.zeros(len(texts)))
+        seen = self.neighbours.seen(texts, best) if calibration.seen_weight else np.zeros(len(texts))
+        return best, calibration(np.column_stack([features, similarity, seen]))
 
     predict_proba = predict_proba_many
 
