@@ -99,16 +99,29 @@ def pg_url(postgres_database: str) -> str:
     return postgres_database
 
 
+def _sqlite_copy(request: pytest.FixtureRequest, directory: Path) -> str:
+    path = directory / "tierdesk.db"
+    shutil.copy(request.getfixturevalue("sqlite_template"), path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A freshly migrated, empty database of each kind."""
     if request.param == "sqlite":
-        path = tmp_path / "tierdesk.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
+        return _sqlite_copy(request, tmp_path)
     url = request.getfixturevalue("postgres_database")
     _truncate_postgres(url)
     return url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """db_url for a module's life, for a state its tests share. PostgreSQL
+    gets a database of its own: db_url and pg_url empty postgres_database."""
+    if request.param == "sqlite":
+        return _sqlite_copy(request, tmp_path_factory.mktemp("module-db"))
+    return request.getfixturevalue("module_postgres_database")
 
 
 @pytest.fixture(scope="session")

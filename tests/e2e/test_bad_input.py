@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -74,20 +73,10 @@ async def world(app_client: Api) -> World:
     return await build_world(app_client)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """db_url for the module's life. PostgreSQL gets a database of its own:
-    the writing tests here (db_url) truncate postgres_database."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("bad-input") / "tierdesk.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    return request.getfixturevalue("module_postgres_database")
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_world(shared_db_url: str, demo_model: Any) -> AsyncIterator[World]:
-    """One world per database for every refusal of the module, started
+async def shared_world(module_db_url: str, demo_model: Any) -> AsyncIterator[World]:
+    """One world per database for every refusal of the module (PostgreSQL's
+    in a database of its own: the writing tests here empty the shared one), started
     without aiohttp_client (which lives for one test only). The address and
     channel bursts are raised, the limiter still running: the cases send
     some 2,200 requests a database from one address on the real clock (here
@@ -102,7 +91,7 @@ async def shared_world(shared_db_url: str, demo_model: Any) -> AsyncIterator[Wor
         return client
 
     try:
-        api = await Api.start(client_of, db_url=shared_db_url, clock=FakeClock(START), model=demo_model,
+        api = await Api.start(client_of, db_url=module_db_url, clock=FakeClock(START), model=demo_model,
                               rate_limit_ip_burst=1e9, rate_limit_channel_burst=1e9)
         yield await build_world(api)
     finally:
