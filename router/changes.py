@@ -61,6 +61,19 @@ class ConversationState:
         )
 
 
+@dataclass(slots=True)
+class CommittedElsewhere:
+    """A conversation as another instance's commit left it, carried by the
+    commit's notice (storage/notify.py), so this instance need not read it
+    back: taken when memory holds the version the commit was decided on, or
+    holds nothing of it and the notice carries its handoff too."""
+
+    # Its ``handoff`` is set only when the commit wrote that handoff.
+    conversation: Conversation
+    base_version: int  # the version the commit was decided on
+    handoff_id: str | None  # the conversation's current handoff
+
+
 # A copy made from the fields' values in order, as dataclasses.replace makes
 # it without looking the fields up at every call (replace was ~1 % of a
 # handoff's CPU).

@@ -14,7 +14,7 @@ from typing import Any
 
 from router.errors import InvalidInput, NotFound, Unavailable
 
-from .changes import Changes
+from .changes import Changes, CommittedElsewhere
 from .conversation_cache import ConversationCache, key_of
 from .ids import new_id
 from .model import Conversation, Customer, Tier
@@ -62,6 +62,9 @@ class WorkingSet:
         # Changed by other instances, to read afresh (changed_elsewhere).
         self._stale_conversations: set[str] = set()
         self._stale_agents: set[str] = set()
+        # As other instances' commits left them, in commit order, to take
+        # without a read where memory holds the version each was decided on.
+        self._committed_elsewhere: list[CommittedElsewhere] = []
         self._deferred_agents: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
         self._stopped = False
@@ -327,14 +330,18 @@ class WorkingSet:
 
     # ------------------------------------------------------ other instances
     def changed_elsewhere(self, conversations: Iterable[str], held: Iterable[str],
-                          agents: Iterable[str]) -> None:
+                          agents: Iterable[str], committed: Iterable[CommittedElsewhere] = ()) -> None:
         """Another instance committed changes to these conversations (``held``:
         those the human tier holds now, which every instance keeps in memory)
-        and agents: read them afresh, then route what can be routed."""
-        self._stale_conversations.update(c for c in conversations if c in self._by_id)
-        self._stale_conversations.update(held)
+        and agents: take them as ``committed`` carries them, or read them
+        afresh, then route what can be routed."""
+        committed = list(committed)
+        carried = {c.conversation.id for c in committed}
+        self._committed_elsewhere += committed
+        self._stale_conversations.update(c for c in conversations if c in self._by_id and c not in carried)
+        self._stale_conversations.update(c for c in held if c not in carried)
         self._stale_agents.update(agents)
-        if (self._stale_conversations or self._stale_agents) and not self._stopped and (
+        if (self._stale_conversations or self._stale_agents or self._committed_elsewhere) and not self._stopped and (
                 self._refresher is None or self._refresher.done()):
             self._refresher = asyncio.create_task(self._refresh(), name="desk-refresh")
 
@@ -346,20 +353,26 @@ class WorkingSet:
             await asyncio.wait([self._refresher])
 
     async def _refresh(self) -> None:
-        while self._stale_conversations or self._stale_agents:
+        while self._stale_conversations or self._stale_agents or self._committed_elsewhere:
             conversation_ids, self._stale_conversations = self._stale_conversations, set()
             agent_ids, self._stale_agents = self._stale_agents, set()
+            committed, self._committed_elsewhere = self._committed_elsewhere, []
             try:
-                await self._refresh_from_store(conversation_ids, agent_ids)
+                await self._refresh_from_store(conversation_ids, agent_ids, committed)
             except Exception:  # noqa: BLE001 - the database is away: read everything when it is back
                 self.invalidate()
                 self._stale_conversations.clear()
                 self._stale_agents.clear()
+                self._committed_elsewhere.clear()
                 return
 
-    async def _refresh_from_store(self, conversation_ids: set[str], agent_ids: set[str]) -> None:
+    async def _refresh_from_store(self, conversation_ids: set[str], agent_ids: set[str],
+                                  committed: list[CommittedElsewhere]) -> None:
         await self._ensure_ready()
         gen = self.generation
+        for c in committed:
+            if not self._take_committed(c):
+                conversation_ids.add(c.conversation.id)
         landed = {a: self._agent_commits.get(a, 0) for a in agent_ids}
         agents = await self.store.load_agents(agent_ids) if agent_ids else []
         conversations = await self.store.load_conversations_by_id(conversation_ids) if conversation_ids else []
@@ -384,6 +397,28 @@ class WorkingSet:
         for c in conversations:
             self._take_stored(c)
         await self._rebalance()
+
+    def _take_committed(self, c: CommittedElsewhere) -> bool:
+        """Take a conversation as another instance's commit left it; False
+        when it must be read instead: memory missed a change before that
+        commit, or the notice lacks a handoff memory does not hold."""
+        stored = c.conversation
+        old = self._by_id.get(stored.id)
+        if old is None:
+            if stored.tier is not Tier.HUMAN:
+                return True  # not kept here
+        elif self._in_flight.get(stored.id) or old.version >= stored.version:
+            return True  # ours is as new, or its commit will be refused
+        elif old.version != c.base_version:
+            return False
+        if stored.handoff is None and c.handoff_id is not None:
+            # The commit left the handoff as it was, so the copy memory holds
+            # at the commit's base version is the stored one.
+            if old is None or old.handoff is None or old.handoff.id != c.handoff_id:
+                return False
+            stored.handoff = old.handoff
+        self._take_stored(stored)
+        return True
 
     def _take_stored(self, stored: Conversation) -> None:
         """Put a conversation as the database has it now in place of ours."""

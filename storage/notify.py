@@ -10,20 +10,37 @@ Two kinds of message: ``push`` (an agent's event, for their sockets) and
 ``sync`` (which conversations and agents a commit changed, so the other
 instances refresh their working sets). Sync messages are sent inside the
 commit's own transaction (storage/statements.py), so they are delivered
-exactly when, and only if, the commit lands.
+exactly when, and only if, the commit lands, and in commit order.
+
+A sync message carries each conversation as the commit wrote it (its row,
+its handoff's row if the commit wrote that, and the version the change
+was decided on): another instance takes it from there instead of reading
+it back, which every handoff made elsewhere cost each instance (a pool
+check-out, a query, a rollback) before 2026-12-05. The ids are listed as
+well, for what does not fit and for instances of earlier versions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 import structlog
 from sqlalchemy.engine import make_url
+
+from router.changes import CommittedElsewhere
+
+from .rows import (
+    CONVERSATION_HANDOFF_ID,
+    CONVERSATION_TALLY,
+    BatchRows,
+    Row,
+    conversation_from_rows,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -33,24 +50,74 @@ CHANNEL = "tierdesk_events"
 MAX_PAYLOAD = 7900
 
 
-def sync_notices(origin: str, conversations: list[str], held: list[str], agents: list[str]) -> list[str]:
-    """The sync messages for one commit, each under MAX_PAYLOAD bytes.
-
-    ``held``: the conversations among ``conversations`` that the human tier
-    holds now (every instance keeps those in memory, to route and list them)."""
+def sync_notices(origin: str, rows: BatchRows, agents: Sequence[str]) -> list[str]:
+    """The sync messages for one commit of ``rows``, each under MAX_PAYLOAD
+    bytes: the conversations' ids (``held``: those the human tier holds now,
+    which every instance keeps in memory, to route and list them), each as
+    committed unless it alone would not fit, and the agents' ids."""
     notices: list[str] = []
-    part: dict[str, list[str]] = {"conversations": [], "held": [], "agents": []}
+    budget = MAX_PAYLOAD - 200 - len(origin)
+    part: dict[str, list[Any]] = {"conversations": [], "held": [], "agents": [], "committed": []}
     size = 0
-    for field, ids in (("conversations", conversations), ("held", held), ("agents", agents)):
-        for i in ids:
-            if size + len(i) > MAX_PAYLOAD - 200:
-                notices.append(orjson.dumps({"kind": "sync", "origin": origin, **part}).decode())
-                part, size = {"conversations": [], "held": [], "agents": []}, 0
-            part[field].append(i)
-            size += len(i) + 3
-    if size:
+
+    def flush() -> None:
+        nonlocal part, size
         notices.append(orjson.dumps({"kind": "sync", "origin": origin, **part}).decode())
+        part, size = {"conversations": [], "held": [], "agents": [], "committed": []}, 0
+
+    held = set(rows.held())
+    handoffs = {h[0]: h for h in rows.handoffs}
+    for row, base in zip(rows.conversations, rows.conversation_bases, strict=True):
+        cid = row[0]
+        n = (len(cid) + 3) * (2 if cid in held else 1)
+        entry: bytes | None = _committed_entry(base, row, handoffs.get(row[CONVERSATION_HANDOFF_ID]))
+        if n + len(entry) + 1 > budget:
+            entry = None  # read back by id
+        else:
+            n += len(entry) + 1
+        if size + n > budget:
+            flush()
+        part["conversations"].append(cid)
+        if cid in held:
+            part["held"].append(cid)
+        if entry is not None:
+            part["committed"].append(orjson.Fragment(entry))
+        size += n
+    for a in agents:
+        if size + len(a) + 3 > budget:
+            flush()
+        part["agents"].append(a)
+        size += len(a) + 3
+    if size:
+        flush()
     return notices
+
+
+def _committed_entry(base: int, row: Row, handoff: Row | None) -> bytes:
+    tally = row[CONVERSATION_TALLY]
+    if tally is not None:  # JSON text already: embedded as it is, not quoted
+        row = (*row[:CONVERSATION_TALLY], orjson.Fragment(tally), *row[CONVERSATION_TALLY + 1:])
+    return orjson.dumps([base, row, handoff])
+
+
+def committed_elsewhere(message: dict[str, Any]) -> list[CommittedElsewhere]:
+    """The conversations a sync message carries as committed; one that does
+    not read as this version writes it is left out (it is read back by id)."""
+    out: list[CommittedElsewhere] = []
+    entries = message.get("committed")
+    for entry in entries if isinstance(entries, list) else ():
+        try:
+            base, row, handoff = entry
+            conversation = conversation_from_rows(row, handoff)
+            handoff_id = row[CONVERSATION_HANDOFF_ID]
+        except (TypeError, ValueError, KeyError, IndexError, orjson.JSONDecodeError):
+            continue
+        if not isinstance(base, int) or (handoff is not None and handoff[0] != handoff_id):
+            continue
+        if conversation.tally is None:
+            continue  # no tally this version restores: the read replays its events
+        out.append(CommittedElsewhere(conversation, base, handoff_id))
+    return out
 
 
 def asyncpg_dsn(url: str) -> str:

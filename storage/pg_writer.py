@@ -119,8 +119,7 @@ class PgWriter:
                 fresh.append((*key, self.writer, counts))
             else:
                 known.append((*key, self.writer, counts, before))
-        notices = [] if self.origin is None else sync_notices(
-            self.origin, [r[0] for r in rows.conversations], rows.held(), touched_agents([], [], rows.load))
+        notices = [] if self.origin is None else sync_notices(self.origin, rows, touched_agents([], [], rows.load))
         args = whole_args(inbound, rows, marks, fresh, known, notices)
         driver = await self._held.driver()
         try:
@@ -169,8 +168,7 @@ class PgWriter:
             conn.exec_driver_sql(sql.update_agents, profiles)
         rows = BatchRows.of(live)
         notices = [] if self.origin is None else sync_notices(
-            self.origin, [r[0] for r in rows.conversations], rows.held(),
-            touched_agents(new_agents, profiles, rows.load))
+            self.origin, rows, touched_agents(new_agents, profiles, rows.load))
         moved, conversations = sql.write_rest(conn, rows, self._histogram_rows(conn, rows.histograms, written),
                                               notices)
         check_conversations(rows, conversations)

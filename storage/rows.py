@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.changes import AgentProfile, Changes, ConversationState, MessageRecord, OutboxItem
-from router.model import ConversationStatus, Handoff
-from router.rollups import HistogramDelta
+from router.model import Conversation, ConversationStatus, Customer, Handoff, HandoffReason
+from router.rollups import ConversationTally, HistogramDelta
 from router.tracker import TrackerEvent
 
 Row = tuple[Any, ...]
@@ -254,7 +254,34 @@ def conversation_row(s: ConversationState, tally: list[Any] | None) -> Row:
 
 CONVERSATION_STATUS = 6
 _HELD = (ConversationStatus.QUEUED.value, ConversationStatus.ASSIGNED.value)
+CONVERSATION_HANDOFF_ID = 11
 CONVERSATION_VERSION = 13
+CONVERSATION_TALLY = 16
+
+
+def conversation_from_rows(c: Sequence[Any], h: Sequence[Any] | None) -> Conversation:
+    """The conversation a conversation row and its handoff's row (None: not
+    given) describe; the inverse of conversation_row and handoff_row. The
+    tally may come as its JSON text or already parsed."""
+    (cid, channel_id, external_id, customer_id, customer_name, customer_vip, status, created_at, updated_at,
+     bot_streak, handoff_count, _handoff_id, _agent_id, version, rating, message_offer, tally) = c
+    if isinstance(tally, str):
+        tally = orjson.loads(tally)
+    return Conversation(
+        id=cid, channel_id=channel_id, external_id=external_id,
+        customer=Customer(customer_id, customer_name, bool(customer_vip)), created_at=created_at,
+        status=ConversationStatus(status), updated_at=updated_at, bot_streak=bot_streak,
+        handoff_count=handoff_count, handoff=None if h is None else handoff_from_row(h), version=version,
+        rating=rating, message_offer=message_offer,
+        tally=None if tally is None else ConversationTally.restore(channel_id, tally),
+    )
+
+
+def handoff_from_row(h: Sequence[Any]) -> Handoff:
+    (hid, conversation_id, channel_id, seq, reason, skill, requested_at, vip, agent_id, assigned_at,
+     first_reply_at, resolved_at, weight, slots, left_message) = h
+    return Handoff(hid, conversation_id, channel_id, seq, HandoffReason(reason), skill, requested_at, bool(vip),
+                   agent_id, assigned_at, first_reply_at, resolved_at, weight, slots, bool(left_message))
 
 
 HANDOFF_RESOLVED_AT = 11

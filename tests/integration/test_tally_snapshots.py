@@ -22,6 +22,8 @@ from router.rollups import ConversationTally, tally_events
 from router.services import Desk, IncomingMessage
 from storage import tables as t
 from storage.engine import create_engines
+from storage.notify import committed_elsewhere, sync_notices
+from storage.rows import BatchRows, ChangeRows
 from storage.store import SqlStore
 from tests.unit.fakes import FakeClassifier, faq, needs_person
 
@@ -33,7 +35,9 @@ class Instance:
     PostgreSQL relay tells it) what the other's commits changed; and every
     statement it sends that reads the events table."""
 
-    def __init__(self, db_url: str, clock: FakeClock) -> None:
+    def __init__(self, db_url: str, clock: FakeClock, carrying: bool = False) -> None:
+        self.carrying = carrying  # the relay carries conversations as committed, not only their ids
+        self.read_by_id: list[str] = []
         self.engines = create_engines(db_url)
         self.store = SqlStore(self.engines)
         classifier = FakeClassifier({REFUND: needs_person("refund", "billing"),
@@ -51,9 +55,20 @@ class Instance:
         await self.store.commit(changes)
         held = [s.id for s in changes.conversations.values()
                 if s.status in (ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)]
-        agents = {*changes.load_deltas, *changes.agents, *(a.id for a in changes.new_agents)}
-        if self.peer is not None:
+        agents = sorted({*changes.load_deltas, *changes.agents, *(a.id for a in changes.new_agents)})
+        if self.peer is None:
+            return
+        if not self.carrying:
             self.peer.desk.changed_elsewhere(list(changes.conversations), held, agents)
+            return
+        for notice in sync_notices("this", BatchRows.of([ChangeRows.of(changes)]), agents):
+            message = orjson.loads(notice)
+            self.peer.desk.changed_elsewhere(message["conversations"], message["held"], message["agents"],
+                                             committed_elsewhere(message))
+
+    async def load_conversations_by_id(self, ids: Any) -> Any:
+        self.read_by_id += ids
+        return await self.store.load_conversations_by_id(ids)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
@@ -75,11 +90,13 @@ async def started(db_url: str, clock: FakeClock) -> Instance:
     return i
 
 
-@pytest.fixture
-async def pair(pg_url: str) -> AsyncIterator[tuple[Instance, Instance, FakeClock]]:
-    """Two instances over one PostgreSQL (SQLite serves one process)."""
+@pytest.fixture(params=["ids", "committed"])
+async def pair(request: pytest.FixtureRequest, pg_url: str) -> AsyncIterator[tuple[Instance, Instance, FakeClock]]:
+    """Two instances over one PostgreSQL (SQLite serves one process), told of
+    each other's changes by id, or with the conversations as committed."""
     clock = FakeClock(1_767_225_600.0)
-    one, two = Instance(pg_url, clock), Instance(pg_url, clock)
+    carrying = request.param == "committed"
+    one, two = Instance(pg_url, clock, carrying), Instance(pg_url, clock, carrying)
     one.peer, two.peer = two, one
     for i in (one, two):
         await i.store.prepare()
@@ -136,8 +153,13 @@ async def test_another_instances_changes_are_read_without_events_and_rollups_equ
     two.event_reads.clear()
     await traffic(clock, 3, one, two)
 
-    # Each instance read what the other changed (the relay), and never an event.
+    # Each instance read what the other changed (the relay), and never an
+    # event; or took it from the relay, reading nothing back.
     assert one.event_reads == [] and two.event_reads == []
+    if one.carrying:
+        assert one.read_by_id == [] and two.read_by_id == []
+    else:
+        assert one.read_by_id and two.read_by_id
     events = await one.store.events_between(0, clock.now() + 1)
     handed_off = {e.conversation_id for e in events if e.kind.value == "handoff_requested"}
     assert len(handed_off) >= 5

@@ -107,11 +107,11 @@ class Run:
     """One random run: the desks, the SLA monitor's open alerts, and the
     checks after every step."""
 
-    def __init__(self, seed: int, two_instances: bool) -> None:
+    def __init__(self, seed: int, two_instances: bool, carrying: bool = False) -> None:
         self.rng = random.Random(seed)
         self.clock = FakeClock(T0)
         self.shared = FakeStore()
-        self.views = [RelayedStore(self.shared) for _ in range(2 if two_instances else 1)]
+        self.views = [RelayedStore(self.shared, carrying) for _ in range(2 if two_instances else 1)]
         self.config = DeskConfig(
             sla=SLA(human_first_response_seconds=FIRST_RESPONSE, hours=HOURS), vip_weight=2,
             queue_limits={"general": 2}, fallback={"billing": (Fallback("general", 30.0),)},
@@ -343,11 +343,12 @@ class Run:
         assert all(n <= rules.first_response_alerts_per_skill for n in own.values()), own
 
 
-@pytest.mark.parametrize("two_instances", [False, True], ids=["one instance", "two instances"])
-async def test_the_indexed_answers_equal_the_walk(two_instances: bool) -> None:
+@pytest.mark.parametrize(("two_instances", "carrying"), [(False, False), (True, False), (True, True)],
+                         ids=["one instance", "two instances", "two instances, notices carrying the conversations"])
+async def test_the_indexed_answers_equal_the_walk(two_instances: bool, carrying: bool) -> None:
     seen: dict[str, int] = {}
     for seed in range(6):
-        run = Run(seed, two_instances)
+        run = Run(seed, two_instances, carrying)
         await run.start()
         for _ in range(250):
             await run.step()

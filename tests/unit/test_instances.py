@@ -1,5 +1,7 @@
 """Two Desks over one store, as two instances over one database: each is told
-what the other's commits changed, as the PostgreSQL relay tells them."""
+what the other's commits changed, as the PostgreSQL relay tells them: by id
+only (as instances of earlier versions send it, and what does not fit in a
+notice), or with each conversation as committed (storage/notify.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +9,17 @@ import asyncio
 import dataclasses
 from typing import Any
 
+import orjson
 import pytest
 
 from router.changes import Changes
 from router.model import AgentStatus, ConversationStatus, Customer
 from router.ports import FakeClock
 from router.services import DECISIONS_PER_REQUEST, Desk, IncomingMessage
-from tierdesk.errors import Unavailable
+from storage.notify import committed_elsewhere, sync_notices
+from storage.rows import BatchRows, ChangeRows
 from tests.unit.fakes import FakeClassifier, FakeStore, faq, needs_person
+from tierdesk.errors import Unavailable
 
 WEB = "web"
 REFUND = "refund my order"
@@ -25,11 +30,13 @@ class RelayedStore:
     """One instance's view of the shared store: after each commit, the other
     instances hear which conversations and agents changed."""
 
-    def __init__(self, shared: FakeStore) -> None:
+    def __init__(self, shared: FakeStore, carrying: bool) -> None:
         self.shared = shared
+        self.carrying = carrying  # the conversations as committed, not only their ids
         self.peers: list[Desk] = []
         self.relaying = True
         self.gate: asyncio.Event | None = None  # set: the next commit waits for it
+        self.reads: list[str] = []  # the conversations read by id
 
     async def commit(self, changes: Changes) -> None:
         if self.gate is not None:
@@ -38,11 +45,22 @@ class RelayedStore:
         await self.shared.commit(changes)
         if not self.relaying:
             return
+        agents = sorted({*changes.load_deltas, *changes.agents, *(a.id for a in changes.new_agents)})
+        if self.carrying:
+            for notice in sync_notices("this", BatchRows.of([ChangeRows.of(changes)]), agents):
+                message = orjson.loads(notice)
+                for peer in self.peers:
+                    peer.changed_elsewhere(message["conversations"], message["held"], message["agents"],
+                                           committed_elsewhere(message))
+            return
         held = [s.id for s in changes.conversations.values()
                 if s.status in (ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)]
-        agents = {*changes.load_deltas, *changes.agents, *(a.id for a in changes.new_agents)}
         for peer in self.peers:
             peer.changed_elsewhere(list(changes.conversations), held, agents)
+
+    async def load_conversations_by_id(self, ids: Any) -> Any:
+        self.reads += ids
+        return await self.shared.load_conversations_by_id(ids)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.shared, name)
@@ -53,13 +71,12 @@ def shared() -> FakeStore:
     return FakeStore()
 
 
-@pytest.fixture
-def instances(shared: FakeStore, clock: FakeClock):  # type: ignore[no-untyped-def]
+def _pair(shared: FakeStore, clock: FakeClock, carrying: bool):  # type: ignore[no-untyped-def]
     classifier = FakeClassifier({REFUND: needs_person("refund", "billing"),
                                  RESET: faq("reset_password", "Use the link.", skill="account")})
 
     async def make() -> tuple[Desk, Desk, RelayedStore, RelayedStore]:
-        views = RelayedStore(shared), RelayedStore(shared)
+        views = RelayedStore(shared, carrying), RelayedStore(shared, carrying)
         one, two = (Desk(v, classifier, clock) for v in views)  # type: ignore[arg-type]
         views[0].peers.append(two)
         views[1].peers.append(one)
@@ -68,6 +85,17 @@ def instances(shared: FakeStore, clock: FakeClock):  # type: ignore[no-untyped-d
         return one, two, *views
 
     return make
+
+
+@pytest.fixture(params=["ids", "committed"])
+def instances(request: pytest.FixtureRequest, shared: FakeStore, clock: FakeClock):  # type: ignore[no-untyped-def]
+    return _pair(shared, clock, carrying=request.param == "committed")
+
+
+@pytest.fixture
+def carrying(shared: FakeStore, clock: FakeClock):  # type: ignore[no-untyped-def]
+    """Two instances whose notices carry the conversations as committed."""
+    return _pair(shared, clock, carrying=True)
 
 
 async def settled(*desks: Desk) -> None:
@@ -222,3 +250,43 @@ async def test_a_conversation_started_on_both_instances_at_once_is_stored_once(i
     ann = await two.create_agent("Ann", ["billing"], 1, AgentStatus.ONLINE)
     assert shared.handoff_of(WEB, "c1").agent_id == ann.id
     assert (await send(two, "c1", "still there?", "m3")) == {"action": "forwarded", "agent_id": ann.id}
+
+
+def _as_stored(c: Any) -> tuple[Any, ...]:
+    return (c.id, c.external_id, c.customer, c.status, c.version, c.updated_at, c.bot_streak, c.handoff_count,
+            c.handoff, c.rating, c.message_offer, c.tally.snapshot())
+
+
+async def test_conversations_carried_as_committed_are_taken_without_a_read(carrying, shared) -> None:
+    one, two, _, two_view = await carrying()
+    await send(one, "c1", REFUND, "m1")
+    await send(one, "c2", REFUND, "m2")
+    await send(one, "c1", "are you there?", "m3")  # a change that leaves the handoff as it was
+    await settled(two)
+    assert two_view.reads == []
+    for cid in (shared.conversation_id(WEB, "c1"), shared.conversation_id(WEB, "c2")):
+        [stored] = await shared.load_conversations_by_id([cid])
+        assert _as_stored(two._by_id[cid]) == _as_stored(stored)
+    assert [h.conversation_id for h in two.queue()] == [shared.conversation_id(WEB, c) for c in ("c1", "c2")]
+    # Routed from there: the agent who comes online on two gets the first.
+    ann = await two.create_agent("Ann", ["billing"], 1, AgentStatus.ONLINE)
+    assert shared.handoff_of(WEB, "c1").agent_id == ann.id
+    await settled(one)
+    assert [c.external_id for c in await one.open_conversations(ann.id)] == ["c1"]
+    assert shared.attempts == len(shared.commits)  # nothing was decided on a stale copy
+
+
+async def test_a_conversation_whose_earlier_change_was_missed_is_read_instead(carrying, shared) -> None:
+    one, two, one_view, two_view = await carrying()
+    await send(one, "c1", REFUND, "m1")
+    await settled(two)
+    one_view.relaying = False  # two never hears that ann took c1...
+    ann = await one.create_agent("Ann", ["billing"], 1, AgentStatus.ONLINE)
+    one_view.relaying = True
+    await send(one, "c1", "are you there?", "m2")  # ...and this change leaves the handoff as ann took it
+    await settled(two)
+    cid = shared.conversation_id(WEB, "c1")
+    assert two_view.reads == [cid]
+    [stored] = await shared.load_conversations_by_id([cid])
+    assert _as_stored(two._by_id[cid]) == _as_stored(stored)
+    assert two._by_id[cid].handoff.agent_id == ann.id and two.queue() == []

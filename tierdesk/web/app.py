@@ -27,7 +27,7 @@ from storage.alerts import AlertStore
 from storage.engine import create_engines
 from storage.faq import FaqRepository
 from storage.history import HandoffHistory
-from storage.notify import PgRelay
+from storage.notify import PgRelay, committed_elsewhere
 from storage.outbox import Outbox
 from storage.people import People
 from storage.store import SqlStore
@@ -370,7 +370,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
             elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
                 revalidating.add(asyncio.create_task(sockets.revalidate(app[keys.ACCOUNTS].live_token_hashes)))
             elif message.get("kind") == "sync" and keys.DESK in app:
-                app[keys.DESK].changed_elsewhere(*(_ids(message.get(k)) for k in ("conversations", "held", "agents")))
+                app[keys.DESK].changed_elsewhere(*(_ids(message.get(k)) for k in ("conversations", "held", "agents")),
+                                                 committed_elsewhere(message))
 
         def reconnected() -> None:
             if keys.DESK in app:
