@@ -62,6 +62,9 @@ class WorkingSet:
         # Changed by other instances, to read afresh (changed_elsewhere).
         self._stale_conversations: set[str] = set()
         self._stale_agents: set[str] = set()
+        # Changed elsewhere while a commit of ours on them was in flight: read
+        # once ours has landed (or been refused).
+        self._deferred_conversations: set[str] = set()
         # As other instances' commits left them, in commit order, to take
         # without a read where memory holds the version each was decided on.
         self._committed_elsewhere: list[CommittedElsewhere] = []
@@ -312,6 +315,9 @@ class WorkingSet:
                     self._in_flight[cid] = n
                 else:
                     self._in_flight.pop(cid, None)
+                    if cid in self._deferred_conversations:
+                        self._deferred_conversations.discard(cid)
+                        self.changed_elsewhere((cid,), (), ())
             for aid, d in changes.load_deltas.items():
                 self._load_in_flight[aid] -= d
             for aid in agent_ids:
@@ -408,7 +414,8 @@ class WorkingSet:
             if stored.tier is not Tier.HUMAN:
                 return True  # not kept here
         elif self._in_flight.get(stored.id) or old.version >= stored.version:
-            return True  # ours is as new, or its commit will be refused
+            self._take_stored(stored)  # does nothing, or defers a read
+            return True
         elif old.version != c.base_version:
             return False
         if stored.handoff is None and c.handoff_id is not None:
@@ -424,8 +431,13 @@ class WorkingSet:
         """Put a conversation as the database has it now in place of ours."""
         old = self._by_id.get(stored.id)
         if old is not None:
-            if self._in_flight.get(stored.id) or old.version >= stored.version:
-                return  # ours is as new, or its commit will be refused
+            if old.version >= stored.version:
+                return  # ours is as new (its commit may be on the way)
+            if self._in_flight.get(stored.id):
+                # Ours is on the way: refused, or landed before theirs was
+                # decided on it. Either way, read it again once it is back.
+                self._deferred_conversations.add(stored.id)
+                return
             if old.handoff is not None:
                 self.dispatcher.forget(old.handoff)
             # Read without them (they are many, and rarely asked for again);

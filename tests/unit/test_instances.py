@@ -36,6 +36,7 @@ class RelayedStore:
         self.peers: list[Desk] = []
         self.relaying = True
         self.gate: asyncio.Event | None = None  # set: the next commit waits for it
+        self.landed_gate: asyncio.Event | None = None  # set: the next commit, once landed, waits for it
         self.reads: list[str] = []  # the conversations read by id
 
     async def commit(self, changes: Changes) -> None:
@@ -43,6 +44,14 @@ class RelayedStore:
             gate, self.gate = self.gate, None
             await gate.wait()
         await self.shared.commit(changes)
+        try:
+            self._relay(changes)
+        finally:
+            if self.landed_gate is not None:
+                gate, self.landed_gate = self.landed_gate, None
+                await gate.wait()
+
+    def _relay(self, changes: Changes) -> None:
         if not self.relaying:
             return
         agents = sorted({*changes.load_deltas, *changes.agents, *(a.id for a in changes.new_agents)})
@@ -290,3 +299,27 @@ async def test_a_conversation_whose_earlier_change_was_missed_is_read_instead(ca
     [stored] = await shared.load_conversations_by_id([cid])
     assert _as_stored(two._by_id[cid]) == _as_stored(stored)
     assert two._by_id[cid].handoff.agent_id == ann.id and two.queue() == []
+
+
+async def test_a_change_made_elsewhere_over_ours_still_on_the_way_is_read_once_ours_is_back(instances, shared) -> None:
+    one, two, _, two_view = await instances()
+    await send(one, "c1", RESET, "m1")
+    await settled(two)
+    # Two answers the customer's next message: it lands, and one hears of
+    # it, but two has not yet seen its commit come back...
+    two_view.landed_gate = gate = asyncio.Event()
+    slow = asyncio.create_task(send(two, "c1", RESET, "m2"))
+    while two_view.landed_gate is not None:  # taken once the commit has landed
+        await asyncio.sleep(0)
+    assert shared.conversation_state(WEB, "c1").version == 2
+    await settled(one)
+    # ...when one hands the conversation off, over two's change.
+    assert (await send(one, "c1", REFUND, "m3"))["action"] == "handoff"
+    await settled(two)
+    gate.set()
+    assert (await slow)["action"] == "answer"
+    await settled(two)
+    # Two holds the conversation as one left it: waiting for a person.
+    assert [h.conversation_id for h in two.queue()] == [shared.conversation_id(WEB, "c1")]
+    assert two._by_id[shared.conversation_id(WEB, "c1")].version == 3
+    assert shared.attempts == len(shared.commits)
