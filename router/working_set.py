@@ -351,6 +351,12 @@ class WorkingSet:
                 self._refresher is None or self._refresher.done()):
             self._refresher = asyncio.create_task(self._refresh(), name="desk-refresh")
 
+    def keeps(self, conversation_id: str, held: bool) -> bool:
+        """Whether a change another instance made to this conversation
+        concerns this one: the human tier's are kept by every instance, the
+        others only while in memory."""
+        return held or conversation_id in self._by_id
+
     async def stop_refreshing(self) -> None:
         """At shutdown: the relay may still deliver while the store closes."""
         self._stopped = True

@@ -36,6 +36,8 @@ from router.changes import CommittedElsewhere
 
 from .rows import (
     CONVERSATION_HANDOFF_ID,
+    CONVERSATION_STATUS,
+    HELD_STATUSES,
     CONVERSATION_TALLY,
     BatchRows,
     Row,
@@ -62,6 +64,7 @@ def sync_notices(origin: str, rows: BatchRows, agents: Sequence[str]) -> list[st
 
     def flush() -> None:
         nonlocal part, size
+        # Begins with _sync_prefix(origin): the sender skips its own unread.
         notices.append(orjson.dumps({"kind": "sync", "origin": origin, **part}).decode())
         part, size = {"conversations": [], "held": [], "agents": [], "committed": []}, 0
 
@@ -93,6 +96,10 @@ def sync_notices(origin: str, rows: BatchRows, agents: Sequence[str]) -> list[st
     return notices
 
 
+def _sync_prefix(origin: str) -> str:
+    return orjson.dumps({"kind": "sync", "origin": origin}).decode()[:-1] + ","
+
+
 def _committed_entry(base: int, row: Row, handoff: Row | None) -> bytes:
     tally = row[CONVERSATION_TALLY]
     if tally is not None:  # JSON text already: embedded as it is, not quoted
@@ -100,14 +107,20 @@ def _committed_entry(base: int, row: Row, handoff: Row | None) -> bytes:
     return orjson.dumps([base, row, handoff])
 
 
-def committed_elsewhere(message: dict[str, Any]) -> list[CommittedElsewhere]:
-    """The conversations a sync message carries as committed; one that does
-    not read as this version writes it is left out (it is read back by id)."""
+def committed_elsewhere(message: dict[str, Any],
+                        keeps: Callable[[str, bool], bool] = lambda _id, _held: True) -> list[CommittedElsewhere]:
+    """The conversations a sync message carries as committed that
+    ``keeps(conversation id, whether the human tier holds it)``; one that
+    does not read as this version writes it is left out (it is read back by
+    id). Most a commit touches are the bot tier's, kept by no other
+    instance: they are not built."""
     out: list[CommittedElsewhere] = []
     entries = message.get("committed")
     for entry in entries if isinstance(entries, list) else ():
         try:
             base, row, handoff = entry
+            if not keeps(row[0], row[CONVERSATION_STATUS] in HELD_STATUSES):
+                continue
             conversation = conversation_from_rows(row, handoff)
             handoff_id = row[CONVERSATION_HANDOFF_ID]
         except (TypeError, ValueError, KeyError, IndexError, orjson.JSONDecodeError):
@@ -134,6 +147,7 @@ class PgRelay:
         # them catches up here.
         self._on_reconnect = on_reconnect
         self.origin = origin
+        self._own_sync = _sync_prefix(origin)
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -175,6 +189,8 @@ class PgRelay:
             await asyncio.sleep(1.0)
 
     def _received(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload.startswith(self._own_sync):
+            return  # every commit of ours comes back: not worth parsing
         try:
             message = orjson.loads(payload)
         except orjson.JSONDecodeError:

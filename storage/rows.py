@@ -139,7 +139,7 @@ class BatchRows:
 
     def held(self) -> list[str]:
         """The conversations the human tier holds after the batch."""
-        return [r[0] for r in self.conversations if r[CONVERSATION_STATUS] in _HELD]
+        return [r[0] for r in self.conversations if r[CONVERSATION_STATUS] in HELD_STATUSES]
 
     def marks(self) -> list[tuple[str, float | None, str | None]]:
         """Replies and verdicts as one row per message, (id, replied_at,
@@ -253,7 +253,7 @@ def conversation_row(s: ConversationState, tally: list[Any] | None) -> Row:
 
 
 CONVERSATION_STATUS = 6
-_HELD = (ConversationStatus.QUEUED.value, ConversationStatus.ASSIGNED.value)
+HELD_STATUSES = (ConversationStatus.QUEUED.value, ConversationStatus.ASSIGNED.value)
 CONVERSATION_HANDOFF_ID = 11
 CONVERSATION_VERSION = 13
 CONVERSATION_TALLY = 16

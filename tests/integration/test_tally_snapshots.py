@@ -64,7 +64,7 @@ class Instance:
         for notice in sync_notices("this", BatchRows.of([ChangeRows.of(changes)]), agents):
             message = orjson.loads(notice)
             self.peer.desk.changed_elsewhere(message["conversations"], message["held"], message["agents"],
-                                             committed_elsewhere(message))
+                                             committed_elsewhere(message, self.peer.desk.keeps))
 
     async def load_conversations_by_id(self, ids: Any) -> Any:
         self.read_by_id += ids

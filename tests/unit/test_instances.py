@@ -60,7 +60,7 @@ class RelayedStore:
                 message = orjson.loads(notice)
                 for peer in self.peers:
                     peer.changed_elsewhere(message["conversations"], message["held"], message["agents"],
-                                           committed_elsewhere(message))
+                                           committed_elsewhere(message, peer.keeps))
             return
         held = [s.id for s in changes.conversations.values()
                 if s.status in (ConversationStatus.QUEUED, ConversationStatus.ASSIGNED)]

@@ -9,7 +9,7 @@ import orjson
 from router.changes import Changes
 from router.model import Conversation, ConversationStatus, Customer, Handoff, HandoffReason
 from router.rollups import ConversationTally
-from storage.notify import MAX_PAYLOAD, committed_elsewhere, sync_notices
+from storage.notify import MAX_PAYLOAD, PgRelay, committed_elsewhere, sync_notices
 from storage.rows import BatchRows, ChangeRows
 
 
@@ -85,3 +85,29 @@ def test_what_does_not_read_as_this_version_writes_it_is_left_to_be_read_by_id()
     entries.append([1, ["too", "short"], None])
     assert [r.conversation.id for r in committed_elsewhere(message)] == ["conv_0003"]
     assert committed_elsewhere({"kind": "sync", "conversations": ["conv_0001"]}) == []  # an earlier version's
+
+
+def test_only_the_conversations_the_receiver_keeps_are_built() -> None:
+    sent = [_conversation(1), _conversation(2, held=False), _conversation(3, held=False)]
+    message = orjson.loads(sync_notices("a", _rows(sent), [])[0])
+    asked: list[tuple[str, bool]] = []
+
+    def keeps(conversation_id: str, held: bool) -> bool:
+        asked.append((conversation_id, held))
+        return held or conversation_id == "conv_0003"
+
+    assert [r.conversation.id for r in committed_elsewhere(message, keeps)] == ["conv_0001", "conv_0003"]
+    assert asked == [("conv_0001", True), ("conv_0002", False), ("conv_0003", False)]
+
+
+def test_a_relay_passes_on_what_others_send_and_not_its_own_sync_messages() -> None:
+    heard: list[dict[str, object]] = []
+    relay = PgRelay("postgresql://127.0.0.1/none", "instance-a", heard.append)
+    own = sync_notices("instance-a", _rows([_conversation(1)]), [])[0]
+    other = sync_notices("instance-b", _rows([_conversation(1)]), [])[0]
+    push = orjson.dumps({"kind": "push", "agent_id": "agent_1", "origin": "instance-b"}).decode()
+    own_push = orjson.dumps({"kind": "push", "agent_id": "agent_1", "origin": "instance-a"}).decode()
+    assert own.startswith(relay._own_sync)  # skipped before it is parsed
+    for payload in (own, other, push, own_push):
+        relay._received(None, 0, "tierdesk_events", payload)
+    assert [(m["kind"], m["origin"]) for m in heard] == [("sync", "instance-b"), ("push", "instance-b")]

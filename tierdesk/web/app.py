@@ -370,8 +370,9 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
             elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
                 revalidating.add(asyncio.create_task(sockets.revalidate(app[keys.ACCOUNTS].live_token_hashes)))
             elif message.get("kind") == "sync" and keys.DESK in app:
-                app[keys.DESK].changed_elsewhere(*(_ids(message.get(k)) for k in ("conversations", "held", "agents")),
-                                                 committed_elsewhere(message))
+                desk = app[keys.DESK]
+                desk.changed_elsewhere(*(_ids(message.get(k)) for k in ("conversations", "held", "agents")),
+                                       committed_elsewhere(message, desk.keeps))
 
         def reconnected() -> None:
             if keys.DESK in app:
