@@ -37,8 +37,8 @@ from router.changes import CommittedElsewhere
 from .rows import (
     CONVERSATION_HANDOFF_ID,
     CONVERSATION_STATUS,
-    HELD_STATUSES,
     CONVERSATION_TALLY,
+    HELD_STATUSES,
     BatchRows,
     Row,
     conversation_from_rows,
