@@ -74,6 +74,12 @@ class SqliteConversationKeys:
         if self._build is not None:
             await asyncio.shield(self._build)
 
+    def surely_absent(self, key: Key) -> bool:
+        """Whether the filter rules the key out: then the look-up needs no
+        query, nor a turn of the event loop waiting with others for one."""
+        known = self._filter
+        return known is not None and not known.full and key not in known
+
     async def existing(self, keys: list[Key]) -> set[Key]:
         known = self._filter
         if known is None or known.full:
@@ -168,6 +174,9 @@ class PostgresConversationKeys:
         self._held = HeldConnection(engines.read)
         self._lock = asyncio.Lock()  # one query at a time on the one connection
         self.queries = 0
+
+    def surely_absent(self, key: Key) -> bool:
+        return False  # another instance may have created it
 
     async def existing(self, keys: list[Key]) -> set[Key]:
         import asyncpg

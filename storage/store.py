@@ -144,7 +144,10 @@ class SqlStore:
         # Concurrent requests' look-ups share one query: under load, most
         # messages start a conversation the database has never seen, and a
         # round trip each would cap the service at the read pool's pace.
-        return await self._conversation_loader.get((channel_id, external_id))
+        key = (channel_id, external_id)
+        if self._conversation_keys.surely_absent(key):
+            return None
+        return await self._conversation_loader.get(key)
 
     async def _load_conversations(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Conversation]:
         # Mostly new conversations: ask cheaply which exist, load only those.
