@@ -18,9 +18,9 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import structlog
 
@@ -49,30 +49,21 @@ def _by_channel(keys: Iterable[Key]) -> dict[str, list[str]]:
     return grouped
 
 
-class SqliteConversationKeys:
-    """On SQLite, whose one writer is this process, a filter of every stored
-    key (storage/key_filter.py) answers most questions without the hop."""
+class StoredKeys:
+    """A filter of every stored conversation key (storage/key_filter.py):
+    built from a scan of the table, kept up to date by note(), rebuilt four
+    times larger once outgrown. A key it rules out needs no query."""
 
-    # The filter is sized for at least this many keys (1.2 MB), and rebuilt
-    # four times larger once outgrown.
+    # The filter is sized for at least this many keys (1.2 MB).
     MIN_CAPACITY = 1_000_000
 
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._conn: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-lookup")
+    def __init__(self, scan: Callable[[int], Awaitable[KeyFilter]]) -> None:
+        """``scan(capacity)``: a filter of every key stored now."""
+        self._scan = scan
         self._filter: KeyFilter | None = None
         # Keys noted while a build scans the table, added to what it built.
         self._noted: list[Key] | None = None
         self._build: asyncio.Task[None] | None = None
-        self.queries = 0  # look-ups that went to the database
-
-    async def prepare(self) -> None:
-        """Builds the filter (before serving: until it is built, every
-        look-up goes to the database)."""
-        self._start_build()
-        if self._build is not None:
-            await asyncio.shield(self._build)
 
     def surely_absent(self, key: Key) -> bool:
         """Whether the filter rules the key out: then the look-up needs no
@@ -80,14 +71,89 @@ class SqliteConversationKeys:
         known = self._filter
         return known is not None and not known.full and key not in known
 
-    async def existing(self, keys: list[Key]) -> set[Key]:
+    def maybe_stored(self, keys: list[Key]) -> list[Key]:
+        """The keys the filter cannot rule out (all of them until it is built)."""
         known = self._filter
         if known is None or known.full:
-            self._start_build()
-        if known is not None:
-            keys = [k for k in keys if k in known]
-            if not keys:
-                return set()
+            self.start_build()
+        return keys if known is None else [k for k in keys if k in known]
+
+    def note(self, keys: Iterable[Key]) -> None:
+        """Keys whose conversations were just written (or refused: they may
+        exist), here or elsewhere. No stored key may ever be missing."""
+        keys = list(keys)
+        if self._filter is not None:
+            self._filter.update(keys)
+        if self._noted is not None:
+            self._noted.extend(keys)
+
+    def forget(self) -> None:
+        """Keys may have been stored without a note (the news of another
+        instance's were lost): nothing is ruled out until a rebuild."""
+        self._filter = None
+        if self._build is not None:
+            self._build.cancel()  # it may have scanned before them
+            self._build = None
+        self.start_build()
+
+    def start_build(self) -> None:
+        if self._build is None:
+            self._noted = []
+            self._build = asyncio.get_running_loop().create_task(self._rebuild(), name="conversation-key-filter")
+
+    async def built(self) -> None:
+        """Waits for the build under way, if any."""
+        if self._build is not None:
+            await asyncio.shield(self._build)
+
+    async def _rebuild(self) -> None:
+        capacity = max(self.MIN_CAPACITY, 4 * (self._filter.count if self._filter is not None else 0))
+        try:
+            built = await self._scan(capacity)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - look-ups go to the database; tried again later
+            log.warning("key_filter_not_built", error=repr(exc))
+            self._noted = None
+            return
+        finally:
+            if self._build is asyncio.current_task():
+                self._build = None
+        built.update(self._noted or ())
+        self._noted = None
+        self._filter = built
+
+    async def close(self) -> None:
+        if self._build is not None:
+            self._build.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._build
+
+
+class SqliteConversationKeys:
+    """On SQLite, whose one writer is this process, a filter of every stored
+    key answers most questions without the hop."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-lookup")
+        self.stored = StoredKeys(self._scan_in_thread)
+        self.queries = 0  # look-ups that went to the database
+
+    async def prepare(self) -> None:
+        """Builds the filter (before serving: until it is built, every
+        look-up goes to the database)."""
+        self.stored.start_build()
+        await self.stored.built()
+
+    def surely_absent(self, key: Key) -> bool:
+        return self.stored.surely_absent(key)
+
+    async def existing(self, keys: list[Key]) -> set[Key]:
+        keys = self.stored.maybe_stored(keys)
+        if not keys:
+            return set()
         self.queries += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._thread, self._query, keys)
@@ -95,38 +161,16 @@ class SqliteConversationKeys:
             raise Unavailable("the database is unavailable; retry") from exc
 
     def note(self, keys: Iterable[Key]) -> None:
-        """Keys whose conversations were just written (or refused: they may
-        exist). Called after every write, so no stored key is ever missing."""
-        keys = list(keys)
-        if self._filter is not None:
-            self._filter.update(keys)
-        if self._noted is not None:
-            self._noted.extend(keys)
-
-    def _start_build(self) -> None:
-        if self._build is None:
-            self._noted = []
-            self._build = asyncio.get_running_loop().create_task(self._rebuild(), name="conversation-key-filter")
-
-    async def _rebuild(self) -> None:
-        capacity = max(self.MIN_CAPACITY, 4 * (self._filter.count if self._filter is not None else 0))
-        try:
-            built = await asyncio.get_running_loop().run_in_executor(self._thread, self._scan, capacity)
-        except sqlite3.Error as exc:
-            log.warning("key_filter_not_built", error=repr(exc))  # look-ups go to the database; tried again later
-            self._noted = None
-            return
-        finally:
-            self._build = None
-        built.update(self._noted or ())
-        self._noted = None
-        self._filter = built
+        self.stored.note(keys)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA busy_timeout=10000")
         return self._conn
+
+    async def _scan_in_thread(self, capacity: int) -> KeyFilter:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._scan, capacity)
 
     def _scan(self, capacity: int) -> KeyFilter:
         conn = self._connection()
@@ -147,10 +191,7 @@ class SqliteConversationKeys:
         return found
 
     async def close(self) -> None:
-        if self._build is not None:
-            self._build.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._build
+        await self.stored.close()
 
         def _close() -> None:
             if self._conn is not None:
@@ -162,25 +203,40 @@ class SqliteConversationKeys:
 
 
 class PostgresConversationKeys:
-    """No filter: other instances create conversations too, and a message
-    can reach this one before the notice of its conversation does. The
-    question goes out on a connection of its own (storage/engine.py's
+    """The question goes out on a connection of its own (storage/engine.py's
     HeldConnection): one round trip, not a pool check-out's ping and then
-    the query. Questions come one at a time (storage/batch_loader.py)."""
+    the query. Questions come one at a time (storage/batch_loader.py).
+
+    Other instances create conversations too, so a filter of the stored keys
+    is kept only from when a relay listens that says which keys they store
+    (``listening``, storage/notify.py's created_keys). A message can
+    still reach this instance before the news of its conversation does:
+    then this instance starts the conversation anew, the database refuses
+    the second one, the key is noted and the message decided again on the
+    stored conversation, as when two instances start one at once."""
 
     SQL = "SELECT external_id FROM conversations WHERE channel_id = $1 AND external_id = ANY($2::text[])"
+    # Rows per fetch while a build scans the table: the filter grows between
+    # two event-loop steps, a few milliseconds each.
+    SCAN_ROWS = 2000
 
     def __init__(self, engines: Engines) -> None:
+        self._engines = engines
         self._held = HeldConnection(engines.read)
         self._lock = asyncio.Lock()  # one query at a time on the one connection
+        self.stored: StoredKeys | None = None
         self.queries = 0
 
     def surely_absent(self, key: Key) -> bool:
-        return False  # another instance may have created it
+        return self.stored is not None and self.stored.surely_absent(key)
 
     async def existing(self, keys: list[Key]) -> set[Key]:
         import asyncpg
 
+        if self.stored is not None:
+            keys = self.stored.maybe_stored(keys)
+            if not keys:
+                return set()
         self.queries += 1
         async with self._lock:
             try:
@@ -199,13 +255,44 @@ class PostgresConversationKeys:
             found.update((channel_id, r[0]) for r in rows)
         return found
 
+    async def _scan(self, capacity: int) -> KeyFilter:
+        # A connection of its own: the look-ups go on meanwhile.
+        held = HeldConnection(self._engines.read)
+        try:
+            raw = await held.driver()
+            async with raw.transaction(readonly=True):
+                count = await raw.fetchval("SELECT count(*) FROM conversations")
+                built = KeyFilter(max(capacity, 4 * count))
+                cursor = await raw.cursor("SELECT channel_id, external_id FROM conversations")
+                while rows := await cursor.fetch(self.SCAN_ROWS):
+                    built.update((r[0], r[1]) for r in rows)
+            return built
+        finally:
+            await held.drop()
+
     async def prepare(self) -> None:
         pass
 
+    async def listening(self) -> None:
+        """The relay listens: from now on no key another instance stores
+        goes unnoted, so the filter can be built."""
+        if self.stored is None:
+            self.stored = StoredKeys(self._scan)
+        self.stored.start_build()
+        await self.stored.built()
+
     def note(self, keys: Iterable[Key]) -> None:
-        pass
+        if self.stored is not None:
+            self.stored.note(keys)
+
+    def missed(self) -> None:
+        """The relay was away: keys stored elsewhere meanwhile went unnoted."""
+        if self.stored is not None:
+            self.stored.forget()
 
     async def close(self) -> None:
+        if self.stored is not None:
+            await self.stored.close()
         await self._held.drop()
 
 

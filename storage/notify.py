@@ -17,7 +17,11 @@ its handoff's row if the commit wrote that, and the version the change
 was decided on): another instance takes it from there instead of reading
 it back, which every handoff made elsewhere cost each instance (a pool
 check-out, a query, a rollback) before 2026-12-05. The ids are listed as
-well, for what does not fit and for instances of earlier versions.
+well, for what does not fit and for instances of earlier versions. The
+keys (channel, the channel's conversation id) of the conversations it
+stored for the first time are listed too: an instance rules a key out
+without a query only while it has heard of every one stored
+(storage/lookup.py).
 """
 
 from __future__ import annotations
@@ -56,23 +60,28 @@ def sync_notices(origin: str, rows: BatchRows, agents: Sequence[str]) -> list[st
     """The sync messages for one commit of ``rows``, each under MAX_PAYLOAD
     bytes: the conversations' ids (``held``: those the human tier holds now,
     which every instance keeps in memory, to route and list them), each as
-    committed unless it alone would not fit, and the agents' ids."""
+    committed unless it alone would not fit, the keys of those stored for
+    the first time, and the agents' ids."""
     notices: list[str] = []
     budget = MAX_PAYLOAD - 200 - len(origin)
-    part: dict[str, list[Any]] = {"conversations": [], "held": [], "agents": [], "committed": []}
+    fields = ("conversations", "held", "created", "agents", "committed")
+    part: dict[str, list[Any]] = {f: [] for f in fields}
     size = 0
 
     def flush() -> None:
         nonlocal part, size
         # Begins with _sync_prefix(origin): the sender skips its own unread.
         notices.append(orjson.dumps({"kind": "sync", "origin": origin, **part}).decode())
-        part, size = {"conversations": [], "held": [], "agents": [], "committed": []}, 0
+        part, size = {f: [] for f in fields}, 0
 
     held = set(rows.held())
     handoffs = {h[0]: h for h in rows.handoffs}
     for row, base in zip(rows.conversations, rows.conversation_bases, strict=True):
         cid = row[0]
         n = (len(cid) + 3) * (2 if cid in held else 1)
+        created = [row[1], row[2]] if base == 0 else None
+        if created is not None:
+            n += len(orjson.dumps(created)) + 1
         entry: bytes | None = _committed_entry(base, row, handoffs.get(row[CONVERSATION_HANDOFF_ID]))
         if n + len(entry) + 1 > budget:
             entry = None  # read back by id
@@ -83,6 +92,8 @@ def sync_notices(origin: str, rows: BatchRows, agents: Sequence[str]) -> list[st
         part["conversations"].append(cid)
         if cid in held:
             part["held"].append(cid)
+        if created is not None:
+            part["created"].append(created)
         if entry is not None:
             part["committed"].append(orjson.Fragment(entry))
         size += n
@@ -105,6 +116,13 @@ def _committed_entry(base: int, row: Row, handoff: Row | None) -> bytes:
     if tally is not None:  # JSON text already: embedded as it is, not quoted
         row = (*row[:CONVERSATION_TALLY], orjson.Fragment(tally), *row[CONVERSATION_TALLY + 1:])
     return orjson.dumps([base, row, handoff])
+
+
+def created_keys(message: dict[str, Any]) -> list[tuple[str, str]]:
+    """The conversation keys a sync message says were stored for the first time."""
+    created = message.get("created")
+    return [(k[0], k[1]) for k in created if isinstance(k, list) and len(k) == 2
+            and isinstance(k[0], str) and isinstance(k[1], str)] if isinstance(created, list) else []
 
 
 def committed_elsewhere(message: dict[str, Any],

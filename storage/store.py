@@ -36,7 +36,7 @@ from .engine import Engines
 from .errors import Unstorable
 from .group_commit import GroupCommitter
 from .lease import SweepLease
-from .lookup import conversation_keys
+from .lookup import PostgresConversationKeys, conversation_keys
 from .pg_writer import PgWriter
 from .rows import CapacityRefused, ConversationChanged
 from .sqlite_writer import SqliteWriter
@@ -71,6 +71,21 @@ class SqlStore:
             await self._sqlite.start()
         await self._conversation_keys.prepare()
 
+    async def relay_listening(self) -> None:
+        """PostgreSQL: the relay listens, and will pass on, through
+        stored_elsewhere, every key other instances store from now on."""
+        if isinstance(self._conversation_keys, PostgresConversationKeys):
+            await self._conversation_keys.listening()
+
+    def stored_elsewhere(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Conversation keys another instance stored (storage/notify.py, created_keys)."""
+        self._conversation_keys.note(keys)
+
+    def relay_missed(self) -> None:
+        """The relay was away: keys stored elsewhere meanwhile went unnoted."""
+        if isinstance(self._conversation_keys, PostgresConversationKeys):
+            self._conversation_keys.missed()
+
     async def close(self) -> None:
         await self.committer.close()
         if self._sqlite is not None:
@@ -91,16 +106,17 @@ class SqlStore:
 
     async def _write_batch(self, batch: Sequence[Changes]) -> list[bool]:
         try:
-            if self._sqlite is not None:
-                try:
+            try:
+                if self._sqlite is not None:
                     return await self._sqlite.write(batch)
-                finally:
-                    # Written or refused (then they may exist): either way
-                    # the look-up must ask the database about them from now on.
-                    self._conversation_keys.note(
-                        (s.channel_id, s.external_id) for c in batch for s in c.conversations.values())
-            assert self._postgresql is not None
-            return await self._postgresql.write(batch)
+                assert self._postgresql is not None
+                return await self._postgresql.write(batch)
+            finally:
+                # New conversations, written or refused (then they may exist
+                # all the same): either way the look-up asks the database
+                # about them from now on. Older ones were stored before.
+                self._conversation_keys.note(
+                    (s.channel_id, s.external_id) for c in batch for s in c.conversations.values() if s.version == 1)
         except CapacityRefused as e:
             raise CapacityExceeded(f"agent {e.agent_id!r} would exceed capacity") from e
         except ConversationChanged as e:

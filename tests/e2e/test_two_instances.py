@@ -345,3 +345,39 @@ async def test_each_reply_is_posted_once_though_both_instances_deliver(aiohttp_c
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.5)  # time for a second POST of any of them, if one were coming
     assert sorted(posts) == sorted(replies)
+
+
+async def test_a_conversation_started_on_one_instance_is_found_by_the_other_which_asks_nothing_of_new_ones(
+        aiohttp_client, pg_url, clock, demo_model) -> None:
+    from tierdesk.web import keys
+
+    one = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    two = await _instance(aiohttp_client, pg_url, clock, demo_model)
+    channel = await one.admin("POST", "/v1/admin/channels", json={"name": "web"}, expect=201)
+    one.channel_token = two.channel_token = channel["token"]
+    looked_up = two.app[keys.STORE]._conversation_keys
+    desk = two.app[keys.DESK]
+
+    # The bot tier answers it: instance two keeps nothing of it in memory.
+    assert (await one.send("c1", "how do I reset my password", message_id="m1"))["action"] == "answer"
+
+    async def two_heard_of_it() -> bool:
+        return not looked_up.surely_absent((channel["id"], "c1"))
+
+    assert await _eventually(two_heard_of_it)
+    # Its next message through the other instance goes on with it: no
+    # second conversation started and refused, no decision made again.
+    asked = looked_up.queries
+    assert (await two.send("c1", "do you ship internationally", message_id="m2"))["action"] == "answer"
+    assert desk.decided_again == 0 and looked_up.queries == asked + 1
+    from sqlalchemy import func, select
+
+    from storage import tables as t
+
+    async with two.app[keys.ENGINES].read.connect() as conn:
+        stored = (await conn.execute(select(func.count()).select_from(t.conversations))).scalar_one()
+    assert stored == 1
+    # A new conversation there costs no query at all (a 1 % false positive aside).
+    for i in range(10):
+        await two.send(f"new{i}", BILLING, message_id=f"n{i}")
+    assert looked_up.queries - asked - 1 <= 1

@@ -485,6 +485,40 @@ async def test_a_key_stored_behind_sqlites_back_costs_one_refusal_then_is_found(
             await s.engines.dispose()
 
 
+async def test_postgresql_rules_keys_out_only_while_its_relay_says_which_others_store(pg_url: str) -> None:
+    store, other = SqlStore(create_engines(pg_url), origin="here"), SqlStore(create_engines(pg_url), origin="there")
+    try:
+        await store.prepare()
+        keys = store._conversation_keys
+        await store.commit(message_changes("c1", "x1", "m1"))
+        # Without a relay, other instances' keys would go unnoted: ask.
+        assert not keys.surely_absent(("ch", "new1"))
+        await store.relay_listening()
+        assert keys.surely_absent(("ch", "new1")) and not keys.surely_absent(("ch", "x1"))
+        asked = keys.queries
+        assert await store.load_conversation("ch", "new1") is None
+        assert keys.queries == asked
+        # Another instance stores one, and its sync message says so.
+        await other.commit(message_changes("c2", "x2", "m2"))
+        store.stored_elsewhere([("ch", "x2")])
+        found = await store.load_conversation("ch", "x2")
+        assert found is not None and found.id == "c2"
+        # Stored while the relay was away: once it is back, nothing is ruled
+        # out until the stored keys are read again, which finds it.
+        await other.commit(message_changes("c3", "x3", "m3"))
+        assert keys.surely_absent(("ch", "x3"))  # unheard of: the case the database's refusal covers
+        store.relay_missed()
+        assert not keys.surely_absent(("ch", "x3"))
+        await store.relay_listening()
+        found = await store.load_conversation("ch", "x3")
+        assert found is not None and found.id == "c3"
+        assert keys.surely_absent(("ch", "new1"))
+    finally:
+        for s in (store, other):
+            await s.close()
+            await s.engines.dispose()
+
+
 async def test_a_histogram_stored_without_bounds_is_added_to_and_read_with_its_bins_edges(store: SqlStore) -> None:
     """Histograms written before the least and greatest sample were kept
     (no format byte, no bounds) are read and added to where they lie."""

@@ -9,7 +9,7 @@ import orjson
 from router.changes import Changes
 from router.model import Conversation, ConversationStatus, Customer, Handoff, HandoffReason
 from router.rollups import ConversationTally
-from storage.notify import MAX_PAYLOAD, PgRelay, committed_elsewhere, sync_notices
+from storage.notify import MAX_PAYLOAD, PgRelay, committed_elsewhere, created_keys, sync_notices
 from storage.rows import BatchRows, ChangeRows
 
 
@@ -55,6 +55,8 @@ def test_each_conversation_comes_back_as_committed_and_every_notice_fits() -> No
     assert [i for m in messages for i in m["conversations"]] == [c.id for c in sent]
     assert [i for m in messages for i in m["held"]] == [c.id for c in sent if c.handoff is not None]
     assert [i for m in messages for i in m["agents"]] == ["agent_1", "agent_2"]
+    # Stored for the first time (decided on version 0): conversation 1 only.
+    assert [k for m in messages for k in created_keys(m)] == [("web", "c1")]
     received = [c for m in messages for c in committed_elsewhere(m)]
     assert [_fields(r.conversation) for r in received] == [_fields(c) for c in sent]
     assert [r.base_version for r in received] == [c.version - 1 for c in sent]
@@ -85,6 +87,8 @@ def test_what_does_not_read_as_this_version_writes_it_is_left_to_be_read_by_id()
     entries.append([1, ["too", "short"], None])
     assert [r.conversation.id for r in committed_elsewhere(message)] == ["conv_0003"]
     assert committed_elsewhere({"kind": "sync", "conversations": ["conv_0001"]}) == []  # an earlier version's
+    assert created_keys({"created": [["web", "c1"], ["web"], [1, "c2"], "web/c3"]}) == [("web", "c1")]
+    assert created_keys({"kind": "sync"}) == []
 
 
 def test_only_the_conversations_the_receiver_keeps_are_built() -> None:

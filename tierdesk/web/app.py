@@ -27,7 +27,7 @@ from storage.alerts import AlertStore
 from storage.engine import create_engines
 from storage.faq import FaqRepository
 from storage.history import HandoffHistory
-from storage.notify import PgRelay, committed_elsewhere
+from storage.notify import PgRelay, committed_elsewhere, created_keys
 from storage.outbox import Outbox
 from storage.people import People
 from storage.store import SqlStore
@@ -359,6 +359,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     revalidating: set[asyncio.Task[int]] = set()
     if app[keys.ENGINES].dialect == "postgresql":
         sockets = app[keys.SOCKETS]
+        store = app[keys.STORE]
 
         def received(message: dict[str, Any]) -> None:
             if message.get("kind") in ("push", "signed_out"):
@@ -369,17 +370,23 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
                 app[keys.SUPERVISOR_SOCKETS].from_relay(message)
             elif message.get("kind") == "revoked" and keys.ACCOUNTS in app:
                 revalidating.add(asyncio.create_task(sockets.revalidate(app[keys.ACCOUNTS].live_token_hashes)))
-            elif message.get("kind") == "sync" and keys.DESK in app:
-                desk = app[keys.DESK]
-                desk.changed_elsewhere(*(_ids(message.get(k)) for k in ("conversations", "held", "agents")),
-                                       committed_elsewhere(message, desk.keeps))
+            elif message.get("kind") == "sync":
+                store.stored_elsewhere(created_keys(message))
+                if keys.DESK in app:
+                    desk = app[keys.DESK]
+                    desk.changed_elsewhere(*(_ids(message.get(k)) for k in ("conversations", "held", "agents")),
+                                           committed_elsewhere(message, desk.keeps))
 
         def reconnected() -> None:
+            # Changes were missed: read everything afresh, and rule out no
+            # conversation key until the stored ones are read again.
+            store.relay_missed()
             if keys.DESK in app:
-                app[keys.DESK].invalidate()  # changes were missed: read everything afresh
+                app[keys.DESK].invalidate()
 
         relay = PgRelay(app[keys.SETTINGS].database_url, app[keys.ORIGIN], received, reconnected)
         await relay.start()
+        await store.relay_listening()
         sockets.relay = relay.publish
         app[keys.CUSTOMER_SOCKETS].relay = relay.publish
         app[keys.SUPERVISOR_SOCKETS].relay = relay.publish
