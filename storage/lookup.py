@@ -273,22 +273,23 @@ class PostgresConversationKeys:
     async def prepare(self) -> None:
         pass
 
-    async def listening(self) -> None:
-        """The relay listens: from now on no key another instance stores
-        goes unnoted, so the filter can be built."""
+    def listening(self) -> None:
+        """The relay listens (again): from now on no key another instance
+        stores goes unnoted, so the filter is built (again: while the relay
+        was away some may have been)."""
         if self.stored is None:
             self.stored = StoredKeys(self._scan)
-        self.stored.start_build()
-        await self.stored.built()
+            self.stored.start_build()
+        else:
+            self.stored.forget()
+
+    async def built(self) -> None:
+        if self.stored is not None:
+            await self.stored.built()
 
     def note(self, keys: Iterable[Key]) -> None:
         if self.stored is not None:
             self.stored.note(keys)
-
-    def missed(self) -> None:
-        """The relay was away: keys stored elsewhere meanwhile went unnoted."""
-        if self.stored is not None:
-            self.stored.forget()
 
     async def close(self) -> None:
         if self.stored is not None:

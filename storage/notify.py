@@ -174,6 +174,10 @@ class PgRelay:
         self._sending = asyncio.Lock()
         self.relayed = 0
 
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
     async def start(self, wait: float = 5.0) -> None:
         """Starts listening, waiting up to ``wait`` seconds for it: what is
         loaded after that misses no message. A connection made later calls

@@ -71,20 +71,21 @@ class SqlStore:
             await self._sqlite.start()
         await self._conversation_keys.prepare()
 
-    async def relay_listening(self) -> None:
-        """PostgreSQL: the relay listens, and will pass on, through
-        stored_elsewhere, every key other instances store from now on."""
+    def relay_listening(self) -> None:
+        """PostgreSQL: the relay listens (again), and passes on, through
+        stored_elsewhere, every key other instances store from now on: the
+        filter of stored keys is built (again; conversation_keys_built)."""
         if isinstance(self._conversation_keys, PostgresConversationKeys):
-            await self._conversation_keys.listening()
+            self._conversation_keys.listening()
+
+    async def conversation_keys_built(self) -> None:
+        """Waits for the filter of stored keys a relay_listening started."""
+        if isinstance(self._conversation_keys, PostgresConversationKeys):
+            await self._conversation_keys.built()
 
     def stored_elsewhere(self, keys: Iterable[tuple[str, str]]) -> None:
         """Conversation keys another instance stored (storage/notify.py, created_keys)."""
         self._conversation_keys.note(keys)
-
-    def relay_missed(self) -> None:
-        """The relay was away: keys stored elsewhere meanwhile went unnoted."""
-        if isinstance(self._conversation_keys, PostgresConversationKeys):
-            self._conversation_keys.missed()
 
     async def close(self) -> None:
         await self.committer.close()

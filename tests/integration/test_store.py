@@ -493,7 +493,8 @@ async def test_postgresql_rules_keys_out_only_while_its_relay_says_which_others_
         await store.commit(message_changes("c1", "x1", "m1"))
         # Without a relay, other instances' keys would go unnoted: ask.
         assert not keys.surely_absent(("ch", "new1"))
-        await store.relay_listening()
+        store.relay_listening()
+        await store.conversation_keys_built()
         assert keys.surely_absent(("ch", "new1")) and not keys.surely_absent(("ch", "x1"))
         asked = keys.queries
         assert await store.load_conversation("ch", "new1") is None
@@ -503,13 +504,13 @@ async def test_postgresql_rules_keys_out_only_while_its_relay_says_which_others_
         store.stored_elsewhere([("ch", "x2")])
         found = await store.load_conversation("ch", "x2")
         assert found is not None and found.id == "c2"
-        # Stored while the relay was away: once it is back, nothing is ruled
-        # out until the stored keys are read again, which finds it.
+        # Stored while the relay was away: once it listens again, nothing is
+        # ruled out until the stored keys are read again, which finds it.
         await other.commit(message_changes("c3", "x3", "m3"))
         assert keys.surely_absent(("ch", "x3"))  # unheard of: the case the database's refusal covers
-        store.relay_missed()
+        store.relay_listening()
         assert not keys.surely_absent(("ch", "x3"))
-        await store.relay_listening()
+        await store.conversation_keys_built()
         found = await store.load_conversation("ch", "x3")
         assert found is not None and found.id == "c3"
         assert keys.surely_absent(("ch", "new1"))

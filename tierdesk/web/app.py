@@ -378,15 +378,17 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
                                            committed_elsewhere(message, desk.keeps))
 
         def reconnected() -> None:
-            # Changes were missed: read everything afresh, and rule out no
-            # conversation key until the stored ones are read again.
-            store.relay_missed()
+            # Changes were missed: read everything afresh, and the stored
+            # conversation keys too (none is ruled out meanwhile).
+            store.relay_listening()
             if keys.DESK in app:
                 app[keys.DESK].invalidate()
 
         relay = PgRelay(app[keys.SETTINGS].database_url, app[keys.ORIGIN], received, reconnected)
         await relay.start()
-        await store.relay_listening()
+        if relay.listening:  # else once it does (reconnected)
+            store.relay_listening()
+            await store.conversation_keys_built()
         sockets.relay = relay.publish
         app[keys.CUSTOMER_SOCKETS].relay = relay.publish
         app[keys.SUPERVISOR_SOCKETS].relay = relay.publish
