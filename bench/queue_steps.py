@@ -70,7 +70,7 @@ def main() -> int:
     finally:
         T.stop_servers(servers)
         if cli.probe_steps and Path(cli.probe_steps).exists():
-            probed = read_probe(Path(cli.probe_steps))
+            probed = read_probe([Path(cli.probe_steps)])
             print(f"every step timed: {probed['steps_timed']:,} steps; the longest, CPU ms (of it the collector's):")
             for step in probed["slowest"]:
                 print(f"  {step['cpu_ms']:7.2f} ({step['gc_ms']:.2f})  {step['what']}")

@@ -259,7 +259,10 @@ def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict
     if args.step_probe:
         log("the event loop's steps, each timed (bench/step_probe.py), on the databases as the runs left them")
         for tg in tierdesk:
-            if tg.name in ("sqlite", "postgresql"):
+            # The workers' processes are started by the supervisor, out of
+            # the probe's reach; the instances are the same code, each a
+            # process of its own.
+            if tg.name in ("sqlite", "postgresql", "postgresql-instances"):
                 tg.out["steps_probed"] = probe_steps(args, tg.name, tmp, models, db_urls[tg.name], tag)
     for tg in every:
         if not tg.is_tierdesk:

@@ -30,21 +30,29 @@ def probe_argv(out: Path) -> list[str]:
     return [sys.executable, str(BENCH / "step_probe.py"), str(out), "serve"]
 
 
-def read_probe(out: Path) -> dict[str, Any]:
-    report = json.loads(out.read_text())
-    slowest = report["slowest"]
-    return {"steps_timed": report["steps"], "histogram_ms": report["histogram"],
-            "longest_step_ms": slowest[0]["cpu_ms"] if slowest else None, "slowest": slowest[:SHOWN]}
+def read_probe(outs: list[Path]) -> dict[str, Any]:
+    """The probes' reports, one per process of the target, as one."""
+    reports = [json.loads(out.read_text()) for out in outs]
+    slowest = sorted((s for r in reports for s in r["slowest"]), key=lambda s: -s["cpu_ms"])
+    histogram: dict[str, int] = {}
+    for r in reports:
+        for bucket, n in r["histogram"].items():
+            histogram[bucket] = histogram.get(bucket, 0) + n
+    return {"steps_timed": sum(r["steps"] for r in reports), "histogram_ms": histogram,
+            "longest_step_ms": slowest[0]["cpu_ms"] if slowest else None, "slowest": slowest[:SHOWN],
+            "processes": len(reports)}
 
 
 def probe_steps(args: argparse.Namespace, name: str, tmp: Path, models: Path, database_url: str,
                 tag: str) -> dict[str, Any]:
     """FAQ and handoffs saturated, then the FAQ/handoff mix, each for the
-    run's duration, against ``database_url`` as the target left it."""
-    out = tmp / f"steps-{name}.json"
+    run's duration, against ``database_url`` as the target left it; every
+    process of the target probed (several instances: each one)."""
+    out = tmp / f"steps-{name}-{{k}}.json"
     servers: list[Server] = []
     try:
         tg = start_target(args, name, tmp, models, database_url, servers, argv=probe_argv(out))
+        outs = [Path(str(out).replace("{k}", str(k))) for k in range(len(tg.servers))]
         runs = {"faq": measure_saturated(args, tg, "faq", f"{tag}-{name}-steps-faq", args.duration),
                 "handoff": measure_saturated(args, tg, "handoff", f"{tag}-{name}-steps-handoff", args.duration),
                 "mix": measure_open(args, tg, "mix", f"{tag}-{name}-steps-mix", args.mix_rate, tmp,
@@ -52,7 +60,7 @@ def probe_steps(args: argparse.Namespace, name: str, tmp: Path, models: Path, da
         queued = tg.db.capacity()["open_queued"] if tg.db is not None else None
     finally:
         stop_servers(servers)
-    result = read_probe(out) | {
+    result = read_probe(outs) | {
         "queued": queued,
         "runs": {k: {"requests": r.get("requests"), "req_s": r.get("req_s") or r.get("achieved_rate")}
                  for k, r in runs.items()},

@@ -146,7 +146,8 @@ class Target:
 
 def start_target(args: argparse.Namespace, name: str, tmp: Path, models: Path, database_url: str | None,
                  servers: list[Server], argv: list[str] | None = None, tree: Path | None = None) -> Target:
-    """``argv``: in place of `tierdesk serve` (bench/step_probe.py's).
+    """``argv``: in place of `tierdesk serve` (bench/step_probe.py's); a
+    "{k}" in it becomes each instance's number.
     ``tree``: serve the tierdesk of that source tree (a checkout or a git
     worktree) instead of this one: what bench/ab.py and
     bench/cpu_per_message.py compare."""
@@ -172,7 +173,8 @@ def start_target(args: argparse.Namespace, name: str, tmp: Path, models: Path, d
         env = tierdesk_env(args, database_url, admin, models, port) | {"TIERDESK_WORKERS": str(workers)}
         if tree is not None:
             env["PYTHONPATH"] = str(tree)
-        server = Server(name if k == 0 else f"{name}-{k}", argv or tierdesk_argv(), env, port,
+        server_argv = [a.replace("{k}", str(k)) for a in argv] if argv else tierdesk_argv()
+        server = Server(name if k == 0 else f"{name}-{k}", server_argv, env, port,
                         tmp / f"{name}-{k}.log", cwd=tree or ROOT)
         servers.append(server)
         t0 = time.perf_counter()

@@ -56,3 +56,20 @@ def test_steps_before_recording_starts_are_not_counted(tmp_path: Path) -> None:
     finally:
         remove()
     assert probe.steps == 0 and probe.slowest == []
+
+
+def test_the_reports_of_several_processes_read_as_one(tmp_path: Path) -> None:
+    from steps import read_probe
+
+    def report(name: str, steps: int, slowest: list[float]) -> Path:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({
+            "steps": steps, "histogram": {"<= 0.1 ms": steps - len(slowest), "<= 10 ms": len(slowest)},
+            "slowest": [{"cpu_ms": ms, "gc_ms": 0.0, "what": f"{name} step", "at_s": 1.0} for ms in slowest]}))
+        return path
+
+    merged = read_probe([report("one", 100, [4.0, 1.5]), report("two", 50, [6.5, 0.5])])
+    assert merged["processes"] == 2 and merged["steps_timed"] == 150
+    assert merged["longest_step_ms"] == 6.5 and merged["slowest"][0]["what"] == "two step"
+    assert [s["cpu_ms"] for s in merged["slowest"]] == [6.5, 4.0, 1.5, 0.5]
+    assert merged["histogram_ms"] == {"<= 0.1 ms": 146, "<= 10 ms": 4}
