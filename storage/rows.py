@@ -261,8 +261,9 @@ CONVERSATION_TALLY = 16
 
 def conversation_from_rows(c: Sequence[Any], h: Sequence[Any] | None) -> Conversation:
     """The conversation a conversation row and its handoff's row (None: not
-    given) describe; the inverse of conversation_row and handoff_row. The
-    tally may come as its JSON text or already parsed."""
+    given) describe, as written (conversation_row, handoff_row) or as read
+    (their tables' columns are in the same order). The tally may come as
+    its JSON text or already parsed."""
     (cid, channel_id, external_id, customer_id, customer_name, customer_vip, status, created_at, updated_at,
      bot_streak, handoff_count, _handoff_id, _agent_id, version, rating, message_offer, tally) = c
     if isinstance(tally, str):

@@ -8,7 +8,6 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import orjson
 from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,9 +17,7 @@ from router.model import (
     AgentStatus,
     Conversation,
     ConversationStatus,
-    Customer,
     Handoff,
-    HandoffReason,
     Sender,
     Tier,
 )
@@ -38,7 +35,7 @@ from .group_commit import GroupCommitter
 from .lease import SweepLease
 from .lookup import PostgresConversationKeys, conversation_keys
 from .pg_writer import PgWriter
-from .rows import CapacityRefused, ConversationChanged
+from .rows import CapacityRefused, ConversationChanged, conversation_from_rows, handoff_from_row
 from .sqlite_writer import SqliteWriter
 from .statements import Statements
 
@@ -153,7 +150,7 @@ class SqlStore:
                 .where(t.handoffs.c.resolved_at.is_(None))
             )
             rows = (await conn.execute(q)).all()
-            convs = [_conversation_from(r[: len(t.conversations.c)], r[len(t.conversations.c):]) for r in rows]
+            convs = [conversation_from_rows(r[: len(t.conversations.c)], r[len(t.conversations.c):]) for r in rows]
             await self._hydrate(conn, convs)
         return convs
 
@@ -198,7 +195,7 @@ class SqlStore:
                     .outerjoin(t.handoffs, t.handoffs.c.id == t.conversations.c.handoff_id)
                     .where(where)
                 )
-                found += [_conversation_from(row[:n], row[n:] if row[n] is not None else None)
+                found += [conversation_from_rows(row[:n], row[n:] if row[n] is not None else None)
                           for row in (await conn.execute(q)).all()]
             await self._hydrate(conn, found, answers)
         return found
@@ -277,7 +274,7 @@ class SqlStore:
                 .limit(limit)
             )
             rows = (await conn.execute(q)).all()
-        return [_handoff_from(r) for r in rows]
+        return [handoff_from_row(r) for r in rows]
 
     async def leads_idle_sweep(self) -> bool:
         return await self._sweep_lease.held()
@@ -443,27 +440,3 @@ def event_row(e: TrackerEvent) -> dict[str, Any]:
         "at": e.at, "kind": e.kind.value, "channel_id": e.channel_id, "conversation_id": e.conversation_id,
         "message_id": e.message_id, "handoff_id": e.handoff_id, "agent_id": e.agent_id, "data": dict(e.data),
     }
-
-
-def _handoff_from(h: Sequence[Any]) -> Handoff:
-    hh = dict(zip(t.handoffs.c.keys(), h, strict=True))
-    return Handoff(
-        id=hh["id"], conversation_id=hh["conversation_id"], channel_id=hh["channel_id"], seq=hh["seq"],
-        reason=HandoffReason(hh["reason"]), skill=hh["skill"], requested_at=hh["requested_at"],
-        vip=bool(hh["vip"]), agent_id=hh["agent_id"], assigned_at=hh["assigned_at"],
-        first_reply_at=hh["first_reply_at"], resolved_at=hh["resolved_at"], weight=hh["weight"],
-        slots=hh["slots"], left_message=bool(hh["left_message"]),
-    )
-
-
-def _conversation_from(c: Sequence[Any], h: Sequence[Any] | None) -> Conversation:
-    cc = dict(zip(t.conversations.c.keys(), c, strict=True))
-    handoff = None if h is None else _handoff_from(h)
-    return Conversation(
-        id=cc["id"], channel_id=cc["channel_id"], external_id=cc["external_id"],
-        customer=Customer(cc["customer_id"], cc["customer_name"], bool(cc["customer_vip"])),
-        created_at=cc["created_at"], status=ConversationStatus(cc["status"]), updated_at=cc["updated_at"],
-        bot_streak=cc["bot_streak"], handoff_count=cc["handoff_count"], handoff=handoff, version=cc["version"],
-        rating=cc["rating"], message_offer=cc["message_offer"],
-        tally=None if cc["tally"] is None else ConversationTally.restore(cc["channel_id"], orjson.loads(cc["tally"])),
-    )
