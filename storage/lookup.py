@@ -56,6 +56,8 @@ class StoredKeys:
 
     # The filter is sized for at least this many keys (1.2 MB).
     MIN_CAPACITY = 1_000_000
+    # Keys added to a new filter per event-loop step (a few milliseconds).
+    NOTED_PER_STEP = 2000
 
     def __init__(self, scan: Callable[[int], Awaitable[KeyFilter]]) -> None:
         """``scan(capacity)``: a filter of every key stored now."""
@@ -109,19 +111,28 @@ class StoredKeys:
     async def _rebuild(self) -> None:
         capacity = max(self.MIN_CAPACITY, 4 * (self._filter.count if self._filter is not None else 0))
         try:
-            built = await self._scan(capacity)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - look-ups go to the database; tried again later
-            log.warning("key_filter_not_built", error=repr(exc))
+            try:
+                built = await self._scan(capacity)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - look-ups go to the database; tried again later
+                log.warning("key_filter_not_built", error=repr(exc))
+                self._noted = None
+                return
+            # The keys noted while it scanned, a step at a time: a rebuild
+            # while serving (the relay back, the filter outgrown) notes
+            # thousands, and those noted meanwhile join the same list.
+            noted, done = self._noted or [], 0
+            while len(noted) - done > self.NOTED_PER_STEP:
+                built.update(noted[done : done + self.NOTED_PER_STEP])
+                done += self.NOTED_PER_STEP
+                await asyncio.sleep(0)
+            built.update(noted[done:])
             self._noted = None
-            return
+            self._filter = built
         finally:
             if self._build is asyncio.current_task():
                 self._build = None
-        built.update(self._noted or ())
-        self._noted = None
-        self._filter = built
 
     async def close(self) -> None:
         if self._build is not None:
