@@ -57,12 +57,14 @@ def start_tree(args: argparse.Namespace, tree: str, k: int, tmp: Path, models: P
 
 
 def measure(args: argparse.Namespace, tg: Target, mode: str, run_id: str, tmp: Path) -> dict[str, Any]:
-    m0 = scrape(tg.bases) if tg.is_tierdesk else None
+    # With workers, each shows the others' counters a second late: the
+    # scrape waits for them, or a neighbouring run's tail is counted here.
+    m0 = scrape(tg.bases, tg.workers) if tg.is_tierdesk else None
     r = run_loadgen(args, tg.bases, mode=mode, token=tg.token, run_id=run_id, rate=args.rate,
                     duration=args.duration, server_pid=tg.pids, acked_out=tmp / f"{run_id}.ids",
                     db_pids=tg.db_pids())
     if m0 is not None:
-        r.update(metrics_delta(m0, scrape(tg.bases)))
+        r.update(metrics_delta(m0, scrape(tg.bases, tg.workers)))
     per_request(r)
     return r
 
