@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from common import BEGIN, DOC, END, PERF_DOC, PROJ_BEGIN, PROJ_END
-from targets import ALL_TARGETS
+from targets import ALL_TARGETS, SCALE_OUT
 from verdicts import total_cpu_ms
 
 
@@ -42,8 +42,9 @@ ROLES = {
     "postgresql-workers": {"root": "supervisor", "child": "workers"},
     "postgresql-instances": {"root": "instances", "child": "children"},
 }
-LOADS = (("faq", "saturated", "FAQ answer"), ("faq", "half", "FAQ answer"),
-         ("handoff", "saturated", "handoff"), ("handoff", "half", "handoff"), ("mix", "open", "mix"))
+LOADS = (("faq", "saturated", "FAQ answer"), ("faq", "half", "FAQ answer"), ("faq", "share", "FAQ answer"),
+         ("handoff", "saturated", "handoff"), ("handoff", "half", "handoff"), ("handoff", "share", "handoff"),
+         ("mix", "open", "mix"))
 
 
 def by_process(name: str, r: dict[str, Any]) -> str:
@@ -51,6 +52,26 @@ def by_process(name: str, r: dict[str, Any]) -> str:
     parts = [f"{roles[k]} {v:.3f}" for k, v in sorted(r.get("process_cpu_ms_per_req", {}).items(),
                                                        key=lambda kv: kv[0] != "root") if v]
     return ", ".join(parts) or "–"
+
+
+def share_lines(t: dict[str, Any]) -> list[str]:
+    """The scale-out ratio split in two: 2 processes against one at the same
+    rate (the target), and against one at each process's share of it."""
+    lines = []
+    one = t.get("postgresql", {})
+    for name in SCALE_OUT:
+        for path, plabel in (("faq", "FAQ"), ("handoff", "handoff")):
+            many = t.get(name, {}).get(path, {}).get("half")
+            same, share = one.get(path, {}).get("half"), one.get(path, {}).get("share")
+            b, a, alone = total_cpu_ms(many), total_cpu_ms(same), total_cpu_ms(share)
+            if not (a and b and alone):
+                continue
+            lines.append(
+                f"- {t[name].get('label', name)}, {plabel}: {b:.3f} ms per message (server + PostgreSQL) at "
+                f"{many['target_rate']:,.0f}/s; one process {a:.3f} ms at that rate ({b / a:.2f}×, the target's "
+                f"ratio) and {alone:.3f} ms at each process's share, {share['target_rate']:,.0f}/s "
+                f"({b / alone:.2f}×): what one process costs at a lower rate, not what a second one adds")
+    return lines
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -148,6 +169,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"- {name}, every event loop step timed (bench/steps.py: FAQ and handoffs saturated, then the mix, "
                 f"{probed.get('queued') or 0:,} handoffs queued): {probed['steps_timed']:,} steps, the longest: "
                 f"{slowest}")
+    extra += share_lines(t)
     if "bare" in t:
         extra.append(f"- bare: RSS {fmt(t['bare'].get('rss_mib_after_faq'))} MiB")
         bh = t["bare"].get("faq", {}).get("half")

@@ -184,6 +184,19 @@ def rss_mib_all(tg: Target) -> float | None:
     return round(sum(values), 1) if values else None
 
 
+def measure_share(args: argparse.Namespace, targets: dict[str, Target], path: str, tag: str, tmp: Path) -> None:
+    """One process at each scale-out process's share of the rate they were
+    offered: what a process costs per message at that rate alone, so the
+    scale-out ratio's cost of a second process and its cost of a lower rate
+    per process can be told apart (bench/report.py prints both)."""
+    one = targets.get("postgresql")
+    if one is None or not any(n in targets for n in SCALE_OUT):
+        return
+    rate = float(one.out[path]["half"]["target_rate"]) / 2
+    log(f"  the one process at each of 2 processes' share of that rate ({rate:,.0f}/s)")
+    one.out[path]["share"] = measure_open(args, one, path, f"{tag}-{one.name}-{path}-share", rate, tmp)
+
+
 def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict[str, Any],
             servers: list[Server], db_urls: dict[str, str]) -> None:
     tag = results["run_tag"]
@@ -212,6 +225,7 @@ def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict
     for tg in every:
         tg.out["faq"]["half"] = measure_open(args, tg, "faq", f"{tag}-{tg.name}-faq-half",
                                              open_rate(targets, tg, "faq"), tmp)
+    measure_share(args, targets, "faq", tag, tmp)
     prof = targets.get(args.profile_target)
     if args.profile and prof is not None:
         log(f"  profiling tierdesk/{prof.name} (py-spy) during an extra saturated FAQ run ...")
@@ -237,6 +251,7 @@ def run_all(args: argparse.Namespace, names: list[str], tmp: Path, results: dict
             for tg in tierdesk:
                 tg.out["handoff"]["half"] = measure_open(args, tg, "handoff", f"{tag}-{tg.name}-handoff-half",
                                                          open_rate(targets, tg, "handoff"), tmp)
+            measure_share(args, targets, "handoff", tag, tmp)
             log(f"{1 - args.mix_handoff_share:.0%}/{args.mix_handoff_share:.0%} FAQ/handoff mix, open loop at "
                 f"{args.mix_rate:,.0f}/s")
             for tg in tierdesk:

@@ -31,7 +31,7 @@ PATHS = (("faq", "FAQ"), ("handoff", "handoff"))
 
 
 def all_runs(target: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for path in ("faq", "handoff", "mix") for k in ("saturated", "half", "open")
+    return [r for path in ("faq", "handoff", "mix") for k in ("saturated", "half", "share", "open")
             if isinstance(r := target.get(path, {}).get(k), dict)]
 
 

@@ -249,3 +249,22 @@ def test_the_report_shows_every_check_and_the_projection(results: dict[str, Any]
     assert "server 0.100, SQLite writer 0.020" in text
     block = projection_block(results)
     assert "at commit abc1234" in block and block.count("| FAQ answers |") == 3
+
+
+def test_the_report_splits_the_scale_out_ratio_by_the_rate_one_process_was_given(results: dict[str, Any]) -> None:
+    from report import share_lines
+
+    one = results["targets"]["postgresql"]
+    # one process: 0.18 + 0.15 ms at 900/s; alone at 450/s it costs 0.44 ms
+    one["faq"]["share"] = run(0.28, 0.16, rate=450.0)
+    lines = share_lines(results["targets"])
+    assert len(lines) == 2  # FAQ, for the workers and for the instances; no handoff share was measured
+    # 2 workers: 0.198 + 0.165 ms = 0.363 at 900/s
+    assert ("0.363 ms per message (server + PostgreSQL) at 900/s; one process 0.330 ms at that rate (1.10×, "
+            "the target's ratio) and 0.440 ms at each process's share, 450/s (0.82×)") in lines[0]
+    assert lines[0].startswith("- tierdesk PostgreSQL, 2 workers, FAQ:")
+
+
+def test_errors_in_the_run_at_each_process_share_count_as_failed_requests(results: dict[str, Any]) -> None:
+    results["targets"]["postgresql"]["handoff"]["share"] = run(0.3, 0.2, rate=350.0) | {"non2xx": 2}
+    assert failing(results) == ["non-2xx + socket errors + unfinished, all runs"]
