@@ -163,5 +163,7 @@ async def test_a_receiver_that_times_out_gets_the_delivery_again(aiohttp_client,
         api.app[keys.DELIVERY_WAKE]()
         await asyncio.sleep(0.05)
     assert status[0] == "delivered"
-    # The receiver saw the same delivery twice, under the same key: it can drop the repeat.
-    assert calls == [reply["id"], reply["id"]]
+    # The receiver saw the same delivery again, under the same key: it can
+    # drop the repeat. (More than twice when a loaded machine makes a quick
+    # answer miss the 0.2 s timeout too.)
+    assert len(calls) >= 2 and set(calls) == {reply["id"]}
