@@ -4,7 +4,7 @@ store's callers are written against."""
 
 from __future__ import annotations
 
-from router.errors import InvalidInput
+from router.errors import Conflict, InvalidInput
 
 
 class Unstorable(InvalidInput):
@@ -14,3 +14,13 @@ class Unstorable(InvalidInput):
     and only that change fails, never the ones committed beside it."""
 
     code = "unstorable"
+
+
+class SomeRefused(Conflict):
+    """The database refused some of a batch's changes, named by their place
+    in the batch with why; nothing of the batch was written, and the others
+    would go in without them."""
+
+    def __init__(self, refused: dict[int, Conflict]) -> None:
+        super().__init__(f"{len(refused)} change(s) of the batch refused")
+        self.refused = refused

@@ -11,9 +11,11 @@ If a batch fails, every change queued behind it fails too: it may have been
 decided on state that the failed batch was meant to persist. A refusal is
 different: the database said no to one change (an agent's capacity, a
 conversation another instance changed first) and the rest of the batch is
-as valid as it was, so its changes are written again one by one and only
-the refused ones fail; anything decided on a refused change is refused in
-turn by the same guards. So is a change the database cannot store (a value
+as valid as it was. Where the database names the changes it refused
+(PostgreSQL's writer does), those fail and the others are written together
+again; otherwise the changes are written again one by one and only the
+refused ones fail. Anything decided on a refused change is refused in turn
+by the same guards. So is a change the database cannot store (a value
 it has no room for, Unstorable): its batch is written change by change too,
 and only that change fails.
 
@@ -40,7 +42,7 @@ from router.changes import Changes
 from router.ports import DuplicateMessage
 from router.errors import ChangeRefused, Conflict, Unavailable
 
-from .errors import Unstorable
+from .errors import SomeRefused, Unstorable
 
 log = structlog.get_logger(__name__)
 
@@ -134,18 +136,30 @@ class GroupCommitter:
                 await self._linger_a_while()
             batch = self._queue[: self._max_batch]
             del self._queue[: len(batch)]
+            await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[tuple[Changes, asyncio.Future[None]]]) -> None:
+        while batch:
             try:
                 duplicates = await self._write([c for c, _ in batch])
+            except SomeRefused as exc:
+                # The database named the changes it refused: the others are
+                # written together again, not one write each.
+                for i, why in exc.refused.items():
+                    self._refuse(batch[i][1], why)
+                batch = [entry for i, entry in enumerate(batch) if i not in exc.refused]
+                continue
             except (Conflict, Unstorable) as exc:
                 if len(batch) == 1:
                     self._refuse(batch[0][1], exc)
                 else:
                     await self._write_one_by_one(batch)
-                continue
+                return
             except Exception as exc:  # noqa: BLE001 - every other failure fails the batch
                 self._fail(batch, exc)
-                continue
+                return
             self._settle(batch, duplicates)
+            return
 
     async def _linger_a_while(self) -> None:
         loop = asyncio.get_running_loop()

@@ -15,8 +15,8 @@ written over the version it was decided on, every addition to an agent's
 load within capacity and every histogram row written over the counts this
 writer put there, ``tierdesk_refuse()`` raises and the statement rolls
 back. The batch is then written the long way, in a transaction that reads
-before it writes, which sorts out duplicates and says which change was
-refused (the group committer then writes that batch one change at a time).
+before it writes, which sorts out duplicates and names the changes refused
+(the group committer then writes the others together).
 
 Histogram rows are per writer (``metric_histograms.writer``): this writer
 is the only one to add to its rows, so it knows their counts without a
@@ -41,8 +41,8 @@ from router.errors import Unavailable
 
 from .engine import Engines, HeldConnection
 from .notify import sync_notices
-from .rows import (MESSAGE_REPLIED_AT, BatchRows, ChangeRows, RollupKey, agent_rows,
-                   check_capacity, check_conversations, live_changes, touched_agents)
+from .rows import (MESSAGE_REPLIED_AT, BatchRows, ChangeRows, ChangesRefused, RollupKey, agent_rows,
+                   check_capacity, check_conversations, live_changes, refused_changes, touched_agents)
 from .statements import Statements, whole_args
 
 log = structlog.get_logger(__name__)
@@ -171,6 +171,15 @@ class PgWriter:
             self.origin, rows, touched_agents(new_agents, profiles, rows.load))
         moved, conversations = sql.write_rest(conn, rows, self._histogram_rows(conn, rows.histograms, written),
                                               notices)
+        # Each refused change named, so that the others go in with one more
+        # write, not one write each: two instances filling the last free
+        # slots at once refused a change in most batches, and writing those
+        # batches one change at a time held up every request for half a
+        # second (the first burst of handoffs in `make bench`).
+        refused = refused_changes(live, rows, conversations, moved, lambda ids: sql.agent_loads(conn, ids))
+        if refused:
+            places = [i for i, dup in enumerate(duplicates) if not dup]
+            raise ChangesRefused({places[i]: why for i, why in refused.items()})
         check_conversations(rows, conversations)
         check_capacity(rows.load, moved)
         return duplicates

@@ -13,7 +13,7 @@ import copyreg
 import dataclasses
 import operator
 import orjson
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +175,46 @@ class CapacityRefused(Exception):
     def __init__(self, agent_id: str) -> None:
         super().__init__(agent_id)
         self.agent_id = agent_id
+
+
+class ChangesRefused(Exception):
+    """Some of a batch's changes were refused, each named by its place in the
+    batch with why; the batch is rolled back, and the others would go in
+    without them."""
+
+    def __init__(self, refused: dict[int, ConversationChanged | CapacityRefused]) -> None:
+        super().__init__(refused)
+        self.refused = refused
+
+
+def refused_changes(batch: Sequence[ChangeRows], rows: BatchRows, written: set[str], moved: set[str],
+                    loads: Callable[[list[str]], dict[str, tuple[int, int]]]
+                    ) -> dict[int, ConversationChanged | CapacityRefused]:
+    """The changes of a batch (``rows``, of which ``written`` conversations
+    and the load of ``moved`` agents went in) that writing them one by one,
+    in order, would refuse: each touching a conversation another writer
+    changed, and each addition to an agent's load that does not fit over
+    what ``loads`` reads as stored (agent → open count, capacity). Empty
+    when all of them fit after all (the stored loads moved meanwhile)."""
+    refused: dict[int, ConversationChanged | CapacityRefused] = {}
+    changed = {row[0] for row in rows.conversations} - written
+    for i, c in enumerate(batch):
+        hit = next((cid for cid in c.conversations if cid in changed), None)
+        if hit is not None:
+            refused[i] = ConversationChanged(hit)
+    full = sorted({agent_id for agent_id, d in rows.load if d > 0} - moved)
+    stored = loads(full) if full else {}
+    for agent_id in full:
+        count, capacity = stored.get(agent_id, (0, -1))  # no such agent: nothing fits
+        for i, c in enumerate(batch):
+            d = c.load.get(agent_id, 0)
+            if d == 0 or i in refused:
+                continue
+            if d > 0 and count + d > capacity:
+                refused[i] = CapacityRefused(agent_id)
+            else:
+                count = max(count + d, 0)
+    return refused
 
 
 def live_changes(batch: Sequence[ChangeRows], stored: set[str]) -> tuple[list[bool], list[ChangeRows]]:

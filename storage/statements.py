@@ -172,6 +172,13 @@ class Statements:
         result = conn.exec_driver_sql(self._lock_histograms, _columns(rows, len(PG_HISTOGRAM_COLUMNS)))
         return {(hour, channel, stat): counts for hour, channel, stat, counts in result}
 
+    @staticmethod
+    def agent_loads(conn: Connection, agent_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """Each agent's stored open count and capacity."""
+        a = t.agents
+        q = select(a.c.id, a.c.open_count, a.c.capacity).where(a.c.id.in_(agent_ids))
+        return {agent_id: (count, capacity) for agent_id, count, capacity in conn.execute(q)}
+
     def write_rest(self, conn: Connection, rows: BatchRows, histograms: list[tuple[Any, ...]],
                    notices: list[str]) -> tuple[set[str], set[str]]:
         """PostgreSQL: everything of a batch after the inbound messages and the

@@ -30,14 +30,21 @@ from router.errors import CapacityExceeded, Conflict
 from . import tables as t
 from .batch_loader import BatchLoader
 from .engine import Engines
-from .errors import Unstorable
+from .errors import SomeRefused, Unstorable
 from .group_commit import GroupCommitter
 from .lease import SweepLease
 from .lookup import PostgresConversationKeys, conversation_keys
 from .pg_writer import PgWriter
-from .rows import CapacityRefused, ConversationChanged, conversation_from_rows, handoff_from_row
+from .rows import CapacityRefused, ChangesRefused, ConversationChanged, conversation_from_rows, handoff_from_row
 from .sqlite_writer import SqliteWriter
 from .statements import Statements
+
+
+def _refusal(why: CapacityRefused | ConversationChanged) -> Conflict:
+    if isinstance(why, CapacityRefused):
+        return CapacityExceeded(f"agent {why.agent_id!r} would exceed capacity")
+    return Conflict(f"conversation {why.conversation_id!r} was changed by another instance",
+                    code="conversation_changed")
 
 
 class SqlStore:
@@ -115,11 +122,12 @@ class SqlStore:
                 # about them from now on. Older ones were stored before.
                 self._conversation_keys.note(
                     (s.channel_id, s.external_id) for c in batch for s in c.conversations.values() if s.version == 1)
-        except CapacityRefused as e:
-            raise CapacityExceeded(f"agent {e.agent_id!r} would exceed capacity") from e
-        except ConversationChanged as e:
-            raise Conflict(f"conversation {e.conversation_id!r} was changed by another instance",
-                           code="conversation_changed") from e
+        except ChangesRefused as e:
+            if len(batch) == 1:
+                raise _refusal(e.refused[0]) from e
+            raise SomeRefused({i: _refusal(why) for i, why in e.refused.items()}) from e
+        except (CapacityRefused, ConversationChanged) as e:
+            raise _refusal(e) from e
         except sqlite3.IntegrityError as e:  # PostgreSQL's become a Conflict in engine.writing()
             raise Conflict("that would clash with existing data") from e
         except (UnicodeError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError) as e:

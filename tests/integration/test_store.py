@@ -196,6 +196,34 @@ async def test_a_refused_change_fails_alone(store: SqlStore) -> None:
     assert store.committer.refused == 1
 
 
+async def test_postgresql_names_the_refused_changes_and_writes_the_rest_together(pg_url: str) -> None:
+    store = SqlStore(create_engines(pg_url))
+    try:
+        create = Changes()
+        create.new_agents += [AgentProfile("a1", "Ann", frozenset({"billing"}), 1, "online", 0.0),
+                              AgentProfile("a2", "Bob", frozenset({"billing"}), 2, "online", 0.0)]
+        await store.commit(create)
+        changes = [message_changes(f"c{i}", f"x{i}", f"m{i}") for i in range(20)]
+        changes[3].load("a1", +1)
+        changes[5].load("a2", +1)
+        changes[9].load("a1", +1)  # a1's second: over capacity
+        changes[12].load("a2", +1)
+        changes[14].load("a1", -1)  # a1's slot freed...
+        changes[17].load("a1", +1)  # ...and taken: it fits, in order
+        changes[18].load("a2", +1)  # a2's third: over capacity
+        batches = store.committer.batches
+        results = await asyncio.gather(*(store.commit(c) for c in changes), return_exceptions=True)
+        assert [i for i, r in enumerate(results) if isinstance(r, Exception)] == [9, 18]
+        assert all(isinstance(results[i], ChangeRefused) for i in (9, 18))
+        assert await store.count("messages") == 18
+        assert {a.id: a.open_count for a in await store.load_agents()} == {"a1": 1, "a2": 2}
+        # one batch for the eighteen: not a write each
+        assert store.committer.batches - batches == 1 and store.committer.refused == 2
+    finally:
+        await store.close()
+        await store.engines.dispose()
+
+
 async def test_a_change_the_database_rejects_fails_alone(store: SqlStore) -> None:
     # Rejected by a constraint (as a second open handoff of one conversation
     # would be): the changes batched with it are written without it.

@@ -9,19 +9,22 @@ from collections.abc import Sequence
 import pytest
 
 from router.changes import Changes
+from storage.errors import SomeRefused
 from storage.group_commit import GroupCommitter
 from tierdesk.errors import CapacityExceeded, Unavailable
 
 
 class ScriptedWrite:
-    """Writes batches; refuses (a Conflict) any batch holding a change marked
-    refused, fails (the database is away) any holding one marked broken."""
+    """Writes batches; refuses (a Conflict, or naming them) any batch holding
+    a change marked refused, fails (the database is away) any holding one
+    marked broken."""
 
     def __init__(self) -> None:
         self.refused: set[int] = set()
         self.broken: set[int] = set()
         self.written: list[int] = []
         self.batches: list[int] = []
+        self.naming = False  # whether a refusal names the changes refused (as PostgreSQL's writer does)
 
     async def __call__(self, batch: Sequence[Changes]) -> list[bool]:
         await asyncio.sleep(0)
@@ -30,6 +33,9 @@ class ScriptedWrite:
         if self.broken & set(ids):
             raise OSError("connection lost")
         if self.refused & set(ids):
+            if self.naming:
+                raise SomeRefused({i: CapacityExceeded("agent 'a1' would exceed capacity")
+                                   for i, c in enumerate(ids) if c in self.refused})
             raise CapacityExceeded("agent 'a1' would exceed capacity")
         self.written += ids
         return [False] * len(batch)
@@ -51,6 +57,21 @@ async def test_a_refused_change_fails_alone_and_the_rest_of_its_batch_is_written
     assert isinstance(results[3], Unavailable) and "capacity" in str(results[3])
     assert sorted(write.written) == sorted(id(c) for i, c in enumerate(changes) if i != 3)
     assert failures == [] and committer.refused == 1 and committer.generation_floor == 0
+    await committer.close()
+
+
+async def test_changes_the_database_names_as_refused_fail_and_the_rest_is_written_together() -> None:
+    write = ScriptedWrite()
+    write.naming = True
+    committer = GroupCommitter(write)
+    changes = [Changes() for _ in range(7)]
+    write.refused |= {id(changes[2]), id(changes[5])}
+    results = await _all(committer, changes)
+    assert [i for i, r in enumerate(results) if r is not None] == [2, 5]
+    assert all(isinstance(results[i], Unavailable) and "capacity" in str(results[i]) for i in (2, 5))
+    assert sorted(write.written) == sorted(id(c) for i, c in enumerate(changes) if i not in (2, 5))
+    # the batch, then the five others together: no write of one change each
+    assert write.batches == [7, 5] and committer.refused == 2
     await committer.close()
 
 
