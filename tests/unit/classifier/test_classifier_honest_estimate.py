@@ -15,6 +15,7 @@ from classifier.datasets import load_dataset
 
 
 @pytest.mark.datasets
+@pytest.mark.slow
 def test_the_printed_estimate_holds_on_banking77_with_intents_no_one_trained(datasets_dir):
     report = evaluate_as_trained(load_dataset("banking77", datasets_dir), unknown_intents=20, draw=0)
     estimate, test = report["estimate"], report["test"]
