@@ -62,6 +62,11 @@ def small_kb(write_kb) -> KnowledgeBase:
 
 
 @pytest.fixture(scope="session")
+def demo_kb_path() -> Path:
+    return DEMO_KB
+
+
+@pytest.fixture(scope="session")
 def demo_kb() -> KnowledgeBase:
     return load_knowledge_base(DEMO_KB)
 
